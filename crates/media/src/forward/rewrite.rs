@@ -1,0 +1,127 @@
+//! Sequence number and timestamp rewriting for one subscription.
+//!
+//! A subscriber must see one continuous RTP stream even though what we forward to it changes: it may
+//! start in the middle of a publisher's stream (a late joiner), and the source layer may switch. The
+//! rewriter maps each incoming (extended sequence number, RTP time) of the current source onto the
+//! outgoing stream, continuing where the previous source left off. Sequence numbers start below 2^16 so
+//! the subscriber's SRTP rollover counter starts at zero without out-of-band signalling.
+
+/// Per-subscription rewrite state.
+#[derive(Debug, Clone, Default)]
+pub struct Rewriter {
+    /// Offset added to incoming extended sequence numbers of the current source.
+    seq_offset: i64,
+    /// Offset added (mod 2^32) to incoming RTP timestamps of the current source.
+    ts_offset: u32,
+    /// Highest outgoing sequence number so far, and the timestamp sent with it.
+    last_out: Option<(u64, u32)>,
+    /// Set when the next packet begins a new source (first packet ever or a switch).
+    rebase_pending: bool,
+    started: bool,
+}
+
+/// Where a packet goes on the outgoing stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewritten {
+    pub seq: u64,
+    pub ts: u32,
+}
+
+impl Rewriter {
+    pub fn new() -> Self {
+        Self {
+            rebase_pending: true,
+            ..Self::default()
+        }
+    }
+
+    /// The next packet comes from a new source (layer switch or a publisher restart): continue the
+    /// outgoing stream from where it is, `ts_gap` RTP ticks after the last packet sent.
+    pub fn switch_source(&mut self) {
+        self.rebase_pending = true;
+    }
+
+    /// Map one incoming packet. Returns `None` for a packet older than the start of the current source
+    /// (it would go out with a sequence number already used).
+    pub fn rewrite(&mut self, in_seq: u64, in_ts: u32, ts_gap: u32) -> Option<Rewritten> {
+        if self.rebase_pending {
+            self.rebase_pending = false;
+            match self.last_out {
+                None => {
+                    // Start low: the subscriber's SRTP rollover counter starts at zero.
+                    self.seq_offset = i64::from(in_seq as u16) - in_seq as i64;
+                    self.ts_offset = 0;
+                }
+                Some((seq, ts)) => {
+                    self.seq_offset = (seq + 1) as i64 - in_seq as i64;
+                    self.ts_offset = ts.wrapping_add(ts_gap).wrapping_sub(in_ts);
+                }
+            }
+            self.started = true;
+        }
+        let out = in_seq as i64 + self.seq_offset;
+        if out < 0 {
+            return None;
+        }
+        let out = out as u64;
+        if let Some((last, _)) = self.last_out {
+            // Retransmissions and reordering within the current source are fine; anything from before
+            // the current source's first packet would collide with what an earlier source used.
+            if out + 1000 < last {
+                return None;
+            }
+        }
+        let ts = in_ts.wrapping_add(self.ts_offset);
+        match self.last_out {
+            Some((last, _)) if out <= last => {}
+            _ => self.last_out = Some((out, ts)),
+        }
+        Some(Rewritten { seq: out, ts })
+    }
+
+    pub fn has_started(&self) -> bool {
+        self.started
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_packet_starts_below_65536_and_keeps_spacing() {
+        let mut r = Rewriter::new();
+        let a = r.rewrite(5 * 65536 + 100, 1000, 3000).unwrap();
+        assert_eq!(a.seq, 100);
+        assert_eq!(a.ts, 1000);
+        let b = r.rewrite(5 * 65536 + 102, 4000, 3000).unwrap();
+        assert_eq!(b.seq, 102);
+        assert_eq!(b.ts, 4000);
+        // A reordered/retransmitted packet keeps its place.
+        assert_eq!(r.rewrite(5 * 65536 + 101, 4000, 3000).unwrap().seq, 101);
+    }
+
+    #[test]
+    fn switching_source_continues_the_stream() {
+        let mut r = Rewriter::new();
+        r.rewrite(10, 90_000, 3000).unwrap();
+        let last = r.rewrite(11, 93_000, 3000).unwrap();
+        r.switch_source();
+        // The new layer has unrelated numbering.
+        let n = r.rewrite(40_000, 7, 3000).unwrap();
+        assert_eq!(n.seq, last.seq + 1);
+        assert_eq!(n.ts, last.ts + 3000);
+        let n2 = r.rewrite(40_001, 3007, 3000).unwrap();
+        assert_eq!(n2.seq, last.seq + 2);
+        assert_eq!(n2.ts, last.ts + 6000);
+        // A straggler of the new source from before its first packet is refused.
+        assert!(r.rewrite(38_000, 0, 3000).is_none());
+    }
+
+    #[test]
+    fn timestamps_wrap() {
+        let mut r = Rewriter::new();
+        r.rewrite(1, u32::MAX - 10, 960).unwrap();
+        assert_eq!(r.rewrite(2, 949, 960).unwrap().ts, 949);
+    }
+}

@@ -1,0 +1,288 @@
+//! Prometheus metrics of the media plane.
+//!
+//! Handles are resolved once per shard ([`ShardMetrics`]), so the packet path only does relaxed atomic
+//! adds on counters it already holds: no label lookups, no allocation.
+
+use convene_core::{ClientType, MediaSource};
+use prometheus::{
+    Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+/// Reasons a datagram or packet is dropped (the `reason` label of `convene_media_packets_dropped_total`).
+pub const DROP_REASONS: [&str; 8] = [
+    "unrecognized",
+    "unknown_source",
+    "not_accepted",
+    "rejected",
+    "unpublished",
+    "unknown_payload_type",
+    "codec_mismatch",
+    "send_failed",
+];
+
+/// Every media-plane series, registered once.
+#[derive(Clone)]
+pub struct MediaMetrics {
+    meetings: IntGauge,
+    attendees: IntGaugeVec,
+    tracks: IntGaugeVec,
+    packets_in: IntCounterVec,
+    bytes_in: IntCounterVec,
+    packets_out: IntCounterVec,
+    bytes_out: IntCounterVec,
+    datagrams_in: IntCounter,
+    datagram_bytes_in: IntCounter,
+    datagrams_out: IntCounter,
+    datagram_bytes_out: IntCounter,
+    nacks: IntCounter,
+    plis: IntCounter,
+    keyframe_requests: IntCounter,
+    rtx_sent: IntCounter,
+    dropped: IntCounterVec,
+    worker_busy: GaugeVec,
+    pub signal_connections: IntGauge,
+    signal_errors: IntCounter,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+    let c = IntCounter::new(name, help)?;
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+) -> prometheus::Result<IntCounterVec> {
+    let c = IntCounterVec::new(Opts::new(name, help), &[label])?;
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn gauge_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+) -> prometheus::Result<IntGaugeVec> {
+    let g = IntGaugeVec::new(Opts::new(name, help), &[label])?;
+    registry.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+impl MediaMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let meetings = IntGauge::new("convene_media_meetings", "Meetings in progress.")?;
+        registry.register(Box::new(meetings.clone()))?;
+        let signal_connections = IntGauge::new(
+            "convene_signal_connections",
+            "Open signaling WebSocket connections.",
+        )?;
+        registry.register(Box::new(signal_connections.clone()))?;
+        let worker_busy = GaugeVec::new(
+            Opts::new(
+                "convene_media_worker_busy_ratio",
+                "Share of the last second each media worker spent working.",
+            ),
+            &["shard"],
+        )?;
+        registry.register(Box::new(worker_busy.clone()))?;
+        let m = Self {
+            meetings,
+            attendees: gauge_vec(
+                registry,
+                "convene_media_attendees",
+                "Attendees in meetings, by client type.",
+                "client",
+            )?,
+            tracks: gauge_vec(
+                registry,
+                "convene_media_tracks",
+                "Published tracks, by source.",
+                "source",
+            )?,
+            packets_in: counter_vec(
+                registry,
+                "convene_media_packets_in_total",
+                "RTP packets received from publishers.",
+                "kind",
+            )?,
+            bytes_in: counter_vec(
+                registry,
+                "convene_media_bytes_in_total",
+                "RTP payload bytes received from publishers.",
+                "kind",
+            )?,
+            packets_out: counter_vec(
+                registry,
+                "convene_media_packets_out_total",
+                "RTP packets forwarded to subscribers.",
+                "kind",
+            )?,
+            bytes_out: counter_vec(
+                registry,
+                "convene_media_bytes_out_total",
+                "RTP payload bytes forwarded to subscribers.",
+                "kind",
+            )?,
+            datagrams_in: counter(
+                registry,
+                "convene_media_datagrams_in_total",
+                "UDP datagrams received on the media ports.",
+            )?,
+            datagram_bytes_in: counter(
+                registry,
+                "convene_media_datagram_bytes_in_total",
+                "UDP bytes received on the media ports.",
+            )?,
+            datagrams_out: counter(
+                registry,
+                "convene_media_datagrams_out_total",
+                "UDP datagrams sent from the media ports.",
+            )?,
+            datagram_bytes_out: counter(
+                registry,
+                "convene_media_datagram_bytes_out_total",
+                "UDP bytes sent from the media ports.",
+            )?,
+            nacks: counter(
+                registry,
+                "convene_media_nacks_total",
+                "NACKs received from subscribers (answered from the RTX cache).",
+            )?,
+            plis: counter(
+                registry,
+                "convene_media_plis_total",
+                "PLIs received from subscribers.",
+            )?,
+            keyframe_requests: counter(
+                registry,
+                "convene_media_keyframe_requests_total",
+                "Keyframe requests sent to publishers (throttled).",
+            )?,
+            rtx_sent: counter(
+                registry,
+                "convene_media_rtx_sent_total",
+                "Retransmissions (RTX) sent to subscribers.",
+            )?,
+            dropped: counter_vec(
+                registry,
+                "convene_media_packets_dropped_total",
+                "Datagrams or packets dropped, by reason.",
+                "reason",
+            )?,
+            worker_busy,
+            signal_connections,
+            signal_errors: counter(
+                registry,
+                "convene_signal_errors_total",
+                "Signaling requests answered with an error.",
+            )?,
+        };
+        // Make every series visible from the start (a scrape shows zeros rather than nothing).
+        for c in ClientType::ALL {
+            m.attendees.with_label_values(&[c.as_str()]);
+        }
+        for s in MediaSource::ALL {
+            m.tracks.with_label_values(&[s.as_str()]);
+        }
+        for r in DROP_REASONS {
+            m.dropped.with_label_values(&[r]);
+        }
+        Ok(m)
+    }
+
+    /// The handles one shard uses.
+    pub fn shard(&self, index: usize) -> ShardMetrics {
+        let kind = |v: &IntCounterVec, k: &str| v.with_label_values(&[k]);
+        ShardMetrics {
+            meetings: self.meetings.clone(),
+            attendees: ClientType::ALL.map(|c| self.attendees.with_label_values(&[c.as_str()])),
+            tracks: MediaSource::ALL.map(|s| self.tracks.with_label_values(&[s.as_str()])),
+            audio_in: kind(&self.packets_in, "audio"),
+            video_in: kind(&self.packets_in, "video"),
+            audio_bytes_in: kind(&self.bytes_in, "audio"),
+            video_bytes_in: kind(&self.bytes_in, "video"),
+            audio_out: kind(&self.packets_out, "audio"),
+            video_out: kind(&self.packets_out, "video"),
+            audio_bytes_out: kind(&self.bytes_out, "audio"),
+            video_bytes_out: kind(&self.bytes_out, "video"),
+            datagrams_in: self.datagrams_in.clone(),
+            bytes_in: self.datagram_bytes_in.clone(),
+            datagrams_out: self.datagrams_out.clone(),
+            bytes_out: self.datagram_bytes_out.clone(),
+            nacks: self.nacks.clone(),
+            plis: self.plis.clone(),
+            keyframe_requests: self.keyframe_requests.clone(),
+            rtx_sent: self.rtx_sent.clone(),
+            dropped: DROP_REASONS.map(|r| self.dropped.with_label_values(&[r])),
+            busy: self.worker_busy.with_label_values(&[&index.to_string()]),
+            signal_errors: self.signal_errors.clone(),
+        }
+    }
+
+    pub fn signal_error(&self) {
+        self.signal_errors.inc();
+    }
+}
+
+/// One shard's resolved metric handles.
+#[derive(Clone)]
+pub struct ShardMetrics {
+    pub meetings: IntGauge,
+    attendees: [IntGauge; 4],
+    tracks: [IntGauge; 3],
+    pub audio_in: IntCounter,
+    pub video_in: IntCounter,
+    pub audio_bytes_in: IntCounter,
+    pub video_bytes_in: IntCounter,
+    pub audio_out: IntCounter,
+    pub video_out: IntCounter,
+    pub audio_bytes_out: IntCounter,
+    pub video_bytes_out: IntCounter,
+    pub datagrams_in: IntCounter,
+    pub bytes_in: IntCounter,
+    pub datagrams_out: IntCounter,
+    pub bytes_out: IntCounter,
+    pub nacks: IntCounter,
+    pub plis: IntCounter,
+    pub keyframe_requests: IntCounter,
+    pub rtx_sent: IntCounter,
+    dropped: [IntCounter; DROP_REASONS.len()],
+    pub busy: Gauge,
+    pub signal_errors: IntCounter,
+}
+
+impl ShardMetrics {
+    /// Handles registered nowhere: for tests that do not scrape.
+    pub fn unregistered() -> Self {
+        MediaMetrics::register(&Registry::new())
+            .map(|m| m.shard(0))
+            .unwrap_or_else(|e| {
+                // Registering into a fresh registry cannot collide; if it ever did, fail loudly in tests.
+                panic!("metrics: {e}")
+            })
+    }
+
+    pub fn attendees(&self, client: ClientType) -> &IntGauge {
+        &self.attendees[client as usize]
+    }
+
+    pub fn tracks(&self, source: MediaSource) -> &IntGauge {
+        &self.tracks[source.index()]
+    }
+
+    /// Count a drop. `reason` must be one of [`DROP_REASONS`].
+    pub fn dropped(&self, reason: &'static str) {
+        match DROP_REASONS.iter().position(|&r| r == reason) {
+            Some(i) => self.dropped[i].inc(),
+            None => debug_assert!(false, "unknown drop reason {reason}"),
+        }
+    }
+
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().map(|c| c.get()).sum()
+    }
+}

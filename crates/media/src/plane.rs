@@ -1,0 +1,183 @@
+//! The media plane as the rest of the server sees it: start the shards, place meetings, send commands.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Sender, channel};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use convene_core::{EventBus, MeetingId};
+use dashmap::DashMap;
+use mio::{Poll, Waker};
+
+use crate::metrics::MediaMetrics;
+use crate::shard::{Command, Shard, ShardConfig};
+use crate::worker::{WAKER, Worker, register};
+
+/// How the media plane listens.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// Address the UDP sockets bind to.
+    pub bind_ip: IpAddr,
+    /// Address put in ICE candidates (what clients send to).
+    pub public_ip: IpAddr,
+    /// Inclusive UDP port range; each worker takes the first free port from it.
+    pub port_range: (u16, u16),
+    /// Number of media worker threads (shards).
+    pub workers: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("media port range {lo}-{hi} is empty")]
+    EmptyPortRange { lo: u16, hi: u16 },
+    #[error("no free UDP port in {lo}-{hi} on {ip} for media worker {worker}")]
+    NoFreePort {
+        lo: u16,
+        hi: u16,
+        ip: IpAddr,
+        worker: usize,
+    },
+    #[error("media worker setup failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+struct ShardHandle {
+    commands: Sender<Command>,
+    waker: Arc<Waker>,
+    addr: SocketAddr,
+    load: Arc<AtomicUsize>,
+    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The running media plane.
+pub struct MediaPlane {
+    shards: Vec<ShardHandle>,
+    placement: Arc<DashMap<MeetingId, usize>>,
+    metrics: MediaMetrics,
+}
+
+impl MediaPlane {
+    /// Bind one UDP socket per worker and start the worker threads.
+    pub fn start(
+        config: &MediaConfig,
+        bus: Arc<dyn EventBus>,
+        metrics: MediaMetrics,
+    ) -> Result<Self, MediaError> {
+        let (lo, hi) = config.port_range;
+        if lo > hi || lo == 0 {
+            return Err(MediaError::EmptyPortRange { lo, hi });
+        }
+        let placement = Arc::new(DashMap::new());
+        let mut shards = Vec::with_capacity(config.workers.max(1));
+        let mut next_port = lo;
+        for index in 0..config.workers.max(1) {
+            let (std_socket, port) = loop {
+                if next_port > hi || next_port == 0 {
+                    return Err(MediaError::NoFreePort {
+                        lo,
+                        hi,
+                        ip: config.bind_ip,
+                        worker: index,
+                    });
+                }
+                let port = next_port;
+                next_port = next_port.wrapping_add(1);
+                if let Ok(s) = std::net::UdpSocket::bind(SocketAddr::new(config.bind_ip, port)) {
+                    break (s, port);
+                }
+            };
+            std_socket.set_nonblocking(true)?;
+            let mut socket = mio::net::UdpSocket::from_std(std_socket);
+            let poll = Poll::new()?;
+            register(&poll, &mut socket)?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            let addr = SocketAddr::new(config.public_ip, port);
+            let (tx, rx) = channel();
+            let load = Arc::new(AtomicUsize::new(0));
+            let shard_metrics = metrics.shard(index);
+            let shard = Shard::new(
+                ShardConfig::new(index, addr),
+                bus.clone(),
+                shard_metrics.clone(),
+                Instant::now(),
+            );
+            let worker = Worker {
+                shard,
+                socket,
+                poll,
+                commands: rx,
+                load: load.clone(),
+                placement: placement.clone(),
+                metrics: shard_metrics,
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("media-{index}"))
+                .spawn(move || worker.run())?;
+            shards.push(ShardHandle {
+                commands: tx,
+                waker,
+                addr,
+                load,
+                thread: std::sync::Mutex::new(Some(thread)),
+            });
+        }
+        Ok(Self {
+            shards,
+            placement,
+            metrics,
+        })
+    }
+
+    /// The shard a meeting lives on, placing it on the least loaded shard if it is new.
+    pub fn shard_for(&self, meeting: &MeetingId) -> usize {
+        *self.placement.entry(meeting.clone()).or_insert_with(|| {
+            self.shards
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, s)| s.load.load(Ordering::Relaxed))
+                .map(|(i, _)| i)
+                .unwrap_or(0)
+        })
+    }
+
+    /// Queue a command for a shard and wake it. False if the shard is gone (shutting down).
+    pub fn send(&self, shard: usize, command: Command) -> bool {
+        let Some(handle) = self.shards.get(shard) else {
+            return false;
+        };
+        let ok = handle.commands.send(command).is_ok();
+        let _ = handle.waker.wake();
+        ok
+    }
+
+    /// The candidate address of each shard (public IP and port).
+    pub fn shard_addrs(&self) -> Vec<SocketAddr> {
+        self.shards.iter().map(|s| s.addr).collect()
+    }
+
+    pub fn metrics(&self) -> &MediaMetrics {
+        &self.metrics
+    }
+
+    /// Tell every attendee the server is going away, then stop the workers.
+    /// Blocks until the workers have stopped; calling it again does nothing.
+    pub fn shutdown(&self) {
+        for index in 0..self.shards.len() {
+            self.send(index, Command::Shutdown);
+        }
+        for shard in &self.shards {
+            let thread = shard.thread.lock().map(|mut t| t.take()).unwrap_or(None);
+            if let Some(thread) = thread {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl Drop for MediaPlane {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,298 @@
+//! The hot path: an incoming RTP packet goes out to every subscription of its publication.
+
+use std::time::{Duration, Instant};
+
+use str0m::Input;
+use str0m::format::Codec;
+use str0m::media::{KeyframeRequest, KeyframeRequestKind};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
+
+use super::Shard;
+use super::model::Layer;
+use crate::forward::{VideoCodec, starts_keyframe};
+
+/// An RFC 6464 level (in -dBov) above this marks its sender as speaking...
+const SPEAKING_LEVEL_DBOV: i8 = -50;
+/// ...for this long after the packet.
+const SPEAKING_HOLD: Duration = Duration::from_millis(600);
+/// A layer without packets for this long is no longer "arriving".
+const LAYER_STALE: Duration = Duration::from_millis(1500);
+/// RTP ticks between the last packet of one source and the first of the next on a switch.
+const VIDEO_SWITCH_GAP: u32 = 3000; // one frame at 30 fps, 90 kHz
+const AUDIO_SWITCH_GAP: u32 = 960; // 20 ms at 48 kHz
+
+impl Shard {
+    pub(super) fn on_rtp(&mut self, now: Instant, peer_idx: usize, packet: RtpPacket) {
+        let ssrc = packet.header.ssrc;
+        let route = self.peers[peer_idx]
+            .ssrc_routes
+            .iter()
+            .find(|r| r.0 == ssrc)
+            .map(|r| (r.1, r.2));
+        let Some((p, layer)) = route.or_else(|| self.route_new_ssrc(now, peer_idx, ssrc)) else {
+            self.metrics.dropped("unpublished");
+            return;
+        };
+        let publication = &mut self.publications[p];
+        let is_video = publication.source.is_video();
+        let len = packet.payload.len() as u64;
+        if is_video {
+            self.metrics.video_in.inc();
+            self.metrics.video_bytes_in.inc_by(len);
+        } else {
+            self.metrics.audio_in.inc();
+            self.metrics.audio_bytes_in.inc_by(len);
+        }
+        let l = &mut publication.layers[layer];
+        l.last_packet = now;
+        l.bytes_window += len;
+        if publication.best_layer.is_none() {
+            publication.best_layer = Some(layer);
+        }
+        if !is_video
+            && packet
+                .header
+                .ext_vals
+                .audio_level
+                .is_some_and(|level| level > SPEAKING_LEVEL_DBOV)
+        {
+            publication.speaking_until = Some(now + SPEAKING_HOLD);
+        }
+
+        let pt = packet.header.payload_type;
+        let params = match publication.params {
+            Some((cached, params)) if cached == pt => params,
+            _ => {
+                let Some(params) = self.peers[peer_idx]
+                    .rtc
+                    .codec_config()
+                    .find(|c| c.pt() == pt)
+                    .copied()
+                else {
+                    self.metrics.dropped("unknown_payload_type");
+                    return;
+                };
+                publication.params = Some((pt, params));
+                publication.video_codec = match params.spec().codec {
+                    Codec::Vp8 => Some(VideoCodec::Vp8),
+                    Codec::H264 => Some(VideoCodec::H264),
+                    _ => None,
+                };
+                params
+            }
+        };
+        let keyframe = publication
+            .video_codec
+            .is_some_and(|c| starts_keyframe(c, &packet.payload));
+        let best = publication.best_layer.unwrap_or(layer);
+        let mut wants_keyframe = false;
+
+        for i in 0..self.publications[p].subscriptions.len() {
+            let s = self.publications[p].subscriptions[i];
+            let sub = &mut self.subscriptions[s];
+            if !sub.negotiated {
+                continue;
+            }
+            let (Some(mid), Some(peer)) = (sub.mid, self.attendees[sub.subscriber].subscribe_peer)
+            else {
+                continue;
+            };
+            if !self.peers[peer].connected {
+                continue;
+            }
+            if sub.layer != Some(layer) {
+                if is_video {
+                    // Start or switch only on a keyframe of the layer we want.
+                    if layer != best || !keyframe {
+                        if sub.layer.is_none_or(|current| current != best) {
+                            wants_keyframe = true;
+                        }
+                        continue;
+                    }
+                } else if sub.layer.is_some() {
+                    continue;
+                }
+                if sub.rewriter.has_started() {
+                    sub.rewriter.switch_source();
+                }
+                sub.layer = Some(layer);
+            } else if is_video && layer != best {
+                wants_keyframe = true;
+            }
+            let gap = if is_video {
+                VIDEO_SWITCH_GAP
+            } else {
+                AUDIO_SWITCH_GAP
+            };
+            let Some(out) = sub
+                .rewriter
+                .rewrite(*packet.seq_no, packet.header.timestamp, gap)
+            else {
+                continue;
+            };
+            let out_pt = match sub.pt_map {
+                Some((from, to)) if from == pt => to,
+                _ => {
+                    let Some(to) = self.peers[peer]
+                        .rtc
+                        .codec_config()
+                        .match_params(params)
+                        .map(|m| m.pt())
+                    else {
+                        self.metrics.dropped("codec_mismatch");
+                        continue;
+                    };
+                    sub.pt_map = Some((pt, to));
+                    to
+                }
+            };
+            let mut ext = ExtensionValues::default();
+            ext.audio_level = packet.header.ext_vals.audio_level;
+            ext.voice_activity = packet.header.ext_vals.voice_activity;
+            let rtc = &mut self.peers[peer].rtc;
+            let mut direct = rtc.direct_api();
+            let Some(tx) = direct.stream_tx_by_mid(mid, None) else {
+                continue;
+            };
+            tx.write_rtp(
+                RtpWrite::new(
+                    out_pt,
+                    out.seq.into(),
+                    out.ts,
+                    packet.timestamp,
+                    packet.payload.clone(),
+                )
+                .marker(packet.header.marker)
+                .ext_vals(ext)
+                .nackable(is_video),
+            );
+            // str0m releases written packets on its next timeout pass.
+            let _ = rtc.handle_input(Input::Timeout(now));
+            if is_video {
+                self.metrics.video_out.inc();
+                self.metrics.video_bytes_out.inc_by(len);
+            } else {
+                self.metrics.audio_out.inc();
+                self.metrics.audio_bytes_out.inc_by(len);
+            }
+            self.drain(peer, now);
+        }
+        if wants_keyframe {
+            self.request_keyframe(now, p);
+        }
+    }
+
+    /// First packet on an SSRC: find its publication (by the m-line str0m mapped it to) and layer.
+    fn route_new_ssrc(
+        &mut self,
+        now: Instant,
+        peer_idx: usize,
+        ssrc: Ssrc,
+    ) -> Option<(usize, usize)> {
+        let peer = &mut self.peers[peer_idx];
+        let (mid, rid) = {
+            let mut direct = peer.rtc.direct_api();
+            let rx = direct.stream_rx(&ssrc)?;
+            (rx.mid(), rx.rid())
+        };
+        let attendee = &self.attendees[peer.attendee];
+        let p = attendee
+            .publications
+            .into_iter()
+            .flatten()
+            .find(|&p| self.publications[p].mid == mid)?;
+        let publication = &mut self.publications[p];
+        let layer = match publication.layers.iter().position(|l| l.rid == rid) {
+            Some(i) => {
+                publication.layers[i].ssrc = ssrc;
+                i
+            }
+            None => {
+                publication.layers.push(Layer {
+                    rid,
+                    ssrc,
+                    last_packet: now,
+                    bytes_window: 0,
+                    rate: 0,
+                });
+                publication.layers.len() - 1
+            }
+        };
+        peer.ssrc_routes.retain(|r| r.1 != p || r.2 != layer);
+        peer.ssrc_routes.push((ssrc, p, layer));
+        tracing::debug!(attendee = %publication.attendee_id, %mid, ?rid, %ssrc, "new incoming stream");
+        Some((p, layer))
+    }
+
+    /// A subscriber asked for a keyframe (PLI/FIR): pass it on to the publisher, throttled.
+    pub(super) fn on_keyframe_request(
+        &mut self,
+        now: Instant,
+        peer_idx: usize,
+        req: KeyframeRequest,
+    ) {
+        let attendee = self.peers[peer_idx].attendee;
+        let sub = self.attendees[attendee]
+            .subscriptions
+            .iter()
+            .copied()
+            .find(|&s| self.subscriptions[s].mid == Some(req.mid));
+        if let Some(s) = sub {
+            let publication = self.subscriptions[s].publication;
+            self.request_keyframe(now, publication);
+        }
+    }
+
+    /// Ask a publisher for a keyframe of its best layer, at most once per configured interval.
+    pub(super) fn request_keyframe(&mut self, now: Instant, p: usize) {
+        let publication = &mut self.publications[p];
+        if !publication.source.is_video() {
+            return;
+        }
+        if publication
+            .last_keyframe_request
+            .is_some_and(|t| now < t + self.config.keyframe_request_interval)
+        {
+            return;
+        }
+        let Some(peer_idx) = self.attendees[publication.attendee].publish_peer else {
+            return;
+        };
+        // Before anything arrived we do not know the layers; ask for all of them once they show up.
+        let targets: Vec<Ssrc> = match publication.best_layer {
+            Some(l) => vec![publication.layers[l].ssrc],
+            None => publication.layers.iter().map(|l| l.ssrc).collect(),
+        };
+        if targets.is_empty() {
+            return;
+        }
+        publication.last_keyframe_request = Some(now);
+        let rtc = &mut self.peers[peer_idx].rtc;
+        let mut direct = rtc.direct_api();
+        for ssrc in targets {
+            if let Some(rx) = direct.stream_rx(&ssrc) {
+                rx.request_keyframe(KeyframeRequestKind::Pli);
+            }
+        }
+        self.metrics.keyframe_requests.inc();
+        self.drain(peer_idx, now);
+    }
+
+    /// Recompute each layer's rate and which layer is best (the highest rate still arriving).
+    pub(super) fn update_layer_rates(&mut self, now: Instant, elapsed_secs: f64) {
+        for (_, publication) in self.publications.iter_mut() {
+            let mut best: Option<(usize, u64)> = None;
+            for (i, layer) in publication.layers.iter_mut().enumerate() {
+                layer.rate = (layer.bytes_window as f64 / elapsed_secs) as u64;
+                layer.bytes_window = 0;
+                let arriving = now.saturating_duration_since(layer.last_packet) < LAYER_STALE;
+                if arriving && best.is_none_or(|(_, r)| layer.rate > r) {
+                    best = Some((i, layer.rate));
+                }
+            }
+            if let Some((i, _)) = best {
+                publication.best_layer = Some(i);
+            }
+        }
+    }
+}

@@ -1,0 +1,467 @@
+//! The shard: one media worker's whole world, sans IO.
+//!
+//! A [`Shard`] owns meetings, their attendees, every attendee's two str0m connections (publish and
+//! subscribe), and the publications and subscriptions between them. It takes time, datagrams and
+//! [`Command`]s in; it gives datagrams ([`Shard::poll_transmit`]), its next deadline
+//! ([`Shard::poll_timeout`]) and ended meetings out. Signaling replies go straight into each attendee's
+//! channel, and meeting events onto the [`EventBus`]. Nothing here touches a socket or reads a clock,
+//! so tests drive many peers through simulated time.
+//!
+//! Per forwarded packet the shard does no locking and no allocation of its own: the packet's payload is
+//! str0m's reference-counted buffer, shared by every subscription (str0m's `write_rtp` takes it that
+//! way); the queues below are reused.
+
+mod forwarding;
+mod model;
+mod negotiation;
+mod peer;
+mod roster;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use convene_core::{AttendeeId, ClientType, EventBus, LeaveReason, MediaSource, MeetingId};
+use slab::Slab;
+use str0m::media::KeyframeRequest;
+use str0m::net::{DatagramRecv, Protocol, Receive, Transmit};
+use str0m::rtp::RtpPacket;
+use str0m::stats::MediaEgressStats;
+use str0m::{Event, IceConnectionState, Input, Output};
+
+use crate::metrics::ShardMetrics;
+use crate::signal::messages::PublishTrack;
+
+pub use model::SignalTx;
+use model::{Attendee, Meeting, Publication, Subscription};
+use peer::{Peer, Role};
+
+/// How a shard behaves. Defaults are the documented ones.
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    pub index: usize,
+    /// The address put in ICE candidates: the public IP and this shard's UDP port.
+    pub candidate_addr: SocketAddr,
+    /// Remove an attendee whose connections carried nothing (ICE consent checks included) this long.
+    pub consent_timeout: Duration,
+    /// Remove an attendee whose connection did not come up in this time.
+    pub connect_timeout: Duration,
+    /// At most one keyframe request per publication in this interval.
+    pub keyframe_request_interval: Duration,
+}
+
+impl ShardConfig {
+    pub fn new(index: usize, candidate_addr: SocketAddr) -> Self {
+        Self {
+            index,
+            candidate_addr,
+            consent_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(15),
+            keyframe_request_interval: Duration::from_millis(300),
+        }
+    }
+}
+
+/// What the front end asks of a shard.
+#[derive(Debug)]
+pub enum Command {
+    Join {
+        attendee: AttendeeId,
+        meeting: MeetingId,
+        name: String,
+        client: ClientType,
+        signal: SignalTx,
+    },
+    PublishOffer {
+        attendee: AttendeeId,
+        sdp: String,
+        tracks: Vec<PublishTrack>,
+    },
+    SubscribeAnswer {
+        attendee: AttendeeId,
+        sdp: String,
+    },
+    Mute {
+        attendee: AttendeeId,
+        source: MediaSource,
+        muted: bool,
+    },
+    Leave {
+        attendee: AttendeeId,
+    },
+    /// Tell everyone the server is going away and drop them.
+    Shutdown,
+}
+
+/// str0m output the shard acts on after a connection is drained.
+enum PeerEvent {
+    Rtp(RtpPacket),
+    KeyframeRequest(KeyframeRequest),
+    Connected,
+    EgressStats(MediaEgressStats),
+    Failed,
+}
+
+/// Housekeeping (speaking, layer rates, consent) runs this often.
+const TICK: Duration = Duration::from_millis(200);
+
+pub struct Shard {
+    config: ShardConfig,
+    bus: Arc<dyn EventBus>,
+    metrics: ShardMetrics,
+    meetings: HashMap<MeetingId, Meeting>,
+    attendees: Slab<Attendee>,
+    attendee_by_id: HashMap<AttendeeId, usize>,
+    peers: Slab<Peer>,
+    peer_by_addr: HashMap<SocketAddr, usize>,
+    peer_by_ufrag: HashMap<String, usize>,
+    publications: Slab<Publication>,
+    subscriptions: Slab<Subscription>,
+    transmits: VecDeque<Transmit>,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    pending: VecDeque<(usize, PeerEvent)>,
+    ended_meetings: VecDeque<MeetingId>,
+    next_tick: Instant,
+    next_rate_update: Instant,
+}
+
+impl Shard {
+    pub fn new(
+        config: ShardConfig,
+        bus: Arc<dyn EventBus>,
+        metrics: ShardMetrics,
+        now: Instant,
+    ) -> Self {
+        Self {
+            config,
+            bus,
+            metrics,
+            meetings: HashMap::new(),
+            attendees: Slab::new(),
+            attendee_by_id: HashMap::new(),
+            peers: Slab::new(),
+            peer_by_addr: HashMap::new(),
+            peer_by_ufrag: HashMap::new(),
+            publications: Slab::new(),
+            subscriptions: Slab::new(),
+            transmits: VecDeque::with_capacity(256),
+            timers: BinaryHeap::new(),
+            pending: VecDeque::with_capacity(256),
+            ended_meetings: VecDeque::new(),
+            next_tick: now + TICK,
+            next_rate_update: now + Duration::from_secs(1),
+        }
+    }
+
+    pub fn config(&self) -> &ShardConfig {
+        &self.config
+    }
+
+    /// Attendees on this shard (for placement).
+    pub fn attendee_count(&self) -> usize {
+        self.attendees.len()
+    }
+
+    pub fn meeting_count(&self) -> usize {
+        self.meetings.len()
+    }
+
+    pub fn handle_command(&mut self, now: Instant, command: Command) {
+        match command {
+            Command::Join {
+                attendee,
+                meeting,
+                name,
+                client,
+                signal,
+            } => self.join(now, attendee, meeting, name, client, signal),
+            Command::PublishOffer {
+                attendee,
+                sdp,
+                tracks,
+            } => {
+                if let Some(&idx) = self.attendee_by_id.get(&attendee) {
+                    self.publish_offer(now, idx, &sdp, &tracks);
+                }
+            }
+            Command::SubscribeAnswer { attendee, sdp } => {
+                if let Some(&idx) = self.attendee_by_id.get(&attendee) {
+                    self.subscribe_answer(now, idx, &sdp);
+                }
+            }
+            Command::Mute {
+                attendee,
+                source,
+                muted,
+            } => {
+                if let Some(&idx) = self.attendee_by_id.get(&attendee) {
+                    self.mute(idx, source, muted);
+                }
+            }
+            Command::Leave { attendee } => {
+                if let Some(&idx) = self.attendee_by_id.get(&attendee) {
+                    self.remove_attendee(now, idx, LeaveReason::Left);
+                }
+            }
+            Command::Shutdown => {
+                let all: Vec<usize> = self.attendees.iter().map(|(i, _)| i).collect();
+                for idx in all {
+                    self.remove_attendee(now, idx, LeaveReason::Shutdown);
+                }
+            }
+        }
+        self.process_pending(now);
+    }
+
+    /// One datagram arrived on this shard's socket.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
+        self.metrics.datagrams_in.inc();
+        self.metrics.bytes_in.inc_by(data.len() as u64);
+        let Ok(contents) = DatagramRecv::try_from(data) else {
+            self.metrics.dropped("unrecognized");
+            return;
+        };
+        let peer_idx = match self.peer_by_addr.get(&source) {
+            Some(&idx) => idx,
+            None => match self.peer_for_stun(data) {
+                Some(idx) => idx,
+                None => {
+                    self.metrics.dropped("unknown_source");
+                    return;
+                }
+            },
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+        let peer = &mut self.peers[peer_idx];
+        if !peer.rtc.accepts(&input) {
+            self.metrics.dropped("not_accepted");
+            return;
+        }
+        if let Err(e) = peer.rtc.handle_input(input) {
+            tracing::debug!(error = %e, %source, "datagram rejected");
+            self.metrics.dropped("rejected");
+        }
+        peer.last_rx = now;
+        if !peer.addrs.contains(&source) {
+            peer.addrs.push(source);
+            self.peer_by_addr.insert(source, peer_idx);
+        }
+        self.drain(peer_idx, now);
+        self.process_pending(now);
+    }
+
+    /// Time passed: run whatever is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&Reverse((at, idx))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(peer) = self.peers.get_mut(idx) else {
+                continue;
+            };
+            if peer.scheduled.is_some_and(|s| s <= now) {
+                peer.scheduled = None;
+                if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
+                    tracing::debug!(error = %e, "timeout handling failed");
+                }
+                self.drain(idx, now);
+            }
+        }
+        self.process_pending(now);
+        if now >= self.next_tick {
+            self.next_tick = now + TICK;
+            self.tick(now);
+            self.process_pending(now);
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        let t = self.transmits.pop_front()?;
+        self.metrics.datagrams_out.inc();
+        self.metrics.bytes_out.inc_by(t.contents.len() as u64);
+        Some(t)
+    }
+
+    /// When [`Shard::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Instant {
+        match self.timers.peek() {
+            Some(&Reverse((at, _))) => at.min(self.next_tick),
+            None => self.next_tick,
+        }
+    }
+
+    /// A meeting that ended on this shard (its last attendee left); for placement bookkeeping.
+    pub fn poll_ended_meeting(&mut self) -> Option<MeetingId> {
+        self.ended_meetings.pop_front()
+    }
+
+    /// First contact from a new address must be an ICE check carrying our ufrag.
+    fn peer_for_stun(&self, data: &[u8]) -> Option<usize> {
+        let msg = str0m::ice::StunMessage::parse(data).ok()?;
+        let (local, _remote) = msg.split_username()?;
+        self.peer_by_ufrag.get(local).copied()
+    }
+
+    /// Drain one connection's output after a mutation (str0m's contract), queueing what matters.
+    fn drain(&mut self, idx: usize, now: Instant) {
+        let Some(peer) = self.peers.get_mut(idx) else {
+            return;
+        };
+        loop {
+            match peer.rtc.poll_output() {
+                Ok(Output::Timeout(at)) => {
+                    let at = at.max(now);
+                    if peer.scheduled.is_none_or(|s| at < s) {
+                        peer.scheduled = Some(at);
+                        self.timers.push(Reverse((at, idx)));
+                    }
+                    break;
+                }
+                Ok(Output::Transmit(t)) => {
+                    if peer.role == Role::Subscribe && peer.is_rtx(&t.contents) {
+                        self.metrics.rtx_sent.inc();
+                    }
+                    self.transmits.push_back(t)
+                }
+                Ok(Output::Event(event)) => match event {
+                    Event::RtpPacket(p) => self.pending.push_back((idx, PeerEvent::Rtp(p))),
+                    Event::KeyframeRequest(r) => {
+                        self.pending.push_back((idx, PeerEvent::KeyframeRequest(r)))
+                    }
+                    Event::Connected => self.pending.push_back((idx, PeerEvent::Connected)),
+                    Event::MediaEgressStats(s) => {
+                        self.pending.push_back((idx, PeerEvent::EgressStats(s)))
+                    }
+                    Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                        // ICE-lite: the client may come back from another address; consent decides.
+                        tracing::debug!(peer = idx, "ICE disconnected");
+                    }
+                    _ => {}
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, peer = idx, "connection failed");
+                    self.pending.push_back((idx, PeerEvent::Failed));
+                    break;
+                }
+            }
+        }
+    }
+
+    fn process_pending(&mut self, now: Instant) {
+        let mut failed = Vec::new();
+        while let Some((idx, event)) = self.pending.pop_front() {
+            if !self.peers.contains(idx) {
+                continue;
+            }
+            match event {
+                PeerEvent::Rtp(packet) => self.on_rtp(now, idx, packet),
+                PeerEvent::KeyframeRequest(req) => self.on_keyframe_request(now, idx, req),
+                PeerEvent::Connected => self.on_connected(now, idx),
+                PeerEvent::EgressStats(stats) => self.on_egress_stats(idx, &stats),
+                PeerEvent::Failed => failed.push(self.peers[idx].attendee),
+            }
+        }
+        for attendee in failed {
+            if self.attendees.contains(attendee) {
+                self.remove_attendee(now, attendee, LeaveReason::Error);
+            }
+        }
+    }
+
+    fn on_connected(&mut self, now: Instant, idx: usize) {
+        let peer = &mut self.peers[idx];
+        peer.connected = true;
+        let (attendee, role) = (peer.attendee, peer.role);
+        tracing::debug!(peer = idx, ?role, "connected");
+        if role == Role::Subscribe {
+            // A subscriber that just came up needs a keyframe of everything it receives.
+            let subs = self.attendees[attendee].subscriptions.clone();
+            for sub in subs {
+                let publication = self.subscriptions[sub].publication;
+                self.request_keyframe(now, publication);
+            }
+        }
+    }
+
+    fn on_egress_stats(&mut self, idx: usize, stats: &MediaEgressStats) {
+        let attendee = self.peers[idx].attendee;
+        let Some(&sub_idx) = self.attendees[attendee]
+            .subscriptions
+            .iter()
+            .find(|&&s| self.subscriptions[s].mid == Some(stats.mid))
+        else {
+            return;
+        };
+        let sub = &mut self.subscriptions[sub_idx];
+        self.metrics
+            .nacks
+            .inc_by(stats.nacks.saturating_sub(sub.nacks_seen));
+        self.metrics
+            .plis
+            .inc_by(stats.plis.saturating_sub(sub.plis_seen));
+        sub.nacks_seen = sub.nacks_seen.max(stats.nacks);
+        sub.plis_seen = sub.plis_seen.max(stats.plis);
+    }
+
+    /// Housekeeping: speaking sets, layer rates, consent freshness.
+    fn tick(&mut self, now: Instant) {
+        self.update_speaking(now);
+        if now >= self.next_rate_update {
+            let elapsed = (now - self.next_rate_update + Duration::from_secs(1))
+                .as_secs_f64()
+                .max(0.001);
+            self.next_rate_update = now + Duration::from_secs(1);
+            self.update_layer_rates(now, elapsed);
+        }
+        let mut expired = Vec::new();
+        for (idx, attendee) in &self.attendees {
+            for peer_idx in [attendee.publish_peer, attendee.subscribe_peer]
+                .into_iter()
+                .flatten()
+            {
+                let peer = &self.peers[peer_idx];
+                let reason = if !peer.rtc.is_alive() {
+                    Some(LeaveReason::Error)
+                } else if peer.connected
+                    && now.saturating_duration_since(peer.last_rx) > self.config.consent_timeout
+                {
+                    Some(LeaveReason::Timeout)
+                } else if !peer.connected
+                    && now.saturating_duration_since(peer.created) > self.config.connect_timeout
+                {
+                    Some(LeaveReason::Timeout)
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    expired.push((idx, reason));
+                    break;
+                }
+            }
+        }
+        for (idx, reason) in expired {
+            tracing::info!(attendee = %self.attendees[idx].id, reason = reason.as_str(), "removing attendee");
+            self.remove_attendee(now, idx, reason);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

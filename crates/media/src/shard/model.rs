@@ -1,0 +1,113 @@
+//! What a shard owns: meetings, attendees, publications and subscriptions.
+//!
+//! Entities live in slabs and refer to each other by slab index. An index is only followed while the
+//! entity is known to exist: removal always unlinks every reference first (see `Shard::remove_*`).
+
+use std::time::Instant;
+
+use convene_core::{AttendeeId, ClientType, MediaSource, MeetingId};
+use str0m::change::SdpPendingOffer;
+use str0m::format::PayloadParams;
+use str0m::media::Pt;
+use str0m::media::{Mid, Rid};
+use str0m::rtp::Ssrc;
+
+use crate::forward::{Rewriter, VideoCodec};
+use crate::signal::messages::{AttendeeInfo, ServerMessage};
+
+/// Where the shard sends an attendee's signaling messages (the front end drains it).
+pub type SignalTx = tokio::sync::mpsc::UnboundedSender<ServerMessage>;
+
+pub struct Meeting {
+    pub attendees: Vec<usize>,
+    /// The speaking set last announced.
+    pub speaking: Vec<AttendeeId>,
+}
+
+pub struct Attendee {
+    pub id: AttendeeId,
+    pub name: String,
+    pub client: ClientType,
+    pub meeting: MeetingId,
+    pub signal: SignalTx,
+    pub audio_muted: bool,
+    pub camera_off: bool,
+    /// The connection the attendee publishes on (it offers).
+    pub publish_peer: Option<usize>,
+    /// The connection the attendee receives on (we offer).
+    pub subscribe_peer: Option<usize>,
+    /// Its publications by source.
+    pub publications: [Option<usize>; 3],
+    /// Subscriptions in which it is the receiver.
+    pub subscriptions: Vec<usize>,
+    /// Our subscribe offer awaiting the attendee's answer.
+    pub pending_offer: Option<SdpPendingOffer>,
+    /// m-lines of the subscribe connection to turn inactive at the next offer.
+    pub mids_to_close: Vec<Mid>,
+    /// Something changed that the subscribe connection does not reflect yet.
+    pub subscribe_dirty: bool,
+}
+
+impl Attendee {
+    pub fn info(&self) -> AttendeeInfo {
+        AttendeeInfo {
+            attendee_id: self.id,
+            name: self.name.clone(),
+            client: self.client,
+            audio_muted: self.audio_muted,
+            camera_off: self.camera_off,
+        }
+    }
+
+    pub fn send(&self, msg: ServerMessage) {
+        // A closed front end is fine: the attendee is on its way out and the consent timer removes it.
+        let _ = self.signal.send(msg);
+    }
+}
+
+/// One simulcast encoding (or the only encoding) of a video publication; audio has exactly one.
+pub struct Layer {
+    pub rid: Option<Rid>,
+    pub ssrc: Ssrc,
+    pub last_packet: Instant,
+    /// Bytes seen since the last rate update, and the rate then computed (bytes/s).
+    pub bytes_window: u64,
+    pub rate: u64,
+}
+
+/// One incoming track: an attendee's microphone, camera or screen.
+pub struct Publication {
+    pub attendee: usize,
+    pub attendee_id: AttendeeId,
+    pub source: MediaSource,
+    /// Its m-line on the publisher's publish connection.
+    pub mid: Mid,
+    pub layers: Vec<Layer>,
+    /// The layer subscribers should receive (the best one arriving); `None` until media arrives.
+    pub best_layer: Option<usize>,
+    pub subscriptions: Vec<usize>,
+    pub last_keyframe_request: Option<Instant>,
+    /// Cache of the last payload type seen and its codec parameters on the publisher's connection.
+    pub params: Option<(Pt, PayloadParams)>,
+    pub video_codec: Option<VideoCodec>,
+    /// Until when the attendee counts as speaking (audio only).
+    pub speaking_until: Option<Instant>,
+}
+
+/// One attendee receiving one publication.
+pub struct Subscription {
+    pub publication: usize,
+    pub subscriber: usize,
+    /// Its m-line on the subscriber's subscribe connection; set when the offer is made.
+    pub mid: Option<Mid>,
+    /// The answer that includes this m-line has been accepted.
+    pub negotiated: bool,
+    /// The publication layer now forwarded; `None` until a keyframe (video) or first packet (audio).
+    pub layer: Option<usize>,
+    pub rewriter: Rewriter,
+    /// Payload type mapping cache: publisher's pt -> subscriber's pt.
+    pub pt_map: Option<(Pt, Pt)>,
+    /// Egress statistics last seen, for turning str0m's running totals into counter increments.
+    pub nacks_seen: u64,
+    pub plis_seen: u64,
+}

@@ -1,0 +1,359 @@
+//! SDP negotiation of both connections, and the publications and subscriptions it creates.
+
+use std::time::Instant;
+
+use convene_core::{MediaSource, MeetingEvent, MeetingEventKind};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::media::{Direction, MediaKind, Mid};
+
+use super::Shard;
+use super::model::{Publication, Subscription};
+use super::peer::{Peer, Role};
+use crate::forward::{Rewriter, VideoCodec};
+use crate::signal::messages::{ErrorCode, PublishTrack, ServerMessage, SubscribeTrack};
+
+/// Longest `mid` we accept from a client (browsers use 1-3 characters).
+const MAX_MID_LEN: usize = 32;
+
+impl Shard {
+    /// The attendee (re)negotiates its publish connection; `tracks` is everything it publishes now.
+    pub(super) fn publish_offer(
+        &mut self,
+        now: Instant,
+        idx: usize,
+        sdp: &str,
+        tracks: &[PublishTrack],
+    ) {
+        let mut wanted: Vec<(Mid, MediaSource)> = Vec::with_capacity(tracks.len());
+        for track in tracks {
+            let source = match track.source.parse::<MediaSource>() {
+                Ok(s) => s,
+                Err(e) => return self.reject(idx, ErrorCode::InvalidField, e.to_string()),
+            };
+            if track.mid.is_empty() || track.mid.len() > MAX_MID_LEN {
+                return self.reject(
+                    idx,
+                    ErrorCode::InvalidField,
+                    format!("bad mid {:?}", track.mid),
+                );
+            }
+            let mid = Mid::from(track.mid.as_str());
+            if wanted.iter().any(|&(m, s)| m == mid || s == source) {
+                return self.reject(
+                    idx,
+                    ErrorCode::InvalidField,
+                    "each mid and each source may be listed once",
+                );
+            }
+            wanted.push((mid, source));
+        }
+        if !sdp.contains("a=fingerprint:") {
+            return self.reject(
+                idx,
+                ErrorCode::BadSdp,
+                "offer has no a=fingerprint (DTLS-SRTP is required)",
+            );
+        }
+        let offer = match SdpOffer::from_sdp_string(sdp) {
+            Ok(o) => o,
+            Err(e) => {
+                return self.reject(idx, ErrorCode::BadSdp, format!("offer does not parse: {e}"));
+            }
+        };
+
+        let (peer_idx, created) = match self.attendees[idx].publish_peer {
+            Some(p) => (p, false),
+            None => (self.add_peer(now, idx, Role::Publish), true),
+        };
+        let answer = match self.peers[peer_idx].rtc.sdp_api().accept_offer(offer) {
+            Ok(a) => a,
+            Err(e) => {
+                if created {
+                    self.remove_peer(peer_idx);
+                    self.attendees[idx].publish_peer = None;
+                }
+                return self.reject(idx, ErrorCode::BadSdp, format!("offer not usable: {e}"));
+            }
+        };
+        self.attendees[idx].publish_peer = Some(peer_idx);
+        self.drain(peer_idx, now);
+
+        // Every listed m-line must exist, carry the right kind and be sent to us.
+        let mut accepted = Vec::with_capacity(wanted.len());
+        for (mid, source) in wanted {
+            let ok = self.peers[peer_idx].rtc.media(mid).is_some_and(|m| {
+                let kind_ok = if source.is_video() {
+                    m.kind() == MediaKind::Video
+                } else {
+                    m.kind() == MediaKind::Audio
+                };
+                kind_ok && m.direction().is_receiving()
+            });
+            if ok {
+                accepted.push((mid, source));
+            } else {
+                self.reject(
+                    idx,
+                    ErrorCode::InvalidField,
+                    format!(
+                        "mid {mid} is not a {} track sent to the server",
+                        source.as_str()
+                    ),
+                );
+            }
+        }
+        self.attendees[idx].send(ServerMessage::PublishAnswer {
+            sdp: answer.to_sdp_string(),
+        });
+
+        for source in MediaSource::ALL {
+            let current = self.attendees[idx].publications[source.index()];
+            let want = accepted
+                .iter()
+                .find(|&&(_, s)| s == source)
+                .map(|&(m, _)| m);
+            let current_mid = current.map(|p| self.publications[p].mid);
+            if current_mid == want {
+                continue;
+            }
+            if let Some(p) = current {
+                self.remove_publication(now, p);
+            }
+            if let Some(mid) = want {
+                self.add_publication(now, idx, source, mid);
+            }
+        }
+    }
+
+    fn add_publication(&mut self, now: Instant, idx: usize, source: MediaSource, mid: Mid) {
+        let attendee = &self.attendees[idx];
+        let attendee_id = attendee.id;
+        let meeting = attendee.meeting.clone();
+        let p = self.publications.insert(Publication {
+            attendee: idx,
+            attendee_id,
+            source,
+            mid,
+            layers: Vec::with_capacity(3),
+            best_layer: None,
+            subscriptions: Vec::new(),
+            last_keyframe_request: None,
+            params: None,
+            video_codec: None::<VideoCodec>,
+            speaking_until: None,
+        });
+        self.attendees[idx].publications[source.index()] = Some(p);
+        self.metrics.tracks(source).inc();
+        tracing::info!(attendee = %attendee_id, source = source.as_str(), %mid, "publication added");
+        if source == MediaSource::Screen {
+            self.bus.publish(MeetingEvent::now(
+                meeting.clone(),
+                MeetingEventKind::ScreenShareStarted {
+                    attendee: attendee_id,
+                },
+            ));
+        }
+        let others: Vec<usize> = self.meetings[&meeting]
+            .attendees
+            .iter()
+            .copied()
+            .filter(|&o| o != idx)
+            .collect();
+        for other in others {
+            self.add_subscription(p, other);
+            self.negotiate_subscriptions(now, other);
+        }
+    }
+
+    pub(super) fn remove_publication(&mut self, now: Instant, p: usize) {
+        let publication = self.publications.remove(p);
+        let attendee = &mut self.attendees[publication.attendee];
+        attendee.publications[publication.source.index()] = None;
+        let meeting = attendee.meeting.clone();
+        if let Some(peer) = attendee.publish_peer.and_then(|i| self.peers.get_mut(i)) {
+            peer.ssrc_routes.retain(|&(_, route, _)| route != p);
+        }
+        self.metrics.tracks(publication.source).dec();
+        for sub in publication.subscriptions {
+            let s = self.subscriptions.remove(sub);
+            let subscriber = &mut self.attendees[s.subscriber];
+            subscriber.subscriptions.retain(|&x| x != sub);
+            if let Some(mid) = s.mid {
+                subscriber.mids_to_close.push(mid);
+            }
+            subscriber.subscribe_dirty = true;
+            self.negotiate_subscriptions(now, s.subscriber);
+        }
+        if publication.source == MediaSource::Screen {
+            self.bus.publish(MeetingEvent::now(
+                meeting,
+                MeetingEventKind::ScreenShareStopped {
+                    attendee: publication.attendee_id,
+                },
+            ));
+        }
+    }
+
+    pub(super) fn add_subscription(&mut self, publication: usize, subscriber: usize) {
+        let s = self.subscriptions.insert(Subscription {
+            publication,
+            subscriber,
+            mid: None,
+            negotiated: false,
+            layer: None,
+            rewriter: Rewriter::new(),
+            pt_map: None,
+            nacks_seen: 0,
+            plis_seen: 0,
+        });
+        self.publications[publication].subscriptions.push(s);
+        let attendee = &mut self.attendees[subscriber];
+        attendee.subscriptions.push(s);
+        attendee.subscribe_dirty = true;
+    }
+
+    /// Offer the subscribe connection's changes, unless an offer is already out.
+    pub(super) fn negotiate_subscriptions(&mut self, now: Instant, idx: usize) {
+        let attendee = &self.attendees[idx];
+        if attendee.pending_offer.is_some() || !attendee.subscribe_dirty {
+            return;
+        }
+        let unassigned: Vec<usize> = attendee
+            .subscriptions
+            .iter()
+            .copied()
+            .filter(|&s| self.subscriptions[s].mid.is_none())
+            .collect();
+        if attendee.subscribe_peer.is_none() && unassigned.is_empty() {
+            self.attendees[idx].subscribe_dirty = false;
+            return;
+        }
+        let peer_idx = match attendee.subscribe_peer {
+            Some(p) => p,
+            None => {
+                let p = self.add_peer(now, idx, Role::Subscribe);
+                self.attendees[idx].subscribe_peer = Some(p);
+                p
+            }
+        };
+        let attendee = &mut self.attendees[idx];
+        let mut api = self.peers[peer_idx].rtc.sdp_api();
+        for s in unassigned {
+            let publication = &self.publications[self.subscriptions[s].publication];
+            let kind = if publication.source.is_video() {
+                MediaKind::Video
+            } else {
+                MediaKind::Audio
+            };
+            let stream = publication.attendee_id.to_string();
+            let track = format!(
+                "{}-{}",
+                publication.attendee_id,
+                publication.source.as_str()
+            );
+            let mid = api.add_media(kind, Direction::SendOnly, Some(stream), Some(track), None);
+            self.subscriptions[s].mid = Some(mid);
+        }
+        for mid in attendee.mids_to_close.drain(..) {
+            api.set_direction(mid, Direction::Inactive);
+        }
+        attendee.subscribe_dirty = false;
+        if let Some((offer, pending)) = api.apply() {
+            attendee.pending_offer = Some(pending);
+            let tracks = attendee
+                .subscriptions
+                .iter()
+                .filter_map(|&s| {
+                    let sub = &self.subscriptions[s];
+                    let publication = &self.publications[sub.publication];
+                    Some(SubscribeTrack {
+                        mid: sub.mid?.to_string(),
+                        attendee_id: publication.attendee_id,
+                        source: publication.source,
+                    })
+                })
+                .collect();
+            attendee.send(ServerMessage::SubscribeOffer {
+                sdp: offer.to_sdp_string(),
+                tracks,
+            });
+        }
+        self.drain(peer_idx, now);
+    }
+
+    pub(super) fn subscribe_answer(&mut self, now: Instant, idx: usize, sdp: &str) {
+        let Some(pending) = self.attendees[idx].pending_offer.take() else {
+            return self.reject(
+                idx,
+                ErrorCode::NoOfferOutstanding,
+                "no subscribe_offer is waiting for an answer",
+            );
+        };
+        let answer = match SdpAnswer::from_sdp_string(sdp) {
+            Ok(a) => a,
+            Err(e) => {
+                // Keep the offer: the client may answer again, correctly.
+                self.attendees[idx].pending_offer = Some(pending);
+                return self.reject(
+                    idx,
+                    ErrorCode::BadSdp,
+                    format!("answer does not parse: {e}"),
+                );
+            }
+        };
+        let Some(peer_idx) = self.attendees[idx].subscribe_peer else {
+            return;
+        };
+        if let Err(e) = self.peers[peer_idx]
+            .rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+        {
+            self.attendees[idx].subscribe_dirty = true;
+            self.reject(idx, ErrorCode::BadSdp, format!("answer not usable: {e}"));
+        }
+        self.drain(peer_idx, now);
+        let connected = self.peers[peer_idx].connected;
+        let subs = self.attendees[idx].subscriptions.clone();
+        for s in subs {
+            let sub = &mut self.subscriptions[s];
+            let Some(mid) = sub.mid else { continue };
+            if sub.negotiated {
+                continue;
+            }
+            let publication = sub.publication;
+            sub.negotiated = self.peers[peer_idx]
+                .rtc
+                .direct_api()
+                .stream_tx_by_mid(mid, None)
+                .is_some();
+            if sub.negotiated && connected {
+                self.request_keyframe(now, publication);
+            }
+        }
+        self.negotiate_subscriptions(now, idx);
+    }
+
+    fn add_peer(&mut self, now: Instant, attendee: usize, role: Role) -> usize {
+        let peer = Peer::new(now, self.config.candidate_addr, attendee, role);
+        let ufrag = peer.ufrag.clone();
+        let idx = self.peers.insert(peer);
+        self.peer_by_ufrag.insert(ufrag, idx);
+        idx
+    }
+
+    pub(super) fn remove_peer(&mut self, idx: usize) {
+        let peer = self.peers.remove(idx);
+        for addr in &peer.addrs {
+            self.peer_by_addr.remove(addr);
+        }
+        self.peer_by_ufrag.remove(&peer.ufrag);
+    }
+
+    pub(super) fn reject(&mut self, idx: usize, code: ErrorCode, message: impl Into<String>) {
+        let message = message.into();
+        tracing::debug!(attendee = %self.attendees[idx].id, ?code, %message, "request rejected");
+        self.metrics.signal_errors.inc();
+        self.attendees[idx].send(ServerMessage::error(code, message));
+    }
+}

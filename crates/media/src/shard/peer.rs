@@ -1,0 +1,100 @@
+//! One WebRTC connection (a str0m `Rtc`) and how the shard configures it.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::format::{Codec, FormatParams};
+use str0m::media::{Frequency, Pt};
+use str0m::rtp::Ssrc;
+use str0m::{Candidate, IceCreds, Rtc};
+
+/// Which of an attendee's two connections this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The attendee sends its tracks; the attendee offers.
+    Publish,
+    /// The attendee receives the others' tracks; the shard offers.
+    Subscribe,
+}
+
+pub struct Peer {
+    pub rtc: Rtc,
+    pub attendee: usize,
+    pub role: Role,
+    pub ufrag: String,
+    /// Remote addresses that reached us with this peer's credentials.
+    pub addrs: Vec<SocketAddr>,
+    pub created: Instant,
+    pub last_rx: Instant,
+    pub connected: bool,
+    /// The earliest entry this peer has in the shard's timer heap.
+    pub scheduled: Option<Instant>,
+    /// Incoming SSRC -> (publication, layer), filled on first sight of each SSRC.
+    pub ssrc_routes: Vec<(Ssrc, usize, usize)>,
+    /// Bit set of the RTX payload types we send on (subscribe connections use our own numbering).
+    pub rtx_pts: u128,
+}
+
+impl Peer {
+    /// Is this outgoing datagram an RTX retransmission? The RTP header is not encrypted by SRTP, so the
+    /// payload type can be read from the second byte.
+    pub fn is_rtx(&self, datagram: &[u8]) -> bool {
+        datagram.len() > 12
+            && datagram[0] >> 6 == 2
+            && self.rtx_pts & (1u128 << (datagram[1] & 0x7f)) != 0
+    }
+}
+
+const PT_OPUS: u8 = 111;
+
+impl Peer {
+    pub fn new(now: Instant, local: SocketAddr, attendee: usize, role: Role) -> Self {
+        let creds = IceCreds::new();
+        let ufrag = creds.ufrag.clone();
+        let mut config = Rtc::builder()
+            .set_ice_lite(true)
+            .set_rtp_mode(true)
+            .set_local_ice_credentials(creds)
+            .set_stats_interval(Some(Duration::from_secs(1)))
+            .clear_codecs()
+            .enable_vp8(true)
+            .enable_h264(true);
+        // Opus with DTX: silent attendees cost (almost) nothing to forward.
+        config.codec_config().add_config(
+            Pt::from(PT_OPUS),
+            None,
+            Codec::Opus,
+            Frequency::FORTY_EIGHT_KHZ,
+            Some(2),
+            FormatParams {
+                min_p_time: Some(10),
+                use_inband_fec: Some(true),
+                use_dtx: Some(true),
+                ..Default::default()
+            },
+        );
+        let mut rtc = config.build(now);
+        if let Ok(candidate) = Candidate::host(local, "udp") {
+            rtc.add_local_candidate(candidate);
+        }
+        let rtx_pts = rtc
+            .codec_config()
+            .params()
+            .iter()
+            .filter_map(|p| p.resend())
+            .fold(0u128, |mask, pt| mask | (1u128 << (*pt & 0x7f)));
+        Self {
+            rtx_pts,
+            rtc,
+            attendee,
+            role,
+            ufrag,
+            addrs: Vec::new(),
+            created: now,
+            last_rx: now,
+            connected: false,
+            scheduled: None,
+            ssrc_routes: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Who is in which meeting: joining, leaving, muting and speaking.
+
+use std::time::Instant;
+
+use convene_core::{
+    AttendeeId, ClientType, LeaveReason, MediaSource, MeetingEvent, MeetingEventKind, MeetingId,
+};
+
+use super::Shard;
+use super::model::{Attendee, Meeting, SignalTx};
+use crate::signal::messages::ServerMessage;
+
+impl Shard {
+    pub(super) fn join(
+        &mut self,
+        now: Instant,
+        id: AttendeeId,
+        meeting_id: MeetingId,
+        name: String,
+        client: ClientType,
+        signal: SignalTx,
+    ) {
+        if self.attendee_by_id.contains_key(&id) {
+            return;
+        }
+        let started = !self.meetings.contains_key(&meeting_id);
+        if started {
+            self.meetings.insert(
+                meeting_id.clone(),
+                Meeting {
+                    attendees: Vec::new(),
+                    speaking: Vec::new(),
+                },
+            );
+            self.metrics.meetings.inc();
+            self.bus.publish(MeetingEvent::now(
+                meeting_id.clone(),
+                MeetingEventKind::MeetingStarted,
+            ));
+        }
+        let attendee = Attendee {
+            id,
+            name: name.clone(),
+            client,
+            meeting: meeting_id.clone(),
+            signal,
+            audio_muted: false,
+            camera_off: false,
+            publish_peer: None,
+            subscribe_peer: None,
+            publications: [None; 3],
+            subscriptions: Vec::new(),
+            pending_offer: None,
+            mids_to_close: Vec::new(),
+            subscribe_dirty: false,
+        };
+        let info = attendee.info();
+        let idx = self.attendees.insert(attendee);
+        self.attendee_by_id.insert(id, idx);
+        self.metrics.attendees(client).inc();
+
+        let meeting = self
+            .meetings
+            .get_mut(&meeting_id)
+            .expect("meeting inserted above");
+        let others: Vec<usize> = meeting.attendees.clone();
+        meeting.attendees.push(idx);
+
+        let roster = others.iter().map(|&o| self.attendees[o].info()).collect();
+        self.attendees[idx].send(ServerMessage::Joined {
+            meeting: meeting_id.to_string(),
+            attendee_id: id,
+            attendees: roster,
+        });
+        for &o in &others {
+            self.attendees[o].send(ServerMessage::AttendeeJoined {
+                attendee: info.clone(),
+            });
+        }
+        tracing::info!(meeting = %meeting_id, attendee = %id, client = client.as_str(), shard = self.config.index, "attendee joined");
+        self.bus.publish(MeetingEvent::now(
+            meeting_id,
+            MeetingEventKind::AttendeeJoined {
+                attendee: id,
+                name,
+                client,
+            },
+        ));
+
+        // The newcomer receives everything already published.
+        let existing: Vec<usize> = others
+            .iter()
+            .flat_map(|&o| self.attendees[o].publications.into_iter().flatten())
+            .collect();
+        for publication in existing {
+            self.add_subscription(publication, idx);
+        }
+        self.negotiate_subscriptions(now, idx);
+    }
+
+    pub(super) fn mute(&mut self, idx: usize, source: MediaSource, muted: bool) {
+        let attendee = &mut self.attendees[idx];
+        match source {
+            MediaSource::Audio => attendee.audio_muted = muted,
+            MediaSource::Camera => attendee.camera_off = muted,
+            MediaSource::Screen => return,
+        }
+        let info = attendee.info();
+        let meeting = attendee.meeting.clone();
+        for &o in &self.meetings[&meeting].attendees {
+            self.attendees[o].send(ServerMessage::AttendeeUpdated {
+                attendee: info.clone(),
+            });
+        }
+    }
+
+    /// Take an attendee out of its meeting, telling the others; ends the meeting if it was the last.
+    pub(super) fn remove_attendee(&mut self, now: Instant, idx: usize, reason: LeaveReason) {
+        // Its publications first: that renegotiates everyone who received them.
+        for source in MediaSource::ALL {
+            if let Some(publication) = self.attendees[idx].publications[source.index()] {
+                self.remove_publication(now, publication);
+            }
+        }
+        for sub in std::mem::take(&mut self.attendees[idx].subscriptions) {
+            let publication = self.subscriptions[sub].publication;
+            self.publications[publication]
+                .subscriptions
+                .retain(|&s| s != sub);
+            self.subscriptions.remove(sub);
+        }
+        let attendee = self.attendees.remove(idx);
+        self.attendee_by_id.remove(&attendee.id);
+        for peer_idx in [attendee.publish_peer, attendee.subscribe_peer]
+            .into_iter()
+            .flatten()
+        {
+            self.remove_peer(peer_idx);
+        }
+        self.metrics.attendees(attendee.client).dec();
+        if reason == LeaveReason::Shutdown {
+            attendee.send(ServerMessage::error(
+                crate::signal::messages::ErrorCode::Unavailable,
+                "the server is shutting down",
+            ));
+        }
+        tracing::info!(meeting = %attendee.meeting, attendee = %attendee.id, reason = reason.as_str(), "attendee left");
+
+        let meeting_id = attendee.meeting.clone();
+        let Some(meeting) = self.meetings.get_mut(&meeting_id) else {
+            return;
+        };
+        meeting.attendees.retain(|&a| a != idx);
+        meeting.speaking.retain(|&a| a != attendee.id);
+        for &o in &meeting.attendees {
+            self.attendees[o].send(ServerMessage::AttendeeLeft {
+                attendee_id: attendee.id,
+                reason: reason.as_str().to_owned(),
+            });
+        }
+        self.bus.publish(MeetingEvent::now(
+            meeting_id.clone(),
+            MeetingEventKind::AttendeeLeft {
+                attendee: attendee.id,
+                reason,
+            },
+        ));
+        if meeting.attendees.is_empty() {
+            self.meetings.remove(&meeting_id);
+            self.metrics.meetings.dec();
+            self.bus.publish(MeetingEvent::now(
+                meeting_id.clone(),
+                MeetingEventKind::MeetingEnded,
+            ));
+            self.ended_meetings.push_back(meeting_id);
+        }
+        // Dropping `attendee` drops its signal sender: the front end sees the channel close.
+    }
+
+    /// Announce changes in who is speaking, per meeting.
+    pub(super) fn update_speaking(&mut self, now: Instant) {
+        for meeting in self.meetings.values_mut() {
+            let mut speaking: Vec<AttendeeId> = Vec::new();
+            for &a in &meeting.attendees {
+                let attendee = &self.attendees[a];
+                let Some(p) = attendee.publications[MediaSource::Audio.index()] else {
+                    continue;
+                };
+                if !attendee.audio_muted
+                    && self.publications[p].speaking_until.is_some_and(|t| t > now)
+                {
+                    speaking.push(attendee.id);
+                }
+            }
+            speaking.sort();
+            if speaking != meeting.speaking {
+                for &a in &meeting.attendees {
+                    self.attendees[a].send(ServerMessage::Speaking {
+                        attendee_ids: speaking.clone(),
+                    });
+                }
+                meeting.speaking = speaking;
+            }
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The JSON messages of the `/v1/signal` WebSocket, exactly as `docs/signaling.md` documents them.
+
+use convene_core::{AttendeeId, ClientType, MediaSource};
+use serde::{Deserialize, Serialize};
+
+/// A message from a client.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    Join {
+        meeting: String,
+        name: String,
+        #[serde(default)]
+        client: Option<String>,
+        /// Reserved for the signed join token of the meetings issue; accepted and ignored for now.
+        #[serde(default)]
+        token: Option<String>,
+    },
+    PublishOffer {
+        sdp: String,
+        #[serde(default)]
+        tracks: Vec<PublishTrack>,
+    },
+    SubscribeAnswer {
+        sdp: String,
+    },
+    Mute {
+        source: String,
+        muted: bool,
+    },
+    Leave,
+    Ping,
+}
+
+impl ClientMessage {
+    /// The names of every message type, for telling "unknown type" from "bad fields".
+    pub const TYPES: [&'static str; 6] = [
+        "join",
+        "publish_offer",
+        "subscribe_answer",
+        "mute",
+        "leave",
+        "ping",
+    ];
+}
+
+/// One entry of `publish_offer.tracks`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct PublishTrack {
+    pub mid: String,
+    pub source: String,
+}
+
+/// A message to a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Joined {
+        meeting: String,
+        attendee_id: AttendeeId,
+        attendees: Vec<AttendeeInfo>,
+    },
+    PublishAnswer {
+        sdp: String,
+    },
+    SubscribeOffer {
+        sdp: String,
+        tracks: Vec<SubscribeTrack>,
+    },
+    AttendeeJoined {
+        attendee: AttendeeInfo,
+    },
+    AttendeeUpdated {
+        attendee: AttendeeInfo,
+    },
+    AttendeeLeft {
+        attendee_id: AttendeeId,
+        reason: String,
+    },
+    Speaking {
+        attendee_ids: Vec<AttendeeId>,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+    Pong,
+}
+
+impl ServerMessage {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// What the others know about an attendee.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttendeeInfo {
+    pub attendee_id: AttendeeId,
+    pub name: String,
+    pub client: ClientType,
+    pub audio_muted: bool,
+    pub camera_off: bool,
+}
+
+/// One m-line of the subscribe connection and what it carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscribeTrack {
+    pub mid: String,
+    pub attendee_id: AttendeeId,
+    pub source: MediaSource,
+}
+
+/// The `code` of an `error` message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadMessage,
+    UnknownType,
+    NotJoined,
+    AlreadyJoined,
+    InvalidField,
+    BadSdp,
+    NegotiationInProgress,
+    NoOfferOutstanding,
+    Unauthorized,
+    Unavailable,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_messages_parse_as_documented() {
+        let m: ClientMessage = serde_json::from_str(
+            r#"{"type":"join","meeting":"m","name":"Ada","client":"web","token":null,"future":1}"#,
+        )
+        .unwrap();
+        assert!(matches!(m, ClientMessage::Join { ref meeting, .. } if meeting == "m"));
+        let m: ClientMessage = serde_json::from_str(
+            r#"{"type":"publish_offer","sdp":"v=0","tracks":[{"mid":"0","source":"audio"}]}"#,
+        )
+        .unwrap();
+        assert!(matches!(m, ClientMessage::PublishOffer { ref tracks, .. } if tracks.len() == 1));
+        assert_eq!(
+            serde_json::from_str::<ClientMessage>(r#"{"type":"leave"}"#).unwrap(),
+            ClientMessage::Leave
+        );
+    }
+
+    #[test]
+    fn server_messages_render_as_documented() {
+        let v = serde_json::to_value(ServerMessage::error(ErrorCode::BadSdp, "no fingerprint"))
+            .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"error","code":"bad_sdp","message":"no fingerprint"})
+        );
+        let v = serde_json::to_value(ServerMessage::Speaking {
+            attendee_ids: vec![AttendeeId::from_raw(2)],
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"speaking","attendee_ids":["a-00000002"]})
+        );
+        assert_eq!(
+            serde_json::to_value(ServerMessage::Pong).unwrap(),
+            serde_json::json!({"type":"pong"})
+        );
+    }
+}

@@ -1,0 +1,310 @@
+//! The `/v1/signal` WebSocket: validate client messages, forward them to the meeting's shard, and relay
+//! the shard's replies.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use axum::routing::get;
+use convene_core::{AttendeeId, ClientType, MediaSource, MeetingId};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+use super::messages::{ClientMessage, ErrorCode, ServerMessage};
+use crate::plane::MediaPlane;
+use crate::shard::Command;
+
+/// Largest signaling message accepted (an SDP with many m-lines is a few tens of KiB).
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Longest display name, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// `GET /v1/signal` upgrades to the signaling WebSocket.
+pub fn router(plane: Arc<MediaPlane>) -> Router {
+    Router::new()
+        .route("/v1/signal", get(upgrade))
+        .with_state(plane)
+}
+
+async fn upgrade(ws: WebSocketUpgrade, State(plane): State<Arc<MediaPlane>>) -> Response {
+    ws.max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| Session::new(plane).run(socket))
+}
+
+/// One signaling connection = one attendee.
+struct Session {
+    plane: Arc<MediaPlane>,
+    joined: Option<Joined>,
+}
+
+struct Joined {
+    attendee: AttendeeId,
+    shard: usize,
+}
+
+/// What to do after a client message.
+enum Next {
+    Continue,
+    Reply(ServerMessage),
+}
+
+impl Session {
+    fn new(plane: Arc<MediaPlane>) -> Self {
+        Self {
+            plane,
+            joined: None,
+        }
+    }
+
+    async fn run(mut self, mut socket: WebSocket) {
+        self.plane.metrics().signal_connections.inc();
+        let mut from_shard: Option<UnboundedReceiver<ServerMessage>> = None;
+        loop {
+            let outgoing = async {
+                match from_shard.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                incoming = socket.recv() => {
+                    let text = match incoming {
+                        Some(Ok(Message::Text(text))) => text,
+                        Some(Ok(Message::Binary(_))) => {
+                            self.plane.metrics().signal_error();
+                            let reply = ServerMessage::error(ErrorCode::BadMessage, "binary frames are not accepted; send JSON text");
+                            if send(&mut socket, &reply).await.is_err() { break }
+                            continue;
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                        Some(Ok(Message::Close(_))) | None => break,
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, "signaling connection error");
+                            break;
+                        }
+                    };
+                    match self.handle_text(&text, &mut from_shard) {
+                        Next::Continue => {}
+                        Next::Reply(reply) => {
+                            if matches!(reply, ServerMessage::Error { .. }) {
+                                self.plane.metrics().signal_error();
+                            }
+                            if send(&mut socket, &reply).await.is_err() { break }
+                        }
+                    }
+                }
+                message = outgoing => {
+                    match message {
+                        Some(m) => if send(&mut socket, &m).await.is_err() { break },
+                        // The shard dropped us: we left, timed out, or the server is stopping.
+                        None => break,
+                    }
+                }
+            }
+        }
+        if let Some(joined) = self.joined.take() {
+            self.plane.send(
+                joined.shard,
+                Command::Leave {
+                    attendee: joined.attendee,
+                },
+            );
+        }
+        let _ = socket.send(Message::Close(None)).await;
+        self.plane.metrics().signal_connections.dec();
+    }
+
+    fn handle_text(
+        &mut self,
+        text: &str,
+        from_shard: &mut Option<UnboundedReceiver<ServerMessage>>,
+    ) -> Next {
+        let message = match parse(text) {
+            Ok(m) => m,
+            Err(reply) => return Next::Reply(reply),
+        };
+        let invalid = |msg: String| Next::Reply(ServerMessage::error(ErrorCode::InvalidField, msg));
+        match (&self.joined, message) {
+            (_, ClientMessage::Ping) => Next::Reply(ServerMessage::Pong),
+            (Some(_), ClientMessage::Join { .. }) => Next::Reply(ServerMessage::error(
+                ErrorCode::AlreadyJoined,
+                "this connection already joined a meeting",
+            )),
+            (
+                None,
+                ClientMessage::Join {
+                    meeting,
+                    name,
+                    client,
+                    token: _,
+                },
+            ) => {
+                let meeting: MeetingId = match meeting.parse() {
+                    Ok(m) => m,
+                    Err(e) => return invalid(e.to_string()),
+                };
+                let name = match check_name(&name) {
+                    Ok(n) => n,
+                    Err(e) => return invalid(e.to_owned()),
+                };
+                let client = match client.as_deref().map(str::parse::<ClientType>).transpose() {
+                    Ok(c) => c.unwrap_or_default(),
+                    Err(e) => return invalid(e.to_string()),
+                };
+                let attendee = AttendeeId::random();
+                let shard = self.plane.shard_for(&meeting);
+                let (tx, rx) = unbounded_channel();
+                if !self.plane.send(
+                    shard,
+                    Command::Join {
+                        attendee,
+                        meeting,
+                        name,
+                        client,
+                        signal: tx,
+                    },
+                ) {
+                    return Next::Reply(ServerMessage::error(
+                        ErrorCode::Unavailable,
+                        "the server is shutting down",
+                    ));
+                }
+                *from_shard = Some(rx);
+                self.joined = Some(Joined { attendee, shard });
+                Next::Continue
+            }
+            (None, _) => Next::Reply(ServerMessage::error(
+                ErrorCode::NotJoined,
+                "send join first",
+            )),
+            (Some(j), ClientMessage::PublishOffer { sdp, tracks }) => {
+                self.plane.send(
+                    j.shard,
+                    Command::PublishOffer {
+                        attendee: j.attendee,
+                        sdp,
+                        tracks,
+                    },
+                );
+                Next::Continue
+            }
+            (Some(j), ClientMessage::SubscribeAnswer { sdp }) => {
+                self.plane.send(
+                    j.shard,
+                    Command::SubscribeAnswer {
+                        attendee: j.attendee,
+                        sdp,
+                    },
+                );
+                Next::Continue
+            }
+            (Some(j), ClientMessage::Mute { source, muted }) => match source.parse::<MediaSource>()
+            {
+                Ok(source @ (MediaSource::Audio | MediaSource::Camera)) => {
+                    self.plane.send(
+                        j.shard,
+                        Command::Mute {
+                            attendee: j.attendee,
+                            source,
+                            muted,
+                        },
+                    );
+                    Next::Continue
+                }
+                _ => invalid(format!("mute takes source audio or camera, not {source:?}")),
+            },
+            (Some(j), ClientMessage::Leave) => {
+                // The shard answers by dropping our channel, which ends the session.
+                self.plane.send(
+                    j.shard,
+                    Command::Leave {
+                        attendee: j.attendee,
+                    },
+                );
+                Next::Continue
+            }
+        }
+    }
+}
+
+/// Parse one client message, telling apart "not a message" from "a message type we do not know".
+pub fn parse(text: &str) -> Result<ClientMessage, ServerMessage> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| ServerMessage::error(ErrorCode::BadMessage, format!("not JSON: {e}")))?;
+    let Some(kind) = value
+        .as_object()
+        .and_then(|o| o.get("type"))
+        .and_then(|t| t.as_str())
+        .map(str::to_owned)
+    else {
+        return Err(ServerMessage::error(
+            ErrorCode::BadMessage,
+            "a message is a JSON object with a string \"type\"",
+        ));
+    };
+    if !ClientMessage::TYPES.contains(&kind.as_str()) {
+        return Err(ServerMessage::error(
+            ErrorCode::UnknownType,
+            format!("unknown message type {kind:?}"),
+        ));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| ServerMessage::error(ErrorCode::BadMessage, format!("bad {kind}: {e}")))
+}
+
+/// A display name: trimmed, 1-64 characters, no control characters.
+pub fn check_name(name: &str) -> Result<String, &'static str> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err("name must not be empty");
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err("name is longer than 64 characters");
+    }
+    if name.chars().any(char::is_control) {
+        return Err("name must not contain control characters");
+    }
+    Ok(name.to_owned())
+}
+
+async fn send(socket: &mut WebSocket, message: &ServerMessage) -> Result<(), axum::Error> {
+    let text =
+        serde_json::to_string(message).unwrap_or_else(|_| String::from("{\"type\":\"error\"}"));
+    socket.send(Message::Text(text.into())).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(r: Result<ClientMessage, ServerMessage>) -> ErrorCode {
+        match r {
+            Err(ServerMessage::Error { code, .. }) => code,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parse_tells_errors_apart() {
+        assert_eq!(code(parse("{nope")), ErrorCode::BadMessage);
+        assert_eq!(code(parse("[1,2]")), ErrorCode::BadMessage);
+        assert_eq!(code(parse("{\"type\":5}")), ErrorCode::BadMessage);
+        assert_eq!(code(parse("{\"type\":\"dance\"}")), ErrorCode::UnknownType);
+        assert_eq!(
+            code(parse("{\"type\":\"join\",\"meeting\":1}")),
+            ErrorCode::BadMessage
+        );
+        assert!(parse("{\"type\":\"ping\"}").is_ok());
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert_eq!(check_name("  Ada  ").unwrap(), "Ada");
+        assert!(check_name("   ").is_err());
+        assert!(check_name(&"é".repeat(65)).is_err());
+        assert!(check_name(&"é".repeat(64)).is_ok());
+        assert!(check_name("bell\u{7}").is_err());
+    }
+}

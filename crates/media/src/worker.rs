@@ -1,0 +1,128 @@
+//! The IO around a shard: one thread, one UDP socket, a command channel.
+//!
+//! The thread sleeps in `mio` until a datagram arrives, a command is queued (the sender wakes it) or the
+//! shard's next deadline passes; then it feeds the shard and sends what the shard wants sent. Batched
+//! `recvmmsg`/`sendmmsg` is the performance issue's work; this loop already drains the socket fully
+//! on each wake-up so it is ready for it.
+
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant};
+
+use convene_core::MeetingId;
+use dashmap::DashMap;
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::metrics::ShardMetrics;
+use crate::shard::{Command, Shard};
+
+pub(crate) const SOCKET: Token = Token(0);
+pub(crate) const WAKER: Token = Token(1);
+
+/// Largest datagram we accept; anything longer is truncated by the kernel and then rejected by str0m.
+const RECV_BUF: usize = 2048;
+
+pub(crate) struct Worker {
+    pub shard: Shard,
+    pub socket: UdpSocket,
+    pub poll: Poll,
+    pub commands: Receiver<Command>,
+    pub load: Arc<AtomicUsize>,
+    pub placement: Arc<DashMap<MeetingId, usize>>,
+    pub metrics: ShardMetrics,
+}
+
+impl Worker {
+    pub fn run(mut self) {
+        let index = self.shard.config().index;
+        let local: SocketAddr = self.shard.config().candidate_addr;
+        let mut events = Events::with_capacity(16);
+        let mut buf = vec![0u8; RECV_BUF];
+        let mut busy = Duration::ZERO;
+        let mut window_start = Instant::now();
+        tracing::info!(shard = index, %local, "media worker started");
+        loop {
+            let timeout = self
+                .shard
+                .poll_timeout()
+                .saturating_duration_since(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != ErrorKind::Interrupted {
+                    tracing::error!(shard = index, error = %e, "poll failed; worker stops");
+                    return;
+                }
+            }
+            let started = Instant::now();
+
+            loop {
+                match self.commands.try_recv() {
+                    Ok(Command::Shutdown) => {
+                        self.shard.handle_command(Instant::now(), Command::Shutdown);
+                        self.flush();
+                        tracing::info!(shard = index, "media worker stopped");
+                        return;
+                    }
+                    Ok(command) => self.shard.handle_command(Instant::now(), command),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            }
+
+            loop {
+                match self.socket.recv_from(&mut buf) {
+                    Ok((n, source)) => {
+                        self.shard
+                            .handle_datagram(Instant::now(), source, local, &buf[..n]);
+                        self.flush();
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        // ICMP errors (port unreachable) surface here on Linux; they concern one peer.
+                        tracing::debug!(shard = index, error = %e, "recv error");
+                        continue;
+                    }
+                }
+            }
+
+            self.shard.handle_timeout(Instant::now());
+            self.flush();
+            while let Some(meeting) = self.shard.poll_ended_meeting() {
+                self.placement
+                    .remove_if(&meeting, |_, &shard| shard == index);
+            }
+            self.load
+                .store(self.shard.attendee_count(), Ordering::Relaxed);
+
+            busy += started.elapsed();
+            let window = window_start.elapsed();
+            if window >= Duration::from_secs(1) {
+                self.metrics
+                    .busy
+                    .set(busy.as_secs_f64() / window.as_secs_f64());
+                busy = Duration::ZERO;
+                window_start = Instant::now();
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        while let Some(t) = self.shard.poll_transmit() {
+            match self.socket.send_to(&t.contents, t.destination) {
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, destination = %t.destination, "send failed");
+                    self.metrics.dropped("send_failed");
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn register(poll: &Poll, socket: &mut UdpSocket) -> std::io::Result<()> {
+    poll.registry().register(socket, SOCKET, Interest::READABLE)
+}

@@ -1,0 +1,258 @@
+//! `convene serve` settings: defaults < config file < `CONVENE_*` environment < command-line flags.
+//!
+//! clap reads the flags and their environment variables (a flag wins over its variable); what neither
+//! sets comes from the TOML file, and what that leaves open from [`ServeConfig::default`]. The commented
+//! reference file is `config/convene.toml`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// Everything `convene serve` needs, fully resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub http: SocketAddr,
+    pub public_ip: IpAddr,
+    pub media_ports: PortRange,
+    pub media_workers: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        let http: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080));
+        Self {
+            data_dir: PathBuf::from("data"),
+            http,
+            public_ip: http.ip(),
+            media_ports: PortRange {
+                lo: 16384,
+                hi: 17383,
+            },
+            media_workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        }
+    }
+}
+
+/// An inclusive UDP port range written `LO-HI`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (lo, hi) = s
+            .split_once('-')
+            .ok_or_else(|| format!("{s:?} is not LO-HI"))?;
+        let lo: u16 = lo
+            .trim()
+            .parse()
+            .map_err(|_| format!("{lo:?} is not a port"))?;
+        let hi: u16 = hi
+            .trim()
+            .parse()
+            .map_err(|_| format!("{hi:?} is not a port"))?;
+        if lo == 0 || lo > hi {
+            return Err(format!("{s:?} is not a range of ports (1-65535, LO <= HI)"));
+        }
+        Ok(Self { lo, hi })
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The TOML file: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub http: Option<SocketAddr>,
+    pub public_ip: Option<IpAddr>,
+    pub media_ports: Option<PortRange>,
+    pub media_workers: Option<usize>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+    }
+}
+
+/// Settings given on the command line or in the environment (clap merges those two).
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// TOML config file (see config/convene.toml for every key, commented).
+    #[arg(long, env = "CONVENE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory for Convene's state [default: ./data].
+    #[arg(long, env = "CONVENE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the HTTP listener: web app, signaling, health and metrics [default: 127.0.0.1:8080].
+    #[arg(long, env = "CONVENE_HTTP", value_name = "ADDR:PORT")]
+    pub http: Option<SocketAddr>,
+    /// Address clients send media to, put in ICE candidates [default: the --http address's IP].
+    #[arg(long, env = "CONVENE_PUBLIC_IP", value_name = "IP")]
+    pub public_ip: Option<IpAddr>,
+    /// UDP ports for media; each media worker takes one [default: 16384-17383].
+    #[arg(long, env = "CONVENE_MEDIA_PORTS", value_name = "LO-HI")]
+    pub media_ports: Option<PortRange>,
+    /// Number of media worker threads [default: one per core].
+    #[arg(long, env = "CONVENE_MEDIA_WORKERS", value_name = "N")]
+    pub media_workers: Option<usize>,
+}
+
+impl ServeArgs {
+    /// Resolve flags + environment over the config file over the defaults.
+    pub fn resolve(&self) -> anyhow::Result<ServeConfig> {
+        let file = match &self.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let defaults = ServeConfig::default();
+        let http = self.http.or(file.http).unwrap_or(defaults.http);
+        // The public IP follows the HTTP address unless set: one knob for the common single-host case.
+        let public_ip = self.public_ip.or(file.public_ip).unwrap_or(http.ip());
+        if public_ip.is_unspecified() {
+            bail!(
+                "the media address {public_ip} cannot go into ICE candidates: set --public-ip to an address clients can reach"
+            );
+        }
+        let media_workers = self
+            .media_workers
+            .or(file.media_workers)
+            .unwrap_or(defaults.media_workers);
+        if media_workers == 0 || media_workers > 256 {
+            bail!("media workers must be 1-256, not {media_workers}");
+        }
+        let media_ports = self
+            .media_ports
+            .or(file.media_ports)
+            .unwrap_or(defaults.media_ports);
+        if usize::from(media_ports.hi - media_ports.lo) + 1 < media_workers {
+            bail!(
+                "media ports {}-{} are fewer than the {media_workers} media workers",
+                media_ports.lo,
+                media_ports.hi
+            );
+        }
+        Ok(ServeConfig {
+            data_dir: self
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or(defaults.data_dir),
+            http,
+            public_ip,
+            media_ports,
+            media_workers,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = ServeArgs::default().resolve().unwrap();
+        assert_eq!(c.http, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.public_ip, "127.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            c.media_ports,
+            PortRange {
+                lo: 16384,
+                hi: 17383
+            }
+        );
+        assert!(c.media_workers >= 1);
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let dir = std::env::temp_dir().join(format!("convene-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "http = \"127.0.0.2:9000\"\nmedia_ports = \"20000-20010\"\nmedia_workers = 2\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            media_workers: Some(3),
+            ..Default::default()
+        };
+        let c = args.resolve().unwrap();
+        assert_eq!(c.http, "127.0.0.2:9000".parse().unwrap());
+        assert_eq!(c.public_ip, "127.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            c.media_ports,
+            PortRange {
+                lo: 20000,
+                hi: 20010
+            }
+        );
+        assert_eq!(c.media_workers, 3);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_shipped_config_file_parses_and_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/convene.toml");
+        let file = FileConfig::load(&path).unwrap();
+        let d = ServeConfig::default();
+        assert_eq!(file.http.unwrap_or(d.http), d.http);
+        assert_eq!(file.media_ports.unwrap_or(d.media_ports), d.media_ports);
+    }
+
+    #[test]
+    fn bad_values_are_refused_clearly() {
+        assert!("10-5".parse::<PortRange>().is_err());
+        assert!("0-5".parse::<PortRange>().is_err());
+        assert!("abc".parse::<PortRange>().is_err());
+        let args = ServeArgs {
+            http: Some("0.0.0.0:8080".parse().unwrap()),
+            ..Default::default()
+        };
+        assert!(
+            args.resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("--public-ip")
+        );
+        let args = ServeArgs {
+            media_ports: Some(PortRange { lo: 5000, hi: 5001 }),
+            media_workers: Some(4),
+            ..Default::default()
+        };
+        assert!(args.resolve().is_err());
+        let dir = std::env::temp_dir().join(format!("convene-config-typo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "htpp = \"127.0.0.1:1\"\n").unwrap();
+        let err = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("htpp"), "{err:#}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

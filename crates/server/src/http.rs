@@ -1,0 +1,73 @@
+//! The HTTP listener's routes: the web app, health, readiness and metrics. Feature routers (signaling
+//! now, the admin API later) are merged in by `serve`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus::{Encoder, Registry, TextEncoder};
+use rust_embed::RustEmbed;
+
+/// The browser app, embedded at build time (read from `web/` on disk in debug builds).
+#[derive(RustEmbed)]
+#[folder = "../../web/"]
+struct WebAssets;
+
+#[derive(Clone)]
+pub struct Ops {
+    pub registry: Registry,
+    /// False until the media plane is up, and again once shutdown begins.
+    pub ready: Arc<AtomicBool>,
+}
+
+pub fn router(ops: Ops) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(ops)
+        .fallback(get(web_asset))
+}
+
+async fn readyz(State(ops): State<Ops>) -> Response {
+    if ops.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn metrics(State(ops): State<Ops>) -> Response {
+    let mut body = Vec::new();
+    match TextEncoder::new().encode(&ops.registry.gather(), &mut body) {
+        Ok(()) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("metrics encoding failed: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn web_asset(uri: Uri) -> Response {
+    let path = uri.path().trim_start_matches('/');
+    let path = if path.is_empty() { "index.html" } else { path };
+    match WebAssets::get(path) {
+        Some(file) => {
+            let mime = file.metadata.mimetype().to_owned();
+            (
+                [
+                    (header::CONTENT_TYPE, mime),
+                    (header::CACHE_CONTROL, "no-cache".to_owned()),
+                ],
+                file.data,
+            )
+                .into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    }
+}

@@ -1,0 +1,49 @@
+//! `convene`: the Convene meeting server in one binary.
+//!
+//! `convene serve` runs the media plane (SFU), the signaling front end and the web app on one HTTP
+//! listener with embedded defaults. See `convene --help` and `config/convene.toml`.
+
+mod config;
+mod http;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Convene: a self-hosted meeting server.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: web app, signaling and media on this machine.
+    ///
+    /// Settings come from flags, then CONVENE_* environment variables, then --config FILE, then
+    /// built-in defaults. Log verbosity follows RUST_LOG (default: info).
+    Serve(config::ServeArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = args.resolve()?;
+            tracing::info!(?config, "starting");
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(serve::run(config))
+        }
+    }
+}

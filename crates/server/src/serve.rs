@@ -1,0 +1,92 @@
+//! `convene serve`: start every plane on one HTTP listener and stop them cleanly.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use convene_core::{EventBus, InProcessBus};
+use convene_media::{MediaConfig, MediaMetrics, MediaPlane};
+use prometheus::Registry;
+
+use crate::config::ServeConfig;
+use crate::http::{self, Ops};
+
+pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+
+    let registry = Registry::new();
+    let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::default());
+    let media_metrics = MediaMetrics::register(&registry).context("registering media metrics")?;
+    let media_config = MediaConfig {
+        bind_ip: config.http.ip(),
+        public_ip: config.public_ip,
+        port_range: (config.media_ports.lo, config.media_ports.hi),
+        workers: config.media_workers,
+    };
+    let plane = Arc::new(
+        MediaPlane::start(&media_config, bus.clone(), media_metrics)
+            .context("starting the media plane")?,
+    );
+    let ports: Vec<String> = plane.shard_addrs().iter().map(|a| a.to_string()).collect();
+    tracing::info!(workers = config.media_workers, media = %ports.join(","), "media plane up");
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let app = http::router(Ops {
+        registry,
+        ready: ready.clone(),
+    })
+    .merge(convene_media::signal::router(plane.clone()));
+
+    let listener = tokio::net::TcpListener::bind(config.http)
+        .await
+        .with_context(|| format!("binding the HTTP listener on {}", config.http))?;
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!("Convene is ready: open http://{}/", config.http);
+
+    let stopping = {
+        let plane = plane.clone();
+        let ready = ready.clone();
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: telling attendees and stopping media workers");
+            ready.store(false, Ordering::Relaxed);
+            // Ending the meetings closes every signaling socket, which lets the HTTP server drain.
+            let _ = tokio::task::spawn_blocking(move || plane.shutdown()).await;
+        }
+    };
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopping)
+    .await
+    .context("HTTP server failed")?;
+    plane.shutdown();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
