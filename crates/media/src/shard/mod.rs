@@ -462,6 +462,3 @@ impl Shard {
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

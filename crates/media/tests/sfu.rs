@@ -1,0 +1,350 @@
+//! The SFU core driven through simulated time with in-process str0m peers: no sockets, no sleeps.
+
+mod sim;
+
+use std::time::Duration;
+
+use convene_core::{MediaSource, MeetingEventKind};
+use convene_media::signal::messages::{ErrorCode, ServerMessage};
+use sim::Sim;
+
+/// Video every 33 ms (a keyframe first) and audio every 20 ms from each publishing client.
+fn media(s: &mut Sim, publishers: &[usize], level: i8) {
+    let t = s.ms();
+    for &c in publishers {
+        if t % 35 == 0 {
+            s.send_video(c, false);
+        }
+        if t % 20 == 0 {
+            s.send_audio(c, level);
+        }
+    }
+}
+
+fn two_publishers() -> (Sim, usize, usize) {
+    let mut s = Sim::new();
+    let a = s.join("m1", "Ada");
+    let b = s.join("m1", "Bob");
+    s.publish(a);
+    s.publish(b);
+    s.connect_all();
+    (s, a, b)
+}
+
+#[test]
+fn join_publish_subscribe_leave() {
+    let (mut s, a, b) = two_publishers();
+    let (id_a, id_b) = (s.clients[a].id, s.clients[b].id);
+
+    // Each got `joined`; the first saw the second arrive.
+    assert!(s.clients[a].has_message(
+        |m| matches!(m, ServerMessage::Joined { attendees, .. } if attendees.is_empty())
+    ));
+    assert!(s.clients[b].has_message(|m| matches!(m, ServerMessage::Joined { attendees, .. } if attendees.len() == 1 && attendees[0].name == "Ada")));
+    assert!(s.clients[a].has_message(
+        |m| matches!(m, ServerMessage::AttendeeJoined { attendee } if attendee.attendee_id == id_b)
+    ));
+
+    // Both subscribe connections carry the other's audio and camera.
+    for (c, other) in [(a, id_b), (b, id_a)] {
+        let tracks = &s.clients[c].sub_tracks;
+        assert_eq!(tracks.len(), 2, "{tracks:?}");
+        assert!(tracks.iter().all(|t| t.attendee_id == other));
+    }
+
+    s.send_video(a, true);
+    s.send_video(b, true);
+    s.run(Duration::from_secs(2), |s| media(s, &[a, b], -90));
+
+    for (c, from) in [(a, id_b), (b, id_a)] {
+        let video = s.clients[c].received_from(from, MediaSource::Camera);
+        let audio = s.clients[c].received_from(from, MediaSource::Audio);
+        assert!(
+            video.len() > 40,
+            "client {c} got {} video packets",
+            video.len()
+        );
+        assert!(
+            audio.len() > 80,
+            "client {c} got {} audio packets",
+            audio.len()
+        );
+        // Payloads arrive intact, from the right publisher (byte 2 is the sender's index).
+        let from_index = if c == a { b } else { a } as u8;
+        assert!(
+            video
+                .iter()
+                .all(|p| p.payload.len() == 160 && p.payload[2] == from_index)
+        );
+        assert!(audio.iter().all(|p| p.payload[1] == from_index));
+        // One continuous stream: strictly increasing sequence numbers without gaps.
+        assert!(
+            video.windows(2).all(|w| w[1].seq == w[0].seq + 1),
+            "video sequence has gaps"
+        );
+        assert!(video[0].seq < 65536);
+    }
+    assert!(s.metrics.video_out.get() > 80);
+    assert!(s.metrics.audio_out.get() > 160);
+
+    // Ada leaves: Bob is told, and his next offer drops her tracks.
+    s.leave(a);
+    s.run(Duration::from_millis(100), |_| {});
+    assert!(s.clients[b].has_message(|m| matches!(m, ServerMessage::AttendeeLeft { attendee_id, reason } if *attendee_id == id_a && reason == "left")));
+    assert!(
+        s.clients[b].sub_tracks.is_empty(),
+        "{:?}",
+        s.clients[b].sub_tracks
+    );
+    s.leave(b);
+
+    let kinds: Vec<&MeetingEventKind> = s.event_log.iter().map(|e| &e.kind).collect();
+    assert!(matches!(kinds[0], MeetingEventKind::MeetingStarted));
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| matches!(k, MeetingEventKind::AttendeeJoined { .. }))
+            .count(),
+        2
+    );
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| matches!(k, MeetingEventKind::AttendeeLeft { .. }))
+            .count(),
+        2
+    );
+    assert!(matches!(kinds.last(), Some(MeetingEventKind::MeetingEnded)));
+    assert_eq!(s.shard.meeting_count(), 0);
+    assert_eq!(
+        s.shard.poll_ended_meeting().map(|m| m.to_string()),
+        Some("m1".into())
+    );
+}
+
+#[test]
+fn late_joiner_starts_on_a_keyframe_it_asked_for() {
+    let mut s = Sim::new();
+    let a = s.join("m2", "Ada");
+    s.publish(a);
+    s.connect_all();
+    s.send_video(a, true);
+    s.run(Duration::from_secs(1), |s| media(s, &[a], -90));
+    let requests_before = s.clients[a].publish.as_ref().unwrap().keyframe_requests;
+
+    // Carol arrives while only delta frames flow.
+    let c = s.join("m2", "Carol");
+    s.connect_all();
+    let id_a = s.clients[a].id;
+    // Nothing reaches Carol before a keyframe, and Ada is asked for one.
+    s.run(Duration::from_millis(300), |s| media(s, &[a], -90));
+    assert!(
+        s.clients[c]
+            .received_from(id_a, MediaSource::Camera)
+            .is_empty(),
+        "forwarded before a keyframe"
+    );
+    assert!(
+        s.clients[a].publish.as_ref().unwrap().keyframe_requests > requests_before,
+        "no PLI reached the publisher"
+    );
+
+    // Ada answers with a keyframe: Carol's video starts with it.
+    s.send_video(a, true);
+    s.run(Duration::from_millis(300), |s| media(s, &[a], -90));
+    let video = s.clients[c].received_from(id_a, MediaSource::Camera);
+    assert!(!video.is_empty(), "late joiner got no video");
+    assert_eq!(video[0].payload[1] & 1, 0, "first packet is not a keyframe");
+    assert!(video[0].seq < 65536);
+    // She hears Ada too.
+    assert!(
+        !s.clients[c]
+            .received_from(id_a, MediaSource::Audio)
+            .is_empty()
+    );
+}
+
+#[test]
+fn nack_is_answered_from_the_rtx_cache() {
+    let (mut s, a, b) = two_publishers();
+    let id_a = s.clients[a].id;
+    s.send_video(a, true);
+    s.run(Duration::from_secs(1), |s| media(s, &[a], -90));
+    let before = s.clients[b].received_from(id_a, MediaSource::Camera).len();
+    assert!(before > 10);
+
+    // Drop one video datagram on its way to Bob's subscribe connection.
+    let bob_sub = s.clients[b].subscribe.as_ref().unwrap().addr;
+    let dropped = std::rc::Rc::new(std::cell::Cell::new(false));
+    let flag = dropped.clone();
+    s.drop_filter = Some(Box::new(move |_from, to, bytes| {
+        let video_rtp = bytes.len() > 150 && bytes[0] >> 6 == 2 && !(200..=206).contains(&bytes[1]);
+        if to == bob_sub && video_rtp && !flag.get() {
+            flag.set(true);
+            return true;
+        }
+        false
+    }));
+    s.run(Duration::from_secs(3), |s| media(s, &[a], -90));
+
+    assert!(dropped.get(), "the test dropped nothing");
+    let video = s.clients[b].received_from(id_a, MediaSource::Camera);
+    let mut seqs: Vec<u64> = video.iter().map(|p| p.seq).collect();
+    seqs.sort();
+    seqs.dedup();
+    let span = seqs.last().unwrap() - seqs.first().unwrap() + 1;
+    assert_eq!(
+        span as usize,
+        seqs.len(),
+        "a sequence number is still missing after NACK/RTX"
+    );
+    assert!(s.metrics.nacks.get() >= 1, "the server saw no NACK");
+    assert!(
+        s.metrics.rtx_sent.get() >= 1,
+        "the server sent no retransmission"
+    );
+}
+
+#[test]
+fn speakers_are_announced() {
+    let (mut s, a, b) = two_publishers();
+    let id_a = s.clients[a].id;
+    s.run(Duration::from_millis(600), |s| {
+        let t = s.ms();
+        if t % 20 == 0 {
+            s.send_audio(a, -20);
+            s.send_audio(b, -100);
+        }
+    });
+    assert!(s.clients[b].has_message(
+        |m| matches!(m, ServerMessage::Speaking { attendee_ids } if attendee_ids == &vec![id_a])
+    ));
+    // Silence ends it.
+    s.run(Duration::from_secs(1), |s| {
+        if s.ms() % 20 == 0 {
+            s.send_audio(a, -100);
+        }
+    });
+    assert!(matches!(
+        s.clients[b].messages.iter().rev().find(|m| matches!(m, ServerMessage::Speaking { .. })),
+        Some(ServerMessage::Speaking { attendee_ids }) if attendee_ids.is_empty()
+    ));
+}
+
+#[test]
+fn silent_attendee_is_dropped_after_consent_timeout() {
+    let (mut s, a, b) = two_publishers();
+    let id_a = s.clients[a].id;
+    let (pub_a, sub_a) = (
+        s.clients[a].publish.as_ref().unwrap().addr,
+        s.clients[a].subscribe.as_ref().unwrap().addr,
+    );
+    // Ada's network goes dark (her consent checks no longer arrive).
+    s.drop_filter = Some(Box::new(move |from, _to, _| from == pub_a || from == sub_a));
+    s.run(Duration::from_secs(9), |s| media(s, &[b], -90));
+    assert!(
+        !s.clients[b].has_message(|m| matches!(m, ServerMessage::AttendeeLeft { .. })),
+        "dropped too early"
+    );
+    s.run(Duration::from_secs(2), |s| media(s, &[b], -90));
+    assert!(s.clients[b].has_message(|m| matches!(m, ServerMessage::AttendeeLeft { attendee_id, reason } if *attendee_id == id_a && reason == "timeout")));
+}
+
+#[test]
+fn bad_datagrams_are_counted_and_harmless() {
+    let (mut s, a, b) = two_publishers();
+    let id_a = s.clients[a].id;
+    s.send_video(a, true);
+    s.run(Duration::from_millis(500), |s| media(s, &[a], -90));
+    let before = s.clients[b].received_from(id_a, MediaSource::Camera).len();
+    let dropped_before = s.metrics.dropped_total();
+
+    let attacker: std::net::SocketAddr = "10.9.9.9:666".parse().unwrap();
+    let mut rng = fastrand::Rng::with_seed(7);
+    let stun_header = [
+        0x00, 0x01, 0x00, 0x08, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+    ];
+    let now = s.now;
+    for i in 0..500 {
+        let len = rng.usize(0..1500);
+        let junk: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
+        s.shard.handle_datagram(now, attacker, s.server, &junk);
+        // Truncated STUN, DTLS and RTP from a known peer's address too.
+        let from = if i % 2 == 0 {
+            attacker
+        } else {
+            s.clients[a].publish.as_ref().unwrap().addr
+        };
+        s.shard
+            .handle_datagram(now, from, s.server, &stun_header[..i % stun_header.len()]);
+        s.shard
+            .handle_datagram(now, from, s.server, &[22, 0xfe, 0xfd, 0, 0][..i % 5]);
+        s.shard
+            .handle_datagram(now, from, s.server, &[0x80, 0x60, 0x12][..i % 3]);
+    }
+    assert!(s.metrics.dropped_total() > dropped_before + 400);
+
+    // The meeting carries on.
+    s.run(Duration::from_millis(500), |s| media(s, &[a], -90));
+    assert!(s.clients[b].received_from(id_a, MediaSource::Camera).len() > before + 10);
+}
+
+#[test]
+fn offers_without_fingerprint_or_with_bad_tracks_are_refused() {
+    let mut s = Sim::new();
+    let a = s.join("m3", "Ada");
+    let id = s.clients[a].id;
+    let sdp = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=sendonly\r\na=rtpmap:111 opus/48000/2\r\n";
+    s.shard.handle_command(
+        s.now,
+        convene_media::shard::Command::PublishOffer {
+            attendee: id,
+            sdp: sdp.into(),
+            tracks: vec![],
+        },
+    );
+    s.shard.handle_command(
+        s.now,
+        convene_media::shard::Command::PublishOffer {
+            attendee: id,
+            sdp: "a=fingerprint:sha-256 00\r\ngarbage".into(),
+            tracks: vec![],
+        },
+    );
+    s.shard.handle_command(
+        s.now,
+        convene_media::shard::Command::PublishOffer {
+            attendee: id,
+            sdp: sdp.into(),
+            tracks: vec![convene_media::signal::messages::PublishTrack {
+                mid: "0".into(),
+                source: "hologram".into(),
+            }],
+        },
+    );
+    s.shard.handle_command(
+        s.now,
+        convene_media::shard::Command::SubscribeAnswer {
+            attendee: id,
+            sdp: "v=0".into(),
+        },
+    );
+    s.pump();
+    let codes: Vec<ErrorCode> = s.clients[a]
+        .messages
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::Error { code, .. } => Some(*code),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            ErrorCode::BadSdp,
+            ErrorCode::BadSdp,
+            ErrorCode::InvalidField,
+            ErrorCode::NoOfferOutstanding
+        ]
+    );
+}

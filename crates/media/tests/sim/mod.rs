@@ -1,0 +1,518 @@
+//! A simulated network for driving a [`Shard`] with in-process str0m clients, in virtual time.
+//!
+//! Each client is an attendee with the two connections the protocol prescribes: a publish `Rtc`
+//! (client offers) and a subscribe `Rtc` (server offers), both in RTP mode so tests write and read
+//! individual packets. Signaling goes through the shard's commands and each attendee's channel;
+//! datagrams go through [`Sim::queue`], where tests can drop what they like.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use convene_core::{AttendeeId, ClientType, EventBus, InProcessBus, MeetingEvent};
+use convene_media::metrics::{MediaMetrics, ShardMetrics};
+use convene_media::shard::{Command, Shard, ShardConfig};
+use convene_media::signal::messages::{PublishTrack, ServerMessage, SubscribeTrack};
+use prometheus::Registry;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpWrite};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+pub const STEP: Duration = Duration::from_millis(5);
+
+/// One RTP packet a client received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub mid: Mid,
+    pub seq: u64,
+    pub payload: Vec<u8>,
+    pub at: Instant,
+}
+
+pub struct ClientPeer {
+    pub rtc: Rtc,
+    pub addr: SocketAddr,
+    pub connected: bool,
+    pub received: Vec<Received>,
+    pub keyframe_requests: usize,
+}
+
+impl ClientPeer {
+    fn new(now: Instant, addr: SocketAddr) -> Self {
+        let mut rtc = Rtc::builder().set_rtp_mode(true).build(now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("host candidate"));
+        Self {
+            rtc,
+            addr,
+            connected: false,
+            received: Vec::new(),
+            keyframe_requests: 0,
+        }
+    }
+}
+
+pub struct Client {
+    pub name: String,
+    pub id: AttendeeId,
+    pub signal: UnboundedReceiver<ServerMessage>,
+    pub messages: Vec<ServerMessage>,
+    pub publish: Option<ClientPeer>,
+    pub subscribe: Option<ClientPeer>,
+    pub publish_pending: Option<SdpPendingOffer>,
+    pub audio_mid: Option<Mid>,
+    pub video_mid: Option<Mid>,
+    pub sub_tracks: Vec<SubscribeTrack>,
+    pub answer_offers: bool,
+    video_seq: u64,
+    video_ts: u32,
+    audio_seq: u64,
+    audio_ts: u32,
+    index: u8,
+}
+
+impl Client {
+    /// Packets received on the subscribe connection for the given attendee's source.
+    pub fn received_from(
+        &self,
+        from: AttendeeId,
+        source: convene_core::MediaSource,
+    ) -> Vec<Received> {
+        let Some(sub) = &self.subscribe else {
+            return Vec::new();
+        };
+        let mids: Vec<String> = self
+            .sub_tracks
+            .iter()
+            .filter(|t| t.attendee_id == from && t.source == source)
+            .map(|t| t.mid.clone())
+            .collect();
+        sub.received
+            .iter()
+            .filter(|r| mids.contains(&r.mid.to_string()))
+            .cloned()
+            .collect()
+    }
+
+    pub fn has_message(&self, f: impl Fn(&ServerMessage) -> bool) -> bool {
+        self.messages.iter().any(f)
+    }
+}
+
+pub struct Sim {
+    pub now: Instant,
+    pub start: Instant,
+    pub shard: Shard,
+    pub server: SocketAddr,
+    pub clients: Vec<Client>,
+    pub queue: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
+    /// Return true to drop a datagram (from, to, bytes).
+    pub drop_filter: Option<Box<dyn FnMut(SocketAddr, SocketAddr, &[u8]) -> bool>>,
+    pub events: tokio::sync::broadcast::Receiver<MeetingEvent>,
+    pub event_log: Vec<MeetingEvent>,
+    pub metrics: ShardMetrics,
+    pub registry: Registry,
+}
+
+impl Sim {
+    pub fn new() -> Self {
+        let now = Instant::now();
+        let server: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let bus = Arc::new(InProcessBus::new(1024));
+        let events = bus.subscribe();
+        let registry = Registry::new();
+        let metrics = MediaMetrics::register(&registry).unwrap().shard(0);
+        let shard = Shard::new(ShardConfig::new(0, server), bus, metrics.clone(), now);
+        Self {
+            now,
+            start: now,
+            shard,
+            server,
+            clients: Vec::new(),
+            queue: VecDeque::new(),
+            drop_filter: None,
+            events,
+            event_log: Vec::new(),
+            metrics,
+            registry,
+        }
+    }
+
+    /// Milliseconds of simulated time since the sim started.
+    pub fn ms(&self) -> u128 {
+        (self.now - self.start).as_millis()
+    }
+
+    /// A new attendee joins `meeting`; returns its index.
+    pub fn join(&mut self, meeting: &str, name: &str) -> usize {
+        let (tx, rx) = unbounded_channel();
+        let id = AttendeeId::random();
+        let index = self.clients.len() as u8;
+        self.shard.handle_command(
+            self.now,
+            Command::Join {
+                attendee: id,
+                meeting: meeting.parse().unwrap(),
+                name: name.into(),
+                client: ClientType::Web,
+                signal: tx,
+            },
+        );
+        self.clients.push(Client {
+            name: name.into(),
+            id,
+            signal: rx,
+            messages: Vec::new(),
+            publish: None,
+            subscribe: None,
+            publish_pending: None,
+            audio_mid: None,
+            video_mid: None,
+            sub_tracks: Vec::new(),
+            answer_offers: true,
+            video_seq: 1000 + u64::from(index) * 7000,
+            video_ts: 90_000,
+            audio_seq: 5000,
+            audio_ts: 48_000,
+            index,
+        });
+        self.pump();
+        self.clients.len() - 1
+    }
+
+    /// The client offers audio + camera on its publish connection.
+    pub fn publish(&mut self, c: usize) {
+        let addr: SocketAddr = format!("10.0.1.{}:4000", c + 1).parse().unwrap();
+        let mut peer = ClientPeer::new(self.now, addr);
+        let mut api = peer.rtc.sdp_api();
+        let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let (offer, pending) = api.apply().expect("offer");
+        let client = &mut self.clients[c];
+        client.publish = Some(peer);
+        client.publish_pending = Some(pending);
+        client.audio_mid = Some(audio);
+        client.video_mid = Some(video);
+        let tracks = vec![
+            PublishTrack {
+                mid: audio.to_string(),
+                source: "audio".into(),
+            },
+            PublishTrack {
+                mid: video.to_string(),
+                source: "camera".into(),
+            },
+        ];
+        let id = client.id;
+        self.shard.handle_command(
+            self.now,
+            Command::PublishOffer {
+                attendee: id,
+                sdp: offer.to_sdp_string(),
+                tracks,
+            },
+        );
+        self.pump();
+    }
+
+    pub fn leave(&mut self, c: usize) {
+        let id = self.clients[c].id;
+        self.shard
+            .handle_command(self.now, Command::Leave { attendee: id });
+        self.clients[c].publish = None;
+        self.clients[c].subscribe = None;
+        self.pump();
+    }
+
+    /// Write one VP8 packet on the client's camera track.
+    pub fn send_video(&mut self, c: usize, keyframe: bool) {
+        let now = self.now;
+        let client = &mut self.clients[c];
+        let (Some(peer), Some(mid)) = (client.publish.as_mut(), client.video_mid) else {
+            return;
+        };
+        let Some(pt) = peer
+            .rtc
+            .codec_config()
+            .find(|p| p.spec().codec == Codec::Vp8)
+            .map(|p| p.pt())
+        else {
+            return;
+        };
+        let mut payload = vec![0x10, if keyframe { 0x00 } else { 0x01 }, client.index];
+        payload.resize(160, 0xab);
+        client.video_seq += 1;
+        client.video_ts = client.video_ts.wrapping_add(3000);
+        let (seq, ts) = (client.video_seq, client.video_ts);
+        let mut api = peer.rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            return;
+        };
+        tx.write_rtp(
+            RtpWrite::new(pt, seq.into(), ts, now, payload)
+                .marker(true)
+                .nackable(true),
+        );
+        let _ = peer.rtc.handle_input(Input::Timeout(now));
+        self.drain_client(c, true);
+    }
+
+    /// Write one Opus packet with an RFC 6464 level (-dBov, so -20 is loud and -127 silence).
+    pub fn send_audio(&mut self, c: usize, level: i8) {
+        let now = self.now;
+        let client = &mut self.clients[c];
+        let (Some(peer), Some(mid)) = (client.publish.as_mut(), client.audio_mid) else {
+            return;
+        };
+        let Some(pt) = peer
+            .rtc
+            .codec_config()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .map(|p| p.pt())
+        else {
+            return;
+        };
+        client.audio_seq += 1;
+        client.audio_ts = client.audio_ts.wrapping_add(960);
+        let (seq, ts) = (client.audio_seq, client.audio_ts);
+        let mut ext = ExtensionValues::default();
+        ext.audio_level = Some(level);
+        ext.voice_activity = Some(level > -50);
+        let mut api = peer.rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            return;
+        };
+        tx.write_rtp(
+            RtpWrite::new(pt, seq.into(), ts, now, vec![0xfc, client.index, 1, 2, 3]).ext_vals(ext),
+        );
+        let _ = peer.rtc.handle_input(Input::Timeout(now));
+        self.drain_client(c, true);
+    }
+
+    /// Advance virtual time by `d`, calling `each_step` (with the sim) every step.
+    pub fn run(&mut self, d: Duration, mut each_step: impl FnMut(&mut Sim)) {
+        let end = self.now + d;
+        while self.now < end {
+            self.now += STEP;
+            each_step(self);
+            self.tick();
+        }
+    }
+
+    /// Advance until `done` holds or `limit` passes; returns whether it held.
+    pub fn run_until(
+        &mut self,
+        limit: Duration,
+        mut each_step: impl FnMut(&mut Sim),
+        done: impl Fn(&Sim) -> bool,
+    ) -> bool {
+        let end = self.now + limit;
+        while self.now < end {
+            if done(self) {
+                return true;
+            }
+            self.now += STEP;
+            each_step(self);
+            self.tick();
+        }
+        done(self)
+    }
+
+    fn tick(&mut self) {
+        let now = self.now;
+        for c in 0..self.clients.len() {
+            for publish in [true, false] {
+                let client = &mut self.clients[c];
+                let peer = if publish {
+                    client.publish.as_mut()
+                } else {
+                    client.subscribe.as_mut()
+                };
+                if let Some(peer) = peer {
+                    let _ = peer.rtc.handle_input(Input::Timeout(now));
+                    self.drain_client(c, publish);
+                }
+            }
+        }
+        self.shard.handle_timeout(now);
+        self.pump();
+    }
+
+    /// Move datagrams and signaling until nothing is left to move.
+    pub fn pump(&mut self) {
+        loop {
+            let mut moved = false;
+            while let Some(t) = self.shard.poll_transmit() {
+                self.queue
+                    .push_back((t.source, t.destination, t.contents.to_vec()));
+            }
+            while let Some((from, to, bytes)) = self.queue.pop_front() {
+                moved = true;
+                if let Some(filter) = self.drop_filter.as_mut() {
+                    if filter(from, to, &bytes) {
+                        continue;
+                    }
+                }
+                if to == self.server {
+                    self.shard.handle_datagram(self.now, from, to, &bytes);
+                    while let Some(t) = self.shard.poll_transmit() {
+                        self.queue
+                            .push_back((t.source, t.destination, t.contents.to_vec()));
+                    }
+                } else {
+                    self.deliver_to_client(from, to, &bytes);
+                }
+            }
+            for c in 0..self.clients.len() {
+                while let Ok(msg) = self.clients[c].signal.try_recv() {
+                    moved = true;
+                    self.on_signal(c, msg);
+                }
+            }
+            while let Ok(e) = self.events.try_recv() {
+                self.event_log.push(e);
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    fn deliver_to_client(&mut self, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
+        let now = self.now;
+        for c in 0..self.clients.len() {
+            for publish in [true, false] {
+                let client = &mut self.clients[c];
+                let peer = if publish {
+                    client.publish.as_mut()
+                } else {
+                    client.subscribe.as_mut()
+                };
+                let Some(peer) = peer else { continue };
+                if peer.addr != to {
+                    continue;
+                }
+                let Ok(contents) = bytes.try_into() else {
+                    return;
+                };
+                let input = Input::Receive(
+                    now,
+                    Receive {
+                        proto: Protocol::Udp,
+                        source: from,
+                        destination: to,
+                        contents,
+                    },
+                );
+                let _ = peer.rtc.handle_input(input);
+                self.drain_client(c, publish);
+                return;
+            }
+        }
+    }
+
+    fn drain_client(&mut self, c: usize, publish: bool) {
+        let now = self.now;
+        let client = &mut self.clients[c];
+        let peer = if publish {
+            client.publish.as_mut()
+        } else {
+            client.subscribe.as_mut()
+        };
+        let Some(peer) = peer else { return };
+        loop {
+            match peer.rtc.poll_output() {
+                Ok(Output::Timeout(_)) | Err(_) => break,
+                Ok(Output::Transmit(t)) => {
+                    self.queue
+                        .push_back((t.source, t.destination, t.contents.to_vec()))
+                }
+                Ok(Output::Event(e)) => match e {
+                    Event::Connected => peer.connected = true,
+                    Event::KeyframeRequest(_) => peer.keyframe_requests += 1,
+                    Event::RtpPacket(p) => {
+                        let mid = peer
+                            .rtc
+                            .direct_api()
+                            .stream_rx(&p.header.ssrc)
+                            .map(|s| s.mid());
+                        if let Some(mid) = mid {
+                            peer.received.push(Received {
+                                mid,
+                                seq: *p.seq_no,
+                                payload: p.payload.to_vec(),
+                                at: now,
+                            });
+                        }
+                    }
+                    _ => {}
+                },
+            }
+        }
+    }
+
+    fn on_signal(&mut self, c: usize, msg: ServerMessage) {
+        let now = self.now;
+        match &msg {
+            ServerMessage::PublishAnswer { sdp } => {
+                let client = &mut self.clients[c];
+                if let (Some(peer), Some(pending)) =
+                    (client.publish.as_mut(), client.publish_pending.take())
+                {
+                    let answer = SdpAnswer::from_sdp_string(sdp).expect("answer parses");
+                    peer.rtc
+                        .sdp_api()
+                        .accept_answer(pending, answer)
+                        .expect("answer accepted");
+                    self.drain_client(c, true);
+                }
+            }
+            ServerMessage::SubscribeOffer { sdp, tracks } if self.clients[c].answer_offers => {
+                let addr: SocketAddr = format!("10.0.2.{}:4000", c + 1).parse().unwrap();
+                let client = &mut self.clients[c];
+                client.sub_tracks = tracks.clone();
+                let peer = client
+                    .subscribe
+                    .get_or_insert_with(|| ClientPeer::new(now, addr));
+                let offer = SdpOffer::from_sdp_string(sdp).expect("offer parses");
+                let answer = peer
+                    .rtc
+                    .sdp_api()
+                    .accept_offer(offer)
+                    .expect("offer accepted");
+                let id = client.id;
+                self.drain_client(c, false);
+                self.shard.handle_command(
+                    now,
+                    Command::SubscribeAnswer {
+                        attendee: id,
+                        sdp: answer.to_sdp_string(),
+                    },
+                );
+            }
+            _ => {}
+        }
+        self.clients[c].messages.push(msg);
+    }
+
+    /// Run until every client's connections are up.
+    pub fn connect_all(&mut self) {
+        let ok = self.run_until(
+            Duration::from_secs(5),
+            |_| {},
+            |s| {
+                s.clients.iter().all(|c| {
+                    c.publish.as_ref().is_none_or(|p| p.connected)
+                        && c.subscribe.as_ref().is_none_or(|p| p.connected)
+                })
+            },
+        );
+        assert!(ok, "connections did not come up in 5 s of simulated time");
+    }
+}
