@@ -348,3 +348,61 @@ fn offers_without_fingerprint_or_with_bad_tracks_are_refused() {
         ]
     );
 }
+
+#[test]
+fn simulcast_forwards_the_best_arriving_layer_and_switches_on_keyframes() {
+    let mut s = Sim::new();
+    let a = s.join("m4", "Ada");
+    let b = s.join("m4", "Bob");
+    s.publish_with(a, &["h", "l"]);
+    s.connect_all();
+    let id_a = s.clients[a].id;
+    // Both layers flow; "h" carries more bytes.
+    s.send_video_layer(a, Some("l"), true);
+    s.send_video_layer(a, Some("h"), true);
+    s.run(Duration::from_secs(2), |s| {
+        if s.ms() % 35 == 0 {
+            s.send_video_layer(a, Some("l"), false);
+            s.send_video_layer(a, Some("h"), false);
+        }
+        if s.ms() % 500 == 0 {
+            s.send_video_layer(a, Some("l"), true);
+            s.send_video_layer(a, Some("h"), true);
+        }
+    });
+    let video = s.clients[b].received_from(id_a, MediaSource::Camera);
+    assert!(video.len() > 20);
+    let tail: Vec<u8> = video.iter().rev().take(10).map(|p| p.payload[3]).collect();
+    assert!(
+        tail.iter().all(|&l| l == b'h'),
+        "not on the best layer: {tail:?}"
+    );
+
+    // "h" stops arriving (the sender's uplink dropped it): Bob moves to "l" at its next keyframe,
+    // and his stream stays continuous.
+    let before = video.len();
+    s.run(Duration::from_secs(4), |s| {
+        if s.ms() % 35 == 0 {
+            s.send_video_layer(a, Some("l"), false);
+        }
+        if s.ms() % 500 == 0 {
+            s.send_video_layer(a, Some("l"), true);
+        }
+    });
+    let video = s.clients[b].received_from(id_a, MediaSource::Camera);
+    let after = &video[before..];
+    let first_low = after
+        .iter()
+        .position(|p| p.payload[3] == b'l')
+        .expect("never switched to the low layer");
+    assert_eq!(
+        after[first_low].payload[1] & 1,
+        0,
+        "switched on a delta frame"
+    );
+    assert!(after[first_low..].iter().all(|p| p.payload[3] == b'l'));
+    assert!(
+        video.windows(2).all(|w| w[1].seq == w[0].seq + 1),
+        "sequence numbers jump across the switch"
+    );
+}

@@ -70,6 +70,7 @@ pub struct Client {
     pub video_mid: Option<Mid>,
     pub sub_tracks: Vec<SubscribeTrack>,
     pub answer_offers: bool,
+    layer_seq: std::collections::HashMap<u8, (u64, u32)>,
     video_seq: u64,
     video_ts: u32,
     audio_seq: u64,
@@ -176,6 +177,7 @@ impl Sim {
             video_mid: None,
             sub_tracks: Vec::new(),
             answer_offers: true,
+            layer_seq: Default::default(),
             video_seq: 1000 + u64::from(index) * 7000,
             video_ts: 90_000,
             audio_seq: 5000,
@@ -188,11 +190,23 @@ impl Sim {
 
     /// The client offers audio + camera on its publish connection.
     pub fn publish(&mut self, c: usize) {
+        self.publish_with(c, &[]);
+    }
+
+    /// Like [`Sim::publish`], with the camera sent as simulcast layers with these rids.
+    pub fn publish_with(&mut self, c: usize, rids: &[&str]) {
         let addr: SocketAddr = format!("10.0.1.{}:4000", c + 1).parse().unwrap();
         let mut peer = ClientPeer::new(self.now, addr);
         let mut api = peer.rtc.sdp_api();
         let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-        let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let simulcast = (!rids.is_empty()).then(|| {
+            let mut sim = str0m::media::Simulcast::new();
+            for rid in rids {
+                sim.add_send_layer(str0m::media::SimulcastLayer::new(rid));
+            }
+            sim
+        });
+        let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, simulcast);
         let (offer, pending) = api.apply().expect("offer");
         let client = &mut self.clients[c];
         client.publish = Some(peer);
@@ -232,7 +246,17 @@ impl Sim {
 
     /// Write one VP8 packet on the client's camera track.
     pub fn send_video(&mut self, c: usize, keyframe: bool) {
+        self.send_video_layer(c, None, keyframe);
+    }
+
+    /// Write one VP8 packet on one simulcast layer (byte 3 of the payload names the layer; higher layers
+    /// send bigger packets). Each layer numbers its own packets.
+    pub fn send_video_layer(&mut self, c: usize, rid: Option<&str>, keyframe: bool) {
         let now = self.now;
+        let layer: u8 = match rid {
+            None => 0,
+            Some(r) => r.bytes().next().unwrap_or(0),
+        };
         let client = &mut self.clients[c];
         let (Some(peer), Some(mid)) = (client.publish.as_mut(), client.video_mid) else {
             return;
@@ -245,13 +269,20 @@ impl Sim {
         else {
             return;
         };
-        let mut payload = vec![0x10, if keyframe { 0x00 } else { 0x01 }, client.index];
-        payload.resize(160, 0xab);
-        client.video_seq += 1;
-        client.video_ts = client.video_ts.wrapping_add(3000);
-        let (seq, ts) = (client.video_seq, client.video_ts);
+        let mut payload = vec![
+            0x10,
+            if keyframe { 0x00 } else { 0x01 },
+            client.index,
+            layer,
+        ];
+        payload.resize(if layer == b'h' { 400 } else { 160 }, 0xab);
+        let start = (client.video_seq + u64::from(layer) * 100, client.video_ts);
+        let counter = client.layer_seq.entry(layer).or_insert(start);
+        counter.0 += 1;
+        counter.1 = counter.1.wrapping_add(3000);
+        let (seq, ts) = *counter;
         let mut api = peer.rtc.direct_api();
-        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+        let Some(tx) = api.stream_tx_by_mid(mid, rid.map(str0m::media::Rid::from)) else {
             return;
         };
         tx.write_rtp(
