@@ -50,11 +50,11 @@ impl Worker {
                 .shard
                 .poll_timeout()
                 .saturating_duration_since(Instant::now());
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() != ErrorKind::Interrupted {
-                    tracing::error!(shard = index, error = %e, "poll failed; worker stops");
-                    return;
-                }
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != ErrorKind::Interrupted
+            {
+                tracing::error!(shard = index, error = %e, "poll failed; worker stops");
+                return;
             }
             let started = Instant::now();
 

@@ -12,10 +12,10 @@ use sim::Sim;
 fn media(s: &mut Sim, publishers: &[usize], level: i8) {
     let t = s.ms();
     for &c in publishers {
-        if t % 35 == 0 {
+        if t.is_multiple_of(35) {
             s.send_video(c, false);
         }
-        if t % 20 == 0 {
+        if t.is_multiple_of(20) {
             s.send_audio(c, level);
         }
     }
@@ -211,7 +211,7 @@ fn speakers_are_announced() {
     let id_a = s.clients[a].id;
     s.run(Duration::from_millis(600), |s| {
         let t = s.ms();
-        if t % 20 == 0 {
+        if t.is_multiple_of(20) {
             s.send_audio(a, -20);
             s.send_audio(b, -100);
         }
@@ -221,7 +221,7 @@ fn speakers_are_announced() {
     ));
     // Silence ends it.
     s.run(Duration::from_secs(1), |s| {
-        if s.ms() % 20 == 0 {
+        if s.ms().is_multiple_of(20) {
             s.send_audio(a, -100);
         }
     });
@@ -265,12 +265,12 @@ fn bad_datagrams_are_counted_and_harmless() {
         0x00, 0x01, 0x00, 0x08, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
     ];
     let now = s.now;
-    for i in 0..500 {
+    for i in 0..500usize {
         let len = rng.usize(0..1500);
         let junk: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
         s.shard.handle_datagram(now, attacker, s.server, &junk);
         // Truncated STUN, DTLS and RTP from a known peer's address too.
-        let from = if i % 2 == 0 {
+        let from = if i.is_multiple_of(2) {
             attacker
         } else {
             s.clients[a].publish.as_ref().unwrap().addr
@@ -361,11 +361,11 @@ fn simulcast_forwards_the_best_arriving_layer_and_switches_on_keyframes() {
     s.send_video_layer(a, Some("l"), true);
     s.send_video_layer(a, Some("h"), true);
     s.run(Duration::from_secs(2), |s| {
-        if s.ms() % 35 == 0 {
+        if s.ms().is_multiple_of(35) {
             s.send_video_layer(a, Some("l"), false);
             s.send_video_layer(a, Some("h"), false);
         }
-        if s.ms() % 500 == 0 {
+        if s.ms().is_multiple_of(500) {
             s.send_video_layer(a, Some("l"), true);
             s.send_video_layer(a, Some("h"), true);
         }
@@ -382,10 +382,10 @@ fn simulcast_forwards_the_best_arriving_layer_and_switches_on_keyframes() {
     // and his stream stays continuous.
     let before = video.len();
     s.run(Duration::from_secs(4), |s| {
-        if s.ms() % 35 == 0 {
+        if s.ms().is_multiple_of(35) {
             s.send_video_layer(a, Some("l"), false);
         }
-        if s.ms() % 500 == 0 {
+        if s.ms().is_multiple_of(500) {
             s.send_video_layer(a, Some("l"), true);
         }
     });

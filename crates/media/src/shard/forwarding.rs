@@ -146,9 +146,11 @@ impl Shard {
                     to
                 }
             };
-            let mut ext = ExtensionValues::default();
-            ext.audio_level = packet.header.ext_vals.audio_level;
-            ext.voice_activity = packet.header.ext_vals.voice_activity;
+            let ext = ExtensionValues {
+                audio_level: packet.header.ext_vals.audio_level,
+                voice_activity: packet.header.ext_vals.voice_activity,
+                ..Default::default()
+            };
             let rtc = &mut self.peers[peer].rtc;
             let mut direct = rtc.direct_api();
             let Some(tx) = direct.stream_tx_by_mid(mid, None) else {

@@ -96,6 +96,8 @@ pub enum Command {
 }
 
 /// str0m output the shard acts on after a connection is drained.
+// RTP packets dominate the queue; boxing them would allocate per packet, so the enum stays large.
+#[allow(clippy::large_enum_variant)]
 enum PeerEvent {
     Rtp(RtpPacket),
     KeyframeRequest(KeyframeRequest),
@@ -437,15 +439,14 @@ impl Shard {
                 .flatten()
             {
                 let peer = &self.peers[peer_idx];
+                let silent = if peer.connected {
+                    now.saturating_duration_since(peer.last_rx) > self.config.consent_timeout
+                } else {
+                    now.saturating_duration_since(peer.created) > self.config.connect_timeout
+                };
                 let reason = if !peer.rtc.is_alive() {
                     Some(LeaveReason::Error)
-                } else if peer.connected
-                    && now.saturating_duration_since(peer.last_rx) > self.config.consent_timeout
-                {
-                    Some(LeaveReason::Timeout)
-                } else if !peer.connected
-                    && now.saturating_duration_since(peer.created) > self.config.connect_timeout
-                {
+                } else if silent {
                     Some(LeaveReason::Timeout)
                 } else {
                     None

@@ -25,6 +25,9 @@ use str0m::rtp::{ExtensionValues, RtpWrite};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
+/// Decides per datagram (from, to, bytes) whether the network loses it.
+pub type DropFilter = Box<dyn FnMut(SocketAddr, SocketAddr, &[u8]) -> bool>;
+
 pub const STEP: Duration = Duration::from_millis(5);
 
 /// One RTP packet a client received.
@@ -114,7 +117,7 @@ pub struct Sim {
     pub clients: Vec<Client>,
     pub queue: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
     /// Return true to drop a datagram (from, to, bytes).
-    pub drop_filter: Option<Box<dyn FnMut(SocketAddr, SocketAddr, &[u8]) -> bool>>,
+    pub drop_filter: Option<DropFilter>,
     pub events: tokio::sync::broadcast::Receiver<MeetingEvent>,
     pub event_log: Vec<MeetingEvent>,
     pub metrics: ShardMetrics,
@@ -312,9 +315,11 @@ impl Sim {
         client.audio_seq += 1;
         client.audio_ts = client.audio_ts.wrapping_add(960);
         let (seq, ts) = (client.audio_seq, client.audio_ts);
-        let mut ext = ExtensionValues::default();
-        ext.audio_level = Some(level);
-        ext.voice_activity = Some(level > -50);
+        let ext = ExtensionValues {
+            audio_level: Some(level),
+            voice_activity: Some(level > -50),
+            ..Default::default()
+        };
         let mut api = peer.rtc.direct_api();
         let Some(tx) = api.stream_tx_by_mid(mid, None) else {
             return;
@@ -385,10 +390,10 @@ impl Sim {
             }
             while let Some((from, to, bytes)) = self.queue.pop_front() {
                 moved = true;
-                if let Some(filter) = self.drop_filter.as_mut() {
-                    if filter(from, to, &bytes) {
-                        continue;
-                    }
+                if let Some(filter) = self.drop_filter.as_mut()
+                    && filter(from, to, &bytes)
+                {
+                    continue;
                 }
                 if to == self.server {
                     self.shard.handle_datagram(self.now, from, to, &bytes);
