@@ -54,6 +54,8 @@ struct ShardHandle {
 /// The running media plane.
 pub struct MediaPlane {
     shards: Vec<ShardHandle>,
+    /// Flips to true when shutdown begins, so front ends can close connections that never joined.
+    closing: tokio::sync::watch::Sender<bool>,
     placement: Arc<DashMap<MeetingId, usize>>,
     metrics: MediaMetrics,
 }
@@ -125,6 +127,7 @@ impl MediaPlane {
         }
         Ok(Self {
             shards,
+            closing: tokio::sync::watch::channel(false).0,
             placement,
             metrics,
         })
@@ -162,8 +165,14 @@ impl MediaPlane {
     }
 
     /// Tell every attendee the server is going away, then stop the workers.
+    /// A receiver that turns true when shutdown begins.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
     /// Blocks until the workers have stopped; calling it again does nothing.
     pub fn shutdown(&self) {
+        self.closing.send_replace(true);
         for index in 0..self.shards.len() {
             self.send(index, Command::Shutdown);
         }

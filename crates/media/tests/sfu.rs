@@ -45,6 +45,11 @@ fn join_publish_subscribe_leave() {
         |m| matches!(m, ServerMessage::AttendeeJoined { attendee } if attendee.attendee_id == id_b)
     ));
 
+    // Our answer asks publishers for Opus DTX.
+    assert!(s.clients[a].has_message(
+        |m| matches!(m, ServerMessage::PublishAnswer { sdp } if sdp.contains("usedtx=1"))
+    ));
+
     // Both subscribe connections carry the other's audio and camera.
     for (c, other) in [(a, id_b), (b, id_a)] {
         let tracks = &s.clients[c].sub_tracks;

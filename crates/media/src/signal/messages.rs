@@ -124,7 +124,6 @@ pub enum ErrorCode {
     AlreadyJoined,
     InvalidField,
     BadSdp,
-    NegotiationInProgress,
     NoOfferOutstanding,
     Unauthorized,
     Unavailable,

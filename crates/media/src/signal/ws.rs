@@ -61,6 +61,7 @@ impl Session {
     async fn run(mut self, mut socket: WebSocket) {
         self.plane.metrics().signal_connections.inc();
         let mut from_shard: Option<UnboundedReceiver<ServerMessage>> = None;
+        let mut closing = self.plane.closing();
         loop {
             let outgoing = async {
                 match from_shard.as_mut() {
@@ -94,6 +95,13 @@ impl Session {
                             if send(&mut socket, &reply).await.is_err() { break }
                         }
                     }
+                }
+                // A connection that joined is closed by its shard (after `error: unavailable`); one
+                // that did not is closed here, so shutdown never waits on an idle socket.
+                Ok(_) = closing.wait_for(|&c| c), if self.joined.is_none() => {
+                    let reply = ServerMessage::error(ErrorCode::Unavailable, "the server is shutting down");
+                    let _ = send(&mut socket, &reply).await;
+                    break;
                 }
                 message = outgoing => {
                     match message {
