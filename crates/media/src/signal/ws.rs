@@ -98,7 +98,7 @@ impl Session {
                 }
                 // A connection that joined is closed by its shard (after `error: unavailable`); one
                 // that did not is closed here, so shutdown never waits on an idle socket.
-                Ok(_) = closing.wait_for(|&c| c), if self.joined.is_none() => {
+                Ok(()) = closing.changed(), if self.joined.is_none() => {
                     let reply = ServerMessage::error(ErrorCode::Unavailable, "the server is shutting down");
                     let _ = send(&mut socket, &reply).await;
                     break;
