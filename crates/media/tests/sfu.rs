@@ -411,3 +411,96 @@ fn simulcast_forwards_the_best_arriving_layer_and_switches_on_keyframes() {
         "sequence numbers jump across the switch"
     );
 }
+
+#[test]
+fn republishing_a_source_gets_a_fresh_track_identity() {
+    let (mut s, a, b) = two_publishers();
+    let id_a = s.clients[a].id;
+    s.republish(a, &["audio"]);
+    s.run(Duration::from_millis(100), |_| {});
+    assert_eq!(
+        s.clients[b]
+            .sub_tracks
+            .iter()
+            .filter(|t| t.attendee_id == id_a)
+            .count(),
+        1
+    );
+    s.republish(a, &["audio", "camera"]);
+    s.run(Duration::from_millis(100), |_| {});
+    assert_eq!(
+        s.clients[b]
+            .sub_tracks
+            .iter()
+            .filter(|t| t.attendee_id == id_a)
+            .count(),
+        2
+    );
+
+    // Browsers refuse an SDP with the same a=msid twice (even when one m-line is inactive).
+    for m in &s.clients[b].messages {
+        if let ServerMessage::SubscribeOffer { sdp, .. } = m {
+            let mut msids: Vec<&str> = sdp.lines().filter(|l| l.starts_with("a=msid:")).collect();
+            let n = msids.len();
+            msids.sort();
+            msids.dedup();
+            assert_eq!(msids.len(), n, "duplicate a=msid in\n{sdp}");
+        }
+    }
+    // And the new camera track carries video.
+    let before = s.clients[b].received_from(id_a, MediaSource::Camera).len();
+    s.send_video(a, true);
+    s.run(Duration::from_millis(500), |s| media(s, &[a], -90));
+    assert!(s.clients[b].received_from(id_a, MediaSource::Camera).len() > before + 5);
+}
+
+#[test]
+fn a_publish_offer_with_a_wrong_track_is_refused_and_not_applied() {
+    let (mut s, a, _b) = two_publishers();
+    let answers = |s: &Sim| {
+        s.clients[a]
+            .messages
+            .iter()
+            .filter(|m| matches!(m, ServerMessage::PublishAnswer { .. }))
+            .count()
+    };
+    let before = answers(&s);
+    let id = s.clients[a].id;
+    let sdp = s.clients[a].publish_sdp.clone().unwrap();
+    let audio_mid = s.clients[a].audio_mid.unwrap().to_string();
+    for tracks in [
+        vec![convene_media::signal::messages::PublishTrack {
+            mid: "7".into(),
+            source: "audio".into(),
+        }],
+        vec![convene_media::signal::messages::PublishTrack {
+            mid: audio_mid,
+            source: "camera".into(),
+        }],
+    ] {
+        s.shard.handle_command(
+            s.now,
+            convene_media::shard::Command::PublishOffer {
+                attendee: id,
+                sdp: sdp.clone(),
+                tracks,
+            },
+        );
+        s.pump();
+    }
+    assert_eq!(answers(&s), before, "a refused offer was answered");
+    let errors = s.clients[a]
+        .messages
+        .iter()
+        .filter(|m| {
+            matches!(
+                m,
+                ServerMessage::Error {
+                    code: ErrorCode::InvalidField,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(errors, 2);
+}

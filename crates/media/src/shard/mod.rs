@@ -125,6 +125,7 @@ pub struct Shard {
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     pending: VecDeque<(usize, PeerEvent)>,
     ended_meetings: VecDeque<MeetingId>,
+    next_publication_serial: u64,
     next_tick: Instant,
     next_rate_update: Instant,
 }
@@ -152,6 +153,7 @@ impl Shard {
             timers: BinaryHeap::new(),
             pending: VecDeque::with_capacity(256),
             ended_meetings: VecDeque::new(),
+            next_publication_serial: 1,
             next_tick: now + TICK,
             next_rate_update: now + Duration::from_secs(1),
         }

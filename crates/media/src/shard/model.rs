@@ -77,6 +77,9 @@ pub struct Layer {
 
 /// One incoming track: an attendee's microphone, camera or screen.
 pub struct Publication {
+    /// Unique on this shard for its lifetime: names the track in subscribers' SDP (`a=msid`), which
+    /// must differ from any earlier publication of the same source (browsers refuse duplicates).
+    pub serial: u64,
     pub attendee: usize,
     pub attendee_id: AttendeeId,
     pub source: MediaSource,

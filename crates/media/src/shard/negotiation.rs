@@ -47,6 +47,12 @@ impl Shard {
             }
             wanted.push((mid, source));
         }
+        let offer = match SdpOffer::from_sdp_string(sdp) {
+            Ok(o) => o,
+            Err(e) => {
+                return self.reject(idx, ErrorCode::BadSdp, format!("offer does not parse: {e}"));
+            }
+        };
         if !sdp.contains("a=fingerprint:") {
             return self.reject(
                 idx,
@@ -54,12 +60,27 @@ impl Shard {
                 "offer has no a=fingerprint (DTLS-SRTP is required)",
             );
         }
-        let offer = match SdpOffer::from_sdp_string(sdp) {
-            Ok(o) => o,
-            Err(e) => {
-                return self.reject(idx, ErrorCode::BadSdp, format!("offer does not parse: {e}"));
+        // Every listed m-line must exist in the offer, carry the right kind and be sent to us; the
+        // offer is refused whole (and not applied) otherwise.
+        for &(mid, source) in &wanted {
+            let line = offer.media_lines.iter().find(|m| m.mid() == mid);
+            let ok = line.is_some_and(|m| {
+                let video = m.rtp_params().first().map(|p| p.spec().codec.is_video());
+                !m.disabled
+                    && video == Some(source.is_video())
+                    && matches!(m.direction(), Direction::SendOnly | Direction::SendRecv)
+            });
+            if !ok {
+                return self.reject(
+                    idx,
+                    ErrorCode::InvalidField,
+                    format!(
+                        "mid {mid} is not an {} m-line the client sends",
+                        if source.is_video() { "video" } else { "audio" }
+                    ),
+                );
             }
-        };
+        }
 
         let (peer_idx, created) = match self.attendees[idx].publish_peer {
             Some(p) => (p, false),
@@ -78,40 +99,13 @@ impl Shard {
         self.attendees[idx].publish_peer = Some(peer_idx);
         self.drain(peer_idx, now);
 
-        // Every listed m-line must exist, carry the right kind and be sent to us.
-        let mut accepted = Vec::with_capacity(wanted.len());
-        for (mid, source) in wanted {
-            let ok = self.peers[peer_idx].rtc.media(mid).is_some_and(|m| {
-                let kind_ok = if source.is_video() {
-                    m.kind() == MediaKind::Video
-                } else {
-                    m.kind() == MediaKind::Audio
-                };
-                kind_ok && m.direction().is_receiving()
-            });
-            if ok {
-                accepted.push((mid, source));
-            } else {
-                self.reject(
-                    idx,
-                    ErrorCode::InvalidField,
-                    format!(
-                        "mid {mid} is not a {} track sent to the server",
-                        source.as_str()
-                    ),
-                );
-            }
-        }
         self.attendees[idx].send(ServerMessage::PublishAnswer {
             sdp: answer.to_sdp_string(),
         });
 
         for source in MediaSource::ALL {
             let current = self.attendees[idx].publications[source.index()];
-            let want = accepted
-                .iter()
-                .find(|&&(_, s)| s == source)
-                .map(|&(m, _)| m);
+            let want = wanted.iter().find(|&&(_, s)| s == source).map(|&(m, _)| m);
             let current_mid = current.map(|p| self.publications[p].mid);
             if current_mid == want {
                 continue;
@@ -129,7 +123,10 @@ impl Shard {
         let attendee = &self.attendees[idx];
         let attendee_id = attendee.id;
         let meeting = attendee.meeting.clone();
+        let serial = self.next_publication_serial;
+        self.next_publication_serial += 1;
         let p = self.publications.insert(Publication {
+            serial,
             attendee: idx,
             attendee_id,
             source,
@@ -247,9 +244,10 @@ impl Shard {
             };
             let stream = publication.attendee_id.to_string();
             let track = format!(
-                "{}-{}",
+                "{}-{}-{}",
                 publication.attendee_id,
-                publication.source.as_str()
+                publication.source.as_str(),
+                publication.serial
             );
             let mid = api.add_media(kind, Direction::SendOnly, Some(stream), Some(track), None);
             self.subscriptions[s].mid = Some(mid);

@@ -46,6 +46,12 @@ impl Peer {
 }
 
 const PT_OPUS: u8 = 111;
+const PT_H264: u8 = 108;
+const PT_H264_RTX: u8 = 109;
+const PT_VP8: u8 = 96;
+const PT_VP8_RTX: u8 = 97;
+/// profile-level-id 42e01f: Constrained Baseline, level 3.1 (what every browser and room system decodes).
+const H264_CONSTRAINED_BASELINE: u32 = 0x42e01f;
 
 impl Peer {
     pub fn new(now: Instant, local: SocketAddr, attendee: usize, role: Role) -> Self {
@@ -56,11 +62,10 @@ impl Peer {
             .set_rtp_mode(true)
             .set_local_ice_credentials(creds)
             .set_stats_interval(Some(Duration::from_secs(1)))
-            .clear_codecs()
-            .enable_vp8(true)
-            .enable_h264(true);
+            .clear_codecs();
+        let codecs = config.codec_config();
         // Opus with DTX: silent attendees cost (almost) nothing to forward.
-        config.codec_config().add_config(
+        codecs.add_config(
             Pt::from(PT_OPUS),
             None,
             Codec::Opus,
@@ -72,6 +77,22 @@ impl Peer {
                 use_dtx: Some(true),
                 ..Default::default()
             },
+        );
+        // H.264 constrained baseline first: our answers list codecs in this order, browsers send the
+        // first they share with us, and room systems (SIP/H.323) only take H.264. VP8 follows.
+        codecs.add_h264(
+            Pt::from(PT_H264),
+            Some(Pt::from(PT_H264_RTX)),
+            true,
+            H264_CONSTRAINED_BASELINE,
+        );
+        codecs.add_config(
+            Pt::from(PT_VP8),
+            Some(Pt::from(PT_VP8_RTX)),
+            Codec::Vp8,
+            Frequency::NINETY_KHZ,
+            None,
+            FormatParams::default(),
         );
         let mut rtc = config.build(now);
         if let Ok(candidate) = Candidate::host(local, "udp") {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
 use convene_core::{AttendeeId, ClientType, MediaSource, MeetingId};
@@ -15,8 +15,17 @@ use super::messages::{ClientMessage, ErrorCode, ServerMessage};
 use crate::plane::MediaPlane;
 use crate::shard::Command;
 
-/// Largest signaling message accepted (an SDP with many m-lines is a few tens of KiB).
+/// Largest signaling message accepted (an SDP with many m-lines is a few tens of KiB); a larger one
+/// closes the socket with code 1009.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// The WebSocket library's own hard limit: far larger messages are cut off without a close frame,
+/// before they are buffered whole.
+const HARD_LIMIT_BYTES: usize = 4 * 1024 * 1024;
+
+/// WebSocket close codes (RFC 6455 §7.4.1).
+const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_TOO_BIG: u16 = 1009;
 /// Longest display name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
 
@@ -28,8 +37,8 @@ pub fn router(plane: Arc<MediaPlane>) -> Router {
 }
 
 async fn upgrade(ws: WebSocketUpgrade, State(plane): State<Arc<MediaPlane>>) -> Response {
-    ws.max_message_size(MAX_MESSAGE_BYTES)
-        .max_frame_size(MAX_MESSAGE_BYTES)
+    ws.max_message_size(HARD_LIMIT_BYTES)
+        .max_frame_size(HARD_LIMIT_BYTES)
         .on_upgrade(move |socket| Session::new(plane).run(socket))
 }
 
@@ -62,6 +71,7 @@ impl Session {
         self.plane.metrics().signal_connections.inc();
         let mut from_shard: Option<UnboundedReceiver<ServerMessage>> = None;
         let mut closing = self.plane.closing();
+        let mut close = (CLOSE_NORMAL, "bye");
         loop {
             let outgoing = async {
                 match from_shard.as_mut() {
@@ -72,6 +82,11 @@ impl Session {
             tokio::select! {
                 incoming = socket.recv() => {
                     let text = match incoming {
+                        Some(Ok(Message::Text(text))) if text.len() > MAX_MESSAGE_BYTES => {
+                            self.plane.metrics().signal_error();
+                            close = (CLOSE_TOO_BIG, "message larger than 256 KiB");
+                            break;
+                        }
                         Some(Ok(Message::Text(text))) => text,
                         Some(Ok(Message::Binary(_))) => {
                             self.plane.metrics().signal_error();
@@ -101,11 +116,17 @@ impl Session {
                 Ok(()) = closing.changed(), if self.joined.is_none() => {
                     let reply = ServerMessage::error(ErrorCode::Unavailable, "the server is shutting down");
                     let _ = send(&mut socket, &reply).await;
+                    close = (CLOSE_GOING_AWAY, "server shutting down");
                     break;
                 }
                 message = outgoing => {
                     match message {
-                        Some(m) => if send(&mut socket, &m).await.is_err() { break },
+                        Some(m) => {
+                            if matches!(m, ServerMessage::Error { code: ErrorCode::Unavailable, .. }) {
+                                close = (CLOSE_GOING_AWAY, "server shutting down");
+                            }
+                            if send(&mut socket, &m).await.is_err() { break }
+                        }
                         // The shard dropped us: we left, timed out, or the server is stopping.
                         None => break,
                     }
@@ -120,7 +141,11 @@ impl Session {
                 },
             );
         }
-        let _ = socket.send(Message::Close(None)).await;
+        let frame = CloseFrame {
+            code: close.0,
+            reason: close.1.into(),
+        };
+        let _ = socket.send(Message::Close(Some(frame))).await;
         self.plane.metrics().signal_connections.dec();
     }
 

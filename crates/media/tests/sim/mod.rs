@@ -73,6 +73,8 @@ pub struct Client {
     pub video_mid: Option<Mid>,
     pub sub_tracks: Vec<SubscribeTrack>,
     pub answer_offers: bool,
+    /// The last publish offer sent, for re-sending with another track list.
+    pub publish_sdp: Option<String>,
     layer_seq: std::collections::HashMap<u8, (u64, u32)>,
     video_seq: u64,
     video_ts: u32,
@@ -180,6 +182,7 @@ impl Sim {
             video_mid: None,
             sub_tracks: Vec::new(),
             answer_offers: true,
+            publish_sdp: None,
             layer_seq: Default::default(),
             video_seq: 1000 + u64::from(index) * 7000,
             video_ts: 90_000,
@@ -227,11 +230,43 @@ impl Sim {
             },
         ];
         let id = client.id;
+        client.publish_sdp = Some(offer.to_sdp_string());
         self.shard.handle_command(
             self.now,
             Command::PublishOffer {
                 attendee: id,
                 sdp: offer.to_sdp_string(),
+                tracks,
+            },
+        );
+        self.pump();
+    }
+
+    /// Renegotiate the publish connection with the same m-lines but another list of published sources
+    /// (`"audio"`, `"camera"`): what a browser does when it stops and restarts a track.
+    pub fn republish(&mut self, c: usize, sources: &[&str]) {
+        let client = &self.clients[c];
+        let sdp = client.publish_sdp.clone().expect("published before");
+        let tracks = sources
+            .iter()
+            .map(|&source| {
+                let mid = if source == "audio" {
+                    client.audio_mid
+                } else {
+                    client.video_mid
+                };
+                PublishTrack {
+                    mid: mid.expect("mid").to_string(),
+                    source: source.into(),
+                }
+            })
+            .collect();
+        let id = client.id;
+        self.shard.handle_command(
+            self.now,
+            Command::PublishOffer {
+                attendee: id,
+                sdp,
                 tracks,
             },
         );
