@@ -1,0 +1,311 @@
+// Convene web app entry point: join form, device pickers, meeting controls.
+//
+// Join links: /?meeting=ID&name=NAME pre-fill the form; &autojoin=1 joins at once.
+// Optional: &quality=low asks the camera for 320x180@15 (light test runs).
+//
+// Test hook (read-only): window.convene = { state, attendeeId, pubPc, subPc, tracks, ... }
+
+import { Meeting } from "./js/meeting.js";
+import { signalUrl } from "./js/signaling.js";
+import { Banner, TileGrid } from "./js/ui.js";
+
+const $ = (id) => document.getElementById(id);
+const MEETING_RE = /^[A-Za-z0-9_-]{1,64}$/;
+// Control characters (C0, DEL, C1) are refused by the server in names.
+// eslint-disable-next-line no-control-regex
+const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
+
+const params = new URLSearchParams(window.location.search);
+const banner = new Banner($("banner"));
+const tiles = new TileGrid($("tiles"));
+
+let meeting = null; // current Meeting, if any
+let appState = "idle"; // state before any meeting exists
+let preview = null; // MediaStream shown on the join form
+let previewPromise = null;
+
+// ---------------------------------------------------------------- test hook
+
+window.convene = Object.freeze({
+  get state() { return meeting ? meeting.state : appState; },
+  get attendeeId() { return meeting ? meeting.attendeeId : null; },
+  get pubPc() { return meeting ? meeting.pubPc : null; },
+  get subPc() { return meeting ? meeting.subPc : null; },
+  get tracks() { return meeting ? meeting.tracks.map((t) => ({ ...t })) : []; },
+  get attendees() { return meeting ? [...meeting.attendees.values()].map((a) => ({ ...a })) : []; },
+  get log() { return meeting ? meeting.log.map((e) => ({ ...e })) : []; },
+});
+
+// ---------------------------------------------------------------- views
+
+function show(view) {
+  $("join-view").hidden = view !== "join";
+  $("meeting-view").hidden = view !== "meeting";
+  $("left-view").hidden = view !== "left";
+}
+
+const STATUS_TEXT = {
+  idle: "Not connected",
+  joining: "Joining…",
+  joined: "Connected",
+  left: "Left the meeting",
+  error: "Disconnected",
+};
+
+function render() {
+  const state = window.convene.state;
+  document.body.dataset.state = state;
+  $("status").textContent = STATUS_TEXT[state] || state;
+  $("meeting-label").textContent = meeting && state === "joined" ? `Meeting ${meeting.meetingId}` : "";
+  if (!meeting) return;
+  const muted = meeting.self.audio_muted;
+  const camOff = meeting.self.camera_off;
+  const mic = $("mic-button");
+  mic.textContent = muted ? "Unmute" : "Mute";
+  mic.setAttribute("aria-pressed", String(muted));
+  mic.disabled = !meeting.audioTrack;
+  const cam = $("cam-button");
+  cam.textContent = camOff ? "Start camera" : "Stop camera";
+  cam.setAttribute("aria-pressed", String(camOff));
+  cam.disabled = !meeting.videoTrack;
+  const share = $("share-button");
+  share.textContent = meeting.sharing ? "Stop sharing" : "Share screen";
+  share.setAttribute("aria-pressed", String(meeting.sharing));
+  share.disabled = !navigator.mediaDevices || typeof navigator.mediaDevices.getDisplayMedia !== "function";
+  if (state === "error" || state === "left") {
+    show(state === "left" ? "left" : "join");
+    if (state === "error") {
+      resetJoinForm();
+      if (!previewPromise) acquirePreview();
+    }
+  }
+}
+
+// ---------------------------------------------------------------- devices
+
+function videoConstraints(deviceId) {
+  const low = params.get("quality") === "low";
+  const c = low
+    ? { width: { ideal: 320 }, height: { ideal: 180 }, frameRate: { ideal: 15 } }
+    : { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 } };
+  if (deviceId) c.deviceId = { exact: deviceId };
+  return c;
+}
+
+function fillSelect(select, devices, kindLabel, currentId) {
+  const previous = select.value;
+  select.replaceChildren();
+  devices.forEach((d, i) => {
+    const opt = document.createElement("option");
+    opt.value = d.deviceId;
+    opt.textContent = d.label || `${kindLabel} ${i + 1}`;
+    select.append(opt);
+  });
+  const none = document.createElement("option");
+  none.value = "none";
+  none.textContent = `No ${kindLabel.toLowerCase()}`;
+  select.append(none);
+  const want = currentId || previous;
+  if (want && [...select.options].some((o) => o.value === want)) select.value = want;
+  else if (!devices.length) select.value = "none";
+}
+
+async function refreshDevices(stream) {
+  if (!navigator.mediaDevices?.enumerateDevices) return;
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  const micId = stream?.getAudioTracks()[0]?.getSettings().deviceId;
+  const camId = stream?.getVideoTracks()[0]?.getSettings().deviceId;
+  fillSelect($("mic-select"), devices.filter((d) => d.kind === "audioinput"), "Microphone",
+    stream && !micId && $("mic-select").value === "none" ? "none" : micId);
+  fillSelect($("cam-select"), devices.filter((d) => d.kind === "videoinput"), "Camera",
+    stream && !camId && $("cam-select").value === "none" ? "none" : camId);
+}
+
+async function getMedia(micValue, camValue) {
+  const audio = micValue === "none" ? false : (micValue ? { deviceId: { exact: micValue } } : true);
+  const video = camValue === "none" ? false : videoConstraints(camValue);
+  if (!audio && !video) return new MediaStream();
+  try {
+    return await navigator.mediaDevices.getUserMedia({ audio, video });
+  } catch (e) {
+    // One missing/blocked device should not prevent using the other.
+    if (audio && video) {
+      const parts = [];
+      for (const c of [{ audio }, { video }]) {
+        try {
+          parts.push(...(await navigator.mediaDevices.getUserMedia(c)).getTracks());
+        } catch (_) { /* reported below */ }
+      }
+      if (parts.length) {
+        $("preview-msg").textContent = `Only part of your devices is available (${e.name}).`;
+        return new MediaStream(parts);
+      }
+    }
+    throw e;
+  }
+}
+
+/** (Re)acquires mic/camera for the join form preview from the pickers' values. */
+function acquirePreview() {
+  previewPromise = (async () => {
+    if (preview) for (const t of preview.getTracks()) t.stop();
+    preview = null;
+    $("preview").srcObject = null;
+    if (!navigator.mediaDevices?.getUserMedia) {
+      $("preview-msg").textContent = "This browser cannot capture media here (a secure context, https or localhost, is required).";
+      banner.error("media", "navigator.mediaDevices is unavailable: open Convene over https or on localhost.");
+      preview = new MediaStream();
+      return preview;
+    }
+    $("preview-msg").textContent = "Requesting camera and microphone…";
+    try {
+      preview = await getMedia($("mic-select").value, $("cam-select").value);
+      $("preview").srcObject = preview;
+      const kinds = preview.getTracks().map((t) => t.kind);
+      $("preview-msg").textContent = kinds.length
+        ? `Ready: ${kinds.includes("audio") ? "microphone" : "no microphone"}, ${kinds.includes("video") ? "camera" : "no camera"}.`
+        : "Joining without microphone and camera.";
+    } catch (e) {
+      preview = new MediaStream();
+      $("preview-msg").textContent = `No camera or microphone: ${e.name}: ${e.message}`;
+      banner.error("media", `Could not access camera/microphone: ${e.name}: ${e.message}`);
+    }
+    try {
+      await refreshDevices(preview);
+    } catch (e) {
+      banner.error("media", `Could not list devices: ${e.message}`);
+    }
+    return preview;
+  })();
+  return previewPromise;
+}
+
+// ---------------------------------------------------------------- join / leave
+
+function formError(text) {
+  const p = $("form-error");
+  p.textContent = text || "";
+  p.hidden = !text;
+}
+
+function resetJoinForm() {
+  $("join-button").disabled = false;
+  $("join-button").textContent = "Join";
+}
+
+async function join() {
+  const meetingId = $("meeting-id").value.trim();
+  const name = $("display-name").value.trim();
+  if (!MEETING_RE.test(meetingId)) {
+    formError("Meeting ID: 1-64 letters, digits, “-” or “_”.");
+    $("meeting-id").focus();
+    return;
+  }
+  if (!name || [...name].length > 64 || CONTROL_RE.test(name)) {
+    formError("Name: 1-64 characters, no control characters.");
+    $("display-name").focus();
+    return;
+  }
+  formError("");
+  $("join-button").disabled = true;
+  $("join-button").textContent = "Joining…";
+
+  const stream = await (previewPromise || acquirePreview());
+  // The meeting owns these tracks now; the preview gets fresh ones on return.
+  preview = null;
+  previewPromise = null;
+  $("preview").srcObject = null;
+
+  tiles.clear();
+  meeting = new Meeting({
+    url: signalUrl(),
+    stream,
+    ui: { tiles, banner, audioSink: $("audio-sink"), onChange: render, onAudioBlocked },
+  });
+  show("meeting");
+  render();
+  try {
+    await meeting.join(meetingId, name);
+  } catch (e) {
+    // Already on the banner; let the user fix the form and try again.
+    show("join");
+    resetJoinForm();
+    if (!previewPromise) acquirePreview();
+    return;
+  }
+  const url = new URL(window.location.href);
+  url.search = new URLSearchParams({ meeting: meetingId, name }).toString();
+  history.replaceState(null, "", url);
+  resetJoinForm();
+  render();
+}
+
+function onAudioBlocked(e) {
+  if (e && e.name === "NotAllowedError") {
+    $("audio-button").hidden = false;
+  } else if (e && e.name !== "AbortError") {
+    banner.error("media", `Could not play remote audio: ${e.name}: ${e.message}`);
+  }
+}
+
+function leave() {
+  if (!meeting) return;
+  meeting.leave();
+  render();
+}
+
+// ---------------------------------------------------------------- wiring
+
+$("join-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  join().catch((e) => banner.error("app", e.message || String(e)));
+});
+$("mic-select").addEventListener("change", () => acquirePreview());
+$("cam-select").addEventListener("change", () => acquirePreview());
+
+$("mic-button").addEventListener("click", () => {
+  if (meeting) meeting.setAudioMuted(!meeting.self.audio_muted);
+  render();
+});
+$("cam-button").addEventListener("click", () => {
+  if (meeting) meeting.setCameraOff(!meeting.self.camera_off);
+  render();
+});
+$("share-button").addEventListener("click", async () => {
+  if (!meeting) return;
+  try {
+    if (meeting.sharing) await meeting.stopShare();
+    else await meeting.startShare();
+  } catch (e) {
+    if (e.name === "NotAllowedError") banner.error("media", "Screen sharing was cancelled or not allowed.");
+    else banner.error("media", `Screen sharing failed: ${e.name || "Error"}: ${e.message}`);
+  }
+  render();
+});
+$("audio-button").addEventListener("click", () => {
+  $("audio-button").hidden = true;
+  meeting?.resumeAudio();
+});
+$("leave-button").addEventListener("click", leave);
+$("rejoin-button").addEventListener("click", () => {
+  show("join");
+  acquirePreview().then(() => join());
+});
+$("home-button").addEventListener("click", () => {
+  show("join");
+  acquirePreview();
+});
+window.addEventListener("pagehide", () => {
+  if (meeting && meeting.state === "joined") meeting.leave();
+});
+
+// ---------------------------------------------------------------- start
+
+$("meeting-id").value = params.get("meeting") || "";
+$("display-name").value = params.get("name") || "";
+show("join");
+render();
+const ready = acquirePreview();
+if (params.get("autojoin") === "1" && $("meeting-id").value && $("display-name").value) {
+  ready.then(() => join()).catch((e) => banner.error("app", e.message || String(e)));
+}
