@@ -43,6 +43,12 @@ pub enum MediaError {
     Io(#[from] std::io::Error),
 }
 
+/// Where a meeting lives and how many signaling sessions refer to it.
+struct Placement {
+    shard: usize,
+    sessions: usize,
+}
+
 struct ShardHandle {
     commands: Sender<Command>,
     waker: Arc<Waker>,
@@ -56,7 +62,7 @@ pub struct MediaPlane {
     shards: Vec<ShardHandle>,
     /// Flips to true when shutdown begins, so front ends can close connections that never joined.
     closing: tokio::sync::watch::Sender<bool>,
-    placement: Arc<DashMap<MeetingId, usize>>,
+    placement: DashMap<MeetingId, Placement>,
     metrics: MediaMetrics,
 }
 
@@ -71,7 +77,6 @@ impl MediaPlane {
         if lo > hi || lo == 0 {
             return Err(MediaError::EmptyPortRange { lo, hi });
         }
-        let placement = Arc::new(DashMap::new());
         let mut shards = Vec::with_capacity(config.workers.max(1));
         let mut next_port = lo;
         for index in 0..config.workers.max(1) {
@@ -111,7 +116,6 @@ impl MediaPlane {
                 poll,
                 commands: rx,
                 load: load.clone(),
-                placement: placement.clone(),
                 metrics: shard_metrics,
             };
             let thread = std::thread::Builder::new()
@@ -128,21 +132,38 @@ impl MediaPlane {
         Ok(Self {
             shards,
             closing: tokio::sync::watch::channel(false).0,
-            placement,
+            placement: DashMap::new(),
             metrics,
         })
     }
 
-    /// The shard a meeting lives on, placing it on the least loaded shard if it is new.
+    /// The shard a meeting lives on, placing it on the least loaded shard if it is new. Each call holds
+    /// the placement until the matching [`MediaPlane::release`]: a meeting keeps its shard while any
+    /// session refers to it, so two attendees can never end up in "the same" meeting on two shards.
     pub fn shard_for(&self, meeting: &MeetingId) -> usize {
-        *self.placement.entry(meeting.clone()).or_insert_with(|| {
-            self.shards
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, s)| s.load.load(Ordering::Relaxed))
-                .map(|(i, _)| i)
-                .unwrap_or(0)
-        })
+        let mut entry = self
+            .placement
+            .entry(meeting.clone())
+            .or_insert_with(|| Placement {
+                shard: self
+                    .shards
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, s)| s.load.load(Ordering::Relaxed))
+                    .map(|(i, _)| i)
+                    .unwrap_or(0),
+                sessions: 0,
+            });
+        entry.sessions += 1;
+        entry.shard
+    }
+
+    /// A session that called [`MediaPlane::shard_for`] is done with the meeting.
+    pub fn release(&self, meeting: &MeetingId) {
+        if let Some(mut entry) = self.placement.get_mut(meeting) {
+            entry.sessions = entry.sessions.saturating_sub(1);
+        }
+        self.placement.remove_if(meeting, |_, p| p.sessions == 0);
     }
 
     /// Queue a command for a shard and wake it. False if the shard is gone (shutting down).
@@ -188,5 +209,47 @@ impl MediaPlane {
 impl Drop for MediaPlane {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use convene_core::InProcessBus;
+
+    fn plane() -> MediaPlane {
+        let config = MediaConfig {
+            bind_ip: "127.0.0.1".parse().unwrap(),
+            public_ip: "127.0.0.1".parse().unwrap(),
+            port_range: (40100, 40999),
+            workers: 2,
+        };
+        let metrics = MediaMetrics::register(&prometheus::Registry::new()).unwrap();
+        MediaPlane::start(&config, Arc::new(InProcessBus::default()), metrics).unwrap()
+    }
+
+    #[test]
+    fn a_meeting_keeps_its_shard_while_any_session_holds_it() {
+        let plane = plane();
+        let m: MeetingId = "m".parse().unwrap();
+        let first = plane.shard_for(&m);
+        for _ in 0..5 {
+            assert_eq!(plane.shard_for(&m), first);
+        }
+        for _ in 0..5 {
+            plane.release(&m);
+            assert!(
+                plane.placement.contains_key(&m),
+                "released while a session still holds it"
+            );
+        }
+        plane.release(&m);
+        assert!(!plane.placement.contains_key(&m));
+        // Releasing more than was taken is harmless.
+        plane.release(&m);
+        assert_eq!(plane.shard_addrs().len(), 2);
+        plane.shutdown();
+        // Stopped workers take no more commands.
+        assert!(!plane.send(0, Command::Shutdown));
     }
 }

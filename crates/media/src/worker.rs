@@ -12,8 +12,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
-use convene_core::MeetingId;
-use dashmap::DashMap;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
@@ -25,6 +23,8 @@ pub(crate) const WAKER: Token = Token(1);
 
 /// Largest datagram we accept; anything longer is truncated by the kernel and then rejected by str0m.
 const RECV_BUF: usize = 2048;
+/// Datagrams handled per wake-up before commands and timers get their turn.
+const RECV_BATCH: usize = 256;
 
 pub(crate) struct Worker {
     pub shard: Shard,
@@ -32,7 +32,6 @@ pub(crate) struct Worker {
     pub poll: Poll,
     pub commands: Receiver<Command>,
     pub load: Arc<AtomicUsize>,
-    pub placement: Arc<DashMap<MeetingId, usize>>,
     pub metrics: ShardMetrics,
 }
 
@@ -45,11 +44,17 @@ impl Worker {
         let mut busy = Duration::ZERO;
         let mut window_start = Instant::now();
         tracing::info!(shard = index, %local, "media worker started");
+        // mio is edge-triggered: after a capped batch the socket may still hold datagrams without
+        // signalling again, so the next wait must not sleep.
+        let mut socket_pending = false;
         loop {
-            let timeout = self
-                .shard
-                .poll_timeout()
-                .saturating_duration_since(Instant::now());
+            let timeout = if socket_pending {
+                Duration::ZERO
+            } else {
+                self.shard
+                    .poll_timeout()
+                    .saturating_duration_since(Instant::now())
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != ErrorKind::Interrupted
             {
@@ -72,14 +77,19 @@ impl Worker {
                 }
             }
 
-            loop {
+            // At most a batch per wake-up, so commands, timers and shutdown are never starved.
+            socket_pending = true;
+            for _ in 0..RECV_BATCH {
                 match self.socket.recv_from(&mut buf) {
                     Ok((n, source)) => {
                         self.shard
                             .handle_datagram(Instant::now(), source, local, &buf[..n]);
                         self.flush();
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        socket_pending = false;
+                        break;
+                    }
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                     Err(e) => {
                         // ICMP errors (port unreachable) surface here on Linux; they concern one peer.
@@ -91,9 +101,9 @@ impl Worker {
 
             self.shard.handle_timeout(Instant::now());
             self.flush();
+            // Placement is released by the signaling sessions (`MediaPlane::release`).
             while let Some(meeting) = self.shard.poll_ended_meeting() {
-                self.placement
-                    .remove_if(&meeting, |_, &shard| shard == index);
+                tracing::info!(shard = index, %meeting, "meeting ended");
             }
             self.load
                 .store(self.shard.attendee_count(), Ordering::Relaxed);

@@ -504,3 +504,73 @@ fn a_publish_offer_with_a_wrong_track_is_refused_and_not_applied() {
         .count();
     assert_eq!(errors, 2);
 }
+
+#[test]
+fn shutdown_tells_everyone_once_without_roster_churn() {
+    let (mut s, a, b) = two_publishers();
+    let before = [s.clients[a].messages.len(), s.clients[b].messages.len()];
+    s.shard
+        .handle_command(s.now, convene_media::shard::Command::Shutdown);
+    s.pump();
+    for (c, n) in [(a, before[0]), (b, before[1])] {
+        let new = &s.clients[c].messages[n..];
+        assert!(
+            matches!(
+                new,
+                [ServerMessage::Error {
+                    code: ErrorCode::Unavailable,
+                    ..
+                }]
+            ),
+            "expected exactly one `unavailable`, got {new:?}"
+        );
+        // The shard let go of the attendee's channel.
+        assert!(s.clients[c].signal.is_closed());
+    }
+    assert_eq!(s.shard.attendee_count(), 0);
+    assert!(matches!(
+        s.event_log.last().map(|e| &e.kind),
+        Some(MeetingEventKind::MeetingEnded)
+    ));
+}
+
+#[test]
+fn an_unanswered_subscribe_offer_is_replaced() {
+    let mut s = Sim::new();
+    let a = s.join("m5", "Ada");
+    let b = s.join("m5", "Bob");
+    s.clients[b].answer_offers = false;
+    s.publish(a);
+    let offers = |s: &Sim| {
+        s.clients[b]
+            .messages
+            .iter()
+            .filter(|m| matches!(m, ServerMessage::SubscribeOffer { .. }))
+            .count()
+    };
+    assert_eq!(offers(&s), 1);
+    s.run(Duration::from_secs(5), |_| {});
+    assert_eq!(offers(&s), 1, "re-offered too early");
+    // Bob's client recovers and answers whatever comes next.
+    s.clients[b].answer_offers = true;
+    s.run(Duration::from_secs(6), |_| {});
+    assert_eq!(
+        offers(&s),
+        2,
+        "no new offer after the old one went unanswered"
+    );
+    s.connect_all();
+    let id_a = s.clients[a].id;
+    s.send_video(a, true);
+    s.run(Duration::from_millis(500), |s| media(s, &[a], -90));
+    assert!(
+        !s.clients[b]
+            .received_from(id_a, MediaSource::Camera)
+            .is_empty()
+    );
+    assert!(
+        !s.clients[b]
+            .received_from(id_a, MediaSource::Audio)
+            .is_empty()
+    );
+}

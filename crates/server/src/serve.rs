@@ -63,6 +63,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     .await
     .context("HTTP server failed")?;
     plane.shutdown();
+    // axum does not wait for upgraded (WebSocket) connections: give sessions a moment to send their
+    // goodbye (`error: unavailable`, close 1001) before the runtime goes away.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    while plane.metrics().signal_connections.get() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -17,6 +17,8 @@ pub struct Rewriter {
     last_out: Option<(u64, u32)>,
     /// Set when the next packet begins a new source (first packet ever or a switch).
     rebase_pending: bool,
+    /// First outgoing sequence number of the current source: anything below was used by an earlier one.
+    source_start: u64,
     started: bool,
 }
 
@@ -55,6 +57,7 @@ impl Rewriter {
                 Some((seq, ts)) => {
                     self.seq_offset = (seq + 1) as i64 - in_seq as i64;
                     self.ts_offset = ts.wrapping_add(ts_gap).wrapping_sub(in_ts);
+                    self.source_start = seq + 1;
                 }
             }
             self.started = true;
@@ -64,12 +67,10 @@ impl Rewriter {
             return None;
         }
         let out = out as u64;
-        if let Some((last, _)) = self.last_out {
-            // Retransmissions and reordering within the current source are fine; anything from before
-            // the current source's first packet would collide with what an earlier source used.
-            if out + 1000 < last {
-                return None;
-            }
+        // Retransmissions and reordering within the current source are fine; anything from before
+        // its first packet would reuse a number an earlier source sent.
+        if out < self.source_start {
+            return None;
         }
         let ts = in_ts.wrapping_add(self.ts_offset);
         match self.last_out {
@@ -114,8 +115,9 @@ mod tests {
         let n2 = r.rewrite(40_001, 3007, 3000).unwrap();
         assert_eq!(n2.seq, last.seq + 2);
         assert_eq!(n2.ts, last.ts + 6000);
-        // A straggler of the new source from before its first packet is refused.
+        // A straggler of the new source from before its first packet is refused, even one just before.
         assert!(r.rewrite(38_000, 0, 3000).is_none());
+        assert!(r.rewrite(39_999, 0, 3000).is_none());
     }
 
     #[test]

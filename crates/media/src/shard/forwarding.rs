@@ -2,13 +2,13 @@
 
 use std::time::{Duration, Instant};
 
-use str0m::Input;
 use str0m::format::Codec;
 use str0m::media::{KeyframeRequest, KeyframeRequestKind};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
 
 use super::Shard;
 use super::model::Layer;
+use super::peer::Role;
 use crate::forward::{VideoCodec, starts_keyframe};
 
 /// An RFC 6464 level (in -dBov) above this marks its sender as speaking...
@@ -23,6 +23,14 @@ const AUDIO_SWITCH_GAP: u32 = 960; // 20 ms at 48 kHz
 
 impl Shard {
     pub(super) fn on_rtp(&mut self, now: Instant, peer_idx: usize, packet: RtpPacket) {
+        // Media only counts on a publish connection: str0m also surfaces RTP a client sends on its
+        // subscribe connection, which must never reach anyone.
+        let peer = &self.peers[peer_idx];
+        if peer.role != Role::Publish {
+            self.metrics.dropped("unpublished");
+            return;
+        }
+        let owner = peer.attendee;
         let ssrc = packet.header.ssrc;
         let route = self.peers[peer_idx]
             .ssrc_routes
@@ -33,7 +41,10 @@ impl Shard {
             self.metrics.dropped("unpublished");
             return;
         };
-        let publication = &mut self.publications[p];
+        let Some(publication) = self.publications.get_mut(p).filter(|p| p.attendee == owner) else {
+            self.metrics.dropped("unpublished");
+            return;
+        };
         let is_video = publication.source.is_video();
         let len = packet.payload.len() as u64;
         if is_video {
@@ -133,11 +144,14 @@ impl Shard {
             let out_pt = match sub.pt_map {
                 Some((from, to)) if from == pt => to,
                 _ => {
-                    let Some(to) = self.peers[peer]
-                        .rtc
+                    // The subscriber's codec for these parameters, and only one its answer accepted.
+                    let rtc = &self.peers[peer].rtc;
+                    let negotiated = rtc.media(mid).map(|m| m.remote_pts()).unwrap_or(&[]);
+                    let Some(to) = rtc
                         .codec_config()
                         .match_params(params)
                         .map(|m| m.pt())
+                        .filter(|to| negotiated.contains(to))
                     else {
                         self.metrics.dropped("codec_mismatch");
                         continue;
@@ -146,14 +160,17 @@ impl Shard {
                     to
                 }
             };
+            let Some(tx_ssrc) = sub.tx_ssrc else { continue };
             let ext = ExtensionValues {
                 audio_level: packet.header.ext_vals.audio_level,
                 voice_activity: packet.header.ext_vals.voice_activity,
+                // Phones signal rotation here instead of rotating frames.
+                video_orientation: packet.header.ext_vals.video_orientation,
+                video_content_type: packet.header.ext_vals.video_content_type,
                 ..Default::default()
             };
-            let rtc = &mut self.peers[peer].rtc;
-            let mut direct = rtc.direct_api();
-            let Some(tx) = direct.stream_tx_by_mid(mid, None) else {
+            let mut direct = self.peers[peer].rtc.direct_api();
+            let Some(tx) = direct.stream_tx(&tx_ssrc) else {
                 continue;
             };
             tx.write_rtp(
@@ -168,8 +185,6 @@ impl Shard {
                 .ext_vals(ext)
                 .nackable(is_video),
             );
-            // str0m releases written packets on its next timeout pass.
-            let _ = rtc.handle_input(Input::Timeout(now));
             if is_video {
                 self.metrics.video_out.inc();
                 self.metrics.video_bytes_out.inc_by(len);
@@ -178,6 +193,8 @@ impl Shard {
                 self.metrics.audio_bytes_out.inc_by(len);
             }
             self.drain(peer, now);
+            // str0m releases written packets on its next timeout pass; one per connection per batch.
+            self.mark_dirty(peer);
         }
         if wants_keyframe {
             self.request_keyframe(now, p);
@@ -206,7 +223,15 @@ impl Shard {
         let publication = &mut self.publications[p];
         let layer = match publication.layers.iter().position(|l| l.rid == rid) {
             Some(i) => {
+                // Same layer, new SSRC (the sender restarted the stream): its numbering starts over,
+                // so every subscription starts over too, on a keyframe for video.
                 publication.layers[i].ssrc = ssrc;
+                for &s in &publication.subscriptions {
+                    let sub = &mut self.subscriptions[s];
+                    if sub.layer == Some(i) {
+                        sub.layer = None;
+                    }
+                }
                 i
             }
             None => {

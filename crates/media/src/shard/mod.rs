@@ -106,6 +106,9 @@ enum PeerEvent {
     Failed,
 }
 
+/// A subscribe offer not answered in this time is replaced by a new one.
+const OFFER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Housekeeping (speaking, layer rates, consent) runs this often.
 const TICK: Duration = Duration::from_millis(200);
 
@@ -124,6 +127,10 @@ pub struct Shard {
     transmits: VecDeque<Transmit>,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     pending: VecDeque<(usize, PeerEvent)>,
+    /// Connections written to since their last timeout pass.
+    dirty: Vec<usize>,
+    /// Reused scratch list of connections whose timers are due.
+    due: Vec<usize>,
     ended_meetings: VecDeque<MeetingId>,
     next_publication_serial: u64,
     next_tick: Instant,
@@ -152,6 +159,8 @@ impl Shard {
             transmits: VecDeque::with_capacity(256),
             timers: BinaryHeap::new(),
             pending: VecDeque::with_capacity(256),
+            dirty: Vec::with_capacity(64),
+            due: Vec::with_capacity(64),
             ended_meetings: VecDeque::new(),
             next_publication_serial: 1,
             next_tick: now + TICK,
@@ -209,12 +218,7 @@ impl Shard {
                     self.remove_attendee(now, idx, LeaveReason::Left);
                 }
             }
-            Command::Shutdown => {
-                let all: Vec<usize> = self.attendees.iter().map(|(i, _)| i).collect();
-                for idx in all {
-                    self.remove_attendee(now, idx, LeaveReason::Shutdown);
-                }
-            }
+            Command::Shutdown => self.shutdown_all(),
         }
         self.process_pending(now);
     }
@@ -233,15 +237,18 @@ impl Shard {
             self.metrics.dropped("unrecognized");
             return;
         };
-        let peer_idx = match self.peer_by_addr.get(&source) {
-            Some(&idx) => idx,
-            None => match self.peer_for_stun(data) {
-                Some(idx) => idx,
-                None => {
-                    self.metrics.dropped("unknown_source");
-                    return;
-                }
-            },
+        // ICE checks name their connection (USERNAME carries our ufrag); that wins over the source
+        // address, so two connections behind one client socket, or a NAT rebinding, still land right.
+        // Everything else is found by the address its ICE checks came from.
+        let is_stun = data.first().is_some_and(|&b| b < 4);
+        let by_ufrag = if is_stun {
+            self.peer_for_stun(data)
+        } else {
+            None
+        };
+        let Some(peer_idx) = by_ufrag.or_else(|| self.peer_by_addr.get(&source).copied()) else {
+            self.metrics.dropped("unknown_source");
+            return;
         };
         let input = Input::Receive(
             now,
@@ -264,7 +271,11 @@ impl Shard {
         peer.last_rx = now;
         if !peer.addrs.contains(&source) {
             peer.addrs.push(source);
-            self.peer_by_addr.insert(source, peer_idx);
+            if let Some(previous) = self.peer_by_addr.insert(source, peer_idx)
+                && let Some(old) = self.peers.get_mut(previous)
+            {
+                old.addrs.retain(|a| *a != source);
+            }
         }
         self.drain(peer_idx, now);
         self.process_pending(now);
@@ -272,22 +283,32 @@ impl Shard {
 
     /// Time passed: run whatever is due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // Collect what is due first, then run each connection once: a connection that asks to be
+        // woken "now" again must not spin this loop.
+        let mut due = std::mem::take(&mut self.due);
         while let Some(&Reverse((at, idx))) = self.timers.peek() {
             if at > now {
                 break;
             }
             self.timers.pop();
-            let Some(peer) = self.peers.get_mut(idx) else {
-                continue;
-            };
-            if peer.scheduled.is_some_and(|s| s <= now) {
+            if let Some(peer) = self.peers.get_mut(idx)
+                && peer.scheduled.is_some_and(|s| s <= now)
+            {
                 peer.scheduled = None;
+                due.push(idx);
+            }
+        }
+        for &idx in &due {
+            if let Some(peer) = self.peers.get_mut(idx) {
+                peer.dirty = false;
                 if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
                     tracing::debug!(error = %e, "timeout handling failed");
                 }
                 self.drain(idx, now);
             }
         }
+        due.clear();
+        self.due = due;
         self.process_pending(now);
         if now >= self.next_tick {
             self.next_tick = now + TICK;
@@ -369,23 +390,57 @@ impl Shard {
     }
 
     fn process_pending(&mut self, now: Instant) {
-        let mut failed = Vec::new();
-        while let Some((idx, event)) = self.pending.pop_front() {
-            if !self.peers.contains(idx) {
-                continue;
+        loop {
+            let mut failed = Vec::new();
+            while let Some((idx, event)) = self.pending.pop_front() {
+                if !self.peers.contains(idx) {
+                    continue;
+                }
+                match event {
+                    PeerEvent::Rtp(packet) => self.on_rtp(now, idx, packet),
+                    PeerEvent::KeyframeRequest(req) => self.on_keyframe_request(now, idx, req),
+                    PeerEvent::Connected => self.on_connected(now, idx),
+                    PeerEvent::EgressStats(stats) => self.on_egress_stats(idx, &stats),
+                    PeerEvent::Failed => failed.push(self.peers[idx].attendee),
+                }
             }
-            match event {
-                PeerEvent::Rtp(packet) => self.on_rtp(now, idx, packet),
-                PeerEvent::KeyframeRequest(req) => self.on_keyframe_request(now, idx, req),
-                PeerEvent::Connected => self.on_connected(now, idx),
-                PeerEvent::EgressStats(stats) => self.on_egress_stats(idx, &stats),
-                PeerEvent::Failed => failed.push(self.peers[idx].attendee),
+            self.flush_dirty(now);
+            if failed.is_empty() && self.pending.is_empty() {
+                break;
+            }
+            // Removing an attendee drains the others' connections, which may queue more events:
+            // loop until nothing is left, so no stale event outlives a slab slot's reuse.
+            for attendee in failed {
+                if self.attendees.contains(attendee) {
+                    self.remove_attendee(now, attendee, LeaveReason::Error);
+                }
             }
         }
-        for attendee in failed {
-            if self.attendees.contains(attendee) {
-                self.remove_attendee(now, attendee, LeaveReason::Error);
+    }
+
+    /// Remember a connection that got media written, for one timeout pass at the end of the batch.
+    pub(super) fn mark_dirty(&mut self, idx: usize) {
+        let peer = &mut self.peers[idx];
+        if !peer.dirty {
+            peer.dirty = true;
+            self.dirty.push(idx);
+        }
+    }
+
+    /// str0m sends written packets on its next timeout pass: give each written-to connection one.
+    fn flush_dirty(&mut self, now: Instant) {
+        while let Some(idx) = self.dirty.pop() {
+            let Some(peer) = self.peers.get_mut(idx) else {
+                continue;
+            };
+            if !peer.dirty {
+                continue;
             }
+            peer.dirty = false;
+            if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
+                tracing::debug!(error = %e, "timeout handling failed");
+            }
+            self.drain(idx, now);
         }
     }
 
@@ -427,6 +482,21 @@ impl Shard {
     /// Housekeeping: speaking sets, layer rates, consent freshness.
     fn tick(&mut self, now: Instant) {
         self.update_speaking(now);
+        // A subscribe offer nobody answers would block every later change for that attendee.
+        let stale: Vec<usize> = self
+            .attendees
+            .iter()
+            .filter(|(_, a)| {
+                a.pending_offer
+                    .as_ref()
+                    .is_some_and(|(_, at)| now.saturating_duration_since(*at) > OFFER_TIMEOUT)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for idx in stale {
+            tracing::warn!(attendee = %self.attendees[idx].id, "subscribe offer unanswered; offering again");
+            self.reoffer_unapplied(now, idx);
+        }
         if now >= self.next_rate_update {
             let elapsed = (now - self.next_rate_update + Duration::from_secs(1))
                 .as_secs_f64()

@@ -40,8 +40,8 @@ pub struct Attendee {
     pub publications: [Option<usize>; 3],
     /// Subscriptions in which it is the receiver.
     pub subscriptions: Vec<usize>,
-    /// Our subscribe offer awaiting the attendee's answer.
-    pub pending_offer: Option<SdpPendingOffer>,
+    /// Our subscribe offer awaiting the attendee's answer, and when it was made.
+    pub pending_offer: Option<(SdpPendingOffer, Instant)>,
     /// m-lines of the subscribe connection to turn inactive at the next offer.
     pub mids_to_close: Vec<Mid>,
     /// Something changed that the subscribe connection does not reflect yet.
@@ -110,6 +110,9 @@ pub struct Subscription {
     pub rewriter: Rewriter,
     /// Payload type mapping cache: publisher's pt -> subscriber's pt.
     pub pt_map: Option<(Pt, Pt)>,
+    /// The SSRC str0m sends this subscription on, known once negotiated (a hash lookup per packet
+    /// instead of a scan by mid).
+    pub tx_ssrc: Option<Ssrc>,
     /// Egress statistics last seen, for turning str0m's running totals into counter increments.
     pub nacks_seen: u64,
     pub plis_seen: u64,

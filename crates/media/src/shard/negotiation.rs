@@ -92,12 +92,15 @@ impl Shard {
                 if created {
                     self.remove_peer(peer_idx);
                     self.attendees[idx].publish_peer = None;
+                } else {
+                    self.drain(peer_idx, now);
                 }
                 return self.reject(idx, ErrorCode::BadSdp, format!("offer not usable: {e}"));
             }
         };
         self.attendees[idx].publish_peer = Some(peer_idx);
         self.drain(peer_idx, now);
+        self.rekey_ufrag(peer_idx);
 
         self.attendees[idx].send(ServerMessage::PublishAnswer {
             sdp: answer.to_sdp_string(),
@@ -200,6 +203,7 @@ impl Shard {
             layer: None,
             rewriter: Rewriter::new(),
             pt_map: None,
+            tx_ssrc: None,
             nacks_seen: 0,
             plis_seen: 0,
         });
@@ -257,7 +261,7 @@ impl Shard {
         }
         attendee.subscribe_dirty = false;
         if let Some((offer, pending)) = api.apply() {
-            attendee.pending_offer = Some(pending);
+            attendee.pending_offer = Some((pending, now));
             let tracks = attendee
                 .subscriptions
                 .iter()
@@ -280,7 +284,7 @@ impl Shard {
     }
 
     pub(super) fn subscribe_answer(&mut self, now: Instant, idx: usize, sdp: &str) {
-        let Some(pending) = self.attendees[idx].pending_offer.take() else {
+        let Some((pending, offered_at)) = self.attendees[idx].pending_offer.take() else {
             return self.reject(
                 idx,
                 ErrorCode::NoOfferOutstanding,
@@ -291,7 +295,7 @@ impl Shard {
             Ok(a) => a,
             Err(e) => {
                 // Keep the offer: the client may answer again, correctly.
-                self.attendees[idx].pending_offer = Some(pending);
+                self.attendees[idx].pending_offer = Some((pending, offered_at));
                 return self.reject(
                     idx,
                     ErrorCode::BadSdp,
@@ -302,15 +306,17 @@ impl Shard {
         let Some(peer_idx) = self.attendees[idx].subscribe_peer else {
             return;
         };
-        if let Err(e) = self.peers[peer_idx]
+        let applied = self.peers[peer_idx]
             .rtc
             .sdp_api()
-            .accept_answer(pending, answer)
-        {
-            self.attendees[idx].subscribe_dirty = true;
-            self.reject(idx, ErrorCode::BadSdp, format!("answer not usable: {e}"));
-        }
+            .accept_answer(pending, answer);
         self.drain(peer_idx, now);
+        if let Err(e) = applied {
+            self.reject(idx, ErrorCode::BadSdp, format!("answer not usable: {e}"));
+            self.reoffer_unapplied(now, idx);
+            return;
+        }
+        self.rekey_ufrag(peer_idx);
         let connected = self.peers[peer_idx].connected;
         let subs = self.attendees[idx].subscriptions.clone();
         for s in subs {
@@ -320,16 +326,48 @@ impl Shard {
                 continue;
             }
             let publication = sub.publication;
-            sub.negotiated = self.peers[peer_idx]
+            sub.tx_ssrc = self.peers[peer_idx]
                 .rtc
                 .direct_api()
                 .stream_tx_by_mid(mid, None)
-                .is_some();
+                .map(|tx| tx.ssrc());
+            sub.negotiated = sub.tx_ssrc.is_some();
             if sub.negotiated && connected {
                 self.request_keyframe(now, publication);
             }
         }
         self.negotiate_subscriptions(now, idx);
+    }
+
+    /// An offer that will never be applied (its answer was refused, or never came): the m-lines it
+    /// added do not exist, so their subscriptions go into the next offer again.
+    pub(super) fn reoffer_unapplied(&mut self, now: Instant, idx: usize) {
+        self.attendees[idx].pending_offer = None;
+        let Some(peer_idx) = self.attendees[idx].subscribe_peer else {
+            return;
+        };
+        for &s in &self.attendees[idx].subscriptions {
+            let sub = &mut self.subscriptions[s];
+            if let Some(mid) = sub.mid
+                && self.peers[peer_idx].rtc.media(mid).is_none()
+            {
+                sub.mid = None;
+                sub.negotiated = false;
+            }
+        }
+        self.attendees[idx].subscribe_dirty = true;
+        self.negotiate_subscriptions(now, idx);
+    }
+
+    /// An ICE restart in a renegotiation gives the connection new local credentials; follow them.
+    fn rekey_ufrag(&mut self, peer_idx: usize) {
+        let peer = &mut self.peers[peer_idx];
+        let current = peer.rtc.direct_api().local_ice_credentials().ufrag;
+        if current != peer.ufrag {
+            self.peer_by_ufrag.remove(&peer.ufrag);
+            self.peer_by_ufrag.insert(current.clone(), peer_idx);
+            peer.ufrag = current;
+        }
     }
 
     fn add_peer(&mut self, now: Instant, attendee: usize, role: Role) -> usize {

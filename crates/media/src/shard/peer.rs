@@ -29,6 +29,8 @@ pub struct Peer {
     pub connected: bool,
     /// The earliest entry this peer has in the shard's timer heap.
     pub scheduled: Option<Instant>,
+    /// Media was written since the last timeout pass (see `Shard::mark_dirty`).
+    pub dirty: bool,
     /// Incoming SSRC -> (publication, layer), filled on first sight of each SSRC.
     pub ssrc_routes: Vec<(Ssrc, usize, usize)>,
     /// Bit set of the RTX payload types we send on (subscribe connections use our own numbering).
@@ -115,6 +117,7 @@ impl Peer {
             last_rx: now,
             connected: false,
             scheduled: None,
+            dirty: false,
             ssrc_routes: Vec::new(),
         }
     }

@@ -138,12 +138,6 @@ impl Shard {
             self.remove_peer(peer_idx);
         }
         self.metrics.attendees(attendee.client).dec();
-        if reason == LeaveReason::Shutdown {
-            attendee.send(ServerMessage::error(
-                crate::signal::messages::ErrorCode::Unavailable,
-                "the server is shutting down",
-            ));
-        }
         tracing::info!(meeting = %attendee.meeting, attendee = %attendee.id, reason = reason.as_str(), "attendee left");
 
         let meeting_id = attendee.meeting.clone();
@@ -175,6 +169,46 @@ impl Shard {
             self.ended_meetings.push_back(meeting_id);
         }
         // Dropping `attendee` drops its signal sender: the front end sees the channel close.
+    }
+
+    /// The server is stopping: tell every attendee, end every meeting, drop everything. No roster
+    /// updates or renegotiations: everyone is leaving at once.
+    pub(super) fn shutdown_all(&mut self) {
+        for (_, attendee) in &self.attendees {
+            attendee.send(ServerMessage::error(
+                crate::signal::messages::ErrorCode::Unavailable,
+                "the server is shutting down",
+            ));
+            self.metrics.attendees(attendee.client).dec();
+            self.bus.publish(MeetingEvent::now(
+                attendee.meeting.clone(),
+                MeetingEventKind::AttendeeLeft {
+                    attendee: attendee.id,
+                    reason: LeaveReason::Shutdown,
+                },
+            ));
+        }
+        for (id, _) in self.meetings.drain() {
+            self.metrics.meetings.dec();
+            self.bus.publish(MeetingEvent::now(
+                id.clone(),
+                MeetingEventKind::MeetingEnded,
+            ));
+            self.ended_meetings.push_back(id);
+        }
+        for (_, p) in &self.publications {
+            self.metrics.tracks(p.source).dec();
+        }
+        // Dropping the attendees drops their signal senders: every front end sees its channel close.
+        self.attendees.clear();
+        self.attendee_by_id.clear();
+        self.publications.clear();
+        self.subscriptions.clear();
+        self.peers.clear();
+        self.peer_by_addr.clear();
+        self.peer_by_ufrag.clear();
+        self.pending.clear();
+        self.dirty.clear();
     }
 
     /// Announce changes in who is speaking, per meeting.

@@ -50,6 +50,7 @@ struct Session {
 
 struct Joined {
     attendee: AttendeeId,
+    meeting: MeetingId,
     shard: usize,
 }
 
@@ -57,6 +58,8 @@ struct Joined {
 enum Next {
     Continue,
     Reply(ServerMessage),
+    /// Reply, then close the socket as the server goes away.
+    Close(ServerMessage),
 }
 
 impl Session {
@@ -72,7 +75,12 @@ impl Session {
         let mut from_shard: Option<UnboundedReceiver<ServerMessage>> = None;
         let mut closing = self.plane.closing();
         let mut close = (CLOSE_NORMAL, "bye");
-        loop {
+        if *closing.borrow() {
+            let reply = ServerMessage::error(ErrorCode::Unavailable, "the server is shutting down");
+            let _ = send(&mut socket, &reply).await;
+            close = (CLOSE_GOING_AWAY, "server shutting down");
+        }
+        while close.0 == CLOSE_NORMAL {
             let outgoing = async {
                 match from_shard.as_mut() {
                     Some(rx) => rx.recv().await,
@@ -103,6 +111,11 @@ impl Session {
                     };
                     match self.handle_text(&text, &mut from_shard) {
                         Next::Continue => {}
+                        Next::Close(reply) => {
+                            let _ = send(&mut socket, &reply).await;
+                            close = (CLOSE_GOING_AWAY, "server shutting down");
+                            break;
+                        }
                         Next::Reply(reply) => {
                             if matches!(reply, ServerMessage::Error { .. }) {
                                 self.plane.metrics().signal_error();
@@ -140,6 +153,7 @@ impl Session {
                     attendee: joined.attendee,
                 },
             );
+            self.plane.release(&joined.meeting);
         }
         let frame = CloseFrame {
             code: close.0,
@@ -189,23 +203,26 @@ impl Session {
                 let attendee = AttendeeId::random();
                 let shard = self.plane.shard_for(&meeting);
                 let (tx, rx) = unbounded_channel();
-                if !self.plane.send(
-                    shard,
-                    Command::Join {
-                        attendee,
-                        meeting,
-                        name,
-                        client,
-                        signal: tx,
-                    },
-                ) {
-                    return Next::Reply(ServerMessage::error(
+                let join = Command::Join {
+                    attendee,
+                    meeting: meeting.clone(),
+                    name,
+                    client,
+                    signal: tx,
+                };
+                if !self.plane.send(shard, join) {
+                    self.plane.release(&meeting);
+                    return Next::Close(ServerMessage::error(
                         ErrorCode::Unavailable,
                         "the server is shutting down",
                     ));
                 }
                 *from_shard = Some(rx);
-                self.joined = Some(Joined { attendee, shard });
+                self.joined = Some(Joined {
+                    attendee,
+                    meeting,
+                    shard,
+                });
                 Next::Continue
             }
             (None, _) => Next::Reply(ServerMessage::error(
