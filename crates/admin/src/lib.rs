@@ -8,4 +8,5 @@
 
 pub mod iam;
 pub mod model;
+pub mod secrets;
 pub mod store;

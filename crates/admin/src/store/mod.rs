@@ -4,6 +4,7 @@
 //! folder (`migrations/sqlite`, `migrations/postgres`) so their SQL can differ where it must.
 
 pub mod accounts;
+pub mod principals;
 
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;

@@ -61,19 +61,25 @@ fn is_root() -> bool {
 /// Run a PostgreSQL tool; as root, as the `postgres` user (PostgreSQL refuses to run as root).
 fn run_pg(bin: &Path, tool: &str, args: &[&str]) {
     let exe = bin.join(tool);
-    let status = if is_root() {
+    let output = if is_root() {
         Command::new("runuser")
             .arg("-u")
             .arg("postgres")
             .arg("--")
             .arg(&exe)
             .args(args)
-            .status()
+            .output()
     } else {
-        Command::new(&exe).args(args).status()
+        Command::new(&exe).args(args).output()
     };
-    let status = status.unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
-    assert!(status.success(), "{tool} {args:?} failed: {status}");
+    let output = output.unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
+    assert!(
+        output.status.success(),
+        "{tool} {args:?} failed: {}\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 impl TempPostgres {
