@@ -50,6 +50,10 @@ async fn accounts_behave(store: &Store) {
     let exact = store.list_accounts(Some("n3"), None, 10).await.unwrap();
     assert_eq!(exact.items.len(), 1);
     assert_eq!(exact.next_after, None);
+    let prefix = store.list_accounts(Some("n"), None, 10).await.unwrap();
+    assert_eq!(prefix.items.len(), 5);
+    // Prefix matching is literal: LIKE wildcards in a name are just characters.
+    assert_eq!(store.list_accounts(Some("%"), None, 10).await.unwrap().items.len(), 0);
 
     // Rename and relicense, partially.
     let renamed = store

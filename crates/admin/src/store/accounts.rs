@@ -114,19 +114,20 @@ impl Store {
         row.as_ref().map(from_row).transpose()
     }
 
-    /// Accounts in creation order, optionally only those named exactly `name`.
+    /// Accounts in creation order, optionally only those whose name starts with `name_prefix`.
     pub async fn list_accounts(
         &self,
-        name: Option<&str>,
+        name_prefix: Option<&str>,
         after: Option<i64>,
         limit: u32,
     ) -> Result<Page<Account>, StoreError> {
         let limit = i64::from(limit.max(1));
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM accounts WHERE seq > $1 AND ($2 = '' OR name = $2) ORDER BY seq LIMIT $3"
+            "SELECT {COLUMNS} FROM accounts WHERE seq > $1 \
+             AND substr(name, 1, length(CAST($2 AS TEXT))) = CAST($2 AS TEXT) ORDER BY seq LIMIT $3"
         ))
         .bind(after.unwrap_or(0))
-        .bind(name.unwrap_or(""))
+        .bind(name_prefix.unwrap_or(""))
         .bind(limit + 1)
         .fetch_all(self.pool())
         .await?;
