@@ -1,12 +1,18 @@
 //! Convene's control plane: the administration API of the admin guide, wire-compatible with the public
 //! Chime admin API so boto3 and the AWS CLI work against it.
 //!
-//! Today this crate holds the sans-IO identity core, [`iam`]: SigV4 request verification and policy
-//! evaluation (managed and custom policies). Accounts, users, storage (`sqlx`), audit and billing join it
-//! as the admin-API issue lands them; the HTTP surface is an axum router mounted by the `convene` binary.
+//! - [`iam`]: the sans-IO identity core: SigV4 verification, the `chime:` action table, policy evaluation.
+//! - [`store`]: storage through `sqlx` (SQLite by default, PostgreSQL), one repository layer.
+//! - [`api`]: the HTTP surface (axum), mounted by the `convene` binary: authenticate, resolve the one
+//!   operation, authorize its action, execute, answer in the AWS error shape.
+//! - [`principals`] and [`secrets`]: administrators, their access keys, and the master key that seals them.
+//!
+//! Users, the audit trail and billing join as the admin-API issue lands them.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod api;
 pub mod iam;
 pub mod model;
+pub mod principals;
 pub mod secrets;
 pub mod store;

@@ -53,7 +53,15 @@ async fn accounts_behave(store: &Store) {
     let prefix = store.list_accounts(Some("n"), None, 10).await.unwrap();
     assert_eq!(prefix.items.len(), 5);
     // Prefix matching is literal: LIKE wildcards in a name are just characters.
-    assert_eq!(store.list_accounts(Some("%"), None, 10).await.unwrap().items.len(), 0);
+    assert_eq!(
+        store
+            .list_accounts(Some("%"), None, 10)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        0
+    );
 
     // Rename and relicense, partially.
     let renamed = store

@@ -14,6 +14,8 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServeConfig {
     pub data_dir: PathBuf,
+    /// None: SQLite in the data directory.
+    pub database_url: Option<String>,
     pub http: SocketAddr,
     pub public_ip: IpAddr,
     pub media_ports: PortRange,
@@ -25,6 +27,7 @@ impl Default for ServeConfig {
         let http: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080));
         Self {
             data_dir: PathBuf::from("data"),
+            database_url: None,
             http,
             public_ip: http.ip(),
             media_ports: PortRange {
@@ -79,6 +82,7 @@ impl<'de> Deserialize<'de> for PortRange {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
     pub http: Option<SocketAddr>,
     pub public_ip: Option<IpAddr>,
     pub media_ports: Option<PortRange>,
@@ -102,6 +106,9 @@ pub struct ServeArgs {
     /// Directory for Convene's state [default: ./data].
     #[arg(long, env = "CONVENE_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Database for the control plane: postgres://USER@HOST/DB [default: SQLite in the data directory].
+    #[arg(long, env = "CONVENE_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
     /// Address of the HTTP listener: web app, signaling, health and metrics [default: 127.0.0.1:8080].
     #[arg(long, env = "CONVENE_HTTP", value_name = "ADDR:PORT")]
     pub http: Option<SocketAddr>,
@@ -156,6 +163,7 @@ impl ServeArgs {
                 .clone()
                 .or(file.data_dir)
                 .unwrap_or(defaults.data_dir),
+            database_url: self.database_url.clone().or(file.database_url),
             http,
             public_ip,
             media_ports,

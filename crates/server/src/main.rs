@@ -3,6 +3,7 @@
 //! `convene serve` runs the media plane (SFU), the signaling front end and the web app on one HTTP
 //! listener with embedded defaults. See `convene --help` and `config/convene.toml`.
 
+mod admin_cli;
 mod config;
 mod http;
 mod serve;
@@ -25,6 +26,9 @@ enum Command {
     /// Settings come from flags, then CONVENE_* environment variables, then --config FILE, then
     /// built-in defaults. Log verbosity follows RUST_LOG (default: info).
     Serve(config::ServeArgs),
+    /// Manage the deployment's administrators (principals) and their access keys.
+    #[command(subcommand)]
+    Admin(admin_cli::AdminCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,7 +40,13 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
     match cli.command {
+        Command::Admin(command) => runtime()?.block_on(admin_cli::run(command)),
         Command::Serve(args) => {
             let config = args.resolve()?;
             tracing::info!(?config, "starting");

@@ -15,6 +15,30 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
 
+    let (store, master) =
+        crate::admin_cli::open(&config.data_dir, config.database_url.as_deref()).await?;
+    if let Some(credentials) = convene_admin::principals::bootstrap(
+        &store,
+        &master,
+        &config.data_dir,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await?
+    {
+        // First start: the operator needs these keys to use the admin API.
+        println!("{}", serde_json::to_string(&credentials)?);
+        tracing::info!(
+            file = %config.data_dir.join("bootstrap-credentials.json").display(),
+            "created the root principal (FullAccess); its keys are in the file above"
+        );
+    }
+    let admin = Arc::new(convene_admin::api::AdminState {
+        store,
+        master,
+        aws_account_id: "000000000000".into(),
+        now: time::OffsetDateTime::now_utc,
+    });
+
     let registry = Registry::new();
     let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::default());
     let media_metrics = MediaMetrics::register(&registry).context("registering media metrics")?;
@@ -36,7 +60,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         registry,
         ready: ready.clone(),
     })
-    .merge(convene_media::signal::router(plane.clone()));
+    .merge(convene_media::signal::router(plane.clone()))
+    .merge(convene_admin::api::router(admin));
 
     let listener = tokio::net::TcpListener::bind(config.http)
         .await

@@ -1,0 +1,172 @@
+//! Account operations: create, list, get, update (rename, default licence), delete.
+
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::{AdminState, Reply};
+use crate::model::{AccountId, AccountType, License};
+use crate::store::accounts::{Account, timestamp};
+
+/// The public API's `AccountName`: 1-100 characters with at least one that is not white space.
+fn check_name(name: &str) -> Result<&str, ApiError> {
+    let len = name.chars().count();
+    if len == 0 || len > 100 || name.trim().is_empty() {
+        return Err(ApiError::BadRequest(
+            "Name must be 1-100 characters and not only white space".into(),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(
+            "Name must not contain control characters".into(),
+        ));
+    }
+    Ok(name)
+}
+
+fn body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
+    let bytes = if bytes.is_empty() {
+        b"{}".as_slice()
+    } else {
+        bytes
+    };
+    serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("request body: {e}")))
+}
+
+pub fn account_json(state: &AdminState, a: &Account) -> Value {
+    json!({
+        "AwsAccountId": state.aws_account_id,
+        "AccountId": a.id.as_str(),
+        "Name": a.name,
+        "AccountType": a.account_type.as_str(),
+        "CreatedTimestamp": timestamp(a.created_at),
+        "DefaultLicense": a.default_license.as_str(),
+        "SupportedLicenses": [License::Basic.as_str(), License::Pro.as_str()],
+        "AccountStatus": a.status.as_str(),
+        "SigninDelegateGroups": [],
+    })
+}
+
+async fn existing(state: &AdminState, id: &AccountId) -> Result<Account, ApiError> {
+    state
+        .store
+        .account(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("account {id} does not exist")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateAccount {
+    #[serde(rename = "Name")]
+    name: String,
+}
+
+pub async fn create(state: &AdminState, bytes: &[u8]) -> Result<Reply, ApiError> {
+    let req: CreateAccount = body(bytes)?;
+    let name = check_name(&req.name)?;
+    let account = state
+        .store
+        .create_account(name, AccountType::Team, License::Pro, (state.now)())
+        .await?;
+    Ok(Reply::json(
+        StatusCode::CREATED,
+        json!({ "Account": account_json(state, &account) }),
+    ))
+}
+
+pub async fn get(state: &AdminState, id: &AccountId) -> Result<Reply, ApiError> {
+    let account = existing(state, id).await?;
+    Ok(Reply::json(
+        StatusCode::OK,
+        json!({ "Account": account_json(state, &account) }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateAccount {
+    #[serde(rename = "Name")]
+    name: Option<String>,
+    #[serde(rename = "DefaultLicense")]
+    default_license: Option<String>,
+}
+
+pub async fn update(state: &AdminState, id: &AccountId, bytes: &[u8]) -> Result<Reply, ApiError> {
+    let req: UpdateAccount = body(bytes)?;
+    let name = req.name.as_deref().map(check_name).transpose()?;
+    let license = req
+        .default_license
+        .as_deref()
+        .map(|l| {
+            l.parse::<License>()
+                .map_err(|e| ApiError::BadRequest(format!("DefaultLicense: {e}")))
+        })
+        .transpose()?;
+    let account = state
+        .store
+        .update_account(id, name, license)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("account {id} does not exist")))?;
+    Ok(Reply::json(
+        StatusCode::OK,
+        json!({ "Account": account_json(state, &account) }),
+    ))
+}
+
+pub async fn delete(state: &AdminState, id: &AccountId) -> Result<Reply, ApiError> {
+    // Users arrive with the users operations; until then an account has nothing that must go first.
+    if !state.store.delete_account(id).await? {
+        return Err(ApiError::NotFound(format!("account {id} does not exist")));
+    }
+    Ok(Reply::empty(StatusCode::NO_CONTENT))
+}
+
+/// Query parameters of ListAccounts.
+pub async fn list(state: &AdminState, query: &str) -> Result<Reply, ApiError> {
+    let mut name = None;
+    let mut user_email = None;
+    let mut after = None;
+    let mut max = 100u32;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_encoding::percent_decode_str(&value.replace('+', " "))
+            .decode_utf8()
+            .map_err(|_| ApiError::BadRequest(format!("{key} is not UTF-8")))?
+            .into_owned();
+        match key {
+            "name" => name = Some(value),
+            "user-email" => user_email = Some(value),
+            "next-token" => {
+                after = Some(
+                    value
+                        .parse::<i64>()
+                        .map_err(|_| ApiError::BadRequest("invalid next-token".into()))?,
+                )
+            }
+            "max-results" => {
+                max = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|m| (1..=200).contains(m))
+                    .ok_or_else(|| ApiError::BadRequest("max-results must be 1-200".into()))?
+            }
+            _ => {}
+        }
+    }
+    if user_email.is_some() {
+        // Users arrive with the users operations: no account has a user yet, so none matches.
+        return Ok(Reply::json(StatusCode::OK, json!({ "Accounts": [] })));
+    }
+    let page = state
+        .store
+        .list_accounts(name.as_deref(), after, max)
+        .await?;
+    let accounts: Vec<Value> = page.items.iter().map(|a| account_json(state, a)).collect();
+    let mut out = json!({ "Accounts": accounts });
+    if let Some(next) = page.next_after {
+        out["NextToken"] = json!(next.to_string());
+    }
+    Ok(Reply::json(StatusCode::OK, out))
+}

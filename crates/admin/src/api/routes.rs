@@ -1,0 +1,162 @@
+//! Which operation a request is: method + path + `?operation=` select exactly one, and each operation
+//! is exactly one `chime:` action. Routing is a pure function so a test can enumerate it.
+
+use axum::http::Method;
+
+use crate::model::AccountId;
+
+/// Every operation the admin API serves. Each one is the IAM action `chime:<name>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    CreateAccount,
+    ListAccounts,
+    GetAccount,
+    UpdateAccount,
+    DeleteAccount,
+}
+
+impl Operation {
+    pub const ALL: &'static [Operation] = &[
+        Self::CreateAccount,
+        Self::ListAccounts,
+        Self::GetAccount,
+        Self::UpdateAccount,
+        Self::DeleteAccount,
+    ];
+
+    /// The action name policies grant or deny (without the `chime:` prefix).
+    pub fn action(self) -> &'static str {
+        match self {
+            Self::CreateAccount => "CreateAccount",
+            Self::ListAccounts => "ListAccounts",
+            Self::GetAccount => "GetAccount",
+            Self::UpdateAccount => "UpdateAccount",
+            Self::DeleteAccount => "DeleteAccount",
+        }
+    }
+
+    /// A sample request for each operation (for tests and docs): method, path, query.
+    pub fn example(self) -> (Method, &'static str, &'static str) {
+        const ACCOUNT: &str = "/accounts/7e2b0c8e-1b1f-4c5e-9a51-2f9d7c0b3a11";
+        match self {
+            Self::CreateAccount => (Method::POST, "/accounts", ""),
+            Self::ListAccounts => (Method::GET, "/accounts", "max-results=5"),
+            Self::GetAccount => (Method::GET, ACCOUNT, ""),
+            Self::UpdateAccount => (Method::POST, ACCOUNT, ""),
+            Self::DeleteAccount => (Method::DELETE, ACCOUNT, ""),
+        }
+    }
+}
+
+/// A resolved request: the operation and the ids in its path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub operation: Operation,
+    pub account: Option<AccountId>,
+}
+
+/// Why a request matches no operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoRoute {
+    /// Nothing lives at this path (404).
+    UnknownPath,
+    /// The path exists but not with this method or `operation` (400).
+    UnknownOperation,
+    /// An id in the path is malformed; it cannot exist (404).
+    BadId,
+}
+
+fn query_operation(query: &str) -> Option<&str> {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("operation="))
+}
+
+/// Map method, path (already percent-decoded segments are not needed: ids are plain) and query to an
+/// operation.
+pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRoute> {
+    let segments: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let op = query_operation(query);
+    let account = |s: &str| s.parse::<AccountId>().map_err(|()| NoRoute::BadId);
+    match segments.as_slice() {
+        ["accounts"] => {
+            let operation = match (method, op) {
+                (&Method::POST, None) => Operation::CreateAccount,
+                (&Method::GET, None) => Operation::ListAccounts,
+                _ => return Err(NoRoute::UnknownOperation),
+            };
+            Ok(Route {
+                operation,
+                account: None,
+            })
+        }
+        ["accounts", id] => {
+            let operation = match (method, op) {
+                (&Method::GET, None) => Operation::GetAccount,
+                (&Method::POST, None) => Operation::UpdateAccount,
+                (&Method::DELETE, None) => Operation::DeleteAccount,
+                _ => return Err(NoRoute::UnknownOperation),
+            };
+            Ok(Route {
+                operation,
+                account: Some(account(id)?),
+            })
+        }
+        _ => Err(NoRoute::UnknownPath),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_routes_to_itself_and_has_exactly_one_known_action() {
+        for &op in Operation::ALL {
+            let (method, path, query) = op.example();
+            assert_eq!(
+                resolve(&method, path, query).map(|r| r.operation),
+                Ok(op),
+                "{op:?}"
+            );
+            let action = crate::iam::actions::lookup(op.action());
+            assert!(
+                action.is_some(),
+                "{op:?}: chime:{} is not in the action table",
+                op.action()
+            );
+        }
+        let mut actions: Vec<&str> = Operation::ALL.iter().map(|o| o.action()).collect();
+        actions.sort();
+        actions.dedup();
+        assert_eq!(
+            actions.len(),
+            Operation::ALL.len(),
+            "two operations share an action"
+        );
+    }
+
+    #[test]
+    fn unknown_things_are_told_apart() {
+        assert_eq!(
+            resolve(&Method::GET, "/nope", ""),
+            Err(NoRoute::UnknownPath)
+        );
+        assert_eq!(
+            resolve(&Method::PUT, "/accounts", ""),
+            Err(NoRoute::UnknownOperation)
+        );
+        assert_eq!(
+            resolve(&Method::POST, "/accounts", "operation=dance"),
+            Err(NoRoute::UnknownOperation)
+        );
+        assert_eq!(
+            resolve(&Method::GET, "/accounts/1%20OR%201=1", ""),
+            Err(NoRoute::BadId)
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! `convene admin ...`: manage the deployment's administrators (principals) from the shell.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use convene_admin::principals::{self, Credentials};
+use convene_admin::secrets::MasterKey;
+use convene_admin::store::Store;
+use time::OffsetDateTime;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AdminCommand {
+    /// Create the root principal (FullAccess) if there is none; prints its keys as JSON and writes
+    /// them to DIR/bootstrap-credentials.json (mode 0600). `convene serve` does this on first start.
+    Bootstrap(StoreArgs),
+    /// Create a principal and print its keys as JSON: {"AccessKeyId": ..., "SecretAccessKey": ...}.
+    CreatePrincipal {
+        /// Principal name (1-64 of A-Z a-z 0-9 + = , . @ _ -).
+        name: String,
+        /// FullAccess, UserManagement, ReadOnly, or a JSON policy document file. Repeatable.
+        #[arg(long = "policy", required = true, value_name = "POLICY")]
+        policies: Vec<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// Convene's data directory (where the master key and the SQLite database live).
+    #[arg(
+        long,
+        env = "CONVENE_DATA_DIR",
+        value_name = "DIR",
+        default_value = "data"
+    )]
+    pub data_dir: PathBuf,
+    /// Database URL [default: SQLite in the data directory]; postgres://... for PostgreSQL.
+    #[arg(long, env = "CONVENE_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+/// Open the master key and the store as `serve` would.
+pub async fn open(
+    data_dir: &Path,
+    database_url: Option<&str>,
+) -> anyhow::Result<(Store, MasterKey)> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let master = MasterKey::load_or_create(data_dir)?;
+    let url = database_url
+        .map(str::to_owned)
+        .unwrap_or_else(|| Store::sqlite_url(data_dir));
+    let store = Store::open(&url)
+        .await
+        .with_context(|| format!("opening the database {url}"))?;
+    Ok((store, master))
+}
+
+fn print(credentials: &Credentials) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(credentials)?);
+    Ok(())
+}
+
+/// A `--policy` value: a managed policy name, or a file holding a policy document.
+fn policy_value(arg: &str) -> anyhow::Result<serde_json::Value> {
+    if arg
+        .parse::<convene_admin::iam::policy::ManagedPolicy>()
+        .is_ok()
+    {
+        return Ok(serde_json::Value::String(arg.to_owned()));
+    }
+    let text = std::fs::read_to_string(arg).with_context(|| {
+        format!(
+            "--policy {arg:?} is neither FullAccess, UserManagement, ReadOnly nor a readable file"
+        )
+    })?;
+    let document: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{arg}: not JSON"))?;
+    serde_json::from_value::<convene_admin::iam::policy::PolicyDocument>(document.clone())
+        .with_context(|| format!("{arg}: not a valid policy document"))?;
+    Ok(document)
+}
+
+pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
+    let now = OffsetDateTime::now_utc();
+    match command {
+        AdminCommand::Bootstrap(args) => {
+            let (store, master) = open(&args.data_dir, args.database_url.as_deref()).await?;
+            match principals::bootstrap(&store, &master, &args.data_dir, now).await? {
+                Some(credentials) => print(&credentials),
+                None => bail!("principals exist already; use `convene admin create-principal`"),
+            }
+        }
+        AdminCommand::CreatePrincipal {
+            name,
+            policies,
+            store: args,
+        } => {
+            let values = policies
+                .iter()
+                .map(|p| policy_value(p))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let (store, master) = open(&args.data_dir, args.database_url.as_deref()).await?;
+            print(&principals::create_principal(&store, &master, &name, &values, now).await?)
+        }
+    }
+}

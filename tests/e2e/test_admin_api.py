@@ -1,0 +1,195 @@
+"""The admin API through unmodified boto3 and the AWS CLI: accounts, auth, policies, bad input.
+
+The server bootstraps a root principal (FullAccess) on first start and writes its keys to
+<data-dir>/bootstrap-credentials.json; further principals come from `convene admin create-principal`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import stat
+import subprocess
+import urllib.request
+
+import boto3
+import botocore.auth
+import botocore.exceptions
+import pytest
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+
+from convene_e2e import CONVENE_BIN
+
+REGION = "us-east-1"
+
+
+def client(server, creds):
+    return boto3.client(
+        "chime",
+        endpoint_url=server.base_url,
+        region_name=REGION,
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+@pytest.fixture(scope="module")
+def root(server):
+    path = server.data_dir / "bootstrap-credentials.json"
+    creds = json.loads(path.read_text())
+    return creds
+
+
+def create_principal(server, name, policy):
+    out = subprocess.run(
+        [str(CONVENE_BIN), "admin", "create-principal", name, "--policy", policy, "--data-dir", str(server.data_dir)],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def signed_raw(server, creds, method, path, body=b"", when=None):
+    """A request signed by botocore's own SigV4 signer, sent as is (for bodies boto3 would refuse to build)."""
+    url = server.base_url + path
+    request = AWSRequest(method=method, url=url, data=body, headers={"Content-Type": "application/json"})
+    signer = botocore.auth.SigV4Auth(Credentials(creds["AccessKeyId"], creds["SecretAccessKey"]), "chime", REGION)
+    if when is None:
+        signer.add_auth(request)
+    else:
+        original = botocore.auth.get_current_datetime
+        botocore.auth.get_current_datetime = lambda: when
+        try:
+            signer.add_auth(request)
+        finally:
+            botocore.auth.get_current_datetime = original
+    prepared = request.prepare()
+    req = urllib.request.Request(url, data=body if body else None, method=method, headers=dict(prepared.headers))
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+def test_bootstrap_credentials_are_private_and_work(server, root):
+    path = server.data_dir / "bootstrap-credentials.json"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert root["AccessKeyId"] and root["SecretAccessKey"]
+    assert client(server, root).list_accounts()["Accounts"] == []
+
+
+def test_account_lifecycle(server, root):
+    c = client(server, root)
+    created = c.create_account(Name="Acme Robotics")["Account"]
+    assert created["Name"] == "Acme Robotics"
+    assert created["AccountType"] == "Team"
+    assert created["DefaultLicense"] == "Pro"
+    assert created["AccountStatus"] == "Active"
+    assert isinstance(created["CreatedTimestamp"], datetime.datetime)
+    account_id = created["AccountId"]
+
+    assert c.get_account(AccountId=account_id)["Account"]["Name"] == "Acme Robotics"
+    names = [a["Name"] for a in c.list_accounts(Name="Acme")["Accounts"]]
+    assert names == ["Acme Robotics"]
+
+    renamed = c.update_account(AccountId=account_id, Name="Acme Corp", DefaultLicense="Basic")["Account"]
+    assert (renamed["Name"], renamed["DefaultLicense"]) == ("Acme Corp", "Basic")
+
+    c.delete_account(AccountId=account_id)
+    with pytest.raises(c.exceptions.NotFoundException):
+        c.get_account(AccountId=account_id)
+    with pytest.raises(c.exceptions.NotFoundException):
+        c.delete_account(AccountId=account_id)
+
+
+def test_pagination_is_stable_and_ends_without_token(server, root):
+    c = client(server, root)
+    made = [c.create_account(Name=f"page-{i}")["Account"]["AccountId"] for i in range(7)]
+    first = c.list_accounts(Name="page-", MaxResults=3)
+    assert len(first["Accounts"]) == 3 and "NextToken" in first
+    pages = list(c.get_paginator("list_accounts").paginate(Name="page-", PaginationConfig={"PageSize": 3}))
+    assert [len(p["Accounts"]) for p in pages] == [3, 3, 1]
+    assert "NextToken" not in pages[-1]
+    assert [a["AccountId"] for p in pages for a in p["Accounts"]] == made
+
+
+def test_aws_cli_auto_paginates(server, root):
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=root["AccessKeyId"], AWS_SECRET_ACCESS_KEY=root["SecretAccessKey"],
+               AWS_DEFAULT_REGION=REGION, AWS_PAGER="")
+    for i in range(5):
+        client(server, root).create_account(Name=f"cli-{i}")
+    out = subprocess.run(
+        ["aws", "chime", "list-accounts", "--name", "cli-", "--page-size", "2", "--endpoint-url", server.base_url,
+         "--output", "json"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    names = sorted(a["Name"] for a in json.loads(out.stdout)["Accounts"])
+    assert names == [f"cli-{i}" for i in range(5)]
+    bad = subprocess.run(
+        ["aws", "chime", "get-account", "--account-id", "6f1c1b8e-0000-4000-8000-000000000000",
+         "--endpoint-url", server.base_url],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert bad.returncode != 0 and "NotFoundException" in bad.stderr
+
+
+def test_read_only_principal_reads_but_cannot_write(server, root):
+    ro = client(server, create_principal(server, "auditor", "ReadOnly"))
+    ro.list_accounts()
+    with pytest.raises(ro.exceptions.AccessDeniedException):
+        ro.create_account(Name="nope")
+    um = client(server, create_principal(server, "helpdesk", "UserManagement"))
+    um.list_accounts()
+    with pytest.raises(um.exceptions.AccessDeniedException):
+        um.create_account(Name="nope either")  # CreateAccount is FullAccess only in the guide
+
+
+def test_bad_credentials_get_typed_errors(server, root):
+    wrong_secret = dict(root, SecretAccessKey="x" * 40)
+    with pytest.raises(client(server, wrong_secret).exceptions.ForbiddenException):
+        client(server, wrong_secret).list_accounts()
+    unknown = {"AccessKeyId": "AKCVNOSUCHKEY0000000", "SecretAccessKey": "y" * 40}
+    with pytest.raises(client(server, unknown).exceptions.UnauthorizedClientException):
+        client(server, unknown).list_accounts()
+    stale = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(minutes=10)
+    status, headers, body = signed_raw(server, root, "GET", "/accounts", when=stale)
+    assert status == 403 and headers.get("x-amzn-errortype") == "ForbiddenException", (status, headers, body)
+    # No Authorization at all.
+    req = urllib.request.Request(server.base_url + "/accounts")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=10)
+    assert e.value.code == 401 and e.value.headers.get("x-amzn-errortype") == "UnauthorizedClientException"
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[]", b'{"Name": 5}', b'{"Name": ""}', b'{"Name": "   "}',
+                                  b'{"Name": "' + b"x" * 101 + b'"}', b'{"Name": "ok", "Surprise": 1}'])
+def test_malformed_create_is_a_bad_request_and_writes_nothing(server, root, body):
+    before = len(list_all(server, root))
+    status, headers, payload = signed_raw(server, root, "POST", "/accounts", body)
+    assert status == 400, (status, payload)
+    assert headers.get("x-amzn-errortype") == "BadRequestException"
+    assert json.loads(payload)["Code"] == "BadRequest"
+    assert len(list_all(server, root)) == before
+
+
+def test_oversized_body_and_odd_ids(server, root):
+    status, headers, _ = signed_raw(server, root, "POST", "/accounts", b'{"Name": "' + b"x" * (1024 * 1024) + b'"}')
+    assert status == 400 and headers.get("x-amzn-errortype") == "BadRequestException"
+    c = client(server, root)
+    for odd in ["not-a-uuid", "1 OR 1=1", "../../etc/passwd"]:
+        with pytest.raises(c.exceptions.NotFoundException):
+            c.get_account(AccountId=odd)
+    sql = "Robert'); DROP TABLE accounts;--"
+    made = c.create_account(Name=sql)["Account"]
+    assert c.get_account(AccountId=made["AccountId"])["Account"]["Name"] == sql
+
+
+def list_all(server, root):
+    c = client(server, root)
+    return [a for p in c.get_paginator("list_accounts").paginate() for a in p["Accounts"]]
