@@ -156,7 +156,7 @@ def sum_metric(text: str, name: str) -> float:
     return total
 
 
-def start_server(workdir: Path) -> Server:
+def start_server(workdir: Path, extra_args: tuple[str, ...] = ()) -> Server:
     if not CONVENE_BIN.exists():
         raise RuntimeError(f"server binary {CONVENE_BIN} not found (build it, or set CONVENE_BIN)")
     http_port = free_tcp_port()
@@ -171,6 +171,7 @@ def start_server(workdir: Path) -> Server:
         "--data-dir", str(data_dir),
         "--media-ports", f"{lo}-{hi}",
         "--public-ip", "127.0.0.1",
+        *extra_args,
     ]
     env = dict(os.environ)
     env.setdefault("RUST_BACKTRACE", "1")

@@ -21,7 +21,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 
-from convene_e2e import CONVENE_BIN
+from convene_e2e import CONVENE_BIN, start_server, stop_server
+from postgres import TempPostgres
 
 REGION = "us-east-1"
 
@@ -37,6 +38,23 @@ def client(server, creds):
     )
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def server(request, tmp_path_factory):
+    """The whole suite runs twice: on the default SQLite store and on a real PostgreSQL."""
+    pg = TempPostgres() if request.param == "postgres" else None
+    extra = ("--database-url", pg.url) if pg else ()
+    srv = start_server(tmp_path_factory.mktemp(f"admin-{request.param}"), extra)
+    srv.extra_cli_args = list(extra)  # `convene admin ...` must use the same database
+    try:
+        yield srv
+    finally:
+        problems = stop_server(srv)
+        if pg:
+            pg.stop()
+        if problems:
+            pytest.fail("server shutdown: " + "; ".join(problems) + "\n" + srv.logs(), pytrace=False)
+
+
 @pytest.fixture(scope="module")
 def root(server):
     path = server.data_dir / "bootstrap-credentials.json"
@@ -46,7 +64,8 @@ def root(server):
 
 def create_principal(server, name, policy):
     out = subprocess.run(
-        [str(CONVENE_BIN), "admin", "create-principal", name, "--policy", policy, "--data-dir", str(server.data_dir)],
+        [str(CONVENE_BIN), "admin", "create-principal", name, "--policy", policy, "--data-dir", str(server.data_dir),
+         *server.extra_cli_args],
         capture_output=True, text=True, timeout=30,
     )
     assert out.returncode == 0, out.stderr
