@@ -212,3 +212,27 @@ def test_oversized_body_and_odd_ids(server, root):
 def list_all(server, root):
     c = client(server, root)
     return [a for p in c.get_paginator("list_accounts").paginate() for a in p["Accounts"]]
+
+
+def test_account_settings(server, root):
+    c = client(server, root)
+    account_id = c.create_account(Name="settings-co")["Account"]["AccountId"]
+    assert c.get_account_settings(AccountId=account_id)["AccountSettings"] == {
+        "DisableRemoteControl": False, "EnableDialOut": False}
+    c.update_account_settings(AccountId=account_id, AccountSettings={"DisableRemoteControl": True})
+    c.update_account_settings(AccountId=account_id, AccountSettings={"EnableDialOut": True})
+    assert c.get_account_settings(AccountId=account_id)["AccountSettings"] == {
+        "DisableRemoteControl": True, "EnableDialOut": True}
+    with pytest.raises(c.exceptions.NotFoundException):
+        c.get_account_settings(AccountId="6f1c1b8e-0000-4000-8000-000000000000")
+    status, headers, _ = signed_raw(server, root, "PUT", f"/accounts/{account_id}/settings",
+                                    b'{"AccountSettings": {"EnableDialOut": "yes"}}')
+    assert status == 400 and headers.get("x-amzn-errortype") == "BadRequestException"
+    # ReadOnly reads settings; UserManagement also changes them; ReadOnly may not.
+    ro = client(server, create_principal(server, "settings-reader", "ReadOnly"))
+    assert ro.get_account_settings(AccountId=account_id)["AccountSettings"]["EnableDialOut"] is True
+    with pytest.raises(ro.exceptions.AccessDeniedException):
+        ro.update_account_settings(AccountId=account_id, AccountSettings={"EnableDialOut": False})
+    um = client(server, create_principal(server, "settings-admin", "UserManagement"))
+    um.update_account_settings(AccountId=account_id, AccountSettings={"EnableDialOut": False})
+    assert c.get_account_settings(AccountId=account_id)["AccountSettings"]["EnableDialOut"] is False

@@ -90,6 +90,46 @@ async fn accounts_behave(store: &Store) {
         None
     );
 
+    // Settings: off by default, changed one at a time.
+    use convene_admin::store::accounts::AccountSettings;
+    assert_eq!(
+        store.account_settings(&a.id).await.unwrap(),
+        Some(AccountSettings::default())
+    );
+    assert!(
+        store
+            .update_account_settings(&a.id, Some(true), None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .update_account_settings(&a.id, None, Some(true))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .update_account_settings(&a.id, Some(false), None)
+            .await
+            .unwrap()
+    );
+    let settings = store.account_settings(&a.id).await.unwrap().unwrap();
+    assert_eq!(
+        (settings.disable_remote_control, settings.enable_dial_out),
+        (false, true)
+    );
+    assert!(
+        !store
+            .update_account_settings(&AccountId::new(), Some(true), None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.account_settings(&AccountId::new()).await.unwrap(),
+        None
+    );
+
     assert!(store.delete_account(&a.id).await.unwrap());
     assert!(!store.delete_account(&a.id).await.unwrap());
     assert_eq!(store.account(&a.id).await.unwrap(), None);

@@ -170,3 +170,51 @@ pub async fn list(state: &AdminState, query: &str) -> Result<Reply, ApiError> {
     }
     Ok(Reply::json(StatusCode::OK, out))
 }
+
+pub async fn get_settings(state: &AdminState, id: &AccountId) -> Result<Reply, ApiError> {
+    let settings = state
+        .store
+        .account_settings(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("account {id} does not exist")))?;
+    Ok(Reply::json(
+        StatusCode::OK,
+        json!({ "AccountSettings": {
+            "DisableRemoteControl": settings.disable_remote_control,
+            "EnableDialOut": settings.enable_dial_out,
+        }}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateAccountSettings {
+    #[serde(rename = "AccountSettings")]
+    settings: SettingsFields,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsFields {
+    #[serde(rename = "DisableRemoteControl")]
+    disable_remote_control: Option<bool>,
+    #[serde(rename = "EnableDialOut")]
+    enable_dial_out: Option<bool>,
+}
+
+pub async fn update_settings(
+    state: &AdminState,
+    id: &AccountId,
+    bytes: &[u8],
+) -> Result<Reply, ApiError> {
+    let req: UpdateAccountSettings = body(bytes)?;
+    let s = req.settings;
+    if !state
+        .store
+        .update_account_settings(id, s.disable_remote_control, s.enable_dial_out)
+        .await?
+    {
+        return Err(ApiError::NotFound(format!("account {id} does not exist")));
+    }
+    Ok(Reply::empty(StatusCode::NO_CONTENT))
+}

@@ -137,6 +137,10 @@ async fn execute(
         Operation::GetAccount => accounts::get(state, account()?).await,
         Operation::UpdateAccount => accounts::update(state, account()?, body).await,
         Operation::DeleteAccount => accounts::delete(state, account()?).await,
+        Operation::GetAccountSettings => accounts::get_settings(state, account()?).await,
+        Operation::UpdateAccountSettings => {
+            accounts::update_settings(state, account()?, body).await
+        }
     }
 }
 

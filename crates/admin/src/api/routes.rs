@@ -13,6 +13,8 @@ pub enum Operation {
     GetAccount,
     UpdateAccount,
     DeleteAccount,
+    GetAccountSettings,
+    UpdateAccountSettings,
 }
 
 impl Operation {
@@ -22,6 +24,8 @@ impl Operation {
         Self::GetAccount,
         Self::UpdateAccount,
         Self::DeleteAccount,
+        Self::GetAccountSettings,
+        Self::UpdateAccountSettings,
     ];
 
     /// The action name policies grant or deny (without the `chime:` prefix).
@@ -32,18 +36,23 @@ impl Operation {
             Self::GetAccount => "GetAccount",
             Self::UpdateAccount => "UpdateAccount",
             Self::DeleteAccount => "DeleteAccount",
+            Self::GetAccountSettings => "GetAccountSettings",
+            Self::UpdateAccountSettings => "UpdateAccountSettings",
         }
     }
 
     /// A sample request for each operation (for tests and docs): method, path, query.
     pub fn example(self) -> (Method, &'static str, &'static str) {
         const ACCOUNT: &str = "/accounts/7e2b0c8e-1b1f-4c5e-9a51-2f9d7c0b3a11";
+        const SETTINGS: &str = "/accounts/7e2b0c8e-1b1f-4c5e-9a51-2f9d7c0b3a11/settings";
         match self {
             Self::CreateAccount => (Method::POST, "/accounts", ""),
             Self::ListAccounts => (Method::GET, "/accounts", "max-results=5"),
             Self::GetAccount => (Method::GET, ACCOUNT, ""),
             Self::UpdateAccount => (Method::POST, ACCOUNT, ""),
             Self::DeleteAccount => (Method::DELETE, ACCOUNT, ""),
+            Self::GetAccountSettings => (Method::GET, SETTINGS, ""),
+            Self::UpdateAccountSettings => (Method::PUT, SETTINGS, ""),
         }
     }
 }
@@ -99,6 +108,17 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 (&Method::GET, None) => Operation::GetAccount,
                 (&Method::POST, None) => Operation::UpdateAccount,
                 (&Method::DELETE, None) => Operation::DeleteAccount,
+                _ => return Err(NoRoute::UnknownOperation),
+            };
+            Ok(Route {
+                operation,
+                account: Some(account(id)?),
+            })
+        }
+        ["accounts", id, "settings"] => {
+            let operation = match (method, op) {
+                (&Method::GET, None) => Operation::GetAccountSettings,
+                (&Method::PUT, None) => Operation::UpdateAccountSettings,
                 _ => return Err(NoRoute::UnknownOperation),
             };
             Ok(Route {

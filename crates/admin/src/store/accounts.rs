@@ -172,3 +172,52 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 }
+
+/// The account-wide settings of the guide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AccountSettings {
+    /// Attendees may not take remote control of shared screens.
+    pub disable_remote_control: bool,
+    /// Attendees may have the meeting call them on a phone number.
+    pub enable_dial_out: bool,
+}
+
+impl Store {
+    pub async fn account_settings(
+        &self,
+        id: &AccountId,
+    ) -> Result<Option<AccountSettings>, StoreError> {
+        let row = sqlx::query(
+            "SELECT disable_remote_control, enable_dial_out FROM accounts WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            Ok(AccountSettings {
+                disable_remote_control: r.try_get::<i64, _>("disable_remote_control")? != 0,
+                enable_dial_out: r.try_get::<i64, _>("enable_dial_out")? != 0,
+            })
+        })
+        .transpose()
+    }
+
+    /// Change the settings given; false if there is no such account.
+    pub async fn update_account_settings(
+        &self,
+        id: &AccountId,
+        disable_remote_control: Option<bool>,
+        enable_dial_out: Option<bool>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE accounts SET disable_remote_control = COALESCE($1, disable_remote_control), \
+             enable_dial_out = COALESCE($2, enable_dial_out) WHERE id = $3",
+        )
+        .bind(disable_remote_control.map(i64::from))
+        .bind(enable_dial_out.map(i64::from))
+        .bind(id.as_str())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
