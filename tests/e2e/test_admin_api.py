@@ -236,3 +236,38 @@ def test_account_settings(server, root):
     um = client(server, create_principal(server, "settings-admin", "UserManagement"))
     um.update_account_settings(AccountId=account_id, AccountSettings={"EnableDialOut": False})
     assert c.get_account_settings(AccountId=account_id)["AccountSettings"]["EnableDialOut"] is False
+
+
+def test_users_create_get_list_update_pin_and_delete_rule(server, root):
+    c = client(server, root)
+    account_id = c.create_account(Name="users-co")["Account"]["AccountId"]
+    ada = c.create_user(AccountId=account_id, Email="Ada@Example.com", Username="Ada")["User"]
+    assert ada["PrimaryEmail"] == "ada@example.com"
+    assert ada["LicenseType"] == "Pro" and ada["UserType"] == "PrivateUser"
+    assert ada["UserRegistrationStatus"] == "Unregistered"
+    pin = ada["PersonalPIN"]
+    assert len(pin) == 10 and pin.isdigit()
+    with pytest.raises(c.exceptions.ConflictException):
+        c.create_user(AccountId=account_id, Email="ada@example.com")
+    for bad in ["not-an-email", "a b@example.com", "ada@nodot"]:
+        with pytest.raises(c.exceptions.BadRequestException):
+            c.create_user(AccountId=account_id, Email=bad)
+    for i in range(4):
+        c.create_user(AccountId=account_id, Email=f"room{i}@example.com", UserType="SharedDevice")
+    assert c.get_user(AccountId=account_id, UserId=ada["UserId"])["User"]["PersonalPIN"] == pin
+    pages = list(c.get_paginator("list_users").paginate(AccountId=account_id, PaginationConfig={"PageSize": 2}))
+    assert [len(p["Users"]) for p in pages] == [2, 2, 1] and "NextToken" not in pages[-1]
+    assert len(c.list_users(AccountId=account_id, UserType="SharedDevice")["Users"]) == 4
+    assert [u["UserId"] for u in c.list_users(AccountId=account_id, UserEmail="ADA@example.com")["Users"]] == [ada["UserId"]]
+    assert c.update_user(AccountId=account_id, UserId=ada["UserId"], LicenseType="Basic")["User"]["LicenseType"] == "Basic"
+    new_pin = c.reset_personal_pin(AccountId=account_id, UserId=ada["UserId"])["User"]["PersonalPIN"]
+    assert new_pin != pin and len(new_pin) == 10
+    other = c.create_account(Name="other-co")["Account"]["AccountId"]
+    with pytest.raises(c.exceptions.NotFoundException):
+        c.get_user(AccountId=other, UserId=ada["UserId"])
+    with pytest.raises(c.exceptions.UnprocessableEntityException):
+        c.delete_account(AccountId=account_id)
+    ro = client(server, create_principal(server, "users-reader", "ReadOnly"))
+    assert len(ro.list_users(AccountId=account_id)["Users"]) == 5
+    with pytest.raises(ro.exceptions.AccessDeniedException):
+        ro.reset_personal_pin(AccountId=account_id, UserId=ada["UserId"])

@@ -77,6 +77,14 @@ wire_enum!(
     License { Basic, Plus, Pro, ProTrial }
 );
 wire_enum!(
+    /// Whether a user is a person or a shared room device.
+    UserType { PrivateUser, SharedDevice }
+);
+wire_enum!(
+    /// Where a user is in registration.
+    RegistrationStatus { Unregistered, Registered, Suspended }
+);
+wire_enum!(
     /// Whether an account is usable.
     AccountStatus { Suspended, Active }
 );

@@ -130,6 +130,108 @@ async fn accounts_behave(store: &Store) {
         None
     );
 
+    // Users: unique e-mails (case-insensitive), unique 10-digit PINs, scoped to their account.
+    use convene_admin::model::{RegistrationStatus, UserType};
+    use convene_admin::store::users::CreateUser;
+    let CreateUser::Created(ada) = store
+        .create_user(
+            &b.id,
+            "Ada@Example.com",
+            "Ada",
+            License::Pro,
+            UserType::PrivateUser,
+            t0,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("user not created")
+    };
+    assert_eq!(ada.email, "ada@example.com");
+    assert_eq!(ada.registration_status, RegistrationStatus::Unregistered);
+    assert_eq!(ada.personal_pin.len(), 10);
+    assert!(
+        ada.personal_pin.bytes().all(|c| c.is_ascii_digit()) && !ada.personal_pin.starts_with('0')
+    );
+    assert_eq!(
+        store
+            .create_user(
+                &b.id,
+                "ADA@example.com",
+                "Ada 2",
+                License::Pro,
+                UserType::PrivateUser,
+                t0
+            )
+            .await
+            .unwrap(),
+        CreateUser::EmailTaken
+    );
+    assert_eq!(
+        store
+            .create_user(
+                &AccountId::new(),
+                "x@example.com",
+                "X",
+                License::Pro,
+                UserType::PrivateUser,
+                t0
+            )
+            .await
+            .unwrap(),
+        CreateUser::NoSuchAccount
+    );
+    let mut pins = vec![ada.personal_pin.clone()];
+    for i in 0..4 {
+        let CreateUser::Created(u) = store
+            .create_user(
+                &b.id,
+                &format!("u{i}@example.com"),
+                "U",
+                License::Basic,
+                UserType::SharedDevice,
+                t0,
+            )
+            .await
+            .unwrap()
+        else {
+            panic!("user not created")
+        };
+        pins.push(u.personal_pin);
+    }
+    let reset = store.reset_pin(&b.id, &ada.id).await.unwrap().unwrap();
+    assert_ne!(reset.personal_pin, ada.personal_pin);
+    pins.push(reset.personal_pin);
+    pins.sort();
+    pins.dedup();
+    assert_eq!(pins.len(), 6);
+    // Another account cannot see or change the user.
+    assert_eq!(store.user(&a.id, &ada.id).await.unwrap(), None);
+    assert_eq!(store.reset_pin(&a.id, &ada.id).await.unwrap(), None);
+    let page = store.list_users(&b.id, None, None, None, 2).await.unwrap();
+    assert_eq!(page.items.len(), 2);
+    assert!(page.next_after.is_some());
+    let devices = store
+        .list_users(&b.id, None, Some(UserType::SharedDevice), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(devices.items.len(), 4);
+    let by_mail = store
+        .list_users(&b.id, Some("ADA@EXAMPLE.COM"), None, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(by_mail.items.len(), 1);
+    let updated = store
+        .update_user(&b.id, &ada.id, Some(License::Basic), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (updated.license, updated.user_type),
+        (License::Basic, UserType::PrivateUser)
+    );
+    assert_eq!(store.user_count(&b.id).await.unwrap(), 5);
+
     assert!(store.delete_account(&a.id).await.unwrap());
     assert!(!store.delete_account(&a.id).await.unwrap());
     assert_eq!(store.account(&a.id).await.unwrap(), None);

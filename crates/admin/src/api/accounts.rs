@@ -25,7 +25,7 @@ fn check_name(name: &str) -> Result<&str, ApiError> {
     Ok(name)
 }
 
-fn body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(super) fn body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
     let bytes = if bytes.is_empty() {
         b"{}".as_slice()
     } else {
@@ -116,7 +116,14 @@ pub async fn update(state: &AdminState, id: &AccountId, bytes: &[u8]) -> Result<
 }
 
 pub async fn delete(state: &AdminState, id: &AccountId) -> Result<Reply, ApiError> {
-    // Users arrive with the users operations; until then an account has nothing that must go first.
+    existing(state, id).await?;
+    // The guide: an account is deleted only once its users are removed.
+    let users = state.store.user_count(id).await?;
+    if users > 0 {
+        return Err(ApiError::UnprocessableEntity(format!(
+            "account {id} still has {users} user(s); remove them first"
+        )));
+    }
     if !state.store.delete_account(id).await? {
         return Err(ApiError::NotFound(format!("account {id} does not exist")));
     }

@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod error;
 pub mod routes;
+pub mod users;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -131,6 +132,12 @@ async fn execute(
             .as_ref()
             .ok_or_else(|| ApiError::BadRequest("account id missing".into()))
     };
+    let user = || {
+        route
+            .user
+            .as_deref()
+            .ok_or_else(|| ApiError::BadRequest("user id missing".into()))
+    };
     match route.operation {
         Operation::CreateAccount => accounts::create(state, body).await,
         Operation::ListAccounts => accounts::list(state, query).await,
@@ -141,6 +148,11 @@ async fn execute(
         Operation::UpdateAccountSettings => {
             accounts::update_settings(state, account()?, body).await
         }
+        Operation::ListUsers => users::list(state, account()?, query).await,
+        Operation::CreateUser => users::create(state, account()?, body).await,
+        Operation::GetUser => users::get(state, account()?, user()?).await,
+        Operation::UpdateUser => users::update(state, account()?, user()?, body).await,
+        Operation::ResetPersonalPIN => users::reset_pin(state, account()?, user()?).await,
     }
 }
 

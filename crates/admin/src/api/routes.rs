@@ -15,6 +15,11 @@ pub enum Operation {
     DeleteAccount,
     GetAccountSettings,
     UpdateAccountSettings,
+    ListUsers,
+    CreateUser,
+    GetUser,
+    UpdateUser,
+    ResetPersonalPIN,
 }
 
 impl Operation {
@@ -26,6 +31,11 @@ impl Operation {
         Self::DeleteAccount,
         Self::GetAccountSettings,
         Self::UpdateAccountSettings,
+        Self::ListUsers,
+        Self::CreateUser,
+        Self::GetUser,
+        Self::UpdateUser,
+        Self::ResetPersonalPIN,
     ];
 
     /// The action name policies grant or deny (without the `chime:` prefix).
@@ -38,6 +48,11 @@ impl Operation {
             Self::DeleteAccount => "DeleteAccount",
             Self::GetAccountSettings => "GetAccountSettings",
             Self::UpdateAccountSettings => "UpdateAccountSettings",
+            Self::ListUsers => "ListUsers",
+            Self::CreateUser => "CreateUser",
+            Self::GetUser => "GetUser",
+            Self::UpdateUser => "UpdateUser",
+            Self::ResetPersonalPIN => "ResetPersonalPIN",
         }
     }
 
@@ -45,6 +60,8 @@ impl Operation {
     pub fn example(self) -> (Method, &'static str, &'static str) {
         const ACCOUNT: &str = "/accounts/7e2b0c8e-1b1f-4c5e-9a51-2f9d7c0b3a11";
         const SETTINGS: &str = "/accounts/7e2b0c8e-1b1f-4c5e-9a51-2f9d7c0b3a11/settings";
+        const USERS: &str = "/accounts/7e2b0c8e-1b1f-4c5e-9a51-2f9d7c0b3a11/users";
+        const USER: &str = "/accounts/7e2b0c8e-1b1f-4c5e-9a51-2f9d7c0b3a11/users/0b6c2a35-5d0e-4c43-8d7e-3f2f9e1a7c55";
         match self {
             Self::CreateAccount => (Method::POST, "/accounts", ""),
             Self::ListAccounts => (Method::GET, "/accounts", "max-results=5"),
@@ -53,6 +70,11 @@ impl Operation {
             Self::DeleteAccount => (Method::DELETE, ACCOUNT, ""),
             Self::GetAccountSettings => (Method::GET, SETTINGS, ""),
             Self::UpdateAccountSettings => (Method::PUT, SETTINGS, ""),
+            Self::ListUsers => (Method::GET, USERS, ""),
+            Self::CreateUser => (Method::POST, USERS, "operation=create"),
+            Self::GetUser => (Method::GET, USER, ""),
+            Self::UpdateUser => (Method::POST, USER, ""),
+            Self::ResetPersonalPIN => (Method::POST, USER, "operation=reset-personal-pin"),
         }
     }
 }
@@ -62,6 +84,8 @@ impl Operation {
 pub struct Route {
     pub operation: Operation,
     pub account: Option<AccountId>,
+    /// A user id (a UUID) when the path names one.
+    pub user: Option<String>,
 }
 
 /// Why a request matches no operation.
@@ -101,6 +125,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
             Ok(Route {
                 operation,
                 account: None,
+                user: None,
             })
         }
         ["accounts", id] => {
@@ -113,6 +138,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
             Ok(Route {
                 operation,
                 account: Some(account(id)?),
+                user: None,
             })
         }
         ["accounts", id, "settings"] => {
@@ -124,6 +150,35 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
             Ok(Route {
                 operation,
                 account: Some(account(id)?),
+                user: None,
+            })
+        }
+        ["accounts", id, "users"] => {
+            let operation = match (method, op) {
+                (&Method::GET, None) => Operation::ListUsers,
+                (&Method::POST, Some("create")) => Operation::CreateUser,
+                _ => return Err(NoRoute::UnknownOperation),
+            };
+            Ok(Route {
+                operation,
+                account: Some(account(id)?),
+                user: None,
+            })
+        }
+        ["accounts", id, "users", user] => {
+            let operation = match (method, op) {
+                (&Method::GET, None) => Operation::GetUser,
+                (&Method::POST, None) => Operation::UpdateUser,
+                (&Method::POST, Some("reset-personal-pin")) => Operation::ResetPersonalPIN,
+                _ => return Err(NoRoute::UnknownOperation),
+            };
+            let user = uuid::Uuid::parse_str(user)
+                .map_err(|_| NoRoute::BadId)?
+                .to_string();
+            Ok(Route {
+                operation,
+                account: Some(account(id)?),
+                user: Some(user),
             })
         }
         _ => Err(NoRoute::UnknownPath),

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod principals;
+pub mod users;
 
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;

@@ -1,0 +1,254 @@
+//! User operations: create, list, get, update (licence, type), reset the personal PIN.
+
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::accounts::body;
+use super::error::ApiError;
+use super::{AdminState, Reply};
+use crate::model::{AccountId, License, UserType};
+use crate::store::accounts::timestamp;
+use crate::store::users::{CreateUser, User};
+
+/// The model's `EmailAddress` pattern (`.+@.+\..+`), plus sane limits: no spaces or control characters,
+/// at most 254 characters.
+pub fn valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return false;
+    };
+    email.len() <= 254
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+pub fn user_json(u: &User) -> Value {
+    json!({
+        "UserId": u.id,
+        "AccountId": u.account_id.as_str(),
+        "PrimaryEmail": u.email,
+        "DisplayName": u.display_name,
+        "LicenseType": u.license.as_str(),
+        "UserType": u.user_type.as_str(),
+        "UserRegistrationStatus": u.registration_status.as_str(),
+        "PersonalPIN": u.personal_pin,
+        "InvitedOn": timestamp(u.created_at),
+    })
+}
+
+fn not_found(user: &str) -> ApiError {
+    ApiError::NotFound(format!("user {user} does not exist in this account"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUserBody {
+    #[serde(rename = "Username")]
+    username: Option<String>,
+    #[serde(rename = "Email")]
+    email: Option<String>,
+    #[serde(rename = "UserType")]
+    user_type: Option<String>,
+}
+
+fn parse_type(value: Option<&str>) -> Result<Option<UserType>, ApiError> {
+    value
+        .map(|t| {
+            t.parse::<UserType>()
+                .map_err(|e| ApiError::BadRequest(format!("UserType: {e}")))
+        })
+        .transpose()
+}
+
+pub async fn create(
+    state: &AdminState,
+    account: &AccountId,
+    bytes: &[u8],
+) -> Result<Reply, ApiError> {
+    let req: CreateUserBody = body(bytes)?;
+    let email = req
+        .email
+        .ok_or_else(|| ApiError::BadRequest("Email is required".into()))?;
+    if !valid_email(&email) {
+        return Err(ApiError::BadRequest(format!(
+            "{email:?} is not an e-mail address"
+        )));
+    }
+    let name = req
+        .username
+        .unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_owned());
+    if name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(
+            "Username must be at most 100 characters, no control characters".into(),
+        ));
+    }
+    let user_type = parse_type(req.user_type.as_deref())?.unwrap_or(UserType::PrivateUser);
+    let account_row = state
+        .store
+        .account(account)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("account {account} does not exist")))?;
+    let created = state
+        .store
+        .create_user(
+            account,
+            &email,
+            &name,
+            account_row.default_license,
+            user_type,
+            (state.now)(),
+        )
+        .await?;
+    match created {
+        CreateUser::Created(user) => Ok(Reply::json(
+            StatusCode::CREATED,
+            json!({ "User": user_json(&user) }),
+        )),
+        CreateUser::EmailTaken => Err(ApiError::Conflict(format!(
+            "a user with e-mail {email} exists already"
+        ))),
+        CreateUser::NoSuchAccount => Err(ApiError::NotFound(format!(
+            "account {account} does not exist"
+        ))),
+    }
+}
+
+pub async fn get(state: &AdminState, account: &AccountId, user: &str) -> Result<Reply, ApiError> {
+    let u = state
+        .store
+        .user(account, user)
+        .await?
+        .ok_or_else(|| not_found(user))?;
+    Ok(Reply::json(
+        StatusCode::OK,
+        json!({ "User": user_json(&u) }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateUserBody {
+    #[serde(rename = "LicenseType")]
+    license: Option<String>,
+    #[serde(rename = "UserType")]
+    user_type: Option<String>,
+}
+
+pub async fn update(
+    state: &AdminState,
+    account: &AccountId,
+    user: &str,
+    bytes: &[u8],
+) -> Result<Reply, ApiError> {
+    let req: UpdateUserBody = body(bytes)?;
+    let license = req
+        .license
+        .as_deref()
+        .map(|l| {
+            l.parse::<License>()
+                .map_err(|e| ApiError::BadRequest(format!("LicenseType: {e}")))
+        })
+        .transpose()?;
+    let user_type = parse_type(req.user_type.as_deref())?;
+    let u = state
+        .store
+        .update_user(account, user, license, user_type)
+        .await?
+        .ok_or_else(|| not_found(user))?;
+    Ok(Reply::json(
+        StatusCode::OK,
+        json!({ "User": user_json(&u) }),
+    ))
+}
+
+pub async fn reset_pin(
+    state: &AdminState,
+    account: &AccountId,
+    user: &str,
+) -> Result<Reply, ApiError> {
+    let u = state
+        .store
+        .reset_pin(account, user)
+        .await?
+        .ok_or_else(|| not_found(user))?;
+    Ok(Reply::json(
+        StatusCode::OK,
+        json!({ "User": user_json(&u) }),
+    ))
+}
+
+pub async fn list(state: &AdminState, account: &AccountId, query: &str) -> Result<Reply, ApiError> {
+    if state.store.account(account).await?.is_none() {
+        return Err(ApiError::NotFound(format!(
+            "account {account} does not exist"
+        )));
+    }
+    let mut email = None;
+    let mut user_type = None;
+    let mut after = None;
+    let mut max = 100u32;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_encoding::percent_decode_str(&value.replace('+', " "))
+            .decode_utf8()
+            .map_err(|_| ApiError::BadRequest(format!("{key} is not UTF-8")))?
+            .into_owned();
+        match key {
+            "user-email" => email = Some(value),
+            "user-type" => user_type = parse_type(Some(&value))?,
+            "next-token" => {
+                after = Some(
+                    value
+                        .parse::<i64>()
+                        .map_err(|_| ApiError::BadRequest("invalid next-token".into()))?,
+                )
+            }
+            "max-results" => {
+                max = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|m| (1..=200).contains(m))
+                    .ok_or_else(|| ApiError::BadRequest("max-results must be 1-200".into()))?
+            }
+            _ => {}
+        }
+    }
+    let page = state
+        .store
+        .list_users(account, email.as_deref(), user_type, after, max)
+        .await?;
+    let users: Vec<Value> = page.items.iter().map(user_json).collect();
+    let mut out = json!({ "Users": users });
+    if let Some(next) = page.next_after {
+        out["NextToken"] = json!(next.to_string());
+    }
+    Ok(Reply::json(StatusCode::OK, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_checked() {
+        for ok in ["ada@example.com", "a.b+c@sub.example.org"] {
+            assert!(valid_email(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a da@example.com",
+            "ada@.com",
+            "ada@example.",
+        ] {
+            assert!(!valid_email(bad), "{bad}");
+        }
+        assert!(!valid_email(&format!("{}@example.com", "x".repeat(250))));
+    }
+}

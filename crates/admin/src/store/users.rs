@@ -1,0 +1,238 @@
+//! The `users` table.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::accounts::{Page, timestamp};
+use super::{Store, StoreError};
+use crate::model::{AccountId, License, RegistrationStatus, UserType};
+
+/// One stored user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub account_id: AccountId,
+    pub email: String,
+    pub display_name: String,
+    pub license: License,
+    pub user_type: UserType,
+    pub registration_status: RegistrationStatus,
+    pub personal_pin: String,
+    pub created_at: OffsetDateTime,
+    pub seq: i64,
+}
+
+/// What creating a user can run into besides storage failures.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CreateUser {
+    Created(Box<User>),
+    EmailTaken,
+    NoSuchAccount,
+}
+
+const COLUMNS: &str = "id, account_id, email, display_name, license, user_type, registration_status, personal_pin, created_at, seq";
+
+fn parse<T: std::str::FromStr<Err = String>>(value: String) -> Result<T, StoreError> {
+    value.parse().map_err(StoreError::Corrupt)
+}
+
+fn from_row(row: &AnyRow) -> Result<User, StoreError> {
+    let account: String = row.try_get("account_id")?;
+    let created: String = row.try_get("created_at")?;
+    Ok(User {
+        id: row.try_get("id")?,
+        account_id: account
+            .parse()
+            .map_err(|()| StoreError::Corrupt(format!("account id {account:?}")))?,
+        email: row.try_get("email")?,
+        display_name: row.try_get("display_name")?,
+        license: parse(row.try_get("license")?)?,
+        user_type: parse(row.try_get("user_type")?)?,
+        registration_status: parse(row.try_get("registration_status")?)?,
+        personal_pin: row.try_get("personal_pin")?,
+        created_at: OffsetDateTime::parse(&created, &Rfc3339)
+            .map_err(|e| StoreError::Corrupt(format!("created_at {created:?}: {e}")))?,
+        seq: row.try_get("seq")?,
+    })
+}
+
+/// A personal meeting PIN: 10 random digits, never starting with 0 (people drop leading zeros).
+pub fn new_pin() -> String {
+    use chacha20poly1305::aead::OsRng;
+    use chacha20poly1305::aead::rand_core::RngCore;
+    let n = 1_000_000_000 + OsRng.next_u64() % 9_000_000_000;
+    n.to_string()
+}
+
+impl Store {
+    /// Add a user with a fresh unique PIN. The e-mail is stored lower-case.
+    pub async fn create_user(
+        &self,
+        account: &AccountId,
+        email: &str,
+        display_name: &str,
+        license: License,
+        user_type: UserType,
+        now: OffsetDateTime,
+    ) -> Result<CreateUser, StoreError> {
+        if self.account(account).await?.is_none() {
+            return Ok(CreateUser::NoSuchAccount);
+        }
+        let email = email.to_lowercase();
+        if self.user_by_email(&email).await?.is_some() {
+            return Ok(CreateUser::EmailTaken);
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        // A PIN or seq collision (or a concurrent creator of the same e-mail) trips a UNIQUE
+        // constraint; try again with fresh values and let the e-mail check decide.
+        for _ in 0..8 {
+            let result = sqlx::query(
+                "INSERT INTO users (id, account_id, email, display_name, license, user_type, registration_status, \
+                 personal_pin, created_at, seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+                 (SELECT COALESCE(MAX(seq), 0) + 1 FROM users))",
+            )
+            .bind(&id)
+            .bind(account.as_str())
+            .bind(&email)
+            .bind(display_name)
+            .bind(license.as_str())
+            .bind(user_type.as_str())
+            .bind(RegistrationStatus::Unregistered.as_str())
+            .bind(new_pin())
+            .bind(timestamp(now))
+            .execute(self.pool())
+            .await;
+            match result {
+                Ok(_) => {
+                    let user = self.user(account, &id).await?;
+                    return user
+                        .map(|u| CreateUser::Created(Box::new(u)))
+                        .ok_or_else(|| StoreError::Corrupt("user vanished after insert".into()));
+                }
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    if self.user_by_email(&email).await?.is_some() {
+                        return Ok(CreateUser::EmailTaken);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Corrupt(
+            "could not allocate a unique PIN".into(),
+        ))
+    }
+
+    /// A user of this account (a user id of another account is not found).
+    pub async fn user(&self, account: &AccountId, id: &str) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM users WHERE id = $1 AND account_id = $2"
+        ))
+        .bind(id)
+        .bind(account.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE email = $1"))
+            .bind(email.to_lowercase())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Users of an account in creation order, optionally filtered by exact e-mail and type.
+    pub async fn list_users(
+        &self,
+        account: &AccountId,
+        email: Option<&str>,
+        user_type: Option<UserType>,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Page<User>, StoreError> {
+        let limit = i64::from(limit.max(1));
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM users WHERE account_id = $1 AND seq > $2 \
+             AND (CAST($3 AS TEXT) = '' OR email = CAST($3 AS TEXT)) \
+             AND (CAST($4 AS TEXT) = '' OR user_type = CAST($4 AS TEXT)) ORDER BY seq LIMIT $5"
+        ))
+        .bind(account.as_str())
+        .bind(after.unwrap_or(0))
+        .bind(email.map(str::to_lowercase).unwrap_or_default())
+        .bind(user_type.map(UserType::as_str).unwrap_or(""))
+        .bind(limit + 1)
+        .fetch_all(self.pool())
+        .await?;
+        let mut items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        let next_after = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            items.last().map(|u| u.seq)
+        } else {
+            None
+        };
+        Ok(Page { items, next_after })
+    }
+
+    /// Change licence and/or type; None if no such user in this account.
+    pub async fn update_user(
+        &self,
+        account: &AccountId,
+        id: &str,
+        license: Option<License>,
+        user_type: Option<UserType>,
+    ) -> Result<Option<User>, StoreError> {
+        let done = sqlx::query(
+            "UPDATE users SET license = COALESCE($1, license), user_type = COALESCE($2, user_type) \
+             WHERE id = $3 AND account_id = $4",
+        )
+        .bind(license.map(License::as_str))
+        .bind(user_type.map(UserType::as_str))
+        .bind(id)
+        .bind(account.as_str())
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.user(account, id).await
+    }
+
+    /// Give the user a new personal PIN (unique in the deployment); None if no such user.
+    pub async fn reset_pin(
+        &self,
+        account: &AccountId,
+        id: &str,
+    ) -> Result<Option<User>, StoreError> {
+        for _ in 0..8 {
+            let result =
+                sqlx::query("UPDATE users SET personal_pin = $1 WHERE id = $2 AND account_id = $3")
+                    .bind(new_pin())
+                    .bind(id)
+                    .bind(account.as_str())
+                    .execute(self.pool())
+                    .await;
+            match result {
+                Ok(done) if done.rows_affected() == 0 => return Ok(None),
+                Ok(_) => return self.user(account, id).await,
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Corrupt(
+            "could not allocate a unique PIN".into(),
+        ))
+    }
+
+    pub async fn user_count(&self, account: &AccountId) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query("SELECT COUNT(*) AS n FROM users WHERE account_id = $1")
+                .bind(account.as_str())
+                .fetch_one(self.pool())
+                .await?
+                .try_get("n")?,
+        )
+    }
+}
