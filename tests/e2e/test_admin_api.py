@@ -271,3 +271,26 @@ def test_users_create_get_list_update_pin_and_delete_rule(server, root):
     assert len(ro.list_users(AccountId=account_id)["Users"]) == 5
     with pytest.raises(ro.exceptions.AccessDeniedException):
         ro.reset_personal_pin(AccountId=account_id, UserId=ada["UserId"])
+
+
+def test_logout_batches_and_removal(server, root):
+    c = client(server, root)
+    account_id = c.create_account(Name="batch-co")["Account"]["AccountId"]
+    ids = [c.create_user(AccountId=account_id, Email=f"b{i}@batch.example.com")["User"]["UserId"] for i in range(3)]
+    c.logout_user(AccountId=account_id, UserId=ids[0])
+    with pytest.raises(c.exceptions.NotFoundException):
+        c.logout_user(AccountId=account_id, UserId="6f1c1b8e-0000-4000-8000-000000000000")
+    # A team account's users cannot be suspended: per-user errors, not a failed batch.
+    errors = c.batch_suspend_user(AccountId=account_id, UserIdList=ids)["UserErrors"]
+    assert sorted(e["UserId"] for e in errors) == sorted(ids)
+    assert all(e["ErrorCode"] == "BadRequest" for e in errors)
+    assert c.get_user(AccountId=account_id, UserId=ids[0])["User"]["UserRegistrationStatus"] == "Unregistered"
+    with pytest.raises(c.exceptions.BadRequestException):
+        c.batch_suspend_user(AccountId=account_id, UserIdList=[f"id-{i}" for i in range(51)])
+    # Removal (our extension, POST ?operation=remove): per-user errors for unknown ids.
+    status, headers, payload = signed_raw(server, root, "POST", f"/accounts/{account_id}/users?operation=remove",
+                                          json.dumps({"UserIdList": ids + ["nope"]}).encode())
+    assert status == 200, payload
+    assert [e["UserId"] for e in json.loads(payload)["UserErrors"]] == ["nope"]
+    assert c.list_users(AccountId=account_id)["Users"] == []
+    c.delete_account(AccountId=account_id)  # no users left: allowed now

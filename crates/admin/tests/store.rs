@@ -232,6 +232,50 @@ async fn accounts_behave(store: &Store) {
     );
     assert_eq!(store.user_count(&b.id).await.unwrap(), 5);
 
+    // Suspension, logout revocation points and removal are scoped to the account too.
+    assert!(
+        store
+            .set_registration_status(&b.id, &ada.id, RegistrationStatus::Suspended)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .user(&b.id, &ada.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .registration_status,
+        RegistrationStatus::Suspended
+    );
+    assert!(
+        !store
+            .set_registration_status(&a.id, &ada.id, RegistrationStatus::Registered)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.sessions_revoked_at(&b.id, &ada.id).await.unwrap(),
+        None
+    );
+    let t1 = datetime!(2026-11-24 09:30:00.250 UTC);
+    assert!(store.revoke_sessions(&b.id, &ada.id, t1).await.unwrap());
+    assert_eq!(
+        store.sessions_revoked_at(&b.id, &ada.id).await.unwrap(),
+        Some(t1)
+    );
+    assert!(!store.revoke_sessions(&a.id, &ada.id, t1).await.unwrap());
+    assert!(!store.remove_user(&a.id, &ada.id).await.unwrap());
+    assert!(store.remove_user(&b.id, &ada.id).await.unwrap());
+    assert_eq!(store.user_count(&b.id).await.unwrap(), 4);
+    assert!(
+        store
+            .user_by_email("ada@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
     assert!(store.delete_account(&a.id).await.unwrap());
     assert!(!store.delete_account(&a.id).await.unwrap());
     assert_eq!(store.account(&a.id).await.unwrap(), None);

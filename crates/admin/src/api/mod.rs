@@ -153,6 +153,14 @@ async fn execute(
         Operation::GetUser => users::get(state, account()?, user()?).await,
         Operation::UpdateUser => users::update(state, account()?, user()?, body).await,
         Operation::ResetPersonalPIN => users::reset_pin(state, account()?, user()?).await,
+        Operation::LogoutUser => users::logout(state, account()?, user()?).await,
+        Operation::BatchSuspendUser => {
+            users::batch(state, account()?, body, users::Batch::Suspend).await
+        }
+        Operation::BatchUnsuspendUser => {
+            users::batch(state, account()?, body, users::Batch::Unsuspend).await
+        }
+        Operation::RemoveUsers => users::batch(state, account()?, body, users::Batch::Remove).await,
     }
 }
 

@@ -20,6 +20,10 @@ pub enum Operation {
     GetUser,
     UpdateUser,
     ResetPersonalPIN,
+    LogoutUser,
+    BatchSuspendUser,
+    BatchUnsuspendUser,
+    RemoveUsers,
 }
 
 impl Operation {
@@ -36,6 +40,10 @@ impl Operation {
         Self::GetUser,
         Self::UpdateUser,
         Self::ResetPersonalPIN,
+        Self::LogoutUser,
+        Self::BatchSuspendUser,
+        Self::BatchUnsuspendUser,
+        Self::RemoveUsers,
     ];
 
     /// The action name policies grant or deny (without the `chime:` prefix).
@@ -53,6 +61,10 @@ impl Operation {
             Self::GetUser => "GetUser",
             Self::UpdateUser => "UpdateUser",
             Self::ResetPersonalPIN => "ResetPersonalPIN",
+            Self::LogoutUser => "LogoutUser",
+            Self::BatchSuspendUser => "BatchSuspendUser",
+            Self::BatchUnsuspendUser => "BatchUnsuspendUser",
+            Self::RemoveUsers => "RemoveUsers",
         }
     }
 
@@ -75,6 +87,10 @@ impl Operation {
             Self::GetUser => (Method::GET, USER, ""),
             Self::UpdateUser => (Method::POST, USER, ""),
             Self::ResetPersonalPIN => (Method::POST, USER, "operation=reset-personal-pin"),
+            Self::LogoutUser => (Method::POST, USER, "operation=logout"),
+            Self::BatchSuspendUser => (Method::POST, USERS, "operation=suspend"),
+            Self::BatchUnsuspendUser => (Method::POST, USERS, "operation=unsuspend"),
+            Self::RemoveUsers => (Method::POST, USERS, "operation=remove"),
         }
     }
 }
@@ -157,6 +173,9 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
             let operation = match (method, op) {
                 (&Method::GET, None) => Operation::ListUsers,
                 (&Method::POST, Some("create")) => Operation::CreateUser,
+                (&Method::POST, Some("suspend")) => Operation::BatchSuspendUser,
+                (&Method::POST, Some("unsuspend")) => Operation::BatchUnsuspendUser,
+                (&Method::POST, Some("remove")) => Operation::RemoveUsers,
                 _ => return Err(NoRoute::UnknownOperation),
             };
             Ok(Route {
@@ -170,6 +189,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 (&Method::GET, None) => Operation::GetUser,
                 (&Method::POST, None) => Operation::UpdateUser,
                 (&Method::POST, Some("reset-personal-pin")) => Operation::ResetPersonalPIN,
+                (&Method::POST, Some("logout")) => Operation::LogoutUser,
                 _ => return Err(NoRoute::UnknownOperation),
             };
             let user = uuid::Uuid::parse_str(user)

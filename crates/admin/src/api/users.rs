@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::accounts::body;
 use super::error::ApiError;
 use super::{AdminState, Reply};
-use crate::model::{AccountId, License, UserType};
+use crate::model::{AccountId, AccountType, License, RegistrationStatus, UserType};
 use crate::store::accounts::timestamp;
 use crate::store::users::{CreateUser, User};
 
@@ -226,6 +226,101 @@ pub async fn list(state: &AdminState, account: &AccountId, query: &str) -> Resul
         out["NextToken"] = json!(next.to_string());
     }
     Ok(Reply::json(StatusCode::OK, out))
+}
+
+pub async fn logout(
+    state: &AdminState,
+    account: &AccountId,
+    user: &str,
+) -> Result<Reply, ApiError> {
+    if !state
+        .store
+        .revoke_sessions(account, user, (state.now)())
+        .await?
+    {
+        return Err(not_found(user));
+    }
+    Ok(Reply::empty(StatusCode::NO_CONTENT))
+}
+
+/// The user batch operations, which answer per-user errors rather than failing the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batch {
+    Suspend,
+    Unsuspend,
+    Remove,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserIdList {
+    #[serde(rename = "UserIdList")]
+    user_ids: Vec<String>,
+}
+
+/// At most this many user ids per batch, as the public model allows.
+const MAX_BATCH: usize = 50;
+
+pub async fn batch(
+    state: &AdminState,
+    account: &AccountId,
+    bytes: &[u8],
+    kind: Batch,
+) -> Result<Reply, ApiError> {
+    let req: UserIdList = body(bytes)?;
+    if req.user_ids.is_empty() || req.user_ids.len() > MAX_BATCH {
+        return Err(ApiError::BadRequest(format!(
+            "UserIdList must hold 1-{MAX_BATCH} user ids"
+        )));
+    }
+    let account_row = state
+        .store
+        .account(account)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("account {account} does not exist")))?;
+    let team = account_row.account_type == AccountType::Team;
+    // The guide: suspension is for enterprise accounts (a team account's users are removed instead),
+    // and removal is for team accounts (an enterprise directory owns its users).
+    let refused = match kind {
+        Batch::Suspend | Batch::Unsuspend if team => {
+            Some("users of a team account cannot be suspended; remove them")
+        }
+        Batch::Remove if !team => {
+            Some("users of an enterprise account are managed by its directory")
+        }
+        _ => None,
+    };
+    let mut errors = Vec::new();
+    for id in &req.user_ids {
+        let error = |code: &str, message: &str| json!({ "UserId": id, "ErrorCode": code, "ErrorMessage": message });
+        if let Some(message) = refused {
+            errors.push(error("BadRequest", message));
+            continue;
+        }
+        let Ok(id) = uuid::Uuid::parse_str(id).map(|u| u.to_string()) else {
+            errors.push(error("NotFound", "no such user"));
+            continue;
+        };
+        let done = match kind {
+            Batch::Suspend => {
+                state
+                    .store
+                    .set_registration_status(account, &id, RegistrationStatus::Suspended)
+                    .await?
+            }
+            Batch::Unsuspend => {
+                state
+                    .store
+                    .set_registration_status(account, &id, RegistrationStatus::Registered)
+                    .await?
+            }
+            Batch::Remove => state.store.remove_user(account, &id).await?,
+        };
+        if !done {
+            errors.push(error("NotFound", "no such user in this account"));
+        }
+    }
+    Ok(Reply::json(StatusCode::OK, json!({ "UserErrors": errors })))
 }
 
 #[cfg(test)]

@@ -236,3 +236,74 @@ impl Store {
         )
     }
 }
+
+impl Store {
+    /// Record a revocation point: every session of the user issued before `now` is invalid.
+    /// False if no such user in this account.
+    pub async fn revoke_sessions(
+        &self,
+        account: &AccountId,
+        id: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE users SET sessions_revoked_at = $1 WHERE id = $2 AND account_id = $3",
+        )
+        .bind(timestamp(now))
+        .bind(id)
+        .bind(account.as_str())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// When the user's sessions were last revoked (sessions issued before are invalid).
+    pub async fn sessions_revoked_at(
+        &self,
+        account: &AccountId,
+        id: &str,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        let row =
+            sqlx::query("SELECT sessions_revoked_at FROM users WHERE id = $1 AND account_id = $2")
+                .bind(id)
+                .bind(account.as_str())
+                .fetch_optional(self.pool())
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        let value: Option<String> = row.try_get("sessions_revoked_at")?;
+        value
+            .map(|v| {
+                OffsetDateTime::parse(&v, &Rfc3339)
+                    .map_err(|e| StoreError::Corrupt(format!("{v:?}: {e}")))
+            })
+            .transpose()
+    }
+
+    /// Set the registration status (suspend / unsuspend); false if no such user in this account.
+    pub async fn set_registration_status(
+        &self,
+        account: &AccountId,
+        id: &str,
+        status: RegistrationStatus,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE users SET registration_status = $1 WHERE id = $2 AND account_id = $3",
+        )
+        .bind(status.as_str())
+        .bind(id)
+        .bind(account.as_str())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Remove a user and everything stored for them; false if no such user in this account.
+    pub async fn remove_user(&self, account: &AccountId, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM users WHERE id = $1 AND account_id = $2")
+            .bind(id)
+            .bind(account.as_str())
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
