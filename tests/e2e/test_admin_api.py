@@ -294,3 +294,35 @@ def test_logout_batches_and_removal(server, root):
     assert [e["UserId"] for e in json.loads(payload)["UserErrors"]] == ["nope"]
     assert c.list_users(AccountId=account_id)["Users"] == []
     c.delete_account(AccountId=account_id)  # no users left: allowed now
+
+
+def test_invitations_are_emailed_to_the_outbox(server, root):
+    import email
+    c = client(server, root)
+    account_id = c.create_account(Name="Invite Co")["Account"]["AccountId"]
+    c.update_account(AccountId=account_id, Name="Invite Corp")  # the new name is what e-mails show
+    other = c.create_account(Name="Elsewhere")["Account"]["AccountId"]
+    c.create_user(AccountId=other, Email="taken@elsewhere.example.com")
+    invites = c.invite_users(AccountId=account_id, UserEmailList=[
+        "Grace@Invite.example.com", "not an address", "taken@elsewhere.example.com", "linus@invite.example.com"])["Invites"]
+    assert [(i["EmailAddress"], i["Status"], i["EmailStatus"]) for i in invites] == [
+        ("grace@invite.example.com", "Pending", "Sent"),
+        ("not an address", "Failed", "NotSent"),
+        ("taken@elsewhere.example.com", "Failed", "NotSent"),
+        ("linus@invite.example.com", "Pending", "Sent"),
+    ]
+    users = {u["PrimaryEmail"]: u for u in c.list_users(AccountId=account_id)["Users"]}
+    assert set(users) == {"grace@invite.example.com", "linus@invite.example.com"}
+    assert all(u["UserRegistrationStatus"] == "Unregistered" and u["LicenseType"] == "Pro" for u in users.values())
+    eml = server.data_dir / "outbox" / f"{invites[0]['InviteId']}.eml"
+    message = email.message_from_bytes(eml.read_bytes())
+    assert message["To"] == "grace@invite.example.com"
+    assert "Invite Corp" in message["Subject"]
+    text = message.get_payload(decode=True).decode()
+    assert "Invite Corp" in text and f"{server.base_url}/register?invite=" in text
+    with pytest.raises(c.exceptions.BadRequestException):
+        c.invite_users(AccountId=account_id, UserEmailList=[f"u{i}@invite.example.com" for i in range(51)])
+    # Inviting again sends a fresh link to the same user.
+    again = c.invite_users(AccountId=account_id, UserEmailList=["grace@invite.example.com"])["Invites"]
+    assert again[0]["Status"] == "Pending" and again[0]["InviteId"] != invites[0]["InviteId"]
+    assert len(c.list_users(AccountId=account_id)["Users"]) == 2

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod iam;
+pub mod mail;
 pub mod model;
 pub mod principals;
 pub mod secrets;

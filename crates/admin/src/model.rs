@@ -85,6 +85,14 @@ wire_enum!(
     RegistrationStatus { Unregistered, Registered, Suspended }
 );
 wire_enum!(
+    /// Where an invitation is.
+    InviteStatus { Pending, Accepted, Failed }
+);
+wire_enum!(
+    /// Whether an invitation's e-mail went out.
+    EmailStatus { NotSent, Sent, Failed }
+);
+wire_enum!(
     /// Whether an account is usable.
     AccountStatus { Suspended, Active }
 );

@@ -37,6 +37,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         master,
         aws_account_id: "000000000000".into(),
         now: time::OffsetDateTime::now_utc,
+        outbox: convene_admin::mail::Outbox {
+            dir: config.data_dir.join("outbox"),
+            from: "Convene <noreply@convene.invalid>".into(),
+        },
+        public_url: format!("http://{}", config.http),
     });
 
     let registry = Registry::new();

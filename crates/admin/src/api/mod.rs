@@ -41,6 +41,10 @@ pub struct AdminState {
     pub aws_account_id: String,
     /// The clock (a function so tests can fix it).
     pub now: fn() -> OffsetDateTime,
+    /// Where invitation e-mails go.
+    pub outbox: crate::mail::Outbox,
+    /// The base URL users open (registration links point here), without a trailing slash.
+    pub public_url: String,
 }
 
 /// A successful answer.
@@ -161,6 +165,7 @@ async fn execute(
             users::batch(state, account()?, body, users::Batch::Unsuspend).await
         }
         Operation::RemoveUsers => users::batch(state, account()?, body, users::Batch::Remove).await,
+        Operation::InviteUsers => users::invite(state, account()?, body).await,
     }
 }
 

@@ -24,6 +24,7 @@ pub enum Operation {
     BatchSuspendUser,
     BatchUnsuspendUser,
     RemoveUsers,
+    InviteUsers,
 }
 
 impl Operation {
@@ -44,6 +45,7 @@ impl Operation {
         Self::BatchSuspendUser,
         Self::BatchUnsuspendUser,
         Self::RemoveUsers,
+        Self::InviteUsers,
     ];
 
     /// The action name policies grant or deny (without the `chime:` prefix).
@@ -65,6 +67,7 @@ impl Operation {
             Self::BatchSuspendUser => "BatchSuspendUser",
             Self::BatchUnsuspendUser => "BatchUnsuspendUser",
             Self::RemoveUsers => "RemoveUsers",
+            Self::InviteUsers => "InviteUsers",
         }
     }
 
@@ -91,6 +94,7 @@ impl Operation {
             Self::BatchSuspendUser => (Method::POST, USERS, "operation=suspend"),
             Self::BatchUnsuspendUser => (Method::POST, USERS, "operation=unsuspend"),
             Self::RemoveUsers => (Method::POST, USERS, "operation=remove"),
+            Self::InviteUsers => (Method::POST, USERS, "operation=add"),
         }
     }
 }
@@ -176,6 +180,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 (&Method::POST, Some("suspend")) => Operation::BatchSuspendUser,
                 (&Method::POST, Some("unsuspend")) => Operation::BatchUnsuspendUser,
                 (&Method::POST, Some("remove")) => Operation::RemoveUsers,
+                (&Method::POST, Some("add")) => Operation::InviteUsers,
                 _ => return Err(NoRoute::UnknownOperation),
             };
             Ok(Route {

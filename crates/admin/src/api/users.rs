@@ -7,8 +7,11 @@ use serde_json::{Value, json};
 use super::accounts::body;
 use super::error::ApiError;
 use super::{AdminState, Reply};
-use crate::model::{AccountId, AccountType, License, RegistrationStatus, UserType};
+use crate::model::{
+    AccountId, AccountType, EmailStatus, InviteStatus, License, RegistrationStatus, UserType,
+};
 use crate::store::accounts::timestamp;
+use crate::store::invites::Invite;
 use crate::store::users::{CreateUser, User};
 
 /// The model's `EmailAddress` pattern (`.+@.+\..+`), plus sane limits: no spaces or control characters,
@@ -321,6 +324,118 @@ pub async fn batch(
         }
     }
     Ok(Reply::json(StatusCode::OK, json!({ "UserErrors": errors })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InviteUsersBody {
+    #[serde(rename = "UserEmailList")]
+    emails: Vec<String>,
+    #[serde(rename = "UserType")]
+    user_type: Option<String>,
+}
+
+/// A random registration token (256 bits, URL-safe hex).
+fn new_token() -> String {
+    use chacha20poly1305::aead::OsRng;
+    use chacha20poly1305::aead::rand_core::RngCore;
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// InviteUsers: each address becomes (or stays) a user of the account and gets an e-mail with a
+/// registration link. A bad address fails its own invite, never the batch.
+pub async fn invite(
+    state: &AdminState,
+    account: &AccountId,
+    bytes: &[u8],
+) -> Result<Reply, ApiError> {
+    let req: InviteUsersBody = body(bytes)?;
+    if req.emails.is_empty() || req.emails.len() > MAX_BATCH {
+        return Err(ApiError::BadRequest(format!(
+            "UserEmailList must hold 1-{MAX_BATCH} addresses"
+        )));
+    }
+    let user_type = parse_type(req.user_type.as_deref())?.unwrap_or(UserType::PrivateUser);
+    let account_row = state
+        .store
+        .account(account)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("account {account} does not exist")))?;
+    let now = (state.now)();
+    let mut invites = Vec::with_capacity(req.emails.len());
+    for email in &req.emails {
+        let failed = || json!({ "Status": InviteStatus::Failed.as_str(), "EmailAddress": email, "EmailStatus": EmailStatus::NotSent.as_str() });
+        if !valid_email(email) {
+            invites.push(failed());
+            continue;
+        }
+        let user = match state.store.user_by_email(email).await? {
+            Some(u) if u.account_id == *account => u,
+            // The address belongs to a user of another account.
+            Some(_) => {
+                invites.push(failed());
+                continue;
+            }
+            None => {
+                let name = email.split('@').next().unwrap_or_default();
+                match state
+                    .store
+                    .create_user(
+                        account,
+                        email,
+                        name,
+                        account_row.default_license,
+                        user_type,
+                        now,
+                    )
+                    .await?
+                {
+                    CreateUser::Created(u) => *u,
+                    _ => {
+                        invites.push(failed());
+                        continue;
+                    }
+                }
+            }
+        };
+        let id = uuid::Uuid::new_v4().to_string();
+        let token = new_token();
+        let link = format!("{}/register?invite={token}", state.public_url);
+        let body = format!(
+            "Hello,\n\nYou have been invited to join {account} on Convene.\n\nOpen this link to choose your \
+             display name and password:\n\n{link}\n\nIf you did not expect this invitation, ignore this message.\n",
+            account = account_row.name
+        );
+        let subject = format!("Join {} on Convene", account_row.name);
+        let email_status = match state.outbox.send(&id, &user.email, &subject, body) {
+            Ok(_) => EmailStatus::Sent,
+            Err(e) => {
+                tracing::warn!(error = %e, "invitation e-mail not sent");
+                EmailStatus::Failed
+            }
+        };
+        let invite = Invite {
+            id: id.clone(),
+            account_id: account.clone(),
+            user_id: user.id.clone(),
+            email: user.email.clone(),
+            status: InviteStatus::Pending,
+            email_status,
+        };
+        state.store.create_invite(&invite, &token, now).await?;
+        invites.push(json!({
+            "InviteId": id,
+            "Status": InviteStatus::Pending.as_str(),
+            "EmailAddress": user.email,
+            "EmailStatus": email_status.as_str(),
+        }));
+    }
+    Ok(Reply::json(
+        StatusCode::CREATED,
+        json!({ "Invites": invites }),
+    ))
 }
 
 #[cfg(test)]
