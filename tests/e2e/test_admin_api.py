@@ -326,3 +326,42 @@ def test_invitations_are_emailed_to_the_outbox(server, root):
     again = c.invite_users(AccountId=account_id, UserEmailList=["grace@invite.example.com"])["Invites"]
     assert again[0]["Status"] == "Pending" and again[0]["InviteId"] != invites[0]["InviteId"]
     assert len(c.list_users(AccountId=account_id)["Users"]) == 2
+
+
+def test_batch_update_and_settings_documents(server, root):
+    c = client(server, root)
+    account_id = c.create_account(Name="settings-docs")["Account"]["AccountId"]
+    a = c.create_user(AccountId=account_id, Email="a@docs.example.com")["User"]["UserId"]
+    b = c.create_user(AccountId=account_id, Email="b@docs.example.com")["User"]["UserId"]
+    errors = c.batch_update_user(AccountId=account_id, UpdateUserRequestItems=[
+        {"UserId": a, "LicenseType": "Basic"},
+        {"UserId": b, "UserType": "SharedDevice"},
+        {"UserId": "6f1c1b8e-0000-4000-8000-000000000000", "LicenseType": "Pro"},
+    ])["UserErrors"]
+    assert [e["ErrorCode"] for e in errors] == ["NotFound"]
+    assert c.get_user(AccountId=account_id, UserId=a)["User"]["LicenseType"] == "Basic"
+    assert c.get_user(AccountId=account_id, UserId=b)["User"]["UserType"] == "SharedDevice"
+    with pytest.raises(c.exceptions.BadRequestException):
+        c.batch_update_user(AccountId=account_id, UpdateUserRequestItems=[{"UserId": a}] * 21)
+
+    telephony = c.get_user_settings(AccountId=account_id, UserId=a)["UserSettings"]["Telephony"]
+    assert telephony == {"InboundCalling": False, "OutboundCalling": False, "SMS": False}
+    c.update_user_settings(AccountId=account_id, UserId=a,
+                           UserSettings={"Telephony": {"InboundCalling": True, "OutboundCalling": False, "SMS": True}})
+    assert c.get_user_settings(AccountId=account_id, UserId=a)["UserSettings"]["Telephony"]["SMS"] is True
+
+    assert c.get_retention_settings(AccountId=account_id)["RetentionSettings"] == {}
+    c.put_retention_settings(AccountId=account_id, RetentionSettings={"RoomRetentionSettings": {"RetentionDays": 30}})
+    got = c.get_retention_settings(AccountId=account_id)["RetentionSettings"]
+    assert got == {"RoomRetentionSettings": {"RetentionDays": 30}}
+    status, headers, _ = signed_raw(server, root, "PUT", f"/accounts/{account_id}/retention-settings",
+                                    b'{"RetentionSettings": {"RoomRetentionSettings": {"RetentionDays": 9999}}}')
+    assert status == 400 and headers.get("x-amzn-errortype") == "BadRequestException"
+
+    c.update_global_settings(BusinessCalling={"CdrBucket": "cdrs"}, VoiceConnector={"CdrBucket": "vc"})
+    g = c.get_global_settings()
+    assert g["BusinessCalling"] == {"CdrBucket": "cdrs"} and g["VoiceConnector"] == {"CdrBucket": "vc"}
+    ro = client(server, create_principal(server, "docs-reader", "ReadOnly"))
+    assert ro.get_global_settings()["BusinessCalling"]["CdrBucket"] == "cdrs"
+    with pytest.raises(ro.exceptions.AccessDeniedException):
+        ro.update_global_settings(BusinessCalling={"CdrBucket": "x"})

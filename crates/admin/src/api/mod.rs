@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod error;
 pub mod routes;
+pub mod settings;
 pub mod users;
 
 use std::net::SocketAddr;
@@ -80,6 +81,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/accounts", axum::routing::any(handle))
         .route("/accounts/{*rest}", axum::routing::any(handle))
+        .route("/settings", axum::routing::any(handle))
         .with_state(state)
 }
 
@@ -166,6 +168,15 @@ async fn execute(
         }
         Operation::RemoveUsers => users::batch(state, account()?, body, users::Batch::Remove).await,
         Operation::InviteUsers => users::invite(state, account()?, body).await,
+        Operation::BatchUpdateUser => users::batch_update(state, account()?, body).await,
+        Operation::GetUserSettings => settings::get_user(state, account()?, user()?).await,
+        Operation::UpdateUserSettings => {
+            settings::update_user(state, account()?, user()?, body).await
+        }
+        Operation::GetRetentionSettings => settings::get_retention(state, account()?).await,
+        Operation::PutRetentionSettings => settings::put_retention(state, account()?, body).await,
+        Operation::GetGlobalSettings => settings::get_global(state).await,
+        Operation::UpdateGlobalSettings => settings::update_global(state, body).await,
     }
 }
 

@@ -25,6 +25,13 @@ pub enum Operation {
     BatchUnsuspendUser,
     RemoveUsers,
     InviteUsers,
+    BatchUpdateUser,
+    GetUserSettings,
+    UpdateUserSettings,
+    GetRetentionSettings,
+    PutRetentionSettings,
+    GetGlobalSettings,
+    UpdateGlobalSettings,
 }
 
 impl Operation {
@@ -46,6 +53,13 @@ impl Operation {
         Self::BatchUnsuspendUser,
         Self::RemoveUsers,
         Self::InviteUsers,
+        Self::BatchUpdateUser,
+        Self::GetUserSettings,
+        Self::UpdateUserSettings,
+        Self::GetRetentionSettings,
+        Self::PutRetentionSettings,
+        Self::GetGlobalSettings,
+        Self::UpdateGlobalSettings,
     ];
 
     /// The action name policies grant or deny (without the `chime:` prefix).
@@ -68,6 +82,13 @@ impl Operation {
             Self::BatchUnsuspendUser => "BatchUnsuspendUser",
             Self::RemoveUsers => "RemoveUsers",
             Self::InviteUsers => "InviteUsers",
+            Self::BatchUpdateUser => "BatchUpdateUser",
+            Self::GetUserSettings => "GetUserSettings",
+            Self::UpdateUserSettings => "UpdateUserSettings",
+            Self::GetRetentionSettings => "GetRetentionSettings",
+            Self::PutRetentionSettings => "PutRetentionSettings",
+            Self::GetGlobalSettings => "GetGlobalSettings",
+            Self::UpdateGlobalSettings => "UpdateGlobalSettings",
         }
     }
 
@@ -76,6 +97,8 @@ impl Operation {
         const ACCOUNT: &str = "/accounts/7e2b0c8e-1b1f-4c5e-9a51-2f9d7c0b3a11";
         const SETTINGS: &str = "/accounts/7e2b0c8e-1b1f-4c5e-9a51-2f9d7c0b3a11/settings";
         const USERS: &str = "/accounts/7e2b0c8e-1b1f-4c5e-9a51-2f9d7c0b3a11/users";
+        const USER_SETTINGS: &str = "/accounts/7e2b0c8e-1b1f-4c5e-9a51-2f9d7c0b3a11/users/0b6c2a35-5d0e-4c43-8d7e-3f2f9e1a7c55/settings";
+        const RETENTION: &str = "/accounts/7e2b0c8e-1b1f-4c5e-9a51-2f9d7c0b3a11/retention-settings";
         const USER: &str = "/accounts/7e2b0c8e-1b1f-4c5e-9a51-2f9d7c0b3a11/users/0b6c2a35-5d0e-4c43-8d7e-3f2f9e1a7c55";
         match self {
             Self::CreateAccount => (Method::POST, "/accounts", ""),
@@ -95,6 +118,13 @@ impl Operation {
             Self::BatchUnsuspendUser => (Method::POST, USERS, "operation=unsuspend"),
             Self::RemoveUsers => (Method::POST, USERS, "operation=remove"),
             Self::InviteUsers => (Method::POST, USERS, "operation=add"),
+            Self::BatchUpdateUser => (Method::POST, USERS, ""),
+            Self::GetUserSettings => (Method::GET, USER_SETTINGS, ""),
+            Self::UpdateUserSettings => (Method::PUT, USER_SETTINGS, ""),
+            Self::GetRetentionSettings => (Method::GET, RETENTION, ""),
+            Self::PutRetentionSettings => (Method::PUT, RETENTION, ""),
+            Self::GetGlobalSettings => (Method::GET, "/settings", ""),
+            Self::UpdateGlobalSettings => (Method::PUT, "/settings", ""),
         }
     }
 }
@@ -181,6 +211,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 (&Method::POST, Some("unsuspend")) => Operation::BatchUnsuspendUser,
                 (&Method::POST, Some("remove")) => Operation::RemoveUsers,
                 (&Method::POST, Some("add")) => Operation::InviteUsers,
+                (&Method::POST, None) => Operation::BatchUpdateUser,
                 _ => return Err(NoRoute::UnknownOperation),
             };
             Ok(Route {
@@ -204,6 +235,45 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 operation,
                 account: Some(account(id)?),
                 user: Some(user),
+            })
+        }
+        ["accounts", id, "users", user, "settings"] => {
+            let operation = match (method, op) {
+                (&Method::GET, None) => Operation::GetUserSettings,
+                (&Method::PUT, None) => Operation::UpdateUserSettings,
+                _ => return Err(NoRoute::UnknownOperation),
+            };
+            let user = uuid::Uuid::parse_str(user)
+                .map_err(|_| NoRoute::BadId)?
+                .to_string();
+            Ok(Route {
+                operation,
+                account: Some(account(id)?),
+                user: Some(user),
+            })
+        }
+        ["accounts", id, "retention-settings"] => {
+            let operation = match (method, op) {
+                (&Method::GET, None) => Operation::GetRetentionSettings,
+                (&Method::PUT, None) => Operation::PutRetentionSettings,
+                _ => return Err(NoRoute::UnknownOperation),
+            };
+            Ok(Route {
+                operation,
+                account: Some(account(id)?),
+                user: None,
+            })
+        }
+        ["settings"] => {
+            let operation = match (method, op) {
+                (&Method::GET, None) => Operation::GetGlobalSettings,
+                (&Method::PUT, None) => Operation::UpdateGlobalSettings,
+                _ => return Err(NoRoute::UnknownOperation),
+            };
+            Ok(Route {
+                operation,
+                account: None,
+                user: None,
             })
         }
         _ => Err(NoRoute::UnknownPath),

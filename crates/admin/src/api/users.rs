@@ -328,6 +328,86 @@ pub async fn batch(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct BatchUpdateBody {
+    #[serde(rename = "UpdateUserRequestItems")]
+    items: Vec<UpdateItem>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateItem {
+    #[serde(rename = "UserId")]
+    user_id: String,
+    #[serde(rename = "LicenseType")]
+    license: Option<String>,
+    #[serde(rename = "UserType")]
+    user_type: Option<String>,
+    #[serde(rename = "AlexaForBusinessMetadata")]
+    _alexa: Option<serde_json::Value>,
+}
+
+/// BatchUpdateUser: up to 20 licence/type changes; each bad item is a user error, not a failed batch.
+pub async fn batch_update(
+    state: &AdminState,
+    account: &AccountId,
+    bytes: &[u8],
+) -> Result<Reply, ApiError> {
+    let req: BatchUpdateBody = body(bytes)?;
+    if req.items.is_empty() || req.items.len() > 20 {
+        return Err(ApiError::BadRequest(
+            "UpdateUserRequestItems must hold 1-20 items".into(),
+        ));
+    }
+    if state.store.account(account).await?.is_none() {
+        return Err(ApiError::NotFound(format!(
+            "account {account} does not exist"
+        )));
+    }
+    let mut errors = Vec::new();
+    for item in &req.items {
+        let error = |code: &str, message: String| json!({ "UserId": item.user_id, "ErrorCode": code, "ErrorMessage": message });
+        let license = match item
+            .license
+            .as_deref()
+            .map(str::parse::<License>)
+            .transpose()
+        {
+            Ok(l) => l,
+            Err(e) => {
+                errors.push(error("BadRequest", format!("LicenseType: {e}")));
+                continue;
+            }
+        };
+        let user_type = match item
+            .user_type
+            .as_deref()
+            .map(str::parse::<UserType>)
+            .transpose()
+        {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(error("BadRequest", format!("UserType: {e}")));
+                continue;
+            }
+        };
+        let Ok(id) = uuid::Uuid::parse_str(&item.user_id).map(|u| u.to_string()) else {
+            errors.push(error("NotFound", "no such user".into()));
+            continue;
+        };
+        if state
+            .store
+            .update_user(account, &id, license, user_type)
+            .await?
+            .is_none()
+        {
+            errors.push(error("NotFound", "no such user in this account".into()));
+        }
+    }
+    Ok(Reply::json(StatusCode::OK, json!({ "UserErrors": errors })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct InviteUsersBody {
     #[serde(rename = "UserEmailList")]
     emails: Vec<String>,

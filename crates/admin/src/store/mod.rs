@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod invites;
 pub mod principals;
+pub mod settings;
 pub mod users;
 
 use sqlx::AnyPool;
