@@ -365,3 +365,23 @@ def test_batch_update_and_settings_documents(server, root):
     assert ro.get_global_settings()["BusinessCalling"]["CdrBucket"] == "cdrs"
     with pytest.raises(ro.exceptions.AccessDeniedException):
         ro.update_global_settings(BusinessCalling={"CdrBucket": "x"})
+
+
+def test_list_accounts_by_user_email_and_cleanup(server, root):
+    c = client(server, root)
+    account_id = c.create_account(Name="by-email")["Account"]["AccountId"]
+    user = c.create_user(AccountId=account_id, Email="finder@by-email.example.com")["User"]["UserId"]
+    found = c.list_accounts(UserEmail="FINDER@by-email.example.com")["Accounts"]
+    assert [a["AccountId"] for a in found] == [account_id]
+    assert c.list_accounts(UserEmail="nobody@by-email.example.com")["Accounts"] == []
+    c.put_retention_settings(AccountId=account_id, RetentionSettings={"RoomRetentionSettings": {"RetentionDays": 7}})
+    c.update_user_settings(AccountId=account_id, UserId=user,
+                           UserSettings={"Telephony": {"InboundCalling": True, "OutboundCalling": True, "SMS": True}})
+    status, _, payload = signed_raw(server, root, "POST", f"/accounts/{account_id}/users?operation=remove",
+                                    json.dumps({"UserIdList": [user]}).encode())
+    assert status == 200 and json.loads(payload)["UserErrors"] == []
+    c.delete_account(AccountId=account_id)
+    # Deleted with everything that belonged to it: a new account of the same name starts clean.
+    again = c.create_account(Name="by-email")["Account"]["AccountId"]
+    assert c.get_retention_settings(AccountId=again)["RetentionSettings"] == {}
+    assert c.list_accounts(UserEmail="finder@by-email.example.com")["Accounts"] == []

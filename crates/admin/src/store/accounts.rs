@@ -165,10 +165,21 @@ impl Store {
 
     /// True if it existed.
     pub async fn delete_account(&self, id: &AccountId) -> Result<bool, StoreError> {
+        // With what belongs to it: its invitations and settings.
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("DELETE FROM invites WHERE account_id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM settings WHERE scope = 'retention' AND owner = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
         let done = sqlx::query("DELETE FROM accounts WHERE id = $1")
             .bind(id.as_str())
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 }

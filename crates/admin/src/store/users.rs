@@ -299,11 +299,24 @@ impl Store {
 
     /// Remove a user and everything stored for them; false if no such user in this account.
     pub async fn remove_user(&self, account: &AccountId, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
         let done = sqlx::query("DELETE FROM users WHERE id = $1 AND account_id = $2")
             .bind(id)
             .bind(account.as_str())
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM invites WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM settings WHERE scope = 'user' AND owner = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }
