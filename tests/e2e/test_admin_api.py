@@ -11,6 +11,7 @@ import json
 import os
 import stat
 import subprocess
+import urllib.parse
 import urllib.request
 
 import boto3
@@ -385,3 +386,46 @@ def test_list_accounts_by_user_email_and_cleanup(server, root):
     again = c.create_account(Name="by-email")["Account"]["AccountId"]
     assert c.get_retention_settings(AccountId=again)["RetentionSettings"] == {}
     assert c.list_accounts(UserEmail="finder@by-email.example.com")["Accounts"] == []
+
+
+def lookup(server, creds, **params):
+    query = "&".join(f"{k.replace('_', '-')}={urllib.parse.quote(str(v))}" for k, v in params.items())
+    status, headers, body = signed_raw(server, creds, "GET", f"/audit/events?{query}")
+    assert status == 200, body
+    return json.loads(body)
+
+
+def test_every_call_is_audited_before_the_answer(server, root):
+    c = client(server, root)
+    made = c.create_account(Name="audited")["Account"]["AccountId"]
+    # The record of a successful call is there as soon as the call returns.
+    events = lookup(server, root, event_name="CreateAccount", principal="root")["Events"]
+    mine = [e for e in events if (e.get("responseElements") or {}).get("Account", {}).get("AccountId") == made]
+    assert len(mine) == 1
+    e = mine[0]
+    for field in ["eventVersion", "userIdentity", "eventTime", "eventSource", "eventName", "awsRegion",
+                  "sourceIPAddress", "userAgent", "requestParameters", "responseElements", "requestID",
+                  "eventID", "eventType", "readOnly", "recipientAccountId"]:
+        assert field in e, field
+    assert e["userIdentity"]["userName"] == "root" and e["userIdentity"]["accessKeyId"] == root["AccessKeyId"]
+    assert e["awsRegion"] == REGION and e["sourceIPAddress"] == "127.0.0.1" and e["errorCode"] is None
+    assert e["readOnly"] is False and "Boto3" in e["userAgent"]
+    assert e["requestParameters"]["body"] == {"Name": "audited"}
+
+    # Denied and failed calls are recorded too.
+    auditor = create_principal(server, "audit-denied", "ReadOnly")
+    with pytest.raises(client(server, auditor).exceptions.AccessDeniedException):
+        client(server, auditor).create_account(Name="denied")
+    denied = lookup(server, root, principal="audit-denied", event_name="CreateAccount")["Events"]
+    assert [d["errorCode"] for d in denied] == ["AccessDeniedException"]
+    wrong = dict(root, SecretAccessKey="z" * 40)
+    with pytest.raises(client(server, wrong).exceptions.ForbiddenException):
+        client(server, wrong).get_account(AccountId=made)
+    forged = [x for x in lookup(server, root, event_name="GetAccount")["Events"] if x["errorCode"] == "ForbiddenException"]
+    assert forged and forged[-1]["userIdentity"]["userName"] is None
+
+    # Lookups page with a token and can be bounded in time.
+    first = lookup(server, root, max_results=2)
+    assert len(first["Events"]) == 2 and "NextToken" in first
+    future = lookup(server, root, start_time="2999-01-01T00:00:00Z")["Events"]
+    assert future == []

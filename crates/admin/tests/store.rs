@@ -7,7 +7,74 @@ use convene_admin::store::{Backend, Store};
 use support::{TempDir, TempPostgres};
 use time::macros::datetime;
 
+async fn audit_chain_behaves(store: &Store) {
+    use convene_admin::store::audit::{AuditQuery, GENESIS, chain_hash};
+    let a = store
+        .append_audit(
+            "e1",
+            "2026-11-24T08:00:00.000Z",
+            "CreateAccount",
+            "root",
+            "{\"a\":1}",
+        )
+        .await
+        .unwrap();
+    let b = store
+        .append_audit(
+            "e2",
+            "2026-11-24T08:00:01.000Z",
+            "ListAccounts",
+            "auditor",
+            "{\"b\":2}",
+        )
+        .await
+        .unwrap();
+    let c = store
+        .append_audit(
+            "e3",
+            "2026-11-24T08:00:02.000Z",
+            "CreateAccount",
+            "auditor",
+            "{\"c\":3}",
+        )
+        .await
+        .unwrap();
+    assert_eq!((a.seq, b.seq, c.seq), (1, 2, 3));
+    assert_eq!(a.prev_hash, GENESIS);
+    assert_eq!(a.hash, chain_hash(GENESIS, "{\"a\":1}"));
+    assert_eq!(b.prev_hash, a.hash);
+    assert_eq!(c.prev_hash, b.hash);
+    assert_eq!(c.hash, chain_hash(&b.hash, "{\"c\":3}"));
+    let q = AuditQuery {
+        event_name: "CreateAccount",
+        ..Default::default()
+    };
+    let found = store.lookup_audit(&q, 0, 10).await.unwrap();
+    assert_eq!(
+        found
+            .iter()
+            .map(|r| r.event_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["e1", "e3"]
+    );
+    let q = AuditQuery {
+        principal: "auditor",
+        start: "2026-11-24T08:00:01.500Z",
+        ..Default::default()
+    };
+    assert_eq!(store.lookup_audit(&q, 0, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .lookup_audit(&AuditQuery::default(), 1, 1)
+            .await
+            .unwrap()[0]
+            .event_id,
+        "e2"
+    );
+}
+
 async fn accounts_behave(store: &Store) {
+    audit_chain_behaves(store).await;
     let t0 = datetime!(2026-11-24 08:00:00 UTC);
     let a = store
         .create_account("Acme", AccountType::Team, License::Pro, t0)

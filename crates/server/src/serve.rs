@@ -42,6 +42,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             from: "Convene <noreply@convene.invalid>".into(),
         },
         public_url: format!("http://{}", config.http),
+        audit_lock: tokio::sync::Mutex::new(()),
     });
 
     let registry = Registry::new();

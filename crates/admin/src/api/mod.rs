@@ -6,6 +6,7 @@
 //! ([`error::ApiError`]).
 
 pub mod accounts;
+pub mod audit;
 pub mod error;
 pub mod routes;
 pub mod settings;
@@ -46,6 +47,8 @@ pub struct AdminState {
     pub outbox: crate::mail::Outbox,
     /// The base URL users open (registration links point here), without a trailing slash.
     pub public_url: String,
+    /// Serialises audit appends (each reads the chain's tail).
+    pub audit_lock: tokio::sync::Mutex<()>,
 }
 
 /// A successful answer.
@@ -82,28 +85,71 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/accounts", axum::routing::any(handle))
         .route("/accounts/{*rest}", axum::routing::any(handle))
         .route("/settings", axum::routing::any(handle))
+        .route("/audit/events", axum::routing::any(handle))
         .with_state(state)
 }
 
 async fn handle(State(state): State<Arc<AdminState>>, request: Request) -> Response {
-    match serve(&state, request).await {
+    let now = (state.now)();
+    // Built in its own scope: the borrow of `request` (whose body is not Sync) must end before any await.
+    let mut info = {
+        let header = |name: header::HeaderName| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        audit::CallInfo {
+            source_ip: request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string()),
+            user_agent: header(header::USER_AGENT),
+            method: request.method().to_string(),
+            path: request.uri().path().to_owned(),
+            query: request.uri().query().unwrap_or("").to_owned(),
+            ..Default::default()
+        }
+    };
+    let (parts, body) = request.into_parts();
+    let (bytes, outcome) = match axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES).await {
+        Ok(bytes) => {
+            let outcome = serve(&state, &parts, &bytes, now, &mut info).await;
+            (bytes, outcome)
+        }
+        Err(_) => (
+            Default::default(),
+            Err(ApiError::BadRequest(
+                "request body is larger than 1 MiB".into(),
+            )),
+        ),
+    };
+    // The record is committed before anyone hears the outcome.
+    if let Err(e) = audit::record(&state, &info, &bytes, &outcome, now).await {
+        return e.into_response();
+    }
+    match outcome {
         Ok(reply) => reply.into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn serve(state: &AdminState, request: Request) -> Result<Reply, ApiError> {
-    let source_ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::BadRequest("request body is larger than 1 MiB".into()))?;
-    let now = (state.now)();
+async fn serve(
+    state: &AdminState,
+    parts: &axum::http::request::Parts,
+    bytes: &[u8],
+    now: OffsetDateTime,
+    info: &mut audit::CallInfo,
+) -> Result<Reply, ApiError> {
+    let source_ip = info.source_ip.as_deref().and_then(|ip| ip.parse().ok());
     let path = parts.uri.path();
     let query = parts.uri.query().unwrap_or("");
+    info.access_key_id = access_key_of(&parts.headers).map(str::to_owned);
+    info.region = region_of(&parts.headers).map(str::to_owned);
+    if let Ok(route) = resolve(&parts.method, path, query) {
+        info.operation = Some(route.operation.action());
+    }
 
     let principal = authenticate(
         state,
@@ -111,10 +157,11 @@ async fn serve(state: &AdminState, request: Request) -> Result<Reply, ApiError> 
         path,
         query,
         &parts.headers,
-        &bytes,
+        bytes,
         now,
     )
     .await?;
+    info.principal = Some(principal.name.clone());
     let route = resolve(&parts.method, path, query).map_err(|e| match e {
         NoRoute::UnknownPath => ApiError::NotFound(format!("no such resource: {path}")),
         NoRoute::UnknownOperation => {
@@ -123,7 +170,16 @@ async fn serve(state: &AdminState, request: Request) -> Result<Reply, ApiError> 
         NoRoute::BadId => ApiError::NotFound(format!("no such resource: {path}")),
     })?;
     authorize(&principal, route.operation, source_ip, now)?;
-    execute(state, &route, query, &bytes).await
+    execute(state, &route, query, bytes).await
+}
+
+/// The region in `Credential=AKID/DATE/REGION/...`.
+fn region_of(headers: &HeaderMap) -> Option<&str> {
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let credential = auth
+        .split(['\x20', ','])
+        .find_map(|p| p.trim().strip_prefix("Credential="))?;
+    credential.split('/').nth(2)
 }
 
 async fn execute(
@@ -177,6 +233,7 @@ async fn execute(
         Operation::PutRetentionSettings => settings::put_retention(state, account()?, body).await,
         Operation::GetGlobalSettings => settings::get_global(state).await,
         Operation::UpdateGlobalSettings => settings::update_global(state, body).await,
+        Operation::LookupEvents => audit::lookup(state, query).await,
     }
 }
 

@@ -32,6 +32,7 @@ pub enum Operation {
     PutRetentionSettings,
     GetGlobalSettings,
     UpdateGlobalSettings,
+    LookupEvents,
 }
 
 impl Operation {
@@ -60,6 +61,7 @@ impl Operation {
         Self::PutRetentionSettings,
         Self::GetGlobalSettings,
         Self::UpdateGlobalSettings,
+        Self::LookupEvents,
     ];
 
     /// The action name policies grant or deny (without the `chime:` prefix).
@@ -89,6 +91,7 @@ impl Operation {
             Self::PutRetentionSettings => "PutRetentionSettings",
             Self::GetGlobalSettings => "GetGlobalSettings",
             Self::UpdateGlobalSettings => "UpdateGlobalSettings",
+            Self::LookupEvents => "LookupEvents",
         }
     }
 
@@ -125,6 +128,7 @@ impl Operation {
             Self::PutRetentionSettings => (Method::PUT, RETENTION, ""),
             Self::GetGlobalSettings => (Method::GET, "/settings", ""),
             Self::UpdateGlobalSettings => (Method::PUT, "/settings", ""),
+            Self::LookupEvents => (Method::GET, "/audit/events", "event-name=CreateAccount"),
         }
     }
 }
@@ -264,6 +268,14 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 user: None,
             })
         }
+        ["audit", "events"] => match (method, op) {
+            (&Method::GET, None) => Ok(Route {
+                operation: Operation::LookupEvents,
+                account: None,
+                user: None,
+            }),
+            _ => Err(NoRoute::UnknownOperation),
+        },
         ["settings"] => {
             let operation = match (method, op) {
                 (&Method::GET, None) => Operation::GetGlobalSettings,

@@ -4,6 +4,7 @@
 //! folder (`migrations/sqlite`, `migrations/postgres`) so their SQL can differ where it must.
 
 pub mod accounts;
+pub mod audit;
 pub mod invites;
 pub mod principals;
 pub mod settings;
