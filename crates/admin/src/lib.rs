@@ -11,6 +11,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod api;
+pub mod audit_log;
 pub mod iam;
 pub mod mail;
 pub mod model;

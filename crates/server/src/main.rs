@@ -4,6 +4,7 @@
 //! listener with embedded defaults. See `convene --help` and `config/convene.toml`.
 
 mod admin_cli;
+mod audit_cli;
 mod config;
 mod http;
 mod serve;
@@ -29,6 +30,9 @@ enum Command {
     /// Manage the deployment's administrators (principals) and their access keys.
     #[command(subcommand)]
     Admin(admin_cli::AdminCommand),
+    /// Deliver, verify and search the admin API's audit trail.
+    #[command(subcommand)]
+    Audit(audit_cli::AuditCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,6 +51,7 @@ fn main() -> anyhow::Result<()> {
     };
     match cli.command {
         Command::Admin(command) => runtime()?.block_on(admin_cli::run(command)),
+        Command::Audit(command) => runtime()?.block_on(audit_cli::run(command)),
         Command::Serve(args) => {
             let config = args.resolve()?;
             tracing::info!(?config, "starting");

@@ -11,6 +11,9 @@ use prometheus::Registry;
 use crate::config::ServeConfig;
 use crate::http::{self, Ops};
 
+/// How often audit records are delivered as files.
+const AUDIT_DELIVERY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
@@ -32,6 +35,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             "created the root principal (FullAccess); its keys are in the file above"
         );
     }
+    let audit_key = convene_admin::audit_log::signing_key(&config.data_dir)?;
     let admin = Arc::new(convene_admin::api::AdminState {
         store,
         master,
@@ -60,6 +64,48 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     );
     let ports: Vec<String> = plane.shard_addrs().iter().map(|a| a.to_string()).collect();
     tracing::info!(workers = config.media_workers, media = %ports.join(","), "media plane up");
+
+    // Deliver the audit trail as signed log files every few minutes, and once more at shutdown.
+    let audit_dir = config.data_dir.join("audit");
+    let deliver = {
+        let admin = admin.clone();
+        let audit_dir = audit_dir.clone();
+        move || {
+            let admin = admin.clone();
+            let audit_dir = audit_dir.clone();
+            let key = audit_key.clone();
+            async move {
+                let now = time::OffsetDateTime::now_utc();
+                match convene_admin::audit_log::deliver(
+                    &admin.store,
+                    &key,
+                    &audit_dir,
+                    &admin.aws_account_id,
+                    "us-east-1",
+                    now,
+                )
+                .await
+                {
+                    Ok(Some(path)) => {
+                        tracing::info!(file = %path.display(), "audit records delivered")
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(error = %e, "audit delivery failed"),
+                }
+            }
+        }
+    };
+    let periodic = {
+        let deliver = deliver.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(AUDIT_DELIVERY_INTERVAL);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                deliver().await;
+            }
+        })
+    };
 
     let ready = Arc::new(AtomicBool::new(false));
     let app = http::router(Ops {
@@ -94,6 +140,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     .await
     .context("HTTP server failed")?;
     plane.shutdown();
+    periodic.abort();
+    deliver().await;
     // axum does not wait for upgraded (WebSocket) connections: give sessions a moment to send their
     // goodbye (`error: unavailable`, close 1001) before the runtime goes away.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);

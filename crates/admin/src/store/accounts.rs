@@ -52,7 +52,7 @@ fn from_row(row: &AnyRow) -> Result<Account, StoreError> {
 }
 
 /// Timestamps are stored as RFC 3339 UTC with fixed millisecond precision, so text order is time order.
-pub(crate) fn timestamp(t: OffsetDateTime) -> String {
+pub fn timestamp(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
