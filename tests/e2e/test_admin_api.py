@@ -472,3 +472,37 @@ def test_audit_files_are_delivered_signed_and_verified(server, root):
     out = convene("audit", "lookup", "--event-name", "GetAccount", "--principal", "root",
                   "--data-dir", str(server.data_dir), *server.extra_cli_args).stdout
     assert any(marker in line for line in out.splitlines())
+
+
+def test_principals_can_be_listed_changed_and_deleted(server, root, tmp_path):
+    base = ["--data-dir", str(server.data_dir), *server.extra_cli_args]
+    ops = create_principal(server, "ops-person", "ReadOnly")
+    c = client(server, ops)
+    with pytest.raises(c.exceptions.AccessDeniedException):
+        c.create_account(Name="ops-made")
+    # A custom document: allow creating accounts, but only from loopback.
+    doc = tmp_path / "create-from-loopback.json"
+    doc.write_text(json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "chime:CreateAccount", "Resource": "*",
+        "Condition": {"IpAddress": {"aws:SourceIp": "127.0.0.0/8"}}}]}))
+    convene("admin", "attach-policy", "ops-person", "--policy", str(doc), *base)
+    c.create_account(Name="ops-made")
+    # An explicit deny wins over it.
+    deny = tmp_path / "deny-create.json"
+    deny.write_text(json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Deny", "Action": "chime:Create*", "Resource": "*"}]}))
+    convene("admin", "attach-policy", "ops-person", "--policy", str(deny), *base)
+    with pytest.raises(c.exceptions.AccessDeniedException):
+        c.create_account(Name="ops-denied")
+    convene("admin", "detach-policy", "ops-person", "--policy", str(deny), *base)
+    c.create_account(Name="ops-made-again")
+    listed = [json.loads(line) for line in convene("admin", "list-principals", *base).stdout.splitlines()]
+    mine = next(p for p in listed if p["Name"] == "ops-person")
+    assert mine["AccessKeyId"] == ops["AccessKeyId"] and "ReadOnly" in mine["Policies"]
+    assert all("Secret" not in json.dumps(p) for p in listed)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"Statement": [{"Effect": "Perhaps", "Action": "*", "Resource": "*"}]}')
+    assert convene("admin", "attach-policy", "ops-person", "--policy", str(bad), *base, check=False).returncode != 0
+    convene("admin", "delete-principal", "ops-person", *base)
+    with pytest.raises(c.exceptions.UnauthorizedClientException):
+        c.list_accounts()

@@ -23,6 +23,30 @@ pub enum AdminCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// List principals: name, access key id and policies, one JSON object per line (no secrets).
+    ListPrincipals(StoreArgs),
+    /// Delete a principal; its keys stop working at once.
+    DeletePrincipal {
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Attach a policy (managed name or JSON document file) to a principal.
+    AttachPolicy {
+        name: String,
+        #[arg(long = "policy", value_name = "POLICY")]
+        policy: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Detach a policy (managed name, or the policy document file's content) from a principal.
+    DetachPolicy {
+        name: String,
+        #[arg(long = "policy", value_name = "POLICY")]
+        policy: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -104,5 +128,61 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             let (store, master) = open(&args.data_dir, args.database_url.as_deref()).await?;
             print(&principals::create_principal(&store, &master, &name, &values, now).await?)
         }
+        AdminCommand::ListPrincipals(args) => {
+            let (store, _) = open(&args.data_dir, args.database_url.as_deref()).await?;
+            for p in store.list_principals().await? {
+                let policies: serde_json::Value = serde_json::from_str(&p.policies)?;
+                let line = serde_json::json!({ "Name": p.name, "AccessKeyId": p.access_key_id, "Policies": policies });
+                println!("{line}");
+            }
+            Ok(())
+        }
+        AdminCommand::DeletePrincipal { name, store: args } => {
+            let (store, _) = open(&args.data_dir, args.database_url.as_deref()).await?;
+            if !store.delete_principal(&name).await? {
+                bail!("no principal named {name:?}");
+            }
+            Ok(())
+        }
+        AdminCommand::AttachPolicy {
+            name,
+            policy,
+            store,
+        } => change_policy(&name, &policy, &store, true).await,
+        AdminCommand::DetachPolicy {
+            name,
+            policy,
+            store,
+        } => change_policy(&name, &policy, &store, false).await,
     }
+}
+
+/// Attach (or detach) one policy of a principal.
+async fn change_policy(
+    name: &str,
+    policy: &str,
+    args: &StoreArgs,
+    attach: bool,
+) -> anyhow::Result<()> {
+    let value = policy_value(policy)?;
+    let (store, _) = open(&args.data_dir, args.database_url.as_deref()).await?;
+    let Some(principal) = store.principal_by_name(name).await? else {
+        bail!("no principal named {name:?}")
+    };
+    let mut policies: Vec<serde_json::Value> = serde_json::from_str(&principal.policies)?;
+    if attach {
+        if !policies.contains(&value) {
+            policies.push(value);
+        }
+    } else {
+        let before = policies.len();
+        policies.retain(|p| *p != value);
+        if policies.len() == before {
+            bail!("{name:?} does not have that policy");
+        }
+    }
+    store
+        .set_principal_policies(name, &serde_json::Value::Array(policies).to_string())
+        .await?;
+    Ok(())
 }

@@ -66,3 +66,58 @@ impl Store {
             .try_get("n")?)
     }
 }
+
+impl Store {
+    /// Every principal, by name.
+    pub async fn list_principals(&self) -> Result<Vec<StoredPrincipal>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, access_key_id, secret_sealed, policies FROM principals ORDER BY name",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredPrincipal {
+                    name: r.try_get("name")?,
+                    access_key_id: r.try_get("access_key_id")?,
+                    secret_sealed: r.try_get("secret_sealed")?,
+                    policies: r.try_get("policies")?,
+                })
+            })
+            .collect()
+    }
+
+    /// True if it existed.
+    pub async fn delete_principal(&self, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM principals WHERE name = $1")
+            .bind(name)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Replace a principal's policy list (JSON array); false if no such principal.
+    pub async fn set_principal_policies(
+        &self,
+        name: &str,
+        policies: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE principals SET policies = $1 WHERE name = $2")
+            .bind(policies)
+            .bind(name)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn principal_by_name(
+        &self,
+        name: &str,
+    ) -> Result<Option<StoredPrincipal>, StoreError> {
+        Ok(self
+            .list_principals()
+            .await?
+            .into_iter()
+            .find(|p| p.name == name))
+    }
+}
