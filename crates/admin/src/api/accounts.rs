@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
+use super::query::ListQuery;
 use super::{AdminState, Reply};
 use crate::model::{AccountId, AccountType, License};
 use crate::store::accounts::{Account, timestamp};
@@ -132,39 +133,12 @@ pub async fn delete(state: &AdminState, id: &AccountId) -> Result<Reply, ApiErro
 
 /// Query parameters of ListAccounts.
 pub async fn list(state: &AdminState, query: &str) -> Result<Reply, ApiError> {
-    let mut name = None;
-    let mut user_email = None;
-    let mut after = None;
-    let mut max = 100u32;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_encoding::percent_decode_str(&value.replace('+', " "))
-            .decode_utf8()
-            .map_err(|_| ApiError::BadRequest(format!("{key} is not UTF-8")))?
-            .into_owned();
-        match key {
-            "name" => name = Some(value),
-            "user-email" => user_email = Some(value),
-            "next-token" => {
-                after = Some(
-                    value
-                        .parse::<i64>()
-                        .map_err(|_| ApiError::BadRequest("invalid next-token".into()))?,
-                )
-            }
-            "max-results" => {
-                max = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|m| (1..=200).contains(m))
-                    .ok_or_else(|| ApiError::BadRequest("max-results must be 1-200".into()))?
-            }
-            _ => {}
-        }
-    }
+    let q = ListQuery::parse(query, 100)?;
+    let (name, user_email) = (q.get("name").map(str::to_owned), q.get("user-email"));
+    let (after, max) = (q.after, q.max);
     if let Some(email) = user_email {
         // The account that user belongs to (an address belongs to at most one user).
-        let accounts = match state.store.user_by_email(&email).await? {
+        let accounts = match state.store.user_by_email(email).await? {
             Some(user) => match state.store.account(&user.account_id).await? {
                 Some(a) if name.as_deref().is_none_or(|n| a.name.starts_with(n)) => {
                     vec![account_json(state, &a)]

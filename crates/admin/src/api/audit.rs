@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::error::ApiError;
+use super::query::ListQuery;
 use super::{AdminState, Reply};
 use crate::store::accounts::timestamp;
 use crate::store::audit::AuditQuery;
@@ -98,43 +99,19 @@ pub async fn record(
 
 /// LookupEvents (our extension): `GET /audit/events?event-name=&principal=&start-time=&end-time=&max-results=&next-token=`.
 pub async fn lookup(state: &AdminState, query: &str) -> Result<Reply, ApiError> {
-    let mut event_name = String::new();
-    let mut principal = String::new();
-    let mut start = String::new();
-    let mut end = String::new();
-    let mut after = 0i64;
-    let mut max = 50u32;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_encoding::percent_decode_str(&value.replace('+', " "))
-            .decode_utf8()
-            .map_err(|_| ApiError::BadRequest(format!("{key} is not UTF-8")))?
-            .into_owned();
-        let time = |v: &str| -> Result<String, ApiError> {
-            OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+    let params = ListQuery::parse(query, 50)?;
+    let time = |key: &str| -> Result<String, ApiError> {
+        match params.get(key) {
+            None => Ok(String::new()),
+            Some(v) => OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
                 .map(timestamp)
-                .map_err(|_| ApiError::BadRequest(format!("{key} must be an RFC 3339 time")))
-        };
-        match key {
-            "event-name" => event_name = value,
-            "principal" => principal = value,
-            "start-time" => start = time(&value)?,
-            "end-time" => end = time(&value)?,
-            "next-token" => {
-                after = value
-                    .parse()
-                    .map_err(|_| ApiError::BadRequest("invalid next-token".into()))?
-            }
-            "max-results" => {
-                max = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|m| (1..=200).contains(m))
-                    .ok_or_else(|| ApiError::BadRequest("max-results must be 1-200".into()))?
-            }
-            _ => {}
+                .map_err(|_| ApiError::BadRequest(format!("{key} must be an RFC 3339 time"))),
         }
-    }
+    };
+    let (start, end) = (time("start-time")?, time("end-time")?);
+    let event_name = params.get("event-name").unwrap_or("").to_owned();
+    let principal = params.get("principal").unwrap_or("").to_owned();
+    let (after, max) = (params.after.unwrap_or(0), params.max);
     let q = AuditQuery {
         event_name: &event_name,
         principal: &principal,

@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod error;
+pub mod query;
 pub mod routes;
 pub mod settings;
 pub mod users;

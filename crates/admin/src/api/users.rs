@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::accounts::body;
 use super::error::ApiError;
+use super::query::ListQuery;
 use super::{AdminState, Reply};
 use crate::model::{
     AccountId, AccountType, EmailStatus, InviteStatus, License, RegistrationStatus, UserType,
@@ -189,39 +190,13 @@ pub async fn list(state: &AdminState, account: &AccountId, query: &str) -> Resul
             "account {account} does not exist"
         )));
     }
-    let mut email = None;
-    let mut user_type = None;
-    let mut after = None;
-    let mut max = 100u32;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_encoding::percent_decode_str(&value.replace('+', " "))
-            .decode_utf8()
-            .map_err(|_| ApiError::BadRequest(format!("{key} is not UTF-8")))?
-            .into_owned();
-        match key {
-            "user-email" => email = Some(value),
-            "user-type" => user_type = parse_type(Some(&value))?,
-            "next-token" => {
-                after = Some(
-                    value
-                        .parse::<i64>()
-                        .map_err(|_| ApiError::BadRequest("invalid next-token".into()))?,
-                )
-            }
-            "max-results" => {
-                max = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|m| (1..=200).contains(m))
-                    .ok_or_else(|| ApiError::BadRequest("max-results must be 1-200".into()))?
-            }
-            _ => {}
-        }
-    }
+    let q = ListQuery::parse(query, 100)?;
+    let email = q.get("user-email");
+    let user_type = parse_type(q.get("user-type"))?;
+    let (after, max) = (q.after, q.max);
     let page = state
         .store
-        .list_users(account, email.as_deref(), user_type, after, max)
+        .list_users(account, email, user_type, after, max)
         .await?;
     let users: Vec<Value> = page.items.iter().map(user_json).collect();
     let mut out = json!({ "Users": users });

@@ -28,6 +28,20 @@ pub struct Page<T> {
     pub next_after: Option<i64>,
 }
 
+impl<T> Page<T> {
+    /// From rows fetched with `LIMIT limit + 1`: keep `limit` of them, and continue after the last one
+    /// kept if there were more.
+    pub(crate) fn from_overfetch(mut items: Vec<T>, limit: i64, seq: impl Fn(&T) -> i64) -> Self {
+        let next_after = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            items.last().map(seq)
+        } else {
+            None
+        };
+        Self { items, next_after }
+    }
+}
+
 const COLUMNS: &str = "id, name, account_type, default_license, status, created_at, seq";
 
 fn parse<T: std::str::FromStr<Err = String>>(value: String) -> Result<T, StoreError> {
@@ -131,14 +145,8 @@ impl Store {
         .bind(limit + 1)
         .fetch_all(self.pool())
         .await?;
-        let mut items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-        let next_after = if items.len() as i64 > limit {
-            items.truncate(limit as usize);
-            items.last().map(|a| a.seq)
-        } else {
-            None
-        };
-        Ok(Page { items, next_after })
+        let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(items, limit, |x| x.seq))
     }
 
     /// Change name and/or default licence. None if there is no such account.

@@ -166,14 +166,8 @@ impl Store {
         .bind(limit + 1)
         .fetch_all(self.pool())
         .await?;
-        let mut items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-        let next_after = if items.len() as i64 > limit {
-            items.truncate(limit as usize);
-            items.last().map(|u| u.seq)
-        } else {
-            None
-        };
-        Ok(Page { items, next_after })
+        let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(items, limit, |x| x.seq))
     }
 
     /// Change licence and/or type; None if no such user in this account.
