@@ -71,3 +71,43 @@ async fn web_asset(uri: Uri) -> Response {
         None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// The shipped Grafana dashboard may only chart series the server really exports.
+    #[test]
+    fn dashboard_queries_name_real_metrics() {
+        let registry = prometheus::Registry::new();
+        // A running server has at least one shard, whose labelled series exist from the start.
+        let _shard = convene_media::MediaMetrics::register(&registry)
+            .unwrap()
+            .shard(0);
+        let exported: BTreeSet<String> = registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_owned())
+            .collect();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../deploy/grafana/convene-media.json");
+        let dashboard = std::fs::read_to_string(path).unwrap();
+        let mut used = BTreeSet::new();
+        let mut rest = dashboard.as_str();
+        while let Some(i) = rest.find("convene_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            used.insert(name);
+            rest = &rest[i + 8..];
+        }
+        used.retain(|n| n != "convene_");
+        assert!(used.len() >= 10, "{used:?}");
+        let unknown: Vec<&String> = used.iter().filter(|n| !exported.contains(*n)).collect();
+        assert!(
+            unknown.is_empty(),
+            "dashboard charts metrics nobody exports: {unknown:?}"
+        );
+    }
+}
