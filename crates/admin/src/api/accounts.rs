@@ -49,7 +49,8 @@ pub fn account_json(state: &AdminState, a: &Account) -> Value {
     })
 }
 
-async fn existing(state: &AdminState, id: &AccountId) -> Result<Account, ApiError> {
+/// The account, or `NotFoundException`: every operation under `/accounts/{id}` starts here.
+pub(super) async fn existing(state: &AdminState, id: &AccountId) -> Result<Account, ApiError> {
     state
         .store
         .account(id)

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::accounts::body;
+use super::accounts::{body, existing};
 use super::error::ApiError;
 use super::{AdminState, Reply};
 use crate::model::AccountId;
@@ -103,17 +103,8 @@ struct PutRetention {
     settings: RetentionSettings,
 }
 
-async fn require_account(state: &AdminState, account: &AccountId) -> Result<(), ApiError> {
-    match state.store.account(account).await? {
-        Some(_) => Ok(()),
-        None => Err(ApiError::NotFound(format!(
-            "account {account} does not exist"
-        ))),
-    }
-}
-
 pub async fn get_retention(state: &AdminState, account: &AccountId) -> Result<Reply, ApiError> {
-    require_account(state, account).await?;
+    existing(state, account).await?;
     let value = state
         .store
         .settings("retention", account.as_str())
@@ -140,7 +131,7 @@ pub async fn put_retention(
             return Err(ApiError::BadRequest("RetentionDays must be 1-5475".into()));
         }
     }
-    require_account(state, account).await?;
+    existing(state, account).await?;
     let value =
         serde_json::to_value(&req.settings).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     state

@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::accounts::body;
+use super::accounts::{body, existing};
 use super::error::ApiError;
 use super::query::ListQuery;
 use super::{AdminState, Reply};
@@ -90,11 +90,7 @@ pub async fn create(
         ));
     }
     let user_type = parse_type(req.user_type.as_deref())?.unwrap_or(UserType::PrivateUser);
-    let account_row = state
-        .store
-        .account(account)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("account {account} does not exist")))?;
+    let account_row = existing(state, account).await?;
     let created = state
         .store
         .create_user(
@@ -185,11 +181,7 @@ pub async fn reset_pin(
 }
 
 pub async fn list(state: &AdminState, account: &AccountId, query: &str) -> Result<Reply, ApiError> {
-    if state.store.account(account).await?.is_none() {
-        return Err(ApiError::NotFound(format!(
-            "account {account} does not exist"
-        )));
-    }
+    existing(state, account).await?;
     let q = ListQuery::parse(query, 100)?;
     let email = q.get("user-email");
     let user_type = parse_type(q.get("user-type"))?;
@@ -219,6 +211,11 @@ pub async fn logout(
         return Err(not_found(user));
     }
     Ok(Reply::empty(StatusCode::NO_CONTENT))
+}
+
+/// One entry of a batch's `UserErrors`.
+fn user_error(user_id: &str, code: &str, message: &str) -> Value {
+    json!({ "UserId": user_id, "ErrorCode": code, "ErrorMessage": message })
 }
 
 /// The user batch operations, which answer per-user errors rather than failing the batch.
@@ -251,11 +248,7 @@ pub async fn batch(
             "UserIdList must hold 1-{MAX_BATCH} user ids"
         )));
     }
-    let account_row = state
-        .store
-        .account(account)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("account {account} does not exist")))?;
+    let account_row = existing(state, account).await?;
     let team = account_row.account_type == AccountType::Team;
     // The guide: suspension is for enterprise accounts (a team account's users are removed instead),
     // and removal is for team accounts (an enterprise directory owns its users).
@@ -270,7 +263,7 @@ pub async fn batch(
     };
     let mut errors = Vec::new();
     for id in &req.user_ids {
-        let error = |code: &str, message: &str| json!({ "UserId": id, "ErrorCode": code, "ErrorMessage": message });
+        let error = |code: &str, message: &str| user_error(id, code, message);
         if let Some(message) = refused {
             errors.push(error("BadRequest", message));
             continue;
@@ -333,14 +326,10 @@ pub async fn batch_update(
             "UpdateUserRequestItems must hold 1-20 items".into(),
         ));
     }
-    if state.store.account(account).await?.is_none() {
-        return Err(ApiError::NotFound(format!(
-            "account {account} does not exist"
-        )));
-    }
+    existing(state, account).await?;
     let mut errors = Vec::new();
     for item in &req.items {
-        let error = |code: &str, message: String| json!({ "UserId": item.user_id, "ErrorCode": code, "ErrorMessage": message });
+        let error = |code: &str, message: String| user_error(&item.user_id, code, &message);
         let license = match item
             .license
             .as_deref()
@@ -413,11 +402,7 @@ pub async fn invite(
         )));
     }
     let user_type = parse_type(req.user_type.as_deref())?.unwrap_or(UserType::PrivateUser);
-    let account_row = state
-        .store
-        .account(account)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("account {account} does not exist")))?;
+    let account_row = existing(state, account).await?;
     let now = (state.now)();
     let mut invites = Vec::with_capacity(req.emails.len());
     for email in &req.emails {
