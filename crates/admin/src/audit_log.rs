@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::secrets::create_private;
 use crate::store::audit::{AuditQuery, GENESIS, chain_hash};
 use crate::store::{Store, StoreError};
 
@@ -27,7 +26,9 @@ pub enum AuditLogError {
         path: String,
         source: std::io::Error,
     },
-    #[error("signing key {0}: must hold 64 hex digits")]
+    #[error(transparent)]
+    Key(#[from] crate::secrets::SecretError),
+    #[error("public key {0}: must hold 64 hex digits of an Ed25519 key")]
     BadKey(String),
 }
 
@@ -42,26 +43,13 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AuditLogError + '_ {
 /// public half in `audit-signing.pub` for verifiers.
 pub fn signing_key(data_dir: &Path) -> Result<SigningKey, AuditLogError> {
     let path = data_dir.join("audit-signing.key");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let bytes: [u8; 32] = hex::decode(text.trim())
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| AuditLogError::BadKey(path.display().to_string()))?;
-            Ok(SigningKey::from_bytes(&bytes))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = SigningKey::generate(&mut chacha20poly1305::aead::OsRng);
-            let mut file = create_private(&path).map_err(io(&path))?;
-            file.write_all(hex::encode(key.to_bytes()).as_bytes())
-                .map_err(io(&path))?;
-            let public = data_dir.join("audit-signing.pub");
-            std::fs::write(&public, hex::encode(key.verifying_key().to_bytes()))
-                .map_err(io(&public))?;
-            Ok(key)
-        }
-        Err(e) => Err(io(&path)(e)),
+    let key = SigningKey::from_bytes(&crate::secrets::load_or_create_key_file(&path)?);
+    let public = data_dir.join("audit-signing.pub");
+    if !public.exists() {
+        std::fs::write(&public, hex::encode(key.verifying_key().to_bytes()))
+            .map_err(io(&public))?;
     }
+    Ok(key)
 }
 
 /// What a digest file says about its log file.

@@ -7,7 +7,8 @@
 //!   operation, authorize its action, execute, answer in the AWS error shape.
 //! - [`principals`] and [`secrets`]: administrators, their access keys, and the master key that seals them.
 //!
-//! Users, the audit trail and billing join as the admin-API issue lands them.
+//! - [`portal`]: the users' side: invitation acceptance, sign-in sessions, meetings, the admission rule
+//!   and the join tokens the media plane checks.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod api;
@@ -15,6 +16,7 @@ pub mod audit_log;
 pub mod iam;
 pub mod mail;
 pub mod model;
+pub mod portal;
 pub mod principals;
 pub mod secrets;
 pub mod store;

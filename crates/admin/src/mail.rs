@@ -1,11 +1,12 @@
-//! Outgoing e-mail. By default messages are written as `.eml` files under `<data-dir>/outbox/`, where an
-//! operator (or a mail relay watching the folder) picks them up; SMTP delivery comes with configuration
-//! for it. Messages are built with `lettre`, so they are proper RFC 5322 with encoded headers.
+//! Outgoing e-mail (invitations). By default messages are written as `.eml` files under
+//! `<data-dir>/outbox/`, where an operator (or a mail relay watching the folder) picks them up; with an
+//! SMTP URL configured they are delivered over SMTP. Both through `lettre`, so messages are proper
+//! RFC 5322 with encoded headers, and SMTP gets STARTTLS/TLS and authentication from the URL.
 
 use std::path::PathBuf;
 
-use lettre::Message;
 use lettre::message::Mailbox;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
@@ -18,24 +19,64 @@ pub enum MailError {
         path: String,
         source: std::io::Error,
     },
+    #[error("SMTP URL: {0}")]
+    SmtpUrl(String),
+    #[error("SMTP delivery: {0}")]
+    Smtp(String),
 }
 
 /// Where mail goes.
-#[derive(Debug, Clone)]
-pub struct Outbox {
-    pub dir: PathBuf,
-    pub from: String,
+#[derive(Clone)]
+enum Delivery {
+    Folder(PathBuf),
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
 }
 
-impl Outbox {
-    /// Write one message as `<dir>/<id>.eml`; returns its path.
-    pub fn send(
+/// Sends mail from one sender address.
+#[derive(Clone)]
+pub struct Mailer {
+    delivery: Delivery,
+    from: String,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.delivery {
+            Delivery::Folder(dir) => write!(f, "Mailer(folder {})", dir.display()),
+            Delivery::Smtp(_) => f.write_str("Mailer(smtp)"),
+        }
+    }
+}
+
+impl Mailer {
+    /// Write messages as `<dir>/<id>.eml`.
+    pub fn folder(dir: PathBuf, from: &str) -> Self {
+        Self {
+            delivery: Delivery::Folder(dir),
+            from: from.to_owned(),
+        }
+    }
+
+    /// Deliver over SMTP. The URL is lettre's: `smtp://host:port` (plain, for a local relay),
+    /// `smtp://host:587?tls=required` (STARTTLS), `smtps://user:password@host:465` (TLS).
+    pub fn smtp(url: &str, from: &str) -> Result<Self, MailError> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .map_err(|e| MailError::SmtpUrl(e.to_string()))?
+            .build();
+        Ok(Self {
+            delivery: Delivery::Smtp(transport),
+            from: from.to_owned(),
+        })
+    }
+
+    /// Send one message; `id` names the file in folder mode.
+    pub async fn send(
         &self,
         id: &str,
         to: &str,
         subject: &str,
         body: String,
-    ) -> Result<PathBuf, MailError> {
+    ) -> Result<(), MailError> {
         let from: Mailbox = self
             .from
             .parse()
@@ -49,13 +90,25 @@ impl Outbox {
             .subject(subject)
             .body(body)
             .map_err(|e| MailError::Build(e.to_string()))?;
-        let io = |path: &std::path::Path| {
-            let path = path.display().to_string();
-            move |source| MailError::Io { path, source }
-        };
-        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
-        let path = self.dir.join(format!("{id}.eml"));
-        std::fs::write(&path, message.formatted()).map_err(io(&path))?;
-        Ok(path)
+        match &self.delivery {
+            Delivery::Folder(dir) => {
+                let io = |path: &std::path::Path| {
+                    let path = path.display().to_string();
+                    move |source| MailError::Io { path, source }
+                };
+                tokio::fs::create_dir_all(dir).await.map_err(io(dir))?;
+                let path = dir.join(format!("{id}.eml"));
+                tokio::fs::write(&path, message.formatted())
+                    .await
+                    .map_err(io(&path))?;
+            }
+            Delivery::Smtp(transport) => {
+                transport
+                    .send(message)
+                    .await
+                    .map_err(|e| MailError::Smtp(e.to_string()))?;
+            }
+        }
+        Ok(())
     }
 }

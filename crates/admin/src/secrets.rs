@@ -15,12 +15,12 @@ const NONCE_LEN: usize = 24;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("master key file {path}: {source}")]
+    #[error("key file {path}: {source}")]
     Io {
         path: String,
         source: std::io::Error,
     },
-    #[error("master key file {0} must hold 64 hex digits")]
+    #[error("key file {0} must hold 64 hex digits")]
     BadKeyFile(String),
     #[error("a sealed secret is corrupt or was sealed with another master key")]
     Unseal,
@@ -32,22 +32,8 @@ pub struct MasterKey(XChaCha20Poly1305);
 impl MasterKey {
     /// Read `<dir>/master.key`, creating it (random, mode 0600) on first start.
     pub fn load_or_create(dir: &Path) -> Result<Self, SecretError> {
-        let path = dir.join("master.key");
-        let io = |source| SecretError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Self::from_hex(text.trim())
-                .ok_or_else(|| SecretError::BadKeyFile(path.display().to_string())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = XChaCha20Poly1305::generate_key(&mut OsRng);
-                let mut file = create_private(&path).map_err(io)?;
-                file.write_all(hex::encode(key).as_bytes()).map_err(io)?;
-                Ok(Self(XChaCha20Poly1305::new(&key)))
-            }
-            Err(e) => Err(io(e)),
-        }
+        let key = load_or_create_key_file(&dir.join("master.key"))?;
+        Ok(Self(XChaCha20Poly1305::new(&key.into())))
     }
 
     /// A key given as 64 hex digits (32 bytes).
@@ -80,6 +66,28 @@ impl MasterKey {
             .decrypt(XNonce::from_slice(nonce), ciphertext)
             .map_err(|_| SecretError::Unseal)?;
         String::from_utf8(plain).map_err(|_| SecretError::Unseal)
+    }
+}
+
+/// A 32-byte key kept as 64 hex digits in `path` (mode 0600), created at random on first use.
+pub fn load_or_create_key_file(path: &Path) -> Result<[u8; 32], SecretError> {
+    let io = |source| SecretError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => hex::decode(text.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| SecretError::BadKeyFile(path.display().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; 32];
+            chacha20poly1305::aead::rand_core::RngCore::fill_bytes(&mut OsRng, &mut key);
+            let mut file = create_private(path).map_err(io)?;
+            file.write_all(hex::encode(key).as_bytes()).map_err(io)?;
+            Ok(key)
+        }
+        Err(e) => Err(io(e)),
     }
 }
 
@@ -126,4 +134,13 @@ mod tests {
         assert!(other.unseal(&key.seal("x")).is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
+}
+
+/// `bytes` random bytes from the OS, hex-encoded: tokens for links and cookies.
+pub fn random_hex(bytes: usize) -> String {
+    use chacha20poly1305::aead::OsRng;
+    use chacha20poly1305::aead::rand_core::RngCore;
+    let mut buf = vec![0u8; bytes];
+    OsRng.fill_bytes(&mut buf);
+    hex::encode(buf)
 }

@@ -11,6 +11,8 @@
 
 pub mod events;
 pub mod ids;
+pub mod join_token;
 
 pub use events::{EventBus, InProcessBus, LeaveReason, MeetingEvent, MeetingEventKind};
 pub use ids::{AttendeeId, ClientType, EventId, IdError, MediaSource, MeetingId};
+pub use join_token::{JoinClaims, JoinTokenIssuer, JoinTokenVerifier, Role, TokenError};

@@ -7,7 +7,7 @@ use std::sync::mpsc::{Sender, channel};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use convene_core::{EventBus, MeetingId};
+use convene_core::{AttendeeId, EventBus, MeetingId};
 use dashmap::DashMap;
 use mio::{Poll, Waker};
 
@@ -63,6 +63,8 @@ pub struct MediaPlane {
     /// Flips to true when shutdown begins, so front ends can close connections that never joined.
     closing: tokio::sync::watch::Sender<bool>,
     placement: DashMap<MeetingId, Placement>,
+    /// Attendee ids with a live signaling session: a join token admits one connection at a time.
+    attendees: dashmap::DashSet<AttendeeId>,
     metrics: MediaMetrics,
 }
 
@@ -133,6 +135,7 @@ impl MediaPlane {
             shards,
             closing: tokio::sync::watch::channel(false).0,
             placement: DashMap::new(),
+            attendees: dashmap::DashSet::new(),
             metrics,
         })
     }
@@ -164,6 +167,16 @@ impl MediaPlane {
             entry.sessions = entry.sessions.saturating_sub(1);
         }
         self.placement.remove_if(meeting, |_, p| p.sessions == 0);
+    }
+
+    /// Reserve an attendee id for one session; false if another session holds it (a reused token).
+    pub fn claim_attendee(&self, attendee: AttendeeId) -> bool {
+        self.attendees.insert(attendee)
+    }
+
+    /// The session holding `attendee` has ended.
+    pub fn release_attendee(&self, attendee: AttendeeId) {
+        self.attendees.remove(&attendee);
     }
 
     /// Queue a command for a shard and wake it. False if the shard is gone (shutting down).

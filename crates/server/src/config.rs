@@ -20,7 +20,15 @@ pub struct ServeConfig {
     pub public_ip: IpAddr,
     pub media_ports: PortRange,
     pub media_workers: usize,
+    /// Base URL people open (links in e-mails point here), no trailing slash.
+    pub public_url: String,
+    /// None: e-mails are written to `<data-dir>/outbox/`.
+    pub smtp_url: Option<String>,
+    pub mail_from: String,
 }
+
+/// Sender of e-mails unless configured.
+pub const DEFAULT_MAIL_FROM: &str = "Convene <noreply@convene.invalid>";
 
 impl Default for ServeConfig {
     fn default() -> Self {
@@ -37,6 +45,9 @@ impl Default for ServeConfig {
             media_workers: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
+            public_url: format!("http://{http}"),
+            smtp_url: None,
+            mail_from: DEFAULT_MAIL_FROM.into(),
         }
     }
 }
@@ -87,6 +98,9 @@ pub struct FileConfig {
     pub public_ip: Option<IpAddr>,
     pub media_ports: Option<PortRange>,
     pub media_workers: Option<usize>,
+    pub public_url: Option<String>,
+    pub smtp_url: Option<String>,
+    pub mail_from: Option<String>,
 }
 
 impl FileConfig {
@@ -121,6 +135,17 @@ pub struct ServeArgs {
     /// Number of media worker threads [default: one per core].
     #[arg(long, env = "CONVENE_MEDIA_WORKERS", value_name = "N")]
     pub media_workers: Option<usize>,
+    /// Base URL users open, for links in e-mails; https:// also marks cookies Secure
+    /// [default: http://<the --http address>].
+    #[arg(long, env = "CONVENE_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Deliver e-mail over SMTP, e.g. smtp://relay:25, smtp://host:587?tls=required,
+    /// smtps://user:pass@host:465 [default: write .eml files to <data-dir>/outbox/].
+    #[arg(long, env = "CONVENE_SMTP_URL", value_name = "URL")]
+    pub smtp_url: Option<String>,
+    /// Sender of e-mails [default: "Convene <noreply@convene.invalid>"].
+    #[arg(long, env = "CONVENE_MAIL_FROM", value_name = "MAILBOX")]
+    pub mail_from: Option<String>,
 }
 
 impl ServeArgs {
@@ -157,6 +182,15 @@ impl ServeArgs {
                 media_ports.hi
             );
         }
+        let public_url = self
+            .public_url
+            .clone()
+            .or(file.public_url)
+            .unwrap_or_else(|| format!("http://{http}"));
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            bail!("the public URL {public_url:?} must start with http:// or https://");
+        }
+        let public_url = public_url.trim_end_matches('/').to_owned();
         Ok(ServeConfig {
             data_dir: self
                 .data_dir
@@ -168,6 +202,13 @@ impl ServeArgs {
             public_ip,
             media_ports,
             media_workers,
+            public_url,
+            smtp_url: self.smtp_url.clone().or(file.smtp_url),
+            mail_from: self
+                .mail_from
+                .clone()
+                .or(file.mail_from)
+                .unwrap_or(defaults.mail_from),
         })
     }
 }

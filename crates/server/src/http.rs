@@ -55,7 +55,11 @@ async fn metrics(State(ops): State<Ops>) -> Response {
 
 async fn web_asset(uri: Uri) -> Response {
     let path = uri.path().trim_start_matches('/');
-    let path = if path.is_empty() { "index.html" } else { path };
+    // Pages of the single-page app are all index.html; its script reads the path.
+    let path = match path {
+        "" | "register" | "signin" => "index.html",
+        other => other,
+    };
     match WebAssets::get(path) {
         Some(file) => {
             let mime = file.metadata.mimetype().to_owned();

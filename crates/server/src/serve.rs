@@ -36,16 +36,28 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         );
     }
     let audit_key = convene_admin::audit_log::signing_key(&config.data_dir)?;
+    // The admin plane signs join tokens with this key; the media plane checks them with its public half.
+    let join_tokens = convene_core::JoinTokenIssuer::from_seed(
+        &convene_admin::secrets::load_or_create_key_file(&config.data_dir.join("join-token.key"))?,
+    );
+    let mailer = match &config.smtp_url {
+        Some(url) => convene_admin::mail::Mailer::smtp(url, &config.mail_from)
+            .context("setting up SMTP delivery")?,
+        None => convene_admin::mail::Mailer::folder(config.data_dir.join("outbox"), &config.mail_from),
+    };
+    tracing::info!(mail = ?mailer, "e-mail delivery");
+    let portal = convene_admin::portal::PortalState::new(
+        store.clone(),
+        join_tokens.clone(),
+        config.public_url.starts_with("https://"),
+    );
     let admin = Arc::new(convene_admin::api::AdminState {
         store,
         master,
         aws_account_id: "000000000000".into(),
         now: time::OffsetDateTime::now_utc,
-        outbox: convene_admin::mail::Outbox {
-            dir: config.data_dir.join("outbox"),
-            from: "Convene <noreply@convene.invalid>".into(),
-        },
-        public_url: format!("http://{}", config.http),
+        mailer,
+        public_url: config.public_url.clone(),
         audit_lock: tokio::sync::Mutex::new(()),
     });
 
@@ -112,7 +124,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         registry,
         ready: ready.clone(),
     })
-    .merge(convene_media::signal::router(plane.clone()))
+    .merge(convene_media::signal::router(
+        plane.clone(),
+        join_tokens.verifier(),
+    ))
+    .merge(convene_admin::portal::router(portal))
     .merge(convene_admin::api::router(admin));
 
     let listener = tokio::net::TcpListener::bind(config.http)

@@ -45,7 +45,7 @@ pub struct AdminState {
     /// The clock (a function so tests can fix it).
     pub now: fn() -> OffsetDateTime,
     /// Where invitation e-mails go.
-    pub outbox: crate::mail::Outbox,
+    pub mailer: crate::mail::Mailer,
     /// The base URL users open (registration links point here), without a trailing slash.
     pub public_url: String,
     /// Serialises audit appends (each reads the chain's tail).

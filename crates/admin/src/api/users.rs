@@ -379,15 +379,6 @@ struct InviteUsersBody {
     user_type: Option<String>,
 }
 
-/// A random registration token (256 bits, URL-safe hex).
-fn new_token() -> String {
-    use chacha20poly1305::aead::OsRng;
-    use chacha20poly1305::aead::rand_core::RngCore;
-    let mut bytes = [0u8; 32];
-    OsRng.fill_bytes(&mut bytes);
-    hex::encode(bytes)
-}
-
 /// InviteUsers: each address becomes (or stays) a user of the account and gets an e-mail with a
 /// registration link. A bad address fails its own invite, never the batch.
 pub async fn invite(
@@ -441,7 +432,8 @@ pub async fn invite(
             }
         };
         let id = uuid::Uuid::new_v4().to_string();
-        let token = new_token();
+        // A random registration token (256 bits, URL-safe hex).
+        let token = crate::secrets::random_hex(32);
         let link = format!("{}/register?invite={token}", state.public_url);
         let body = format!(
             "Hello,\n\nYou have been invited to join {account} on Convene.\n\nOpen this link to choose your \
@@ -449,7 +441,7 @@ pub async fn invite(
             account = account_row.name
         );
         let subject = format!("Join {} on Convene", account_row.name);
-        let email_status = match state.outbox.send(&id, &user.email, &subject, body) {
+        let email_status = match state.mailer.send(&id, &user.email, &subject, body).await {
             Ok(_) => EmailStatus::Sent,
             Err(e) => {
                 tracing::warn!(error = %e, "invitation e-mail not sent");

@@ -6,7 +6,9 @@
 pub mod accounts;
 pub mod audit;
 pub mod invites;
+pub mod meetings;
 pub mod principals;
+pub mod sessions;
 pub mod settings;
 pub mod users;
 

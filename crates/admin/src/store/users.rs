@@ -24,6 +24,17 @@ pub struct User {
     pub seq: i64,
 }
 
+/// What accepting an invitation can run into besides storage failures.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AcceptInvite {
+    /// The user is registered now.
+    Registered(Box<User>),
+    /// No pending invitation has this token (unknown, already used, or its user was removed).
+    Unknown,
+    /// The user is suspended; the account must unsuspend them first.
+    Suspended,
+}
+
 /// What creating a user can run into besides storage failures.
 #[derive(Debug, PartialEq, Eq)]
 pub enum CreateUser {
@@ -302,6 +313,10 @@ impl Store {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM invites WHERE user_id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -312,5 +327,91 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(true)
+    }
+}
+
+impl Store {
+    /// A user of any account.
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// The user whose personal meeting PIN this is.
+    pub async fn user_by_pin(&self, pin: &str) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE personal_pin = $1"))
+            .bind(pin)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// The user's password hash (PHC string), if they have registered.
+    pub async fn password_hash(&self, user_id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get("password_hash")?,
+            None => None,
+        })
+    }
+
+    /// Accept the pending invitation holding `token`: the user takes the display name and password
+    /// hash, becomes Registered with the account's default licence (which ends a trial), and every
+    /// pending invitation of theirs is used up. One transaction, so a token works exactly once.
+    pub async fn accept_invite(
+        &self,
+        token: &str,
+        display_name: &str,
+        password_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<AcceptInvite, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let row = sqlx::query(
+            "SELECT i.user_id AS user_id, u.registration_status AS status, a.default_license AS license \
+             FROM invites i JOIN users u ON u.id = i.user_id JOIN accounts a ON a.id = u.account_id \
+             WHERE i.token_sha256 = $1 AND i.status = $2",
+        )
+        .bind(super::invites::token_hash(token))
+        .bind(crate::model::InviteStatus::Pending.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(AcceptInvite::Unknown);
+        };
+        let user_id: String = row.try_get("user_id")?;
+        let status: RegistrationStatus = parse(row.try_get("status")?)?;
+        if status == RegistrationStatus::Suspended {
+            return Ok(AcceptInvite::Suspended);
+        }
+        let license: License = parse(row.try_get("license")?)?;
+        sqlx::query(
+            "UPDATE users SET display_name = $1, password_hash = $2, registration_status = $3, \
+             license = $4, registered_at = $5 WHERE id = $6",
+        )
+        .bind(display_name)
+        .bind(password_hash)
+        .bind(RegistrationStatus::Registered.as_str())
+        .bind(license.as_str())
+        .bind(timestamp(now))
+        .bind(&user_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE invites SET status = $1 WHERE user_id = $2 AND status = $3")
+            .bind(crate::model::InviteStatus::Accepted.as_str())
+            .bind(&user_id)
+            .bind(crate::model::InviteStatus::Pending.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        match self.user_by_id(&user_id).await? {
+            Some(u) => Ok(AcceptInvite::Registered(Box::new(u))),
+            None => Ok(AcceptInvite::Unknown),
+        }
     }
 }

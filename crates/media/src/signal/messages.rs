@@ -9,12 +9,16 @@ use serde::{Deserialize, Serialize};
 pub enum ClientMessage {
     Join {
         meeting: String,
-        name: String,
-        #[serde(default)]
-        client: Option<String>,
-        /// Reserved for the signed join token of the meetings issue; accepted and ignored for now.
+        /// The signed join token (required): it names the attendee, their display name, role and
+        /// client type. A missing one gets `error` `unauthorized`.
         #[serde(default)]
         token: Option<String>,
+        /// Ignored (the token carries the name); kept so older clients still parse.
+        #[serde(default)]
+        name: Option<String>,
+        /// Ignored (the token carries the client type).
+        #[serde(default)]
+        client: Option<String>,
     },
     PublishOffer {
         sdp: String,

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
-use convene_core::{AttendeeId, ClientType, MediaSource, MeetingId};
+use convene_core::{AttendeeId, JoinTokenVerifier, MediaSource, MeetingId};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use super::messages::{ClientMessage, ErrorCode, ServerMessage};
@@ -29,22 +29,25 @@ const CLOSE_TOO_BIG: u16 = 1009;
 /// Longest display name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
 
-/// `GET /v1/signal` upgrades to the signaling WebSocket.
-pub fn router(plane: Arc<MediaPlane>) -> Router {
+/// `GET /v1/signal` upgrades to the signaling WebSocket. Joins need a join token that `tokens` accepts.
+pub fn router(plane: Arc<MediaPlane>, tokens: JoinTokenVerifier) -> Router {
     Router::new()
         .route("/v1/signal", get(upgrade))
-        .with_state(plane)
+        .with_state((plane, Arc::new(tokens)))
 }
 
-async fn upgrade(ws: WebSocketUpgrade, State(plane): State<Arc<MediaPlane>>) -> Response {
+type SignalState = (Arc<MediaPlane>, Arc<JoinTokenVerifier>);
+
+async fn upgrade(ws: WebSocketUpgrade, State((plane, tokens)): State<SignalState>) -> Response {
     ws.max_message_size(HARD_LIMIT_BYTES)
         .max_frame_size(HARD_LIMIT_BYTES)
-        .on_upgrade(move |socket| Session::new(plane).run(socket))
+        .on_upgrade(move |socket| Session::new(plane, tokens).run(socket))
 }
 
 /// One signaling connection = one attendee.
 struct Session {
     plane: Arc<MediaPlane>,
+    tokens: Arc<JoinTokenVerifier>,
     joined: Option<Joined>,
 }
 
@@ -63,9 +66,10 @@ enum Next {
 }
 
 impl Session {
-    fn new(plane: Arc<MediaPlane>) -> Self {
+    fn new(plane: Arc<MediaPlane>, tokens: Arc<JoinTokenVerifier>) -> Self {
         Self {
             plane,
+            tokens,
             joined: None,
         }
     }
@@ -154,6 +158,7 @@ impl Session {
                 },
             );
             self.plane.release(&joined.meeting);
+            self.plane.release_attendee(joined.attendee);
         }
         let frame = CloseFrame {
             code: close.0,
@@ -181,26 +186,45 @@ impl Session {
             )),
             (
                 None,
-                ClientMessage::Join {
-                    meeting,
-                    name,
-                    client,
-                    token: _,
-                },
+                ClientMessage::Join { meeting, token, .. },
             ) => {
                 let meeting: MeetingId = match meeting.parse() {
                     Ok(m) => m,
                     Err(e) => return invalid(e.to_string()),
                 };
-                let name = match check_name(&name) {
+                let unauthorized =
+                    |msg: String| Next::Reply(ServerMessage::error(ErrorCode::Unauthorized, msg));
+                let Some(token) = token else {
+                    return unauthorized(
+                        "join needs a token: ask for one with POST /v1/meetings/{id}/join".into(),
+                    );
+                };
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let claims = match self.tokens.verify(&token, now) {
+                    Ok(c) => c,
+                    Err(e) => return unauthorized(e.to_string()),
+                };
+                if claims.meeting != meeting {
+                    return unauthorized(format!(
+                        "the join token is for meeting {}, not {meeting}",
+                        claims.meeting
+                    ));
+                }
+                // The issuer validated the name; checking again keeps a bad issuer from breaking clients.
+                let name = match check_name(&claims.name) {
                     Ok(n) => n,
                     Err(e) => return invalid(e.to_owned()),
                 };
-                let client = match client.as_deref().map(str::parse::<ClientType>).transpose() {
-                    Ok(c) => c.unwrap_or_default(),
-                    Err(e) => return invalid(e.to_string()),
-                };
-                let attendee = AttendeeId::random();
+                let (attendee, client) = (claims.attendee, claims.client);
+                if !self.plane.claim_attendee(attendee) {
+                    return Next::Reply(ServerMessage::error(
+                        ErrorCode::AlreadyJoined,
+                        "this join token is in use by another connection; ask for a new one",
+                    ));
+                }
                 let shard = self.plane.shard_for(&meeting);
                 let (tx, rx) = unbounded_channel();
                 let join = Command::Join {
@@ -212,6 +236,7 @@ impl Session {
                 };
                 if !self.plane.send(shard, join) {
                     self.plane.release(&meeting);
+                    self.plane.release_attendee(attendee);
                     return Next::Close(ServerMessage::error(
                         ErrorCode::Unavailable,
                         "the server is shutting down",

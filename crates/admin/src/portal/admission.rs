@@ -1,0 +1,130 @@
+//! Who may join a meeting, and in which role: the one admission rule every way in uses (the web app's
+//! join endpoint now; the SIP and H.323 gateway's dial-ins when they land).
+
+use convene_core::Role;
+
+use crate::model::{License, RegistrationStatus};
+use crate::store::meetings::Meeting;
+use crate::store::users::User;
+use crate::store::{Store, StoreError};
+
+/// Why a join (or starting a meeting) is refused. The messages are shown to people as they are.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("there is no meeting with this ID; check the number and try again")]
+    UnknownMeeting,
+    #[error("Basic users can attend meetings but cannot start or schedule them; ask your administrator for a Pro licence")]
+    BasicCannotHost,
+    #[error("this meeting's host is suspended, so the meeting cannot take place")]
+    HostSuspended,
+    #[error("this meeting's host has not finished registering yet")]
+    HostNotRegistered,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Whether `user` may host (start, schedule, own a meeting others join).
+pub fn can_host(user: &User) -> Result<(), Refusal> {
+    match user.registration_status {
+        RegistrationStatus::Suspended => return Err(Refusal::HostSuspended),
+        RegistrationStatus::Unregistered => return Err(Refusal::HostNotRegistered),
+        RegistrationStatus::Registered => {}
+    }
+    match user.license {
+        License::Basic => Err(Refusal::BasicCannotHost),
+        License::Plus | License::Pro | License::ProTrial => Ok(()),
+    }
+}
+
+/// The role of `joiner` (None: a guest) in a meeting hosted by `host`. Anyone with the meeting ID may
+/// join as long as the host may host; the host joins as host.
+pub fn decide(host: &User, joiner: Option<&User>) -> Result<Role, Refusal> {
+    can_host(host)?;
+    Ok(match joiner {
+        Some(u) if u.id == host.id => Role::Host,
+        _ => Role::Attendee,
+    })
+}
+
+/// A granted join.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub meeting: Meeting,
+    pub host: User,
+    pub role: Role,
+}
+
+/// Look the meeting ID up (stored meetings and personal PINs) and apply [`decide`].
+pub async fn admit(
+    store: &Store,
+    meeting_id: &str,
+    joiner: Option<&User>,
+) -> Result<Admission, AdmitError> {
+    // Meeting IDs are 10 digits; anything else cannot name one, so it never reaches storage.
+    if meeting_id.len() != 10 || !meeting_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Refusal::UnknownMeeting.into());
+    }
+    let meeting = store
+        .meeting(meeting_id)
+        .await?
+        .ok_or(Refusal::UnknownMeeting)?;
+    let host = store
+        .user_by_id(&meeting.host_user_id)
+        .await?
+        .ok_or(Refusal::UnknownMeeting)?;
+    let role = decide(&host, joiner)?;
+    Ok(Admission {
+        meeting,
+        host,
+        role,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::UserType;
+
+    fn user(id: &str, license: License, status: RegistrationStatus) -> User {
+        User {
+            id: id.into(),
+            account_id: crate::model::AccountId::new(),
+            email: format!("{id}@example.com"),
+            display_name: id.into(),
+            license,
+            user_type: UserType::PrivateUser,
+            registration_status: status,
+            personal_pin: "1234567890".into(),
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+            seq: 1,
+        }
+    }
+
+    #[test]
+    fn the_host_hosts_everyone_else_attends() {
+        let host = user("h", License::Pro, RegistrationStatus::Registered);
+        let other = user("o", License::Basic, RegistrationStatus::Registered);
+        assert_eq!(decide(&host, Some(&host)), Ok(Role::Host));
+        assert_eq!(decide(&host, Some(&other)), Ok(Role::Attendee));
+        assert_eq!(decide(&host, None), Ok(Role::Attendee));
+    }
+
+    #[test]
+    fn only_registered_non_basic_users_host() {
+        let basic = user("b", License::Basic, RegistrationStatus::Registered);
+        assert_eq!(decide(&basic, Some(&basic)), Err(Refusal::BasicCannotHost));
+        let suspended = user("s", License::Pro, RegistrationStatus::Suspended);
+        assert_eq!(decide(&suspended, None), Err(Refusal::HostSuspended));
+        let unregistered = user("u", License::Pro, RegistrationStatus::Unregistered);
+        assert_eq!(decide(&unregistered, None), Err(Refusal::HostNotRegistered));
+        for license in [License::Pro, License::ProTrial, License::Plus] {
+            assert!(can_host(&user("p", license, RegistrationStatus::Registered)).is_ok());
+        }
+    }
+}
