@@ -2,15 +2,22 @@
 //
 // Join links: /?meeting=ID&name=NAME pre-fill the form; &autojoin=1 joins at once.
 // Optional: &quality=low asks the camera for 320x180@15 (light test runs).
+// /register?invite=TOKEN: the invitation page (display name + password).
+//
+// Joining asks the server for a join token first (POST /v1/meetings/{id}/join, docs/web-api.md):
+// signed-in users join under their own name (hosts as host), guests under the name they type.
 //
 // Test hook (read-only): window.convene = { state, attendeeId, pubPc, subPc, tracks, ... }
 
+import * as account from "./js/account.js";
 import { Meeting } from "./js/meeting.js";
 import { signalUrl } from "./js/signaling.js";
 import { Banner, TileGrid } from "./js/ui.js";
 
 const $ = (id) => document.getElementById(id);
-const MEETING_RE = /^[A-Za-z0-9_-]{1,64}$/;
+const MEETING_RE = /^[0-9]{10}$/;
+// People write meeting IDs in groups ("123 456 7890", "123-456-7890").
+const normaliseMeetingId = (text) => text.replace(/[\s-]/g, "");
 // Control characters (C0, DEL, C1) are refused by the server in names.
 // eslint-disable-next-line no-control-regex
 const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
@@ -23,6 +30,7 @@ let meeting = null; // current Meeting, if any
 let appState = "idle"; // state before any meeting exists
 let preview = null; // MediaStream shown on the join form
 let previewPromise = null;
+let user = null; // the signed-in user ({ display_name, can_host, personal_pin, ... }) or null
 
 // ---------------------------------------------------------------- test hook
 
@@ -34,11 +42,14 @@ window.convene = Object.freeze({
   get tracks() { return meeting ? meeting.tracks.map((t) => ({ ...t })) : []; },
   get attendees() { return meeting ? [...meeting.attendees.values()].map((a) => ({ ...a })) : []; },
   get log() { return meeting ? meeting.log.map((e) => ({ ...e })) : []; },
+  get user() { return user ? { ...user } : null; },
+  get role() { return meeting ? meeting.role : null; },
 });
 
 // ---------------------------------------------------------------- views
 
 function show(view) {
+  $("register-view").hidden = view !== "register";
   $("join-view").hidden = view !== "join";
   $("meeting-view").hidden = view !== "meeting";
   $("left-view").hidden = view !== "left";
@@ -194,10 +205,10 @@ function resetJoinForm() {
 }
 
 async function join() {
-  const meetingId = $("meeting-id").value.trim();
+  const meetingId = normaliseMeetingId($("meeting-id").value);
   const name = $("display-name").value.trim();
   if (!MEETING_RE.test(meetingId)) {
-    formError("Meeting ID: 1-64 letters, digits, “-” or “_”.");
+    formError("Meeting ID: the 10 digits from your invitation.");
     $("meeting-id").focus();
     return;
   }
@@ -209,6 +220,15 @@ async function join() {
   formError("");
   $("join-button").disabled = true;
   $("join-button").textContent = "Joining…";
+
+  let grant;
+  try {
+    grant = await account.requestJoin(meetingId, name);
+  } catch (e) {
+    formError(e.message);
+    resetJoinForm();
+    return;
+  }
 
   const stream = await (previewPromise || acquirePreview());
   // The meeting owns these tracks now; the preview gets fresh ones on return.
@@ -222,10 +242,11 @@ async function join() {
     stream,
     ui: { tiles, banner, audioSink: $("audio-sink"), onChange: render, onAudioBlocked },
   });
+  meeting.role = grant.role;
   show("meeting");
   render();
   try {
-    await meeting.join(meetingId, name);
+    await meeting.join(meetingId, grant.name, grant.token);
   } catch (e) {
     // Already on the banner; let the user fix the form and try again.
     show("join");
@@ -238,6 +259,78 @@ async function join() {
   history.replaceState(null, "", url);
   resetJoinForm();
   render();
+}
+
+// ---------------------------------------------------------------- account
+
+function setError(id, text) {
+  const p = $(id);
+  p.textContent = text || "";
+  p.hidden = !text;
+}
+
+function meetingItem(m) {
+  const when = m.starts_at ? new Date(m.starts_at).toLocaleString() : (m.kind === "personal" ? "any time" : "now");
+  const li = document.createElement("li");
+  li.dataset.meetingId = m.meeting_id;
+  li.dataset.kind = m.kind;
+  const meta = document.createElement("span");
+  meta.className = "meeting-meta";
+  const title = document.createElement("span");
+  title.textContent = m.title;
+  const id = document.createElement("span");
+  id.className = "meeting-id";
+  id.textContent = `${m.meeting_id} · ${m.kind} · ${when}`;
+  meta.append(title, id);
+  const go = document.createElement("button");
+  go.type = "button";
+  go.textContent = "Join";
+  go.addEventListener("click", () => {
+    $("meeting-id").value = m.meeting_id;
+    join().catch((e) => banner.error("app", e.message || String(e)));
+  });
+  li.append(meta, go);
+  return li;
+}
+
+async function refreshMeetings() {
+  const list = $("my-meetings");
+  list.replaceChildren();
+  try {
+    const mine = await account.myMeetings();
+    if (mine.personal) list.append(meetingItem(mine.personal));
+    for (const m of mine.meetings) list.append(meetingItem(m));
+  } catch (e) {
+    setError("host-error", e.message);
+  }
+}
+
+/** Shows the sign-in form or the signed-in user's panel. */
+function renderAccount() {
+  $("signin-form").hidden = !!user;
+  $("host-panel").hidden = !user;
+  $("user-menu").hidden = !user;
+  $("user-name").textContent = user ? user.display_name : "";
+  if (user) {
+    if (!$("display-name").value) $("display-name").value = user.display_name;
+    refreshMeetings();
+  }
+}
+
+async function startMeeting(schedule) {
+  setError("host-error", "");
+  try {
+    const m = await account.createMeeting(schedule);
+    await refreshMeetings();
+    if (!schedule) {
+      $("meeting-id").value = m.meeting_id;
+      await join();
+    }
+    return m;
+  } catch (e) {
+    setError("host-error", e.message);
+    return null;
+  }
 }
 
 function onAudioBlocked(e) {
@@ -299,13 +392,81 @@ window.addEventListener("pagehide", () => {
   if (meeting && meeting.state === "joined") meeting.leave();
 });
 
+$("signin-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  setError("signin-error", "");
+  try {
+    user = await account.signIn($("signin-email").value.trim(), $("signin-password").value);
+    $("signin-password").value = "";
+    renderAccount();
+  } catch (e) {
+    setError("signin-error", e.message);
+  }
+});
+$("sign-out-button").addEventListener("click", async () => {
+  try {
+    await account.signOut();
+  } catch (e) {
+    banner.error("app", e.message);
+  }
+  user = null;
+  renderAccount();
+});
+$("instant-button").addEventListener("click", () => startMeeting(null));
+$("schedule-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const start = $("schedule-start").value;
+  if (!start) {
+    setError("host-error", "Choose when the meeting starts.");
+    return;
+  }
+  const invitees = $("schedule-invitees").value.split(",").map((x) => x.trim()).filter(Boolean);
+  const m = await startMeeting({
+    title: $("schedule-title").value.trim() || undefined,
+    starts_at: new Date(start).toISOString(),
+    duration_minutes: Number($("schedule-duration").value) || 30,
+    invitees,
+  });
+  if (m) $("schedule-form").reset();
+});
+$("register-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const password = $("register-password").value;
+  if (password !== $("register-password2").value) {
+    setError("register-error", "The two passwords differ.");
+    return;
+  }
+  setError("register-error", "");
+  $("register-button").disabled = true;
+  try {
+    user = await account.register(params.get("invite") || "", $("register-name").value.trim(), password);
+    history.replaceState(null, "", "/");
+    show("join");
+    renderAccount();
+    acquirePreview();
+  } catch (e) {
+    setError("register-error", e.message);
+  } finally {
+    $("register-button").disabled = false;
+  }
+});
+
 // ---------------------------------------------------------------- start
 
 $("meeting-id").value = params.get("meeting") || "";
 $("display-name").value = params.get("name") || "";
-show("join");
-render();
-const ready = acquirePreview();
-if (params.get("autojoin") === "1" && $("meeting-id").value && $("display-name").value) {
-  ready.then(() => join()).catch((e) => banner.error("app", e.message || String(e)));
+const accountReady = account.currentUser().then((u) => {
+  user = u;
+  renderAccount();
+}).catch((e) => banner.error("app", `Could not check your sign-in: ${e.message}`));
+if (window.location.pathname === "/register") {
+  show("register");
+  render();
+} else {
+  show("join");
+  render();
+  const ready = acquirePreview();
+  if (params.get("autojoin") === "1" && $("meeting-id").value && $("display-name").value) {
+    Promise.all([ready, accountReady]).then(() => join()).catch((e) => banner.error("app", e.message || String(e)));
+  }
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import sync_playwright
 
+from accounts import registered_user
 from convene_e2e import Attendee, start_server, stop_server
 
 # Things whose logs are attached to a failing test's report.
@@ -36,6 +37,13 @@ def server(tmp_path_factory):
         problems = stop_server(srv)
         if problems:
             pytest.fail("server shutdown: " + "; ".join(problems) + "\n" + srv.logs(), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def host(server):
+    """A Pro user of a fresh account, registered through the invitation e-mail and signed in
+    (accounts.WebSession): creates the meetings the module's browsers join as guests."""
+    return registered_user(server)
 
 
 @pytest.fixture(scope="module")

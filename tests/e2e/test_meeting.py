@@ -7,7 +7,6 @@ The tests in this module are steps of one meeting and run in file order
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
 
@@ -25,10 +24,10 @@ LATE_JOIN_DECODE_LIMIT_MS = 1000.0
 
 
 class Meeting:
-    def __init__(self, server, launch):
+    def __init__(self, server, launch, meeting_id):
         self.server = server
         self.launch = launch
-        self.id = "e2e-" + uuid.uuid4().hex[:8]
+        self.id = meeting_id
         self.present: list[Attendee] = []
         self.ids: dict[str, str] = {}  # name -> attendee_id
 
@@ -47,8 +46,8 @@ class Meeting:
 
 
 @pytest.fixture(scope="module")
-def meeting(server, launch):
-    m = Meeting(server, launch)
+def meeting(server, launch, host):
+    m = Meeting(server, launch, host.new_meeting())
     for name in ("Ada", "Grace", "Linus"):
         m.join(name)
     return m

@@ -3,7 +3,6 @@ the server must keep every subscriber's negotiation working across re-publicatio
 
 from __future__ import annotations
 
-import uuid
 
 import pytest
 
@@ -11,8 +10,8 @@ from convene_e2e import poll, wait_media_flowing
 
 
 @pytest.fixture(scope="module")
-def pair(server, launch):
-    mid = "share-" + uuid.uuid4().hex[:8]
+def pair(server, launch, host):
+    mid = host.new_meeting()
     a = launch("Sharer")
     b = launch("Viewer")
     a.open_and_join(server.base_url, mid)

@@ -120,7 +120,8 @@ export class Meeting {
 
   // ------------------------------------------------------------ join/leave
 
-  async join(meetingId, name) {
+  /** Joins with a join token from POST /v1/meetings/{id}/join. */
+  async join(meetingId, name, token) {
     this.meetingId = meetingId;
     this.name = name;
     this._setState("joining");
@@ -134,7 +135,7 @@ export class Meeting {
     }
     this.sig.onClose((ev) => this._onSocketClose(ev));
     const first = this.sig.next(["joined", "error"]);
-    this.sig.send({ type: "join", meeting: meetingId, name, client: "web", token: null });
+    this.sig.send({ type: "join", meeting: meetingId, token });
     let reply;
     try {
       reply = await first;

@@ -100,6 +100,15 @@ pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
     options.open(path)
 }
 
+/// `bytes` random bytes from the OS, hex-encoded: tokens for links and cookies.
+pub fn random_hex(bytes: usize) -> String {
+    use chacha20poly1305::aead::OsRng;
+    use chacha20poly1305::aead::rand_core::RngCore;
+    let mut buf = vec![0u8; bytes];
+    OsRng.fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,13 +143,4 @@ mod tests {
         assert!(other.unseal(&key.seal("x")).is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
-}
-
-/// `bytes` random bytes from the OS, hex-encoded: tokens for links and cookies.
-pub fn random_hex(bytes: usize) -> String {
-    use chacha20poly1305::aead::OsRng;
-    use chacha20poly1305::aead::rand_core::RngCore;
-    let mut buf = vec![0u8; bytes];
-    OsRng.fill_bytes(&mut buf);
-    hex::encode(buf)
 }

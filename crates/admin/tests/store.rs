@@ -348,12 +348,167 @@ async fn accounts_behave(store: &Store) {
     assert_eq!(store.account(&a.id).await.unwrap(), None);
 }
 
+/// Invitation acceptance, sessions (expiry, LogoutUser, suspension) and meetings.
+async fn sign_in_and_meetings_behave(store: &Store) {
+    use convene_admin::model::{EmailStatus, InviteStatus, RegistrationStatus, UserType};
+    use convene_admin::store::invites::Invite;
+    use convene_admin::store::meetings::{MeetingKind, NewMeeting};
+    use convene_admin::store::users::{AcceptInvite, CreateUser};
+    use std::time::Duration;
+
+    let t0 = datetime!(2026-11-24 09:00 UTC);
+    let account = store
+        .create_account("Sign-in team", AccountType::Team, License::Pro, t0)
+        .await
+        .unwrap();
+    let CreateUser::Created(user) = store
+        .create_user(
+            &account.id,
+            "signin@example.com",
+            "signin",
+            License::Basic,
+            UserType::PrivateUser,
+            t0,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("user not created");
+    };
+    let invite = Invite {
+        id: "inv-1".into(),
+        account_id: account.id.clone(),
+        user_id: user.id.clone(),
+        email: user.email.clone(),
+        status: InviteStatus::Pending,
+        email_status: EmailStatus::Sent,
+    };
+    store.create_invite(&invite, "tok-1", t0).await.unwrap();
+    let AcceptInvite::Registered(registered) = store
+        .accept_invite("tok-1", "Ada Lovelace", "$argon2id$fake", t0)
+        .await
+        .unwrap()
+    else {
+        panic!("invite not accepted");
+    };
+    assert_eq!(registered.display_name, "Ada Lovelace");
+    assert_eq!(
+        registered.registration_status,
+        RegistrationStatus::Registered
+    );
+    assert_eq!(
+        registered.license,
+        License::Pro,
+        "the account's default licence"
+    );
+    assert_eq!(
+        store
+            .accept_invite("tok-1", "Again", "h", t0)
+            .await
+            .unwrap(),
+        AcceptInvite::Unknown,
+        "a link works once"
+    );
+    assert_eq!(
+        store.password_hash(&user.id).await.unwrap().as_deref(),
+        Some("$argon2id$fake")
+    );
+
+    let hour = Duration::from_secs(3600);
+    store
+        .create_session(&user.id, "s1", t0, t0 + hour)
+        .await
+        .unwrap();
+    let secs = |n: u64| t0 + Duration::from_secs(n);
+    assert_eq!(
+        store
+            .session_user("s1", secs(1))
+            .await
+            .unwrap()
+            .map(|u| u.id),
+        Some(user.id.clone())
+    );
+    assert!(
+        store
+            .session_user("s1", secs(7200))
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
+    assert!(store.session_user("s9", secs(1)).await.unwrap().is_none());
+    // LogoutUser: sessions issued before the revocation point stop working, later ones work.
+    assert!(
+        store
+            .revoke_sessions(&account.id, &user.id, secs(10))
+            .await
+            .unwrap()
+    );
+    assert!(store.session_user("s1", secs(11)).await.unwrap().is_none());
+    store
+        .create_session(&user.id, "s2", secs(20), secs(20) + hour)
+        .await
+        .unwrap();
+    assert!(store.session_user("s2", secs(21)).await.unwrap().is_some());
+    // Suspension ends sessions at once; unsuspending restores them.
+    store
+        .set_registration_status(&account.id, &user.id, RegistrationStatus::Suspended)
+        .await
+        .unwrap();
+    assert!(store.session_user("s2", secs(22)).await.unwrap().is_none());
+    store
+        .set_registration_status(&account.id, &user.id, RegistrationStatus::Registered)
+        .await
+        .unwrap();
+    assert!(store.session_user("s2", secs(23)).await.unwrap().is_some());
+    store.delete_session("s2").await.unwrap();
+    assert!(store.session_user("s2", secs(24)).await.unwrap().is_none());
+
+    let host = store.user_by_id(&user.id).await.unwrap().unwrap();
+    let meeting = store
+        .create_meeting(
+            &NewMeeting {
+                host: host.clone(),
+                kind: MeetingKind::Scheduled,
+                title: "Planning".into(),
+                starts_at: Some(secs(3600)),
+                duration_minutes: Some(45),
+                invitees: vec!["x@example.com".into()],
+            },
+            t0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(meeting.id.len(), 10);
+    assert_ne!(meeting.id, host.personal_pin);
+    assert_eq!(
+        store.meeting(&meeting.id).await.unwrap(),
+        Some(meeting.clone())
+    );
+    let personal = store.meeting(&host.personal_pin).await.unwrap().unwrap();
+    assert_eq!(personal.kind, MeetingKind::Personal);
+    assert_eq!(personal.host_user_id, host.id);
+    assert!(store.meeting("0000000000").await.unwrap().is_none());
+    assert_eq!(
+        store.meetings_hosted_by(&host.id, 10).await.unwrap(),
+        vec![meeting]
+    );
+    // Removing the user removes their sessions too.
+    store
+        .create_session(&user.id, "s3", secs(30), secs(30) + hour)
+        .await
+        .unwrap();
+    assert!(store.remove_user(&account.id, &user.id).await.unwrap());
+    assert!(store.session_user("s3", secs(31)).await.unwrap().is_none());
+}
+
 #[tokio::test]
 async fn accounts_on_sqlite() {
     let dir = TempDir::new("sqlite");
     let store = Store::open(&Store::sqlite_url(&dir.0)).await.unwrap();
     assert_eq!(store.backend(), Backend::Sqlite);
     accounts_behave(&store).await;
+    sign_in_and_meetings_behave(&store).await;
     store.close().await;
     // Reopening runs no migration twice and keeps the data.
     let again = Store::open(&Store::sqlite_url(&dir.0)).await.unwrap();
@@ -364,7 +519,8 @@ async fn accounts_on_sqlite() {
             .unwrap()
             .items
             .len(),
-        6
+        7,
+        "six from accounts_behave, one from sign_in_and_meetings_behave"
     );
 }
 
@@ -374,6 +530,7 @@ async fn accounts_on_postgres() {
     let store = Store::open(&pg.url).await.unwrap();
     assert_eq!(store.backend(), Backend::Postgres);
     accounts_behave(&store).await;
+    sign_in_and_meetings_behave(&store).await;
     store.close().await;
 }
 

@@ -43,7 +43,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let mailer = match &config.smtp_url {
         Some(url) => convene_admin::mail::Mailer::smtp(url, &config.mail_from)
             .context("setting up SMTP delivery")?,
-        None => convene_admin::mail::Mailer::folder(config.data_dir.join("outbox"), &config.mail_from),
+        None => {
+            convene_admin::mail::Mailer::folder(config.data_dir.join("outbox"), &config.mail_from)
+        }
     };
     tracing::info!(mail = ?mailer, "e-mail delivery");
     let portal = convene_admin::portal::PortalState::new(

@@ -13,7 +13,9 @@ use crate::store::{Store, StoreError};
 pub enum Refusal {
     #[error("there is no meeting with this ID; check the number and try again")]
     UnknownMeeting,
-    #[error("Basic users can attend meetings but cannot start or schedule them; ask your administrator for a Pro licence")]
+    #[error(
+        "Basic users can attend meetings but cannot start or schedule them; ask your administrator for a Pro licence"
+    )]
     BasicCannotHost,
     #[error("this meeting's host is suspended, so the meeting cannot take place")]
     HostSuspended,

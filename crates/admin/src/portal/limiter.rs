@@ -65,6 +65,10 @@ mod tests {
         assert_eq!(l.check(B, 2000), None, "other sources are not affected");
         assert_eq!(l.check(A, 1000 + 60_000), None, "released after the window");
         l.failed(A, 1000 + 60_000);
-        assert_eq!(l.check(A, 1000 + 60_001), None, "a new window starts afresh");
+        assert_eq!(
+            l.check(A, 1000 + 60_001),
+            None,
+            "a new window starts afresh"
+        );
     }
 }

@@ -111,10 +111,10 @@ impl IntoResponse for PortalError {
             Json(serde_json::json!({ "error": code, "message": self.to_string() })),
         )
             .into_response();
-        if let Self::RateLimited(secs) = self {
-            if let Ok(v) = secs.to_string().parse() {
-                response.headers_mut().insert("retry-after", v);
-            }
+        if let Self::RateLimited(secs) = self
+            && let Ok(v) = secs.to_string().parse()
+        {
+            response.headers_mut().insert("retry-after", v);
         }
         response
     }

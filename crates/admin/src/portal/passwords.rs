@@ -1,8 +1,8 @@
 //! Password hashing with Argon2id (the `argon2` crate's defaults: 19 MiB, 2 passes, one lane: OWASP's
 //! recommended minimum). Hashing is deliberately slow, so callers run it on a blocking thread.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD_CHARS: usize = 8;

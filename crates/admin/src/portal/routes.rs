@@ -3,12 +3,12 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::{Json, Router};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Json, Router};
 use convene_core::{AttendeeId, ClientType, JoinClaims, MeetingId};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -59,8 +59,7 @@ fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, Por
             "send the request body as application/json".into(),
         ));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| PortalError::BadRequest(format!("request body: {e}")))
+    serde_json::from_slice(body).map_err(|e| PortalError::BadRequest(format!("request body: {e}")))
 }
 
 fn user_json(u: &User) -> Value {
@@ -99,8 +98,9 @@ fn session_token(headers: &HeaderMap) -> Option<&str> {
 
 fn cookie(state: &PortalState, value: &str, max_age_secs: u64) -> HeaderValue {
     let secure = if state.secure_cookies { "; Secure" } else { "" };
-    let text =
-        format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}");
+    let text = format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"
+    );
     // Built only from hex tokens and fixed text.
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -153,7 +153,6 @@ async fn start_session(state: &PortalState, user: &User) -> Reply {
     Ok(response)
 }
 
-
 #[derive(Deserialize)]
 struct RegisterBody {
     invite: String,
@@ -184,7 +183,8 @@ async fn register(State(state): State<Arc<PortalState>>, headers: HeaderMap, bod
             start_session(&state, &user).await
         }
         AcceptInvite::Unknown => Err(PortalError::NotFound(
-            "this invitation link is not valid any more; ask your administrator for a new one".into(),
+            "this invitation link is not valid any more; ask your administrator for a new one"
+                .into(),
         )),
         AcceptInvite::Suspended => Err(PortalError::Forbidden(
             "your user is suspended; ask your administrator".into(),
@@ -215,9 +215,10 @@ async fn sign_in(
     let password = req.password;
     // Verify even when there is no such user, so timing does not tell which addresses exist.
     let stored_or_dummy = stored.clone().unwrap_or_else(|| DUMMY_HASH.to_owned());
-    let matches = tokio::task::spawn_blocking(move || passwords::verify(&password, &stored_or_dummy))
-        .await
-        .map_err(|_| PortalError::Internal)?;
+    let matches =
+        tokio::task::spawn_blocking(move || passwords::verify(&password, &stored_or_dummy))
+            .await
+            .map_err(|_| PortalError::Internal)?;
     let (Some(user), Some(_), true) = (user, stored, matches) else {
         count_failure(&state, peer.ip());
         return Err(wrong());
@@ -391,10 +392,7 @@ async fn join(
     let admission = match admission::admit(&state.store, &meeting_id, user.as_ref()).await {
         Ok(a) => a,
         Err(e) => {
-            if matches!(
-                e,
-                admission::AdmitError::Refused(Refusal::UnknownMeeting)
-            ) {
+            if matches!(e, admission::AdmitError::Refused(Refusal::UnknownMeeting)) {
                 count_failure(&state, peer.ip());
             }
             return Err(e.into());

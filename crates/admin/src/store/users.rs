@@ -342,10 +342,12 @@ impl Store {
 
     /// The user whose personal meeting PIN this is.
     pub async fn user_by_pin(&self, pin: &str) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE personal_pin = $1"))
-            .bind(pin)
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM users WHERE personal_pin = $1"
+        ))
+        .bind(pin)
+        .fetch_optional(self.pool())
+        .await?;
         row.as_ref().map(from_row).transpose()
     }
 

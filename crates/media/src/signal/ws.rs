@@ -184,10 +184,7 @@ impl Session {
                 ErrorCode::AlreadyJoined,
                 "this connection already joined a meeting",
             )),
-            (
-                None,
-                ClientMessage::Join { meeting, token, .. },
-            ) => {
+            (None, ClientMessage::Join { meeting, token, .. }) => {
                 let meeting: MeetingId = match meeting.parse() {
                     Ok(m) => m,
                     Err(e) => return invalid(e.to_string()),
