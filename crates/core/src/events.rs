@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::ids::{AttendeeId, ClientType, EventId, MeetingId};
+use crate::join_token::AttendeeRole;
 
 /// One thing that happened in one meeting.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +50,11 @@ pub enum MeetingEventKind {
         attendee: AttendeeId,
         name: String,
         client: ClientType,
+        /// What the join token granted.
+        role: AttendeeRole,
+        /// The signed-in user behind the attendee (None for guests and dial-ins).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
     },
     AttendeeLeft {
         attendee: AttendeeId,
@@ -58,6 +64,13 @@ pub enum MeetingEventKind {
         attendee: AttendeeId,
     },
     ScreenShareStopped {
+        attendee: AttendeeId,
+    },
+    /// The host started recording (billing counts it; media recording itself comes later).
+    RecordingStarted {
+        attendee: AttendeeId,
+    },
+    RecordingStopped {
         attendee: AttendeeId,
     },
     /// The last attendee left.
@@ -159,9 +172,13 @@ mod tests {
                 attendee: AttendeeId::from_raw(1),
                 name: "Ada".into(),
                 client: ClientType::Sip,
+                role: AttendeeRole::Attendee,
+                user: None,
             },
         );
         let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["role"], "attendee");
+        assert!(v.get("user").is_none(), "guests carry no user");
         assert_eq!(v["event"], "attendee_joined");
         assert_eq!(v["client"], "sip");
         assert_eq!(v["attendee"], "a-00000001");

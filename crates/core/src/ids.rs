@@ -148,10 +148,12 @@ pub enum ClientType {
     Sip,
     /// An H.323 room system through the gateway.
     H323,
+    /// A telephone dialing in (PSTN through the gateway's SIP trunk): counts as "dialed in" for billing.
+    Phone,
 }
 
 impl ClientType {
-    pub const ALL: [ClientType; 4] = [Self::Web, Self::Native, Self::Sip, Self::H323];
+    pub const ALL: [ClientType; 5] = [Self::Web, Self::Native, Self::Sip, Self::H323, Self::Phone];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -159,6 +161,7 @@ impl ClientType {
             Self::Native => "native",
             Self::Sip => "sip",
             Self::H323 => "h323",
+            Self::Phone => "phone",
         }
     }
 }

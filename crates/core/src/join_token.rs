@@ -23,7 +23,7 @@ pub const MAX_TOKEN_BYTES: usize = 4096;
 /// What an attendee may do in the meeting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Role {
+pub enum AttendeeRole {
     /// The meeting's organizer: host controls (recording, ending the meeting for everyone).
     Host,
     Attendee,
@@ -38,7 +38,7 @@ pub struct JoinClaims {
     pub attendee: AttendeeId,
     /// Display name, already validated by the issuer.
     pub name: String,
-    pub role: Role,
+    pub role: AttendeeRole,
     pub client: ClientType,
     /// The signed-in user behind the attendee, if any (guests have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -143,7 +143,7 @@ mod tests {
             meeting: "1234567890".parse().unwrap(),
             attendee: AttendeeId::from_raw(7),
             name: "Ada Lovelace".into(),
-            role: Role::Host,
+            role: AttendeeRole::Host,
             client: ClientType::Web,
             user: Some("u-1".into()),
             expires_at,

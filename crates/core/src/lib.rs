@@ -15,4 +15,4 @@ pub mod join_token;
 
 pub use events::{EventBus, InProcessBus, LeaveReason, MeetingEvent, MeetingEventKind};
 pub use ids::{AttendeeId, ClientType, EventId, IdError, MediaSource, MeetingId};
-pub use join_token::{JoinClaims, JoinTokenIssuer, JoinTokenVerifier, Role, TokenError};
+pub use join_token::{JoinClaims, JoinTokenIssuer, JoinTokenVerifier, AttendeeRole, TokenError};

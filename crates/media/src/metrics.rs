@@ -232,7 +232,7 @@ impl MediaMetrics {
 #[derive(Clone)]
 pub struct ShardMetrics {
     pub meetings: IntGauge,
-    attendees: [IntGauge; 4],
+    attendees: [IntGauge; ClientType::ALL.len()],
     tracks: [IntGauge; 3],
     pub audio_in: IntCounter,
     pub video_in: IntCounter,

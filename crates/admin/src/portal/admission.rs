@@ -1,7 +1,7 @@
 //! Who may join a meeting, and in which role: the one admission rule every way in uses (the web app's
 //! join endpoint now; the SIP and H.323 gateway's dial-ins when they land).
 
-use convene_core::Role;
+use convene_core::AttendeeRole;
 
 use crate::model::{License, RegistrationStatus};
 use crate::store::meetings::Meeting;
@@ -46,11 +46,11 @@ pub fn can_host(user: &User) -> Result<(), Refusal> {
 
 /// The role of `joiner` (None: a guest) in a meeting hosted by `host`. Anyone with the meeting ID may
 /// join as long as the host may host; the host joins as host.
-pub fn decide(host: &User, joiner: Option<&User>) -> Result<Role, Refusal> {
+pub fn decide(host: &User, joiner: Option<&User>) -> Result<AttendeeRole, Refusal> {
     can_host(host)?;
     Ok(match joiner {
-        Some(u) if u.id == host.id => Role::Host,
-        _ => Role::Attendee,
+        Some(u) if u.id == host.id => AttendeeRole::Host,
+        _ => AttendeeRole::Attendee,
     })
 }
 
@@ -59,7 +59,7 @@ pub fn decide(host: &User, joiner: Option<&User>) -> Result<Role, Refusal> {
 pub struct Admission {
     pub meeting: Meeting,
     pub host: User,
-    pub role: Role,
+    pub role: AttendeeRole,
 }
 
 /// Look the meeting ID up (stored meetings and personal PINs) and apply [`decide`].
@@ -112,9 +112,9 @@ mod tests {
     fn the_host_hosts_everyone_else_attends() {
         let host = user("h", License::Pro, RegistrationStatus::Registered);
         let other = user("o", License::Basic, RegistrationStatus::Registered);
-        assert_eq!(decide(&host, Some(&host)), Ok(Role::Host));
-        assert_eq!(decide(&host, Some(&other)), Ok(Role::Attendee));
-        assert_eq!(decide(&host, None), Ok(Role::Attendee));
+        assert_eq!(decide(&host, Some(&host)), Ok(AttendeeRole::Host));
+        assert_eq!(decide(&host, Some(&other)), Ok(AttendeeRole::Attendee));
+        assert_eq!(decide(&host, None), Ok(AttendeeRole::Attendee));
     }
 
     #[test]

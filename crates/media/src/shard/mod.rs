@@ -67,11 +67,14 @@ impl ShardConfig {
 /// What the front end asks of a shard.
 #[derive(Debug)]
 pub enum Command {
+    /// An attendee admitted by a join token.
     Join {
         attendee: AttendeeId,
         meeting: MeetingId,
         name: String,
         client: ClientType,
+        role: convene_core::AttendeeRole,
+        user: Option<String>,
         signal: SignalTx,
     },
     PublishOffer {
@@ -188,8 +191,21 @@ impl Shard {
                 meeting,
                 name,
                 client,
+                role,
+                user,
                 signal,
-            } => self.join(now, attendee, meeting, name, client, signal),
+            } => self.join(
+                now,
+                roster::Joining {
+                    id: attendee,
+                    meeting,
+                    name,
+                    client,
+                    role,
+                    user,
+                },
+                signal,
+            ),
             Command::PublishOffer {
                 attendee,
                 sdp,

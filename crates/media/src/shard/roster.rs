@@ -4,22 +4,33 @@ use std::time::Instant;
 
 use convene_core::{
     AttendeeId, ClientType, LeaveReason, MediaSource, MeetingEvent, MeetingEventKind, MeetingId,
+    AttendeeRole,
 };
 
 use super::Shard;
 use super::model::{Attendee, Meeting, SignalTx};
 use crate::signal::messages::ServerMessage;
 
+/// Who joins, as their join token says.
+pub(super) struct Joining {
+    pub id: AttendeeId,
+    pub meeting: MeetingId,
+    pub name: String,
+    pub client: ClientType,
+    pub role: AttendeeRole,
+    pub user: Option<String>,
+}
+
 impl Shard {
-    pub(super) fn join(
-        &mut self,
-        now: Instant,
-        id: AttendeeId,
-        meeting_id: MeetingId,
-        name: String,
-        client: ClientType,
-        signal: SignalTx,
-    ) {
+    pub(super) fn join(&mut self, now: Instant, joining: Joining, signal: SignalTx) {
+        let Joining {
+            id,
+            meeting: meeting_id,
+            name,
+            client,
+            role,
+            user,
+        } = joining;
         if self.attendee_by_id.contains_key(&id) {
             return;
         }
@@ -84,6 +95,8 @@ impl Shard {
                 attendee: id,
                 name,
                 client,
+                role,
+                user,
             },
         ));
 

@@ -215,7 +215,8 @@ impl Session {
                     Ok(n) => n,
                     Err(e) => return invalid(e.to_owned()),
                 };
-                let (attendee, client) = (claims.attendee, claims.client);
+                let (attendee, client, role, user) =
+                    (claims.attendee, claims.client, claims.role, claims.user);
                 if !self.plane.claim_attendee(attendee) {
                     return Next::Reply(ServerMessage::error(
                         ErrorCode::AlreadyJoined,
@@ -229,6 +230,8 @@ impl Session {
                     meeting: meeting.clone(),
                     name,
                     client,
+                    role,
+                    user,
                     signal: tx,
                 };
                 if !self.plane.send(shard, join) {

@@ -167,6 +167,8 @@ impl Sim {
                 meeting: meeting.parse().unwrap(),
                 name: name.into(),
                 client: ClientType::Web,
+                role: convene_core::AttendeeRole::Attendee,
+                user: None,
                 signal: tx,
             },
         );
