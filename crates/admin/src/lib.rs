@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod audit_log;
+pub mod billing;
 pub mod iam;
 pub mod mail;
 pub mod model;

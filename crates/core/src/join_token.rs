@@ -110,6 +110,17 @@ impl JoinTokenVerifier {
 
     /// The claims of a genuine, unexpired token. `now_unix` is seconds since the epoch.
     pub fn verify(&self, token: &str, now_unix: u64) -> Result<JoinClaims, TokenError> {
+        self.verify_with_grace(token, now_unix, 0)
+    }
+
+    /// Like [`verify`](Self::verify), but a token expired less than `grace_secs` ago still counts: for
+    /// acts that follow a meeting (the end-of-meeting survey), long after the join.
+    pub fn verify_with_grace(
+        &self,
+        token: &str,
+        now_unix: u64,
+        grace_secs: u64,
+    ) -> Result<JoinClaims, TokenError> {
         if token.len() > MAX_TOKEN_BYTES || !token.starts_with(PREFIX) {
             return Err(TokenError::Malformed);
         }
@@ -127,7 +138,7 @@ impl JoinTokenVerifier {
             .map_err(|_| TokenError::Malformed)?;
         let claims: JoinClaims =
             serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
-        if claims.expires_at <= now_unix {
+        if claims.expires_at.saturating_add(grace_secs) <= now_unix {
             return Err(TokenError::Expired);
         }
         Ok(claims)
@@ -164,6 +175,16 @@ mod tests {
         let token = issuer.issue(&claims(1000));
         assert_eq!(
             issuer.verifier().verify(&token, 1000),
+            Err(TokenError::Expired)
+        );
+        assert!(
+            issuer
+                .verifier()
+                .verify_with_grace(&token, 1500, 600)
+                .is_ok()
+        );
+        assert_eq!(
+            issuer.verifier().verify_with_grace(&token, 1600, 600),
             Err(TokenError::Expired)
         );
     }

@@ -31,11 +31,20 @@ pub enum JournalError {
     },
 }
 
-/// Durable reading: events from a byte offset on, and the offset after them.
+/// Events read from a log.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Batch {
+    /// Each event with the offset just after it (where a consumer that has applied it resumes).
+    pub events: Vec<(MeetingEvent, u64)>,
+    /// Where the next read starts (past unreadable lines too).
+    pub next: u64,
+}
+
+/// Durable reading: events from a byte offset on.
 pub trait EventLog: Send + Sync + 'static {
-    /// Up to `max` complete events starting at `offset`, and the offset to continue from. Lines that
-    /// do not parse are skipped (and logged), never fatal.
-    fn read_from(&self, offset: u64, max: usize) -> Result<(Vec<MeetingEvent>, u64), JournalError>;
+    /// Up to `max` complete events starting at `offset`. Lines that do not parse are skipped (and
+    /// logged), never fatal.
+    fn read_from(&self, offset: u64, max: usize) -> Result<Batch, JournalError>;
 
     /// The durable length, updated after every flush: wait on it for new events.
     fn durable_len(&self) -> watch::Receiver<u64>;
@@ -206,7 +215,7 @@ impl EventBus for EventJournal {
 }
 
 impl EventLog for EventJournal {
-    fn read_from(&self, offset: u64, max: usize) -> Result<(Vec<MeetingEvent>, u64), JournalError> {
+    fn read_from(&self, offset: u64, max: usize) -> Result<Batch, JournalError> {
         let io = |source| JournalError::Io {
             path: self.path.display().to_string(),
             source,
@@ -230,13 +239,13 @@ impl EventLog for EventJournal {
             }
             pos += n as u64;
             match serde_json::from_slice::<MeetingEvent>(&line) {
-                Ok(e) => events.push(e),
+                Ok(e) => events.push((e, pos)),
                 Err(e) => {
                     tracing::warn!(path = %self.path.display(), offset = pos - n as u64, error = %e, "skipping an unreadable journal line")
                 }
             }
         }
-        Ok((events, pos))
+        Ok(Batch { events, next: pos })
     }
 
     fn durable_len(&self) -> watch::Receiver<u64> {
@@ -274,18 +283,21 @@ mod tests {
         journal.flush();
         assert_eq!(live.try_recv().unwrap(), a);
         assert_eq!(live.try_recv().unwrap(), b);
-        let (events, next) = journal.read_from(0, 10).unwrap();
+        let all = journal.read_from(0, 10).unwrap();
+        let events: Vec<_> = all.events.iter().map(|(e, _)| e.clone()).collect();
         assert_eq!(events, vec![a.clone(), b.clone()]);
-        assert_eq!(next, *journal.durable_len().borrow());
+        assert_eq!(all.next, *journal.durable_len().borrow());
+        assert_eq!(all.events[1].1, all.next);
         // Paging: one at a time continues where the last read stopped.
-        let (first, after_first) = journal.read_from(0, 1).unwrap();
-        assert_eq!(first, vec![a]);
-        assert_eq!(journal.read_from(after_first, 10).unwrap().0, vec![b]);
-        assert!(journal.read_from(next, 10).unwrap().0.is_empty());
+        let first = journal.read_from(0, 1).unwrap();
+        assert_eq!(first.events, vec![(a, all.events[0].1)]);
+        assert_eq!(first.next, all.events[0].1);
+        assert_eq!(journal.read_from(first.next, 10).unwrap().events[0].0, b);
+        assert!(journal.read_from(all.next, 10).unwrap().events.is_empty());
         drop(journal);
         // Reopening keeps everything.
         let again = EventJournal::open(&path).unwrap();
-        assert_eq!(again.read_from(0, 10).unwrap().0.len(), 2);
+        assert_eq!(again.read_from(0, 10).unwrap().events.len(), 2);
         let _ = std::fs::remove_dir_all(path.parent().unwrap().parent().unwrap());
     }
 
@@ -301,7 +313,13 @@ mod tests {
         let later = event("m2", MeetingEventKind::MeetingEnded);
         journal.publish(later.clone());
         journal.flush();
-        let (events, _) = journal.read_from(0, 10).unwrap();
+        let events: Vec<_> = journal
+            .read_from(0, 10)
+            .unwrap()
+            .events
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect();
         assert_eq!(events, vec![good, later]);
         let _ = std::fs::remove_dir_all(path.parent().unwrap().parent().unwrap());
     }

@@ -18,4 +18,4 @@ pub mod journal;
 pub use events::{EventBus, InProcessBus, LeaveReason, MeetingEvent, MeetingEventKind};
 pub use ids::{AttendeeId, ClientType, EventId, IdError, MediaSource, MeetingId};
 pub use join_token::{AttendeeRole, JoinClaims, JoinTokenIssuer, JoinTokenVerifier, TokenError};
-pub use journal::{EventJournal, EventLog, JournalError};
+pub use journal::{Batch, EventJournal, EventLog, JournalError};

@@ -25,6 +25,8 @@ pub struct ServeConfig {
     /// None: e-mails are written to `<data-dir>/outbox/`.
     pub smtp_url: Option<String>,
     pub mail_from: String,
+    /// Consume meeting events into billing and reports on this node.
+    pub billing: bool,
 }
 
 /// Sender of e-mails unless configured.
@@ -48,6 +50,7 @@ impl Default for ServeConfig {
             public_url: format!("http://{http}"),
             smtp_url: None,
             mail_from: DEFAULT_MAIL_FROM.into(),
+            billing: true,
         }
     }
 }
@@ -101,6 +104,7 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     pub smtp_url: Option<String>,
     pub mail_from: Option<String>,
+    pub billing: Option<bool>,
 }
 
 impl FileConfig {
@@ -146,6 +150,10 @@ pub struct ServeArgs {
     /// Sender of e-mails [default: "Convene <noreply@convene.invalid>"].
     #[arg(long, env = "CONVENE_MAIL_FROM", value_name = "MAILBOX")]
     pub mail_from: Option<String>,
+    /// Consume meeting events into billing and reports on this node (false on media-only nodes;
+    /// events stay in the journal until a node with billing on reads them) [default: true].
+    #[arg(long, env = "CONVENE_BILLING", value_name = "BOOL")]
+    pub billing: Option<bool>,
 }
 
 impl ServeArgs {
@@ -209,6 +217,7 @@ impl ServeArgs {
                 .clone()
                 .or(file.mail_from)
                 .unwrap_or(defaults.mail_from),
+            billing: self.billing.or(file.billing).unwrap_or(defaults.billing),
         })
     }
 }

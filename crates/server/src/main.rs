@@ -5,6 +5,7 @@
 
 mod admin_cli;
 mod audit_cli;
+mod billing_cli;
 mod config;
 mod http;
 mod serve;
@@ -33,6 +34,9 @@ enum Command {
     /// Deliver, verify and search the admin API's audit trail.
     #[command(subcommand)]
     Audit(audit_cli::AuditCommand),
+    /// Billing exports (Active Pro).
+    #[command(subcommand)]
+    Billing(billing_cli::BillingCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,6 +56,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Admin(command) => runtime()?.block_on(admin_cli::run(command)),
         Command::Audit(command) => runtime()?.block_on(audit_cli::run(command)),
+        Command::Billing(command) => runtime()?.block_on(billing_cli::run(command)),
         Command::Serve(args) => {
             let config = args.resolve()?;
             tracing::info!(?config, "starting");

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
-use convene_core::{EventBus, InProcessBus};
+use convene_core::{EventBus, EventJournal, EventLog};
 use convene_media::{MediaConfig, MediaMetrics, MediaPlane};
 use prometheus::Registry;
 
@@ -48,6 +48,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         }
     };
     tracing::info!(mail = ?mailer, "e-mail delivery");
+    let admin_store_for_billing = store.clone();
     let portal = convene_admin::portal::PortalState::new(
         store.clone(),
         join_tokens.clone(),
@@ -64,7 +65,25 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     });
 
     let registry = Registry::new();
-    let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::default());
+    // Meeting events go to a durable journal first; billing and reports consume it from their saved
+    // offset, so a crash between a meeting's end and its billing loses nothing.
+    let journal_path = config.data_dir.join("events").join("journal.jsonl");
+    let journal = Arc::new(
+        EventJournal::open(&journal_path)
+            .with_context(|| format!("opening the event journal {}", journal_path.display()))?,
+    );
+    let bus: Arc<dyn EventBus> = journal.clone();
+    let (stop_billing, billing_stop) = tokio::sync::watch::channel(false);
+    let billing = config.billing.then(|| {
+        tokio::spawn(convene_admin::billing::consumer::run(
+            admin_store_for_billing.clone(),
+            journal.clone() as Arc<dyn EventLog>,
+            billing_stop,
+        ))
+    });
+    if billing.is_none() {
+        tracing::info!("billing and reports are not consumed on this node (billing = false)");
+    }
     let media_metrics = MediaMetrics::register(&registry).context("registering media metrics")?;
     let media_config = MediaConfig {
         bind_ip: config.http.ip(),
@@ -158,6 +177,15 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     .await
     .context("HTTP server failed")?;
     plane.shutdown();
+    // Everything the meetings emitted is on disk; let billing apply it before we go.
+    let flushing = journal.clone();
+    let _ = tokio::task::spawn_blocking(move || flushing.flush()).await;
+    let _ = stop_billing.send(true);
+    if let Some(billing) = billing
+        && let Err(e) = billing.await
+    {
+        tracing::error!(error = %e, "billing consumer task failed");
+    }
     periodic.abort();
     deliver().await;
     // axum does not wait for upgraded (WebSocket) connections: give sessions a moment to send their

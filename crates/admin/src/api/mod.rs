@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod audit;
 pub mod error;
 pub mod query;
+pub mod reports;
 pub mod routes;
 pub mod settings;
 pub mod users;
@@ -201,6 +202,12 @@ async fn execute(
             .as_deref()
             .ok_or_else(|| ApiError::BadRequest("user id missing".into()))
     };
+    let conference = || {
+        route
+            .conference
+            .as_deref()
+            .ok_or_else(|| ApiError::BadRequest("meeting id missing".into()))
+    };
     match route.operation {
         Operation::CreateAccount => accounts::create(state, body).await,
         Operation::ListAccounts => accounts::list(state, query).await,
@@ -235,6 +242,14 @@ async fn execute(
         Operation::GetGlobalSettings => settings::get_global(state).await,
         Operation::UpdateGlobalSettings => settings::update_global(state, body).await,
         Operation::LookupEvents => audit::lookup(state, query).await,
+        Operation::ListAccountUsageReportData => reports::usage(state, account()?, query).await,
+        Operation::ListMeetingReports => reports::meetings(state, account()?, query).await,
+        Operation::GetMeetingDetails => reports::details(state, account()?, conference()?).await,
+        Operation::ListMeetingEvents => reports::events(state, account()?, conference()?).await,
+        Operation::GetUserActivityReportData => {
+            reports::user_activity(state, account()?, user()?, query).await
+        }
+        Operation::ListActiveProUsers => reports::active_pro(state, account()?, query).await,
     }
 }
 

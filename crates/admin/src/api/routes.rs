@@ -33,6 +33,12 @@ pub enum Operation {
     GetGlobalSettings,
     UpdateGlobalSettings,
     LookupEvents,
+    ListAccountUsageReportData,
+    ListMeetingReports,
+    GetMeetingDetails,
+    ListMeetingEvents,
+    GetUserActivityReportData,
+    ListActiveProUsers,
 }
 
 impl Operation {
@@ -62,6 +68,12 @@ impl Operation {
         Self::GetGlobalSettings,
         Self::UpdateGlobalSettings,
         Self::LookupEvents,
+        Self::ListAccountUsageReportData,
+        Self::ListMeetingReports,
+        Self::GetMeetingDetails,
+        Self::ListMeetingEvents,
+        Self::GetUserActivityReportData,
+        Self::ListActiveProUsers,
     ];
 
     /// The action name policies grant or deny (without the `chime:` prefix).
@@ -92,6 +104,12 @@ impl Operation {
             Self::GetGlobalSettings => "GetGlobalSettings",
             Self::UpdateGlobalSettings => "UpdateGlobalSettings",
             Self::LookupEvents => "LookupEvents",
+            Self::ListAccountUsageReportData => "ListAccountUsageReportData",
+            Self::ListMeetingReports => "ListMeetingReports",
+            Self::GetMeetingDetails => "GetMeetingDetails",
+            Self::ListMeetingEvents => "ListMeetingEvents",
+            Self::GetUserActivityReportData => "GetUserActivityReportData",
+            Self::ListActiveProUsers => "ListActiveProUsers",
         }
     }
 
@@ -103,6 +121,14 @@ impl Operation {
         const USER_SETTINGS: &str = "/accounts/7e2b0c8e-1b1f-4c5e-9a51-2f9d7c0b3a11/users/0b6c2a35-5d0e-4c43-8d7e-3f2f9e1a7c55/settings";
         const RETENTION: &str = "/accounts/7e2b0c8e-1b1f-4c5e-9a51-2f9d7c0b3a11/retention-settings";
         const USER: &str = "/accounts/7e2b0c8e-1b1f-4c5e-9a51-2f9d7c0b3a11/users/0b6c2a35-5d0e-4c43-8d7e-3f2f9e1a7c55";
+        const USER_ACTIVITY: &str = "/accounts/7e2b0c8e-1b1f-4c5e-9a51-2f9d7c0b3a11/users/0b6c2a35-5d0e-4c43-8d7e-3f2f9e1a7c55/activity";
+        const REPORTS_USAGE: &str = "/accounts/7e2b0c8e-1b1f-4c5e-9a51-2f9d7c0b3a11/reports/usage";
+        const REPORTS_ACTIVE_PRO: &str =
+            "/accounts/7e2b0c8e-1b1f-4c5e-9a51-2f9d7c0b3a11/reports/active-pro";
+        const REPORTS_MEETINGS: &str =
+            "/accounts/7e2b0c8e-1b1f-4c5e-9a51-2f9d7c0b3a11/reports/meetings";
+        const REPORTS_MEETING: &str = "/accounts/7e2b0c8e-1b1f-4c5e-9a51-2f9d7c0b3a11/reports/meetings/5f0e8b1c-2d3a-4b5c-8d9e-0a1b2c3d4e5f";
+        const REPORTS_MEETING_EVENTS: &str = "/accounts/7e2b0c8e-1b1f-4c5e-9a51-2f9d7c0b3a11/reports/meetings/5f0e8b1c-2d3a-4b5c-8d9e-0a1b2c3d4e5f/events";
         match self {
             Self::CreateAccount => (Method::POST, "/accounts", ""),
             Self::ListAccounts => (Method::GET, "/accounts", "max-results=5"),
@@ -129,6 +155,14 @@ impl Operation {
             Self::GetGlobalSettings => (Method::GET, "/settings", ""),
             Self::UpdateGlobalSettings => (Method::PUT, "/settings", ""),
             Self::LookupEvents => (Method::GET, "/audit/events", "event-name=CreateAccount"),
+            Self::ListAccountUsageReportData => {
+                (Method::GET, REPORTS_USAGE, "from=2026-11-01&to=2026-11-30")
+            }
+            Self::ListMeetingReports => (Method::GET, REPORTS_MEETINGS, "from=2026-11-01"),
+            Self::GetMeetingDetails => (Method::GET, REPORTS_MEETING, ""),
+            Self::ListMeetingEvents => (Method::GET, REPORTS_MEETING_EVENTS, ""),
+            Self::GetUserActivityReportData => (Method::GET, USER_ACTIVITY, "from=2026-11-01"),
+            Self::ListActiveProUsers => (Method::GET, REPORTS_ACTIVE_PRO, "from=2026-11-01"),
         }
     }
 }
@@ -140,6 +174,8 @@ pub struct Route {
     pub account: Option<AccountId>,
     /// A user id (a UUID) when the path names one.
     pub user: Option<String>,
+    /// A conference id (a UUID) when the path names one.
+    pub conference: Option<String>,
 }
 
 /// Why a request matches no operation.
@@ -180,6 +216,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 operation,
                 account: None,
                 user: None,
+                conference: None,
             })
         }
         ["accounts", id] => {
@@ -193,6 +230,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 operation,
                 account: Some(account(id)?),
                 user: None,
+                conference: None,
             })
         }
         ["accounts", id, "settings"] => {
@@ -205,6 +243,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 operation,
                 account: Some(account(id)?),
                 user: None,
+                conference: None,
             })
         }
         ["accounts", id, "users"] => {
@@ -222,6 +261,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 operation,
                 account: Some(account(id)?),
                 user: None,
+                conference: None,
             })
         }
         ["accounts", id, "users", user] => {
@@ -239,6 +279,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 operation,
                 account: Some(account(id)?),
                 user: Some(user),
+                conference: None,
             })
         }
         ["accounts", id, "users", user, "settings"] => {
@@ -254,6 +295,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 operation,
                 account: Some(account(id)?),
                 user: Some(user),
+                conference: None,
             })
         }
         ["accounts", id, "retention-settings"] => {
@@ -266,6 +308,56 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 operation,
                 account: Some(account(id)?),
                 user: None,
+                conference: None,
+            })
+        }
+        ["accounts", id, "reports", report] => {
+            let operation = match (method, op, *report) {
+                (&Method::GET, None, "usage") => Operation::ListAccountUsageReportData,
+                (&Method::GET, None, "meetings") => Operation::ListMeetingReports,
+                (&Method::GET, None, "active-pro") => Operation::ListActiveProUsers,
+                (_, _, "usage" | "meetings" | "active-pro") => {
+                    return Err(NoRoute::UnknownOperation);
+                }
+                _ => return Err(NoRoute::UnknownPath),
+            };
+            Ok(Route {
+                operation,
+                account: Some(account(id)?),
+                user: None,
+                conference: None,
+            })
+        }
+        ["accounts", id, "reports", "meetings", conference, rest @ ..] => {
+            let operation = match (method, op, rest) {
+                (&Method::GET, None, []) => Operation::GetMeetingDetails,
+                (&Method::GET, None, ["events"]) => Operation::ListMeetingEvents,
+                (_, _, [] | ["events"]) => return Err(NoRoute::UnknownOperation),
+                _ => return Err(NoRoute::UnknownPath),
+            };
+            let conference = uuid::Uuid::parse_str(conference)
+                .map_err(|_| NoRoute::BadId)?
+                .to_string();
+            Ok(Route {
+                operation,
+                account: Some(account(id)?),
+                user: None,
+                conference: Some(conference),
+            })
+        }
+        ["accounts", id, "users", user, "activity"] => {
+            let operation = match (method, op) {
+                (&Method::GET, None) => Operation::GetUserActivityReportData,
+                _ => return Err(NoRoute::UnknownOperation),
+            };
+            let user = uuid::Uuid::parse_str(user)
+                .map_err(|_| NoRoute::BadId)?
+                .to_string();
+            Ok(Route {
+                operation,
+                account: Some(account(id)?),
+                user: Some(user),
+                conference: None,
             })
         }
         ["audit", "events"] => match (method, op) {
@@ -273,6 +365,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 operation: Operation::LookupEvents,
                 account: None,
                 user: None,
+                conference: None,
             }),
             _ => Err(NoRoute::UnknownOperation),
         },
@@ -286,6 +379,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 operation,
                 account: None,
                 user: None,
+                conference: None,
             })
         }
         _ => Err(NoRoute::UnknownPath),

@@ -211,6 +211,9 @@ pub const ACTIONS: &[ActionInfo] = &[
     // as CloudTrail's own LookupEvents is in AWS's ReadOnlyAccess. It is the one ReadOnly action
     // whose verb is not List/Get/Describe, so `chime:Get*`-style policies do not grant it.
     action("LookupEvents", FA_UM_RO),
+    // ListActiveProUsers lists the Active Pro (billed) days of an account's users. Judgement: a usage
+    // report, so the same columns as ListAccountUsageReports (FA, UM, RO).
+    action("ListActiveProUsers", FA_UM_RO),
 ];
 
 /// The action called `name` (without the `chime:` prefix), compared case-insensitively as IAM does.
@@ -299,6 +302,7 @@ mod tests {
         "UpdateGlobalSettings",
         "RemoveUsers",
         "LookupEvents",
+        "ListActiveProUsers",
     ];
 
     fn columns_text(a: &ActionInfo) -> String {

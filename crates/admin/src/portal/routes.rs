@@ -24,6 +24,7 @@ use super::{
 use crate::api::users::valid_email;
 use crate::store::accounts::timestamp;
 use crate::store::meetings::{Meeting, MeetingKind, NewMeeting};
+use crate::store::reports::FeedbackOutcome;
 use crate::store::users::{AcceptInvite, User};
 
 /// Requests are small JSON objects.
@@ -42,6 +43,7 @@ pub fn router(state: Arc<PortalState>) -> Router {
         )
         .route("/v1/meetings", get(list_meetings).post(create_meeting))
         .route("/v1/meetings/{id}/join", post(join))
+        .route("/v1/feedback", post(feedback))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -425,6 +427,51 @@ async fn join(
         "expires_at": timestamp(expires_at),
     }))
     .into_response())
+}
+
+/// How long after its join token expired an attendee may still answer the end-of-meeting survey.
+const FEEDBACK_GRACE_SECS: u64 = 24 * 3600;
+
+#[derive(Deserialize)]
+struct FeedbackBody {
+    token: String,
+    rating: String,
+}
+
+/// The end-of-meeting survey: thumbs up or down, authenticated by the join token the attendee used.
+async fn feedback(State(state): State<Arc<PortalState>>, headers: HeaderMap, body: Bytes) -> Reply {
+    let req: FeedbackBody = parse(&headers, &body)?;
+    let positive = match req.rating.as_str() {
+        "up" => true,
+        "down" => false,
+        other => {
+            return Err(PortalError::BadRequest(format!(
+                "rating must be \"up\" or \"down\", not {other:?}"
+            )));
+        }
+    };
+    let now = (state.now)().unix_timestamp().max(0) as u64;
+    let claims = state
+        .tokens
+        .verifier()
+        .verify_with_grace(&req.token, now, FEEDBACK_GRACE_SECS)
+        .map_err(|e| PortalError::Unauthorized(e.to_string()))?;
+    let outcome = state
+        .store
+        .record_feedback(
+            claims.meeting.as_str(),
+            &claims.attendee.to_string(),
+            claims.user.as_deref(),
+            positive,
+            (state.now)(),
+        )
+        .await?;
+    match outcome {
+        FeedbackOutcome::Recorded => Ok(StatusCode::NO_CONTENT.into_response()),
+        FeedbackOutcome::UnknownAttendee => Err(PortalError::NotFound(
+            "no meeting attendance matches this token (yet); try again in a moment".into(),
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -5,9 +5,11 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod conferences;
 pub mod invites;
 pub mod meetings;
 pub mod principals;
+pub mod reports;
 pub mod sessions;
 pub mod settings;
 pub mod users;
