@@ -143,3 +143,26 @@ def sign_token(seed: bytes, claims: dict) -> str:
 
 def server_token_seed(server) -> bytes:
     return bytes.fromhex((Path(server.data_dir) / "join-token.key").read_text().strip())
+
+
+def admin_call(server, method: str, path: str, body: bytes = b"", creds: dict | None = None) -> tuple[int, dict]:
+    """An admin API request boto3 has no method for (our report and billing operations), signed with
+    botocore's own SigV4 signer as the bootstrap principal."""
+    import botocore.auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    creds = creds or json.loads((Path(server.data_dir) / "bootstrap-credentials.json").read_text())
+    request = AWSRequest(method=method, url=server.base_url + path, data=body,
+                         headers={"Content-Type": "application/json"})
+    botocore.auth.SigV4Auth(Credentials(creds["AccessKeyId"], creds["SecretAccessKey"]), "chime", REGION) \
+        .add_auth(request)
+    prepared = request.prepare()
+    req = urllib.request.Request(prepared.url, data=body or None, method=method, headers=dict(prepared.headers))
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            raw = r.read()
+            return r.status, (json.loads(raw) if raw else {})
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        return e.code, (json.loads(raw) if raw else {})

@@ -7,9 +7,10 @@ CREATE TABLE meeting_events (
     conference_id TEXT,                -- the conference (occurrence of the meeting) it belongs to
     at            TEXT NOT NULL,
     kind          TEXT NOT NULL,
-    body          TEXT NOT NULL        -- the event as JSON
+    body          TEXT NOT NULL,       -- the event as JSON
+    log_offset    INTEGER NOT NULL      -- where in the event log it ended: the order events happened in
 );
-CREATE INDEX meeting_events_conference ON meeting_events (conference_id, at);
+CREATE INDEX meeting_events_conference ON meeting_events (conference_id, log_offset);
 
 -- One occurrence of a meeting, from its first attendee to its last. Its id is its MeetingStarted event id.
 CREATE TABLE conferences (

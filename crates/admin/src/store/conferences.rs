@@ -108,8 +108,8 @@ impl Store {
         let body = serde_json::to_string(event)
             .map_err(|e| StoreError::Corrupt(format!("event {}: {e}", event.id)))?;
         let inserted = sqlx::query(
-            "INSERT INTO meeting_events (id, meeting_id, conference_id, at, kind, body) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO meeting_events (id, meeting_id, conference_id, at, kind, body, log_offset) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
         )
         .bind(event.id.to_string())
         .bind(meeting)
@@ -117,6 +117,7 @@ impl Store {
         .bind(&at)
         .bind(kind_name(&event.kind))
         .bind(&body)
+        .bind(i64::try_from(next_offset).unwrap_or(i64::MAX))
         .execute(&mut *tx)
         .await?;
         let mut applied = Applied::Recorded;

@@ -224,7 +224,7 @@ impl Store {
     /// The roster and other events of a conference, in order.
     pub async fn conference_events(&self, id: &str) -> Result<Vec<EventReport>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, at, kind, body FROM meeting_events WHERE conference_id = $1 ORDER BY at, id",
+            "SELECT id, at, kind, body FROM meeting_events WHERE conference_id = $1 ORDER BY log_offset, at",
         )
         .bind(id)
         .fetch_all(self.pool())
