@@ -506,3 +506,32 @@ def test_principals_can_be_listed_changed_and_deleted(server, root, tmp_path):
     convene("admin", "delete-principal", "ops-person", *base)
     with pytest.raises(c.exceptions.UnauthorizedClientException):
         c.list_accounts()
+
+
+def test_report_operations_validate_and_authorize(server, root):
+    c = client(server, root)
+    account_id = c.create_account(Name="Reported")["Account"]["AccountId"]
+    base = f"/accounts/{account_id}/reports"
+
+    def get(path, creds=root):
+        status, _headers, body = signed_raw(server, creds, "GET", path)
+        return status, json.loads(body or b"{}")
+
+    status, usage = get(f"{base}/usage?from=2026-01-01&to=2026-01-31")
+    assert status == 200, usage
+    assert usage["UsageReport"]["MeetingsHeld"] == 0 and usage["UsageReport"]["DateRange"] == {
+        "From": "2026-01-01", "To": "2026-01-31"}
+    assert get(f"{base}/meetings")[1]["Meetings"] == []
+    assert get(f"{base}/active-pro?from=2026-01-01")[1]["ActiveProUsers"] == []
+    for query in ("from=yesterday", "from=2026-02-01&to=2026-01-01", "from=2020-01-01&to=2026-01-01"):
+        status, err = get(f"{base}/usage?{query}")
+        assert status == 400 and err["Code"] == "BadRequest", (query, err)
+    status, err = get(f"{base}/meetings/6f1c1b8e-0000-4000-8000-000000000000")
+    assert status == 404 and err["Code"] == "NotFound", err
+    assert get(f"{base}/meetings/not-a-uuid")[0] == 404
+    assert get(f"/accounts/6f1c1b8e-0000-4000-8000-000000000000/reports/usage")[0] == 404
+    # ReadOnly reads usage but not meeting details (the guide keeps those from RO).
+    ro = create_principal(server, "report-reader", "ReadOnly")
+    assert get(f"{base}/usage", ro)[0] == 200
+    status, err = get(f"{base}/meetings/6f1c1b8e-0000-4000-8000-000000000000", ro)
+    assert status == 403 and err["Code"] == "AccessDenied", err
