@@ -221,3 +221,27 @@ def test_unreachable_smtp_marks_the_invite_failed(tmp_path):
         assert time.monotonic() - started < 60
     finally:
         assert not stop_server(srv)
+
+
+def test_admin_invite_cli_prints_a_working_registration_link(server):
+    import subprocess
+    from convene_e2e import CONVENE_BIN
+
+    address = f"first-{uuid.uuid4().hex[:6]}@example.com"
+    out = subprocess.run([str(CONVENE_BIN), "admin", "invite", address, "--account", "CLI Team",
+                          "--public-url", server.base_url, "--data-dir", str(server.data_dir)],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    link = out.stdout.strip()
+    assert link.startswith(server.base_url + "/register?invite="), link
+    session = WebSession(server.base_url)
+    user = session.ok("POST", "/v1/register",
+                      {"invite": link.rsplit("=", 1)[1], "name": "First User", "password": PASSWORD})["user"]
+    assert user["license"] == "Pro" and user["can_host"] is True
+    assert len(session.new_meeting()) == 10
+    accounts = admin_client(server).list_accounts(Name="CLI Team")["Accounts"]
+    assert [a["Name"] for a in accounts] == ["CLI Team"]
+    # Registered users are not invited again.
+    again = subprocess.run([str(CONVENE_BIN), "admin", "invite", address, "--account", "CLI Team",
+                            "--data-dir", str(server.data_dir)], capture_output=True, text=True, timeout=30)
+    assert again.returncode != 0 and "registered already" in again.stderr

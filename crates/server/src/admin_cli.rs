@@ -39,6 +39,20 @@ pub enum AdminCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Invite a user and print their registration link, without the admin API: the quickest way to a
+    /// first user who can host meetings. Uses (or creates) the team account named by --account.
+    Invite {
+        /// The user's e-mail address.
+        email: String,
+        /// Team account to add the user to; created if there is none with exactly this name.
+        #[arg(long, value_name = "NAME", default_value = "Convene")]
+        account: String,
+        /// Base URL of the link [default: http://127.0.0.1:8080].
+        #[arg(long, env = "CONVENE_PUBLIC_URL", value_name = "URL", default_value = "http://127.0.0.1:8080")]
+        public_url: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Detach a policy (managed name, or the policy document file's content) from a principal.
     DetachPolicy {
         name: String,
@@ -154,7 +168,81 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             policy,
             store,
         } => change_policy(&name, &policy, &store, false).await,
+        AdminCommand::Invite {
+            email,
+            account,
+            public_url,
+            store,
+        } => invite(&email, &account, &public_url, &store).await,
     }
+}
+
+/// `convene admin invite`: account (found or created), user (found or created), invitation, link.
+async fn invite(email: &str, account_name: &str, public_url: &str, args: &StoreArgs) -> anyhow::Result<()> {
+    use convene_admin::model::{
+        AccountType, EmailStatus, InviteStatus, License, RegistrationStatus, UserType,
+    };
+    use convene_admin::store::invites::Invite;
+    use convene_admin::store::users::CreateUser;
+
+    if !convene_admin::api::users::valid_email(email) {
+        bail!("{email:?} is not an e-mail address");
+    }
+    let (store, _) = open(&args.data_dir, args.database_url.as_deref()).await?;
+    let now = time::OffsetDateTime::now_utc();
+    let existing = store
+        .list_accounts(Some(account_name), None, 200)
+        .await?
+        .items
+        .into_iter()
+        .find(|a| a.name == account_name);
+    let account = match existing {
+        Some(a) => a,
+        None => {
+            store
+                .create_account(account_name, AccountType::Team, License::Pro, now)
+                .await?
+        }
+    };
+    let user = match store.user_by_email(email).await? {
+        Some(u) if u.account_id != account.id => {
+            bail!("{email} is a user of another account")
+        }
+        Some(u) if u.registration_status != RegistrationStatus::Unregistered => {
+            bail!("{email} has registered already; they can sign in")
+        }
+        Some(u) => u,
+        None => {
+            let name = email.split('@').next().unwrap_or(email);
+            match store
+                .create_user(&account.id, email, name, account.default_license, UserType::PrivateUser, now)
+                .await?
+            {
+                CreateUser::Created(u) => *u,
+                other => bail!("could not add {email}: {other:?}"),
+            }
+        }
+    };
+    let token = convene_admin::secrets::random_hex(32);
+    let invite = Invite {
+        id: uuid::Uuid::new_v4().to_string(),
+        account_id: account.id.clone(),
+        user_id: user.id.clone(),
+        email: user.email.clone(),
+        status: InviteStatus::Pending,
+        email_status: EmailStatus::NotSent,
+    };
+    store.create_invite(&invite, &token, now).await?;
+    println!(
+        "{}/register?invite={token}",
+        public_url.trim_end_matches('/')
+    );
+    eprintln!(
+        "{email} is invited to account {:?} ({}); open the link above to choose a name and password",
+        account.name, account.id
+    );
+    store.close().await;
+    Ok(())
 }
 
 /// Attach (or detach) one policy of a principal.
