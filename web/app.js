@@ -7,7 +7,12 @@
 // Joining asks the server for a join token first (POST /v1/meetings/{id}/join, docs/web-api.md):
 // signed-in users join under their own name (hosts as host), guests under the name they type.
 //
-// Test hook (read-only): window.convene = { state, attendeeId, pubPc, subPc, tracks, ... }
+// Hosts get a Record toggle; everyone sees "● Recording" while the meeting records (docs/signaling.md).
+// After leaving, "How was the meeting?" sends one rating per meeting to POST /v1/feedback, quoting the
+// join token of the meeting left.
+//
+// Test hook (read-only): window.convene = { state, attendeeId, pubPc, subPc, tracks, role, recording,
+// feedback, ... }
 
 import * as account from "./js/account.js";
 import { Meeting } from "./js/meeting.js";
@@ -21,6 +26,9 @@ const normaliseMeetingId = (text) => text.replace(/[\s-]/g, "");
 // Control characters (C0, DEL, C1) are refused by the server in names.
 // eslint-disable-next-line no-control-regex
 const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
+// Feedback answered 404 (attendance not applied yet) is retried this often, waiting 0.5 s, 1 s, ...
+const FEEDBACK_ATTEMPTS = 5;
+const FEEDBACK_RETRY_MS = 500;
 
 const params = new URLSearchParams(window.location.search);
 const banner = new Banner($("banner"));
@@ -31,6 +39,9 @@ let appState = "idle"; // state before any meeting exists
 let preview = null; // MediaStream shown on the join form
 let previewPromise = null;
 let user = null; // the signed-in user ({ display_name, can_host, personal_pin, ... }) or null
+// The rating of the current meeting: idle (not given) | sending | done. One per meeting: a new
+// Meeting gets a fresh one.
+let feedback = { state: "idle", text: "" };
 
 // ---------------------------------------------------------------- test hook
 
@@ -44,6 +55,8 @@ window.convene = Object.freeze({
   get log() { return meeting ? meeting.log.map((e) => ({ ...e })) : []; },
   get user() { return user ? { ...user } : null; },
   get role() { return meeting ? meeting.role : null; },
+  get recording() { return meeting ? meeting.state === "joined" && meeting.recording : false; },
+  get feedback() { return { ...feedback }; },
 });
 
 // ---------------------------------------------------------------- views
@@ -68,6 +81,8 @@ function render() {
   document.body.dataset.state = state;
   $("status").textContent = STATUS_TEXT[state] || state;
   $("meeting-label").textContent = meeting && state === "joined" ? `Meeting ${meeting.meetingId}` : "";
+  $("recording-indicator").hidden = !window.convene.recording;
+  renderFeedback();
   if (!meeting) return;
   const muted = meeting.self.audio_muted;
   const camOff = meeting.self.camera_off;
@@ -83,6 +98,12 @@ function render() {
   share.textContent = meeting.sharing ? "Stop sharing" : "Share screen";
   share.setAttribute("aria-pressed", String(meeting.sharing));
   share.disabled = !navigator.mediaDevices || typeof navigator.mediaDevices.getDisplayMedia !== "function";
+  const record = $("record-button");
+  // Only the host's token lets the server accept `recording`; others would just get `forbidden`.
+  record.hidden = meeting.role !== "host";
+  record.textContent = meeting.recording ? "Stop recording" : "Record";
+  record.setAttribute("aria-pressed", String(meeting.recording));
+  record.disabled = state !== "joined" || meeting.recordingPending;
   if (state === "error" || state === "left") {
     show(state === "left" ? "left" : "join");
     if (state === "error") {
@@ -237,6 +258,7 @@ async function join() {
   $("preview").srcObject = null;
 
   tiles.clear();
+  feedback = { state: "idle", text: "" };
   meeting = new Meeting({
     url: signalUrl(),
     stream,
@@ -246,6 +268,7 @@ async function join() {
   show("meeting");
   render();
   try {
+    // The grant's token admits us, and is kept on the meeting for the feedback after leaving.
     await meeting.join(meetingId, grant.name, grant.token);
   } catch (e) {
     // Already on the banner; let the user fix the form and try again.
@@ -347,6 +370,45 @@ function leave() {
   render();
 }
 
+// ---------------------------------------------------------------- feedback
+
+function renderFeedback() {
+  const done = feedback.state === "done";
+  $("feedback-buttons").hidden = done;
+  $("feedback-up").disabled = feedback.state !== "idle";
+  $("feedback-down").disabled = feedback.state !== "idle";
+  $("feedback-result").hidden = !done;
+  $("feedback-result").textContent = done ? feedback.text : "";
+}
+
+async function sendFeedback(rating) {
+  // One rating per meeting, and only for a meeting that was joined with a token.
+  if (!meeting || !meeting.token || feedback.state !== "idle") return;
+  const current = feedback = { state: "sending", text: "" };
+  renderFeedback();
+  const token = meeting.token;
+  let text = "Thanks for your feedback";
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await account.sendFeedback(token, rating);
+      break;
+    } catch (e) {
+      // 404: the server has not applied this meeting's attendance yet (docs/web-api.md); it catches
+      // up within moments, so ask again before giving up.
+      if (e.status === 404 && attempt < FEEDBACK_ATTEMPTS && feedback === current) {
+        await new Promise((resolve) => setTimeout(resolve, FEEDBACK_RETRY_MS * attempt));
+        continue;
+      }
+      text = e.message || String(e);
+      break;
+    }
+  }
+  // A rejoin while the request was out started a new meeting: its rating is its own.
+  if (feedback !== current) return;
+  feedback = { state: "done", text };
+  renderFeedback();
+}
+
 // ---------------------------------------------------------------- wiring
 
 $("join-form").addEventListener("submit", (ev) => {
@@ -380,6 +442,12 @@ $("audio-button").addEventListener("click", () => {
   meeting?.resumeAudio();
 });
 $("leave-button").addEventListener("click", leave);
+$("record-button").addEventListener("click", () => {
+  if (meeting) meeting.setRecording(!meeting.recording);
+  render();
+});
+$("feedback-up").addEventListener("click", () => sendFeedback("up"));
+$("feedback-down").addEventListener("click", () => sendFeedback("down"));
 $("rejoin-button").addEventListener("click", () => {
   show("join");
   acquirePreview().then(() => join());

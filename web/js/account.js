@@ -60,3 +60,8 @@ export async function requestJoin(meetingId, name) {
   const body = name ? { name } : {};
   return call("POST", `/v1/meetings/${encodeURIComponent(meetingId)}/join`, body);
 }
+
+/** Rates a meeting after leaving it: `token` is the join token used for it, `rating` "up" or "down". */
+export async function sendFeedback(token, rating) {
+  await call("POST", "/v1/feedback", { token, rating });
+}

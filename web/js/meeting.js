@@ -78,6 +78,11 @@ export class Meeting {
     this.subPc = null;
     this.tracks = []; // the latest subscribe_offer's track list, once answered
     this.self = { audio_muted: false, camera_off: false };
+    this.token = null; // the join token this session used (end-of-meeting feedback quotes it)
+    this.role = null; // "host" | "attendee", from the join grant
+    this.recording = false; // the meeting is being recorded (server's word: joined / recording)
+    this.recordingBy = null; // the host who last changed it, if known
+    this.recordingPending = false; // a `recording` request awaits its answer
     this.log = []; // small event log for diagnostics and tests: {t, ev, ...}
 
     this.audioTx = null;
@@ -124,6 +129,7 @@ export class Meeting {
   async join(meetingId, name, token) {
     this.meetingId = meetingId;
     this.name = name;
+    this.token = token;
     this._setState("joining");
     this.sig = new Signaling(this.url);
     try {
@@ -152,6 +158,7 @@ export class Meeting {
       throw err;
     }
     this.attendeeId = reply.attendee_id;
+    this.recording = reply.recording === true;
     for (const a of reply.attendees || []) this._upsertAttendee(a);
     this._installHandlers();
     this._setState("joined");
@@ -247,12 +254,24 @@ export class Meeting {
       this.ui.tiles.removeAttendee(id);
       this.ui.onChange?.();
     });
+    s.on("recording", (m) => {
+      // Sent to everyone on a change, and to us alone when our request changed nothing.
+      this.recording = m.on === true;
+      this.recordingBy = m.by || null;
+      this.recordingPending = false;
+      this._event("recording", { on: this.recording, by: this.recordingBy });
+      this.ui.onChange?.();
+    });
     s.on("speaking", (m) => {
       this.ui.tiles.setSpeaking(m.attendee_ids || [], this.attendeeId);
     });
     s.on("error", (m) => {
       this._event("server_error", { code: m.code });
       this.ui.banner.error("server", `${m.code}: ${m.message || ""}`);
+      if (m.code === "forbidden" && this.recordingPending) {
+        this.recordingPending = false;
+        this.ui.onChange?.();
+      }
       if (this.pendingPublish && PUBLISH_ERROR_CODES.has(m.code)) {
         const p = this.pendingPublish;
         this.pendingPublish = null;
@@ -362,6 +381,19 @@ export class Meeting {
     this.self.camera_off = off;
     this.ui.tiles.setSelfState(this.self);
     this.sig.send({ type: "mute", source: "camera", muted: off });
+  }
+
+  /** Asks the server to start or stop recording (hosts only); the state changes when it answers. */
+  setRecording(on) {
+    if (this.state !== "joined") return;
+    this._event("recording_request", { on });
+    try {
+      this.sig.send({ type: "recording", on: !!on });
+      this.recordingPending = true;
+    } catch (e) {
+      this._fail("connection", e);
+    }
+    this.ui.onChange?.();
   }
 
   get sharing() {

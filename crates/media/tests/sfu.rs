@@ -4,7 +4,7 @@ mod sim;
 
 use std::time::Duration;
 
-use convene_core::{MediaSource, MeetingEventKind};
+use convene_core::{AttendeeId, AttendeeRole, MediaSource, MeetingEventKind};
 use convene_media::signal::messages::{ErrorCode, ServerMessage};
 use sim::Sim;
 
@@ -572,5 +572,215 @@ fn an_unanswered_subscribe_offer_is_replaced() {
         !s.clients[b]
             .received_from(id_a, MediaSource::Audio)
             .is_empty()
+    );
+}
+
+/// The recording events on the bus from `from` on, in order.
+fn recording_events(s: &Sim, from: usize) -> Vec<MeetingEventKind> {
+    s.event_log[from..]
+        .iter()
+        .map(|e| e.kind.clone())
+        .filter(|k| {
+            matches!(
+                k,
+                MeetingEventKind::RecordingStarted { .. }
+                    | MeetingEventKind::RecordingStopped { .. }
+            )
+        })
+        .collect()
+}
+
+fn recording_msg(on: bool, by: AttendeeId) -> ServerMessage {
+    ServerMessage::Recording { on, by: Some(by) }
+}
+
+#[test]
+fn host_starts_and_stops_recording_and_everyone_is_told() {
+    let mut s = Sim::new();
+    let h = s.join_as("r1", "Hedy", AttendeeRole::Host);
+    let g = s.join("r1", "Grace");
+    let id_h = s.clients[h].id;
+    for c in [h, g] {
+        assert!(
+            s.clients[c].has_message(
+                |m| matches!(m, ServerMessage::Joined { recording, .. } if !recording)
+            )
+        );
+    }
+
+    // Start: one event, and everyone (the host included) is told once.
+    let (events, seen) = (
+        s.event_log.len(),
+        [s.clients[h].messages.len(), s.clients[g].messages.len()],
+    );
+    s.recording(h, true);
+    assert_eq!(
+        s.event_log[events..]
+            .iter()
+            .map(|e| e.kind.clone())
+            .collect::<Vec<_>>(),
+        vec![MeetingEventKind::RecordingStarted { attendee: id_h }]
+    );
+    assert_eq!(s.event_log[events].meeting.to_string(), "r1");
+    for (c, n) in [(h, seen[0]), (g, seen[1])] {
+        assert_eq!(s.clients[c].messages[n..], [recording_msg(true, id_h)]);
+    }
+
+    // Starting again changes nothing: no event, only the host hears the current state.
+    let (events, seen) = (
+        s.event_log.len(),
+        [s.clients[h].messages.len(), s.clients[g].messages.len()],
+    );
+    s.recording(h, true);
+    assert_eq!(s.event_log.len(), events, "a no-op emitted an event");
+    assert_eq!(
+        s.clients[h].messages[seen[0]..],
+        [recording_msg(true, id_h)]
+    );
+    assert_eq!(s.clients[g].messages.len(), seen[1]);
+
+    // Stop: one event, everyone told.
+    let seen = [s.clients[h].messages.len(), s.clients[g].messages.len()];
+    s.recording(h, false);
+    for (c, n) in [(h, seen[0]), (g, seen[1])] {
+        assert_eq!(s.clients[c].messages[n..], [recording_msg(false, id_h)]);
+    }
+    // Stopping again: nothing more on the bus.
+    s.recording(h, false);
+    assert_eq!(
+        recording_events(&s, 0),
+        vec![
+            MeetingEventKind::RecordingStarted { attendee: id_h },
+            MeetingEventKind::RecordingStopped { attendee: id_h },
+        ]
+    );
+}
+
+#[test]
+fn a_non_host_cannot_record() {
+    let mut s = Sim::new();
+    let h = s.join_as("r2", "Hedy", AttendeeRole::Host);
+    let g = s.join("r2", "Grace");
+    let (events, seen_h, seen_g) = (
+        s.event_log.len(),
+        s.clients[h].messages.len(),
+        s.clients[g].messages.len(),
+    );
+    s.recording(g, true);
+    s.recording(g, false);
+    let new = &s.clients[g].messages[seen_g..];
+    assert_eq!(new.len(), 2, "{new:?}");
+    for m in new {
+        assert!(
+            matches!(m, ServerMessage::Error { code: ErrorCode::Forbidden, message } if message.contains("host")),
+            "{m:?}"
+        );
+    }
+    assert_eq!(
+        s.event_log.len(),
+        events,
+        "a refused request emitted an event"
+    );
+    assert_eq!(
+        s.clients[h].messages.len(),
+        seen_h,
+        "the host was told something"
+    );
+    // Still in the meeting, and the meeting is not recording.
+    assert_eq!(s.shard.attendee_count(), 2);
+    assert!(!s.clients[g].signal.is_closed());
+    let late = s.join("r2", "Late");
+    assert!(
+        s.clients[late]
+            .has_message(|m| matches!(m, ServerMessage::Joined { recording, .. } if !recording))
+    );
+}
+
+#[test]
+fn a_late_joiner_learns_the_meeting_is_recording() {
+    let mut s = Sim::new();
+    let h = s.join_as("r3", "Hedy", AttendeeRole::Host);
+    s.recording(h, true);
+    let late = s.join("r3", "Late");
+    assert!(s.clients[late].has_message(
+        |m| matches!(m, ServerMessage::Joined { recording, attendees, .. } if *recording && attendees.len() == 1)
+    ));
+    // Another meeting on the same shard is not affected.
+    let other = s.join("r3b", "Elsewhere");
+    assert!(
+        s.clients[other]
+            .has_message(|m| matches!(m, ServerMessage::Joined { recording, .. } if !recording))
+    );
+}
+
+#[test]
+fn a_meeting_ending_while_recording_stops_the_recording_first() {
+    let mut s = Sim::new();
+    let h = s.join_as("r4", "Hedy", AttendeeRole::Host);
+    let g = s.join("r4", "Grace");
+    let id_h = s.clients[h].id;
+    s.recording(h, true);
+    // The host leaves first: the recording goes on (it is the meeting's, not the host's) ...
+    s.leave(h);
+    assert_eq!(recording_events(&s, 0).len(), 1);
+    assert!(!s.clients[g].has_message(|m| matches!(m, ServerMessage::Recording { on: false, .. })));
+    // ... until the meeting ends: then it stops, in the host's name, right before MeetingEnded.
+    s.leave(g);
+    let tail: Vec<MeetingEventKind> = s
+        .event_log
+        .iter()
+        .rev()
+        .take(3)
+        .rev()
+        .map(|e| e.kind.clone())
+        .collect();
+    assert!(
+        matches!(tail[0], MeetingEventKind::AttendeeLeft { .. }),
+        "{tail:?}"
+    );
+    assert_eq!(
+        tail[1..],
+        [
+            MeetingEventKind::RecordingStopped { attendee: id_h },
+            MeetingEventKind::MeetingEnded
+        ]
+    );
+
+    // A meeting that ends not recording emits no RecordingStopped.
+    let before = s.event_log.len();
+    let h = s.join_as("r5", "Hedy", AttendeeRole::Host);
+    s.recording(h, true);
+    s.recording(h, false);
+    s.leave(h);
+    assert_eq!(recording_events(&s, before).len(), 2);
+    assert!(matches!(
+        s.event_log.last().map(|e| &e.kind),
+        Some(MeetingEventKind::MeetingEnded)
+    ));
+}
+
+#[test]
+fn shutdown_while_recording_stops_the_recording_before_the_meeting_ends() {
+    let mut s = Sim::new();
+    let h = s.join_as("r6", "Hedy", AttendeeRole::Host);
+    let id_h = s.clients[h].id;
+    s.recording(h, true);
+    s.shard
+        .handle_command(s.now, convene_media::shard::Command::Shutdown);
+    s.pump();
+    let tail: Vec<MeetingEventKind> = s
+        .event_log
+        .iter()
+        .rev()
+        .take(2)
+        .rev()
+        .map(|e| e.kind.clone())
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            MeetingEventKind::RecordingStopped { attendee: id_h },
+            MeetingEventKind::MeetingEnded
+        ]
     );
 }

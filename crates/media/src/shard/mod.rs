@@ -11,6 +11,7 @@
 //! str0m's reference-counted buffer, shared by every subscription (str0m's `write_rtp` takes it that
 //! way); the queues below are reused.
 
+mod controls;
 mod forwarding;
 mod model;
 mod negotiation;
@@ -90,6 +91,11 @@ pub enum Command {
         attendee: AttendeeId,
         source: MediaSource,
         muted: bool,
+    },
+    /// Start (`on`) or stop recording the attendee's meeting; only a host may.
+    Recording {
+        attendee: AttendeeId,
+        on: bool,
     },
     Leave {
         attendee: AttendeeId,
@@ -227,6 +233,11 @@ impl Shard {
             } => {
                 if let Some(&idx) = self.attendee_by_id.get(&attendee) {
                     self.mute(idx, source, muted);
+                }
+            }
+            Command::Recording { attendee, on } => {
+                if let Some(&idx) = self.attendee_by_id.get(&attendee) {
+                    self.set_recording(idx, on);
                 }
             }
             Command::Leave { attendee } => {

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use convene_core::{AttendeeId, ClientType, MediaSource, MeetingId};
+use convene_core::{AttendeeId, AttendeeRole, ClientType, MediaSource, MeetingId};
 use str0m::change::SdpPendingOffer;
 use str0m::format::PayloadParams;
 use str0m::media::Pt;
@@ -22,12 +22,20 @@ pub struct Meeting {
     pub attendees: Vec<usize>,
     /// The speaking set last announced.
     pub speaking: Vec<AttendeeId>,
+    /// Whether the meeting is being recorded (a per-meeting flag only hosts change).
+    pub recording: bool,
+    /// The host who put `recording` in its current state (None until someone first changes it).
+    /// When the meeting ends while recording, the closing `RecordingStopped` names this host, the
+    /// one who started it, even if they left earlier.
+    pub recording_by: Option<AttendeeId>,
 }
 
 pub struct Attendee {
     pub id: AttendeeId,
     pub name: String,
     pub client: ClientType,
+    /// What the join token granted; host controls check it.
+    pub role: AttendeeRole,
     pub meeting: MeetingId,
     pub signal: SignalTx,
     pub audio_muted: bool,

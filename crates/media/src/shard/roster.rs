@@ -3,8 +3,8 @@
 use std::time::Instant;
 
 use convene_core::{
-    AttendeeId, ClientType, LeaveReason, MediaSource, MeetingEvent, MeetingEventKind, MeetingId,
-    AttendeeRole,
+    AttendeeId, AttendeeRole, ClientType, LeaveReason, MediaSource, MeetingEvent, MeetingEventKind,
+    MeetingId,
 };
 
 use super::Shard;
@@ -41,6 +41,8 @@ impl Shard {
                 Meeting {
                     attendees: Vec::new(),
                     speaking: Vec::new(),
+                    recording: false,
+                    recording_by: None,
                 },
             );
             self.metrics.meetings.inc();
@@ -53,6 +55,7 @@ impl Shard {
             id,
             name: name.clone(),
             client,
+            role,
             meeting: meeting_id.clone(),
             signal,
             audio_muted: false,
@@ -76,12 +79,14 @@ impl Shard {
             .expect("meeting inserted above");
         let others: Vec<usize> = meeting.attendees.clone();
         meeting.attendees.push(idx);
+        let recording = meeting.recording;
 
         let roster = others.iter().map(|&o| self.attendees[o].info()).collect();
         self.attendees[idx].send(ServerMessage::Joined {
             meeting: meeting_id.to_string(),
             attendee_id: id,
             attendees: roster,
+            recording,
         });
         for &o in &others {
             self.attendees[o].send(ServerMessage::AttendeeJoined {
@@ -173,7 +178,9 @@ impl Shard {
             },
         ));
         if meeting.attendees.is_empty() {
-            self.meetings.remove(&meeting_id);
+            if let Some(meeting) = self.meetings.remove(&meeting_id) {
+                self.stop_recording_at_end(&meeting_id, &meeting);
+            }
             self.metrics.meetings.dec();
             self.bus.publish(MeetingEvent::now(
                 meeting_id.clone(),
@@ -201,7 +208,8 @@ impl Shard {
                 },
             ));
         }
-        for (id, _) in self.meetings.drain() {
+        for (id, meeting) in std::mem::take(&mut self.meetings) {
+            self.stop_recording_at_end(&id, &meeting);
             self.metrics.meetings.dec();
             self.bus.publish(MeetingEvent::now(
                 id.clone(),

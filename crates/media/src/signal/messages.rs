@@ -32,17 +32,22 @@ pub enum ClientMessage {
         source: String,
         muted: bool,
     },
+    /// Start (`on: true`) or stop recording; hosts only.
+    Recording {
+        on: bool,
+    },
     Leave,
     Ping,
 }
 
 impl ClientMessage {
     /// The names of every message type, for telling "unknown type" from "bad fields".
-    pub const TYPES: [&'static str; 6] = [
+    pub const TYPES: [&'static str; 7] = [
         "join",
         "publish_offer",
         "subscribe_answer",
         "mute",
+        "recording",
         "leave",
         "ping",
     ];
@@ -63,6 +68,8 @@ pub enum ServerMessage {
         meeting: String,
         attendee_id: AttendeeId,
         attendees: Vec<AttendeeInfo>,
+        /// Whether the meeting is being recorded right now (late joiners learn it here).
+        recording: bool,
     },
     PublishAnswer {
         sdp: String,
@@ -83,6 +90,14 @@ pub enum ServerMessage {
     },
     Speaking {
         attendee_ids: Vec<AttendeeId>,
+    },
+    /// The meeting's recording state: after a host changed it (to everyone), or as the answer to a
+    /// `recording` request that changed nothing (to the sender).
+    Recording {
+        on: bool,
+        /// The host who put the meeting in this state; absent if nobody has changed it yet.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<AttendeeId>,
     },
     Error {
         code: ErrorCode,
@@ -130,6 +145,8 @@ pub enum ErrorCode {
     BadSdp,
     NoOfferOutstanding,
     Unauthorized,
+    /// The join token's role does not allow it (host controls).
+    Forbidden,
     Unavailable,
 }
 
@@ -153,6 +170,10 @@ mod tests {
             serde_json::from_str::<ClientMessage>(r#"{"type":"leave"}"#).unwrap(),
             ClientMessage::Leave
         );
+        assert_eq!(
+            serde_json::from_str::<ClientMessage>(r#"{"type":"recording","on":true}"#).unwrap(),
+            ClientMessage::Recording { on: true }
+        );
     }
 
     #[test]
@@ -175,5 +196,31 @@ mod tests {
             serde_json::to_value(ServerMessage::Pong).unwrap(),
             serde_json::json!({"type":"pong"})
         );
+        let v = serde_json::to_value(ServerMessage::Recording {
+            on: true,
+            by: Some(AttendeeId::from_raw(3)),
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"recording","on":true,"by":"a-00000003"})
+        );
+        let v = serde_json::to_value(ServerMessage::Recording {
+            on: false,
+            by: None,
+        })
+        .unwrap();
+        assert_eq!(v, serde_json::json!({"type":"recording","on":false}));
+        let v =
+            serde_json::to_value(ServerMessage::error(ErrorCode::Forbidden, "hosts only")).unwrap();
+        assert_eq!(v["code"], "forbidden");
+        let v = serde_json::to_value(ServerMessage::Joined {
+            meeting: "m".into(),
+            attendee_id: AttendeeId::from_raw(1),
+            attendees: vec![],
+            recording: true,
+        })
+        .unwrap();
+        assert_eq!(v["recording"], true);
     }
 }

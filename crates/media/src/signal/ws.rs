@@ -290,6 +290,17 @@ impl Session {
                 }
                 _ => invalid(format!("mute takes source audio or camera, not {source:?}")),
             },
+            (Some(j), ClientMessage::Recording { on }) => {
+                // Whether this attendee may is the shard's call: it holds the role from the token.
+                self.plane.send(
+                    j.shard,
+                    Command::Recording {
+                        attendee: j.attendee,
+                        on,
+                    },
+                );
+                Next::Continue
+            }
             (Some(j), ClientMessage::Leave) => {
                 // The shard answers by dropping our channel, which ends the session.
                 self.plane.send(
@@ -372,6 +383,15 @@ mod tests {
             ErrorCode::BadMessage
         );
         assert!(parse("{\"type\":\"ping\"}").is_ok());
+        assert!(parse("{\"type\":\"recording\",\"on\":false}").is_ok());
+        for bad in [
+            "{\"type\":\"recording\"}",
+            "{\"type\":\"recording\",\"on\":\"yes\"}",
+            "{\"type\":\"recording\",\"on\":1}",
+            "{\"type\":\"recording\",\"on\":null}",
+        ] {
+            assert_eq!(code(parse(bad)), ErrorCode::BadMessage, "{bad}");
+        }
     }
 
     #[test]

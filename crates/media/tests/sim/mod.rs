@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use convene_core::{AttendeeId, ClientType, EventBus, InProcessBus, MeetingEvent};
+use convene_core::{AttendeeId, AttendeeRole, ClientType, EventBus, InProcessBus, MeetingEvent};
 use convene_media::metrics::{MediaMetrics, ShardMetrics};
 use convene_media::shard::{Command, Shard, ShardConfig};
 use convene_media::signal::messages::{PublishTrack, ServerMessage, SubscribeTrack};
@@ -157,6 +157,11 @@ impl Sim {
 
     /// A new attendee joins `meeting`; returns its index.
     pub fn join(&mut self, meeting: &str, name: &str) -> usize {
+        self.join_as(meeting, name, AttendeeRole::Attendee)
+    }
+
+    /// Like [`Sim::join`], with the role a join token would grant (`Host` for host controls).
+    pub fn join_as(&mut self, meeting: &str, name: &str, role: AttendeeRole) -> usize {
         let (tx, rx) = unbounded_channel();
         let id = AttendeeId::random();
         let index = self.clients.len() as u8;
@@ -167,7 +172,7 @@ impl Sim {
                 meeting: meeting.parse().unwrap(),
                 name: name.into(),
                 client: ClientType::Web,
-                role: convene_core::AttendeeRole::Attendee,
+                role,
                 user: None,
                 signal: tx,
             },
@@ -272,6 +277,14 @@ impl Sim {
                 tracks,
             },
         );
+        self.pump();
+    }
+
+    /// The client asks to start (`on`) or stop recording, as a `recording` message would.
+    pub fn recording(&mut self, c: usize, on: bool) {
+        let id = self.clients[c].id;
+        self.shard
+            .handle_command(self.now, Command::Recording { attendee: id, on });
         self.pump();
     }
 
