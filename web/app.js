@@ -331,9 +331,12 @@ async function refreshMeetings() {
 /** Shows the sign-in form or the signed-in user's panel. */
 function renderAccount() {
   $("signin-form").hidden = !!user;
+  $("signup-form").hidden = !!user;
   $("host-panel").hidden = !user;
   $("user-menu").hidden = !user;
-  $("user-name").textContent = user ? user.display_name : "";
+  $("user-name").textContent = !user ? ""
+    : user.trial_ends_at ? `${user.display_name} · Pro trial until ${new Date(user.trial_ends_at).toLocaleDateString()}`
+      : user.display_name;
   if (user) {
     if (!$("display-name").value) $("display-name").value = user.display_name;
     refreshMeetings();
@@ -471,6 +474,18 @@ $("signin-form").addEventListener("submit", async (ev) => {
     setError("signin-error", e.message);
   }
 });
+$("signup-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  setError("signup-error", "");
+  $("signup-done").hidden = true;
+  try {
+    const reply = await account.signUp($("signup-email").value.trim());
+    $("signup-done").textContent = `Almost there: ${reply.message}.`;
+    $("signup-done").hidden = false;
+  } catch (e) {
+    setError("signup-error", e.message);
+  }
+});
 $("sign-out-button").addEventListener("click", async () => {
   try {
     await account.signOut();
@@ -507,7 +522,8 @@ $("register-form").addEventListener("submit", async (ev) => {
   setError("register-error", "");
   $("register-button").disabled = true;
   try {
-    user = await account.register(params.get("invite") || "", $("register-name").value.trim(), password);
+    const link = params.get("signup") ? { signup: params.get("signup") } : { invite: params.get("invite") || "" };
+    user = await account.register(link, $("register-name").value.trim(), password);
     history.replaceState(null, "", "/");
     show("join");
     renderAccount();

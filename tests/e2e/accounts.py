@@ -166,3 +166,21 @@ def admin_call(server, method: str, path: str, body: bytes = b"", creds: dict | 
     except urllib.error.HTTPError as e:
         raw = e.read()
         return e.code, (json.loads(raw) if raw else {})
+
+
+def mails_to(server, address: str) -> list[email.message.EmailMessage]:
+    """Every e-mail Convene wrote to the outbox for `address`, oldest first."""
+    outbox = Path(server.data_dir) / "outbox"
+    found = []
+    for path in sorted(outbox.glob("*.eml"), key=lambda p: p.stat().st_mtime) if outbox.exists() else []:
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        if msg["To"] and address in str(msg["To"]):
+            found.append(msg)
+    return found
+
+
+def link_token(msg, kind: str) -> str:
+    body = msg.get_body(preferencelist=("plain",)).get_content()
+    m = re.search(rf"/register\?{kind}=([0-9a-f]{{64}})", body)
+    assert m, f"no {kind} link in the e-mail:\n{body}"
+    return m.group(1)

@@ -12,7 +12,7 @@ import uuid
 import pytest
 from aiosmtpd.controller import Controller
 
-from accounts import (PASSWORD, WebSession, admin_client, guest_grant, invite_token, new_account,
+from accounts import (PASSWORD, WebSession, admin_call, admin_client, guest_grant, invite_token, new_account,
                       registered_user, token_from_email)
 from convene_e2e import free_tcp_port, poll, start_server, stop_server, wait_media_flowing
 
@@ -92,6 +92,18 @@ def test_pro_user_schedules_and_guests_join_by_id(server, launch):
          desc="Linus's tile to go away")
     for a in (h, guests[0]):
         a.click("#leave-button")
+    # The meeting has ended: its host is Active Pro today, and the admin API says why.
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    path = f"/accounts/{host_api.user['account_id']}/reports/active-pro?from={today}&to={today}"
+
+    def billed():
+        status, reply = admin_call(server, "GET", path)
+        assert status == 200, reply
+        return reply["ActiveProUsers"]
+
+    rows = poll(billed, 10, desc="the host to be Active Pro")
+    assert [(r["UserId"], r["Day"], r["Reason"]) for r in rows] == [
+        (host_api.user["user_id"], today, "scheduled+more_than_two_attendees")]
 
 
 def test_basic_user_cannot_start_a_meeting(server, launch):
@@ -245,3 +257,49 @@ def test_admin_invite_cli_prints_a_working_registration_link(server):
     again = subprocess.run([str(CONVENE_BIN), "admin", "invite", address, "--account", "CLI Team",
                             "--data-dir", str(server.data_dir)], capture_output=True, text=True, timeout=30)
     assert again.returncode != 0 and "registered already" in again.stderr
+
+
+def test_self_signup_gives_a_trial_that_ends_when_an_account_adds_the_user(server, launch):
+    from accounts import link_token, mails_to
+
+    address = f"solo-{uuid.uuid4().hex[:6]}@example.net"
+    s = launch("Solo")
+    s.page.goto(server.base_url + "/?quality=low")
+    s.page.fill("#signup-email", address)
+    s.page.click("#signup-button")
+    done = s.page.wait_for_selector("#signup-done:not([hidden])")
+    assert "check your inbox" in done.inner_text()
+    [mail] = poll(lambda: mails_to(server, address), 10, desc="the sign-up e-mail")
+    s.page.goto(f"{server.base_url}/register?signup={link_token(mail, 'signup')}")
+    s.page.fill("#register-name", "Solo Trialist")
+    s.page.fill("#register-password", PASSWORD)
+    s.page.fill("#register-password2", PASSWORD)
+    s.page.click("#register-button")
+    s.page.wait_for_function("() => window.convene.user && window.convene.user.license === 'ProTrial'")
+    me = s.page.evaluate("() => window.convene.user")
+    assert me["managed"] is False and me["can_host"] is True and me["trial_ends_at"]
+    assert "Pro trial until" in s.page.inner_text("#user-name")
+
+    # Trialists host.
+    session = WebSession(server.base_url)
+    session.ok("POST", "/v1/session", {"email": address, "password": PASSWORD})
+    assert len(session.new_meeting()) == 10
+
+    # Signing up again with a known address tells nobody anything, but mails the owner.
+    status, reply = WebSession(server.base_url).call("POST", "/v1/signup", {"email": address})
+    assert status == 202 and "check your inbox" in reply["message"]
+    mails = poll(lambda: m if len(m := mails_to(server, address)) == 2 else None, 10, desc="the second e-mail")
+    assert "already has a Convene user" in mails[1].get_body(preferencelist=("plain",)).get_content()
+    assert WebSession(server.base_url).call("POST", "/v1/signup", {"email": "not-an-address"})[0] == 400
+
+    # An account invites the trialist: accepting moves them into the account and ends the trial.
+    chime = admin_client(server)
+    account_id = new_account(server)
+    invite = chime.invite_users(AccountId=account_id, UserEmailList=[address])["Invites"][0]
+    assert invite["Status"] == "Pending", invite
+    adopted = WebSession(server.base_url)
+    user = adopted.ok("POST", "/v1/register", {"invite": invite_token(server, invite["InviteId"]),
+                                               "name": "Solo Member", "password": PASSWORD})["user"]
+    assert user["license"] == "Pro" and user["managed"] is True and user["trial_ends_at"] is None
+    [listed] = chime.list_users(AccountId=account_id, UserEmail=address)["Users"]
+    assert listed["UserRegistrationStatus"] == "Registered" and listed["DisplayName"] == "Solo Member"

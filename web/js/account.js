@@ -41,8 +41,14 @@ export async function signOut() {
   await call("DELETE", "/v1/session");
 }
 
-export async function register(invite, name, password) {
-  return (await call("POST", "/v1/register", { invite, name, password })).user;
+/** Finishes registration with the token of an invitation link or of a sign-up link. */
+export async function register(link, name, password) {
+  return (await call("POST", "/v1/register", { ...link, name, password })).user;
+}
+
+/** Starts a self sign-up: the server e-mails a link to finish it. */
+export async function signUp(email) {
+  return call("POST", "/v1/signup", { email });
 }
 
 export async function myMeetings() {

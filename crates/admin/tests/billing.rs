@@ -249,7 +249,12 @@ async fn rules_hold(f: Fixture) {
 
     // A Basic host is never billed, whatever the meeting.
     f.store
-        .update_user(&f.host.account_id, &f.host.id, Some(License::Basic), None)
+        .update_user(
+            f.host.account_id.as_ref().unwrap(),
+            &f.host.id,
+            Some(License::Basic),
+            None,
+        )
         .await
         .unwrap();
     apply_all(

@@ -502,6 +502,114 @@ async fn sign_in_and_meetings_behave(store: &Store) {
     assert!(store.session_user("s3", secs(31)).await.unwrap().is_none());
 }
 
+/// Self sign-up: an unmanaged user on a trial, confirmed once, then adopted by an account's invitation.
+async fn self_signup_behaves(store: &Store) {
+    use convene_admin::model::{EmailStatus, InviteStatus, RegistrationStatus};
+    use convene_admin::store::invites::Invite;
+    use convene_admin::store::users::{AcceptInvite, CreateUser};
+    use std::time::Duration;
+
+    let t0 = datetime!(2026-11-24 10:00 UTC);
+    let CreateUser::Created(user) = store
+        .create_unmanaged_user("Solo@Example.org", t0)
+        .await
+        .unwrap()
+    else {
+        panic!("unmanaged user not created");
+    };
+    assert_eq!(user.account_id, None);
+    assert_eq!(user.email, "solo@example.org");
+    assert_eq!(user.license, License::ProTrial);
+    assert_eq!(user.registration_status, RegistrationStatus::Unregistered);
+    assert_eq!(
+        store
+            .create_unmanaged_user("solo@example.org", t0)
+            .await
+            .unwrap(),
+        CreateUser::EmailTaken
+    );
+    let day = Duration::from_secs(86_400);
+    store
+        .create_signup(&user.id, "signup-1", t0, t0 + day)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .accept_signup("signup-1", "Solo", "hash", t0 + 2 * day, t0 + 32 * day)
+            .await
+            .unwrap(),
+        AcceptInvite::Unknown,
+        "an expired link"
+    );
+    store
+        .create_signup(&user.id, "signup-2", t0, t0 + day)
+        .await
+        .unwrap();
+    let AcceptInvite::Registered(solo) = store
+        .accept_signup("signup-2", "Solo", "hash", t0, t0 + 30 * day)
+        .await
+        .unwrap()
+    else {
+        panic!("sign-up not confirmed");
+    };
+    assert_eq!(solo.registration_status, RegistrationStatus::Registered);
+    assert_eq!(solo.trial_ends_at, Some(t0 + 30 * day));
+    assert_eq!(solo.account_id, None);
+    assert_eq!(
+        store
+            .accept_signup("signup-2", "Again", "h", t0, t0 + day)
+            .await
+            .unwrap(),
+        AcceptInvite::Unknown,
+        "a link works once"
+    );
+
+    // An account invites the unmanaged user: accepting brings them in and ends the trial.
+    let account = store
+        .create_account("Adopters", AccountType::Team, License::Pro, t0)
+        .await
+        .unwrap();
+    let invite = Invite {
+        id: "inv-adopt".into(),
+        account_id: account.id.clone(),
+        user_id: solo.id.clone(),
+        email: solo.email.clone(),
+        status: InviteStatus::Pending,
+        email_status: EmailStatus::Sent,
+    };
+    store.create_invite(&invite, "adopt-1", t0).await.unwrap();
+    let AcceptInvite::Registered(adopted) = store
+        .accept_invite("adopt-1", "Solo Adopted", "hash2", t0 + day)
+        .await
+        .unwrap()
+    else {
+        panic!("invitation not accepted");
+    };
+    assert_eq!(adopted.account_id, Some(account.id.clone()));
+    assert_eq!(adopted.license, License::Pro);
+    assert_eq!(adopted.trial_ends_at, None);
+    assert_eq!(
+        store
+            .user(&account.id, &solo.id)
+            .await
+            .unwrap()
+            .map(|u| u.display_name),
+        Some("Solo Adopted".into())
+    );
+    // Sign-up links do not work for managed users.
+    store
+        .create_signup(&solo.id, "signup-3", t0, t0 + 10 * day)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .accept_signup("signup-3", "x", "h", t0 + day, t0 + day)
+            .await
+            .unwrap(),
+        AcceptInvite::Unknown
+    );
+}
+
 #[tokio::test]
 async fn accounts_on_sqlite() {
     let dir = TempDir::new("sqlite");
@@ -509,6 +617,7 @@ async fn accounts_on_sqlite() {
     assert_eq!(store.backend(), Backend::Sqlite);
     accounts_behave(&store).await;
     sign_in_and_meetings_behave(&store).await;
+    self_signup_behaves(&store).await;
     store.close().await;
     // Reopening runs no migration twice and keeps the data.
     let again = Store::open(&Store::sqlite_url(&dir.0)).await.unwrap();
@@ -519,8 +628,8 @@ async fn accounts_on_sqlite() {
             .unwrap()
             .items
             .len(),
-        7,
-        "six from accounts_behave, one from sign_in_and_meetings_behave"
+        8,
+        "six from accounts_behave, one each from sign_in_and_meetings_behave and self_signup_behaves"
     );
 }
 
@@ -531,6 +640,7 @@ async fn accounts_on_postgres() {
     assert_eq!(store.backend(), Backend::Postgres);
     accounts_behave(&store).await;
     sign_in_and_meetings_behave(&store).await;
+    self_signup_behaves(&store).await;
     store.close().await;
 }
 

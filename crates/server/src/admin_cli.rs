@@ -48,7 +48,12 @@ pub enum AdminCommand {
         #[arg(long, value_name = "NAME", default_value = "Convene")]
         account: String,
         /// Base URL of the link [default: http://127.0.0.1:8080].
-        #[arg(long, env = "CONVENE_PUBLIC_URL", value_name = "URL", default_value = "http://127.0.0.1:8080")]
+        #[arg(
+            long,
+            env = "CONVENE_PUBLIC_URL",
+            value_name = "URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
         public_url: String,
         #[command(flatten)]
         store: StoreArgs,
@@ -178,7 +183,12 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
 }
 
 /// `convene admin invite`: account (found or created), user (found or created), invitation, link.
-async fn invite(email: &str, account_name: &str, public_url: &str, args: &StoreArgs) -> anyhow::Result<()> {
+async fn invite(
+    email: &str,
+    account_name: &str,
+    public_url: &str,
+    args: &StoreArgs,
+) -> anyhow::Result<()> {
     use convene_admin::model::{
         AccountType, EmailStatus, InviteStatus, License, RegistrationStatus, UserType,
     };
@@ -205,17 +215,27 @@ async fn invite(email: &str, account_name: &str, public_url: &str, args: &StoreA
         }
     };
     let user = match store.user_by_email(email).await? {
-        Some(u) if u.account_id != account.id => {
+        Some(u) if u.account_id.as_ref().is_some_and(|a| *a != account.id) => {
             bail!("{email} is a user of another account")
         }
-        Some(u) if u.registration_status != RegistrationStatus::Unregistered => {
+        Some(u)
+            if u.account_id.is_some()
+                && u.registration_status != RegistrationStatus::Unregistered =>
+        {
             bail!("{email} has registered already; they can sign in")
         }
         Some(u) => u,
         None => {
             let name = email.split('@').next().unwrap_or(email);
             match store
-                .create_user(&account.id, email, name, account.default_license, UserType::PrivateUser, now)
+                .create_user(
+                    &account.id,
+                    email,
+                    name,
+                    account.default_license,
+                    UserType::PrivateUser,
+                    now,
+                )
                 .await?
             {
                 CreateUser::Created(u) => *u,

@@ -52,7 +52,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let portal = convene_admin::portal::PortalState::new(
         store.clone(),
         join_tokens.clone(),
-        config.public_url.starts_with("https://"),
+        mailer.clone(),
+        &config.public_url,
     );
     let admin = Arc::new(convene_admin::api::AdminState {
         store,

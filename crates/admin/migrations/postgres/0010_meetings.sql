@@ -3,7 +3,7 @@
 CREATE TABLE meetings (
     id               TEXT PRIMARY KEY,   -- 10 digits; also the media plane's meeting id
     host_user_id     TEXT NOT NULL,
-    account_id       TEXT NOT NULL,
+    account_id       TEXT,               -- the host's account (None: an unmanaged host)
     kind             TEXT NOT NULL,      -- instant | scheduled
     title            TEXT NOT NULL,
     starts_at        TEXT,               -- scheduled meetings

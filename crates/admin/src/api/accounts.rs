@@ -140,13 +140,16 @@ pub async fn list(state: &AdminState, query: &str) -> Result<Reply, ApiError> {
     if let Some(email) = user_email {
         // The account that user belongs to (an address belongs to at most one user).
         let accounts = match state.store.user_by_email(email).await? {
-            Some(user) => match state.store.account(&user.account_id).await? {
+            Some(crate::store::users::User {
+                account_id: Some(account_id),
+                ..
+            }) => match state.store.account(&account_id).await? {
                 Some(a) if name.as_deref().is_none_or(|n| a.name.starts_with(n)) => {
                     vec![account_json(state, &a)]
                 }
                 _ => Vec::new(),
             },
-            None => Vec::new(),
+            _ => Vec::new(),
         };
         return Ok(Reply::json(StatusCode::OK, json!({ "Accounts": accounts })));
     }

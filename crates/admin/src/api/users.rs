@@ -32,7 +32,7 @@ pub fn valid_email(email: &str) -> bool {
 pub fn user_json(u: &User) -> Value {
     json!({
         "UserId": u.id,
-        "AccountId": u.account_id.as_str(),
+        "AccountId": u.account_id.as_ref().map(AccountId::as_str),
         "PrimaryEmail": u.email,
         "DisplayName": u.display_name,
         "LicenseType": u.license.as_str(),
@@ -403,7 +403,8 @@ pub async fn invite(
             continue;
         }
         let user = match state.store.user_by_email(email).await? {
-            Some(u) if u.account_id == *account => u,
+            // Ours, or unmanaged (self-signed-up): accepting the invitation brings them into the account.
+            Some(u) if u.account_id.as_ref().is_none_or(|a| a == account) => u,
             // The address belongs to a user of another account.
             Some(_) => {
                 invites.push(failed());

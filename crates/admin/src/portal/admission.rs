@@ -2,6 +2,7 @@
 //! join endpoint now; the SIP and H.323 gateway's dial-ins when they land).
 
 use convene_core::AttendeeRole;
+use time::OffsetDateTime;
 
 use crate::model::{License, RegistrationStatus};
 use crate::store::meetings::Meeting;
@@ -21,6 +22,10 @@ pub enum Refusal {
     HostSuspended,
     #[error("this meeting's host has not finished registering yet")]
     HostNotRegistered,
+    #[error(
+        "the 30-day Pro trial has ended: join an account (ask its administrator to invite you) to host meetings again"
+    )]
+    TrialEnded,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +36,8 @@ pub enum AdmitError {
     Store(#[from] StoreError),
 }
 
-/// Whether `user` may host (start, schedule, own a meeting others join).
-pub fn can_host(user: &User) -> Result<(), Refusal> {
+/// Whether `user` may host (start, schedule, own a meeting others join) at `now`.
+pub fn can_host(user: &User, now: OffsetDateTime) -> Result<(), Refusal> {
     match user.registration_status {
         RegistrationStatus::Suspended => return Err(Refusal::HostSuspended),
         RegistrationStatus::Unregistered => return Err(Refusal::HostNotRegistered),
@@ -40,14 +45,21 @@ pub fn can_host(user: &User) -> Result<(), Refusal> {
     }
     match user.license {
         License::Basic => Err(Refusal::BasicCannotHost),
+        License::ProTrial if user.trial_ends_at.is_some_and(|end| end <= now) => {
+            Err(Refusal::TrialEnded)
+        }
         License::Plus | License::Pro | License::ProTrial => Ok(()),
     }
 }
 
 /// The role of `joiner` (None: a guest) in a meeting hosted by `host`. Anyone with the meeting ID may
 /// join as long as the host may host; the host joins as host.
-pub fn decide(host: &User, joiner: Option<&User>) -> Result<AttendeeRole, Refusal> {
-    can_host(host)?;
+pub fn decide(
+    host: &User,
+    joiner: Option<&User>,
+    now: OffsetDateTime,
+) -> Result<AttendeeRole, Refusal> {
+    can_host(host, now)?;
     Ok(match joiner {
         Some(u) if u.id == host.id => AttendeeRole::Host,
         _ => AttendeeRole::Attendee,
@@ -67,6 +79,7 @@ pub async fn admit(
     store: &Store,
     meeting_id: &str,
     joiner: Option<&User>,
+    now: OffsetDateTime,
 ) -> Result<Admission, AdmitError> {
     // Meeting IDs are 10 digits; anything else cannot name one, so it never reaches storage.
     if meeting_id.len() != 10 || !meeting_id.bytes().all(|b| b.is_ascii_digit()) {
@@ -80,7 +93,7 @@ pub async fn admit(
         .user_by_id(&meeting.host_user_id)
         .await?
         .ok_or(Refusal::UnknownMeeting)?;
-    let role = decide(&host, joiner)?;
+    let role = decide(&host, joiner, now)?;
     Ok(Admission {
         meeting,
         host,
@@ -93,10 +106,12 @@ mod tests {
     use super::*;
     use crate::model::UserType;
 
+    const NOW: OffsetDateTime = time::macros::datetime!(2026-11-24 12:00 UTC);
+
     fn user(id: &str, license: License, status: RegistrationStatus) -> User {
         User {
             id: id.into(),
-            account_id: crate::model::AccountId::new(),
+            account_id: Some(crate::model::AccountId::new()),
             email: format!("{id}@example.com"),
             display_name: id.into(),
             license,
@@ -105,6 +120,7 @@ mod tests {
             personal_pin: "1234567890".into(),
             created_at: time::OffsetDateTime::UNIX_EPOCH,
             seq: 1,
+            trial_ends_at: None,
         }
     }
 
@@ -112,21 +128,32 @@ mod tests {
     fn the_host_hosts_everyone_else_attends() {
         let host = user("h", License::Pro, RegistrationStatus::Registered);
         let other = user("o", License::Basic, RegistrationStatus::Registered);
-        assert_eq!(decide(&host, Some(&host)), Ok(AttendeeRole::Host));
-        assert_eq!(decide(&host, Some(&other)), Ok(AttendeeRole::Attendee));
-        assert_eq!(decide(&host, None), Ok(AttendeeRole::Attendee));
+        assert_eq!(decide(&host, Some(&host), NOW), Ok(AttendeeRole::Host));
+        assert_eq!(decide(&host, Some(&other), NOW), Ok(AttendeeRole::Attendee));
+        assert_eq!(decide(&host, None, NOW), Ok(AttendeeRole::Attendee));
     }
 
     #[test]
     fn only_registered_non_basic_users_host() {
         let basic = user("b", License::Basic, RegistrationStatus::Registered);
-        assert_eq!(decide(&basic, Some(&basic)), Err(Refusal::BasicCannotHost));
+        assert_eq!(
+            decide(&basic, Some(&basic), NOW),
+            Err(Refusal::BasicCannotHost)
+        );
         let suspended = user("s", License::Pro, RegistrationStatus::Suspended);
-        assert_eq!(decide(&suspended, None), Err(Refusal::HostSuspended));
+        assert_eq!(decide(&suspended, None, NOW), Err(Refusal::HostSuspended));
         let unregistered = user("u", License::Pro, RegistrationStatus::Unregistered);
-        assert_eq!(decide(&unregistered, None), Err(Refusal::HostNotRegistered));
+        assert_eq!(
+            decide(&unregistered, None, NOW),
+            Err(Refusal::HostNotRegistered)
+        );
+        let mut trial = user("t", License::ProTrial, RegistrationStatus::Registered);
+        trial.trial_ends_at = Some(NOW + time::Duration::days(1));
+        assert_eq!(can_host(&trial, NOW), Ok(()));
+        trial.trial_ends_at = Some(NOW);
+        assert_eq!(can_host(&trial, NOW), Err(Refusal::TrialEnded));
         for license in [License::Pro, License::ProTrial, License::Plus] {
-            assert!(can_host(&user("p", license, RegistrationStatus::Registered)).is_ok());
+            assert!(can_host(&user("p", license, RegistrationStatus::Registered), NOW).is_ok());
         }
     }
 }

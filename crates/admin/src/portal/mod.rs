@@ -28,6 +28,10 @@ pub const SESSION_COOKIE: &str = "convene_session";
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(14 * 24 * 3600);
 /// How long a join token is good for: it is used once, right after it is issued.
 pub const JOIN_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
+/// How long a self sign-up's trial lasts.
+pub const TRIAL_LENGTH: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long a sign-up confirmation link works.
+pub const SIGNUP_LINK_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Longest display name, in characters (the signaling protocol's limit).
 pub const MAX_NAME_CHARS: usize = 64;
 
@@ -38,18 +42,29 @@ pub struct PortalState {
     pub now: fn() -> OffsetDateTime,
     /// Mark cookies `Secure` (set when users reach Convene over HTTPS).
     pub secure_cookies: bool,
-    /// Failed sign-ins and unknown meeting IDs per source address.
+    /// Failed sign-ins, unknown meeting IDs and sign-ups per source address.
     pub guesses: Mutex<limiter::GuessLimiter>,
+    /// Sign-up confirmation e-mails.
+    pub mailer: crate::mail::Mailer,
+    /// The base URL people open (links in e-mails), without a trailing slash.
+    pub public_url: String,
 }
 
 impl PortalState {
-    pub fn new(store: Store, tokens: JoinTokenIssuer, secure_cookies: bool) -> Arc<Self> {
+    pub fn new(
+        store: Store,
+        tokens: JoinTokenIssuer,
+        mailer: crate::mail::Mailer,
+        public_url: &str,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             tokens,
             now: OffsetDateTime::now_utc,
-            secure_cookies,
+            secure_cookies: public_url.starts_with("https://"),
             guesses: Mutex::new(limiter::GuessLimiter::default()),
+            mailer,
+            public_url: public_url.trim_end_matches('/').to_owned(),
         })
     }
 }

@@ -22,10 +22,11 @@ use super::{
     check_display_name, passwords,
 };
 use crate::api::users::valid_email;
+use crate::model::RegistrationStatus;
 use crate::store::accounts::timestamp;
 use crate::store::meetings::{Meeting, MeetingKind, NewMeeting};
 use crate::store::reports::FeedbackOutcome;
-use crate::store::users::{AcceptInvite, User};
+use crate::store::users::{AcceptInvite, CreateUser, User};
 
 /// Requests are small JSON objects.
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -37,6 +38,7 @@ const MAX_DURATION_MINUTES: i64 = 24 * 60;
 pub fn router(state: Arc<PortalState>) -> Router {
     Router::new()
         .route("/v1/register", post(register))
+        .route("/v1/signup", post(signup))
         .route(
             "/v1/session",
             get(current_session).post(sign_in).delete(sign_out),
@@ -64,14 +66,16 @@ fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, Por
     serde_json::from_slice(body).map_err(|e| PortalError::BadRequest(format!("request body: {e}")))
 }
 
-fn user_json(u: &User) -> Value {
+fn user_json(u: &User, now: OffsetDateTime) -> Value {
     json!({
         "user_id": u.id,
         "email": u.email,
         "display_name": u.display_name,
         "license": u.license.as_str(),
         "personal_pin": u.personal_pin,
-        "can_host": admission::can_host(u).is_ok(),
+        "can_host": admission::can_host(u, now).is_ok(),
+        "managed": u.account_id.is_some(),
+        "trial_ends_at": u.trial_ends_at.map(timestamp),
     })
 }
 
@@ -147,7 +151,7 @@ async fn start_session(state: &PortalState, user: &User) -> Reply {
         .store
         .create_session(&user.id, &token, now, now + SESSION_LIFETIME)
         .await?;
-    let mut response = Json(json!({ "user": user_json(user) })).into_response();
+    let mut response = Json(json!({ "user": user_json(user, (state.now)()) })).into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
         cookie(state, &token, SESSION_LIFETIME.as_secs()),
@@ -157,14 +161,23 @@ async fn start_session(state: &PortalState, user: &User) -> Reply {
 
 #[derive(Deserialize)]
 struct RegisterBody {
-    invite: String,
+    #[serde(default)]
+    invite: Option<String>,
+    #[serde(default)]
+    signup: Option<String>,
     name: String,
     password: String,
 }
 
-/// Accept an invitation: choose a display name and a password, become Registered, stay signed in.
+/// Accept an invitation (or confirm a self sign-up): choose a display name and a password, become
+/// Registered, stay signed in.
 async fn register(State(state): State<Arc<PortalState>>, headers: HeaderMap, body: Bytes) -> Reply {
     let req: RegisterBody = parse(&headers, &body)?;
+    if req.invite.is_some() == req.signup.is_some() {
+        return Err(PortalError::BadRequest(
+            "give exactly one of invite and signup (the token from the link)".into(),
+        ));
+    }
     let name = check_display_name(&req.name)?;
     passwords::check_policy(&req.password).map_err(|e| PortalError::BadRequest(e.to_string()))?;
     let password = req.password;
@@ -175,23 +188,105 @@ async fn register(State(state): State<Arc<PortalState>>, headers: HeaderMap, bod
             tracing::error!(error = %e, "password hashing failed");
             PortalError::Internal
         })?;
-    match state
-        .store
-        .accept_invite(&req.invite, &name, &hash, (state.now)())
-        .await?
-    {
+    let now = (state.now)();
+    let accepted = match (&req.invite, &req.signup) {
+        (Some(invite), _) => state.store.accept_invite(invite, &name, &hash, now).await?,
+        (None, Some(signup)) => {
+            state
+                .store
+                .accept_signup(signup, &name, &hash, now, now + super::TRIAL_LENGTH)
+                .await?
+        }
+        (None, None) => return Err(PortalError::Internal),
+    };
+    match accepted {
         AcceptInvite::Registered(user) => {
-            tracing::info!(user = %user.id, "invitation accepted");
+            tracing::info!(user = %user.id, managed = user.account_id.is_some(), "user registered");
             start_session(&state, &user).await
         }
         AcceptInvite::Unknown => Err(PortalError::NotFound(
-            "this invitation link is not valid any more; ask your administrator for a new one"
+            "this link is not valid any more: ask your administrator for a new invitation, or sign up again"
                 .into(),
         )),
         AcceptInvite::Suspended => Err(PortalError::Forbidden(
             "your user is suspended; ask your administrator".into(),
         )),
     }
+}
+
+#[derive(Deserialize)]
+struct SignupBody {
+    email: String,
+}
+
+/// Self sign-up: an address nobody uses yet becomes an unmanaged user on a 30-day Pro trial once they
+/// confirm it through the link e-mailed to them. The answer is the same whether or not the address is
+/// known, so it tells nobody who has an account; a known address gets a "you can sign in" e-mail instead.
+async fn signup(
+    State(state): State<Arc<PortalState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    let req: SignupBody = parse(&headers, &body)?;
+    let email = req.email.trim().to_lowercase();
+    if !valid_email(&email) {
+        return Err(PortalError::BadRequest(format!(
+            "{email:?} is not an e-mail address"
+        )));
+    }
+    check_guesses(&state, peer.ip())?;
+    // Every sign-up counts against the source's budget: it sends mail.
+    count_failure(&state, peer.ip());
+    let now = (state.now)();
+    let user = match state.store.user_by_email(&email).await? {
+        Some(u)
+            if u.account_id.is_none()
+                && u.registration_status == RegistrationStatus::Unregistered =>
+        {
+            Some(u)
+        }
+        Some(_) => None,
+        None => match state.store.create_unmanaged_user(&email, now).await? {
+            CreateUser::Created(u) => Some(*u),
+            _ => None,
+        },
+    };
+    let mail_id = uuid::Uuid::new_v4().to_string();
+    let (subject, text) = match &user {
+        Some(u) => {
+            let token = crate::secrets::random_hex(32);
+            state
+                .store
+                .create_signup(&u.id, &token, now, now + super::SIGNUP_LINK_LIFETIME)
+                .await?;
+            let link = format!("{}/register?signup={token}", state.public_url);
+            (
+                "Confirm your Convene sign-up",
+                format!(
+                    "Hello,\n\nOpen this link within 24 hours to choose your display name and password and \
+                     start your 30-day Pro trial:\n\n{link}\n\nIf you did not sign up, ignore this message.\n"
+                ),
+            )
+        }
+        None => (
+            "Your Convene sign-up",
+            format!(
+                "Hello,\n\nSomeone (perhaps you) tried to sign up with this address, which already has a \
+                 Convene user. Sign in at {}/ instead.\n",
+                state.public_url
+            ),
+        ),
+    };
+    if let Err(e) = state.mailer.send(&mail_id, &email, subject, text).await {
+        tracing::warn!(error = %e, "sign-up e-mail not sent");
+        return Err(PortalError::Internal);
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "message": "check your inbox for a link to finish signing up" })),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -239,7 +334,7 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$
 
 async fn current_session(State(state): State<Arc<PortalState>>, headers: HeaderMap) -> Reply {
     let user = require_user(&state, &headers).await?;
-    Ok(Json(json!({ "user": user_json(&user) })).into_response())
+    Ok(Json(json!({ "user": user_json(&user, (state.now)()) })).into_response())
 }
 
 async fn sign_out(State(state): State<Arc<PortalState>>, headers: HeaderMap) -> Reply {
@@ -281,7 +376,7 @@ async fn create_meeting(
 ) -> Reply {
     let host = require_user(&state, &headers).await?;
     let req: CreateMeetingBody = parse(&headers, &body)?;
-    admission::can_host(&host).map_err(|r| PortalError::Forbidden(r.to_string()))?;
+    admission::can_host(&host, (state.now)()).map_err(|r| PortalError::Forbidden(r.to_string()))?;
     let title = match req.title.as_deref().map(str::trim) {
         Some(t) if !t.is_empty() => {
             if t.chars().count() > 200 || t.chars().any(char::is_control) {
@@ -391,15 +486,16 @@ async fn join(
             )));
         }
     };
-    let admission = match admission::admit(&state.store, &meeting_id, user.as_ref()).await {
-        Ok(a) => a,
-        Err(e) => {
-            if matches!(e, admission::AdmitError::Refused(Refusal::UnknownMeeting)) {
-                count_failure(&state, peer.ip());
+    let admission =
+        match admission::admit(&state.store, &meeting_id, user.as_ref(), (state.now)()).await {
+            Ok(a) => a,
+            Err(e) => {
+                if matches!(e, admission::AdmitError::Refused(Refusal::UnknownMeeting)) {
+                    count_failure(&state, peer.ip());
+                }
+                return Err(e.into());
             }
-            return Err(e.into());
-        }
-    };
+        };
     let meeting: MeetingId = admission
         .meeting
         .id

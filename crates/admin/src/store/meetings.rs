@@ -107,7 +107,7 @@ impl Store {
             )
             .bind(&id)
             .bind(&new.host.id)
-            .bind(new.host.account_id.as_str())
+            .bind(new.host.account_id.as_ref().map(|a| a.as_str().to_owned()))
             .bind(new.kind.as_str())
             .bind(&new.title)
             .bind(new.starts_at.map(timestamp))

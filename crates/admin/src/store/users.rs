@@ -13,7 +13,8 @@ use crate::model::{AccountId, License, RegistrationStatus, UserType};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub id: String,
-    pub account_id: AccountId,
+    /// None for an unmanaged user (self sign-up, no account has added them yet).
+    pub account_id: Option<AccountId>,
     pub email: String,
     pub display_name: String,
     pub license: License,
@@ -22,6 +23,8 @@ pub struct User {
     pub personal_pin: String,
     pub created_at: OffsetDateTime,
     pub seq: i64,
+    /// When a ProTrial ends (unmanaged users); None otherwise.
+    pub trial_ends_at: Option<OffsetDateTime>,
 }
 
 /// What accepting an invitation can run into besides storage failures.
@@ -43,20 +46,27 @@ pub enum CreateUser {
     NoSuchAccount,
 }
 
-const COLUMNS: &str = "id, account_id, email, display_name, license, user_type, registration_status, personal_pin, created_at, seq";
+const COLUMNS: &str = "id, account_id, email, display_name, license, user_type, registration_status, personal_pin, created_at, seq, trial_ends_at";
 
 fn parse<T: std::str::FromStr<Err = String>>(value: String) -> Result<T, StoreError> {
     value.parse().map_err(StoreError::Corrupt)
 }
 
 fn from_row(row: &AnyRow) -> Result<User, StoreError> {
-    let account: String = row.try_get("account_id")?;
+    let account: Option<String> = row.try_get("account_id")?;
     let created: String = row.try_get("created_at")?;
+    let trial: Option<String> = row.try_get("trial_ends_at")?;
+    let time_of = |v: &str| {
+        OffsetDateTime::parse(v, &Rfc3339).map_err(|e| StoreError::Corrupt(format!("{v:?}: {e}")))
+    };
     Ok(User {
         id: row.try_get("id")?,
         account_id: account
-            .parse()
-            .map_err(|()| StoreError::Corrupt(format!("account id {account:?}")))?,
+            .map(|a| {
+                a.parse()
+                    .map_err(|()| StoreError::Corrupt(format!("account id {a:?}")))
+            })
+            .transpose()?,
         email: row.try_get("email")?,
         display_name: row.try_get("display_name")?,
         license: parse(row.try_get("license")?)?,
@@ -66,6 +76,7 @@ fn from_row(row: &AnyRow) -> Result<User, StoreError> {
         created_at: OffsetDateTime::parse(&created, &Rfc3339)
             .map_err(|e| StoreError::Corrupt(format!("created_at {created:?}: {e}")))?,
         seq: row.try_get("seq")?,
+        trial_ends_at: trial.as_deref().map(time_of).transpose()?,
     })
 }
 
@@ -91,6 +102,38 @@ impl Store {
         if self.account(account).await?.is_none() {
             return Ok(CreateUser::NoSuchAccount);
         }
+        self.insert_user(Some(account), email, display_name, license, user_type, now)
+            .await
+    }
+
+    /// Add an unmanaged user (self sign-up): no account, a ProTrial licence, Unregistered until they
+    /// confirm their address.
+    pub async fn create_unmanaged_user(
+        &self,
+        email: &str,
+        now: OffsetDateTime,
+    ) -> Result<CreateUser, StoreError> {
+        let name = email.split('@').next().unwrap_or(email).to_owned();
+        self.insert_user(
+            None,
+            email,
+            &name,
+            License::ProTrial,
+            UserType::PrivateUser,
+            now,
+        )
+        .await
+    }
+
+    async fn insert_user(
+        &self,
+        account: Option<&AccountId>,
+        email: &str,
+        display_name: &str,
+        license: License,
+        user_type: UserType,
+        now: OffsetDateTime,
+    ) -> Result<CreateUser, StoreError> {
         let email = email.to_lowercase();
         if self.user_by_email(&email).await?.is_some() {
             return Ok(CreateUser::EmailTaken);
@@ -105,7 +148,7 @@ impl Store {
                  (SELECT COALESCE(MAX(seq), 0) + 1 FROM users))",
             )
             .bind(&id)
-            .bind(account.as_str())
+            .bind(account.map(|a| a.as_str().to_owned()))
             .bind(&email)
             .bind(display_name)
             .bind(license.as_str())
@@ -117,7 +160,7 @@ impl Store {
             .await;
             match result {
                 Ok(_) => {
-                    let user = self.user(account, &id).await?;
+                    let user = self.user_by_id(&id).await?;
                     return user
                         .map(|u| CreateUser::Created(Box::new(u)))
                         .ok_or_else(|| StoreError::Corrupt("user vanished after insert".into()));
@@ -375,9 +418,11 @@ impl Store {
     ) -> Result<AcceptInvite, StoreError> {
         let mut tx = self.pool().begin().await?;
         let row = sqlx::query(
-            "SELECT i.user_id AS user_id, u.registration_status AS status, a.default_license AS license \
-             FROM invites i JOIN users u ON u.id = i.user_id JOIN accounts a ON a.id = u.account_id \
-             WHERE i.token_sha256 = $1 AND i.status = $2",
+            "SELECT i.user_id AS user_id, i.account_id AS account_id, u.registration_status AS status, \
+             a.default_license AS license \
+             FROM invites i JOIN users u ON u.id = i.user_id JOIN accounts a ON a.id = i.account_id \
+             WHERE i.token_sha256 = $1 AND i.status = $2 \
+             AND (u.account_id IS NULL OR u.account_id = i.account_id)",
         )
         .bind(super::invites::token_hash(token))
         .bind(crate::model::InviteStatus::Pending.as_str())
@@ -387,20 +432,23 @@ impl Store {
             return Ok(AcceptInvite::Unknown);
         };
         let user_id: String = row.try_get("user_id")?;
+        let account_id: String = row.try_get("account_id")?;
         let status: RegistrationStatus = parse(row.try_get("status")?)?;
         if status == RegistrationStatus::Suspended {
             return Ok(AcceptInvite::Suspended);
         }
         let license: License = parse(row.try_get("license")?)?;
         sqlx::query(
+            // An unmanaged user joins the inviting account here, which ends their trial.
             "UPDATE users SET display_name = $1, password_hash = $2, registration_status = $3, \
-             license = $4, registered_at = $5 WHERE id = $6",
+             license = $4, registered_at = $5, account_id = $6, trial_ends_at = NULL WHERE id = $7",
         )
         .bind(display_name)
         .bind(password_hash)
         .bind(RegistrationStatus::Registered.as_str())
         .bind(license.as_str())
         .bind(timestamp(now))
+        .bind(&account_id)
         .bind(&user_id)
         .execute(&mut *tx)
         .await?;
@@ -408,6 +456,79 @@ impl Store {
             .bind(crate::model::InviteStatus::Accepted.as_str())
             .bind(&user_id)
             .bind(crate::model::InviteStatus::Pending.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        match self.user_by_id(&user_id).await? {
+            Some(u) => Ok(AcceptInvite::Registered(Box::new(u))),
+            None => Ok(AcceptInvite::Unknown),
+        }
+    }
+}
+
+impl Store {
+    /// Record a sign-up confirmation link for an unmanaged user.
+    pub async fn create_signup(
+        &self,
+        user_id: &str,
+        token: &str,
+        now: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO signups (token_sha256, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(super::invites::token_hash(token))
+        .bind(user_id)
+        .bind(timestamp(now))
+        .bind(timestamp(expires_at))
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Confirm a self sign-up: the (still unmanaged) user takes the name and password hash, becomes
+    /// Registered on a ProTrial ending at `trial_ends_at`, and their sign-up links are used up.
+    pub async fn accept_signup(
+        &self,
+        token: &str,
+        display_name: &str,
+        password_hash: &str,
+        now: OffsetDateTime,
+        trial_ends_at: OffsetDateTime,
+    ) -> Result<AcceptInvite, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let row = sqlx::query(
+            "SELECT s.user_id AS user_id, u.registration_status AS status FROM signups s \
+             JOIN users u ON u.id = s.user_id \
+             WHERE s.token_sha256 = $1 AND s.expires_at > $2 AND u.account_id IS NULL",
+        )
+        .bind(super::invites::token_hash(token))
+        .bind(timestamp(now))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(AcceptInvite::Unknown);
+        };
+        let user_id: String = row.try_get("user_id")?;
+        if parse::<RegistrationStatus>(row.try_get("status")?)? == RegistrationStatus::Suspended {
+            return Ok(AcceptInvite::Suspended);
+        }
+        sqlx::query(
+            "UPDATE users SET display_name = $1, password_hash = $2, registration_status = $3, \
+             license = $4, registered_at = $5, trial_ends_at = $6 WHERE id = $7 AND account_id IS NULL",
+        )
+        .bind(display_name)
+        .bind(password_hash)
+        .bind(RegistrationStatus::Registered.as_str())
+        .bind(License::ProTrial.as_str())
+        .bind(timestamp(now))
+        .bind(timestamp(trial_ends_at))
+        .bind(&user_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM signups WHERE user_id = $1")
+            .bind(&user_id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
