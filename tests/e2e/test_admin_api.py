@@ -14,14 +14,13 @@ import subprocess
 import urllib.parse
 import urllib.request
 
-import boto3
 import botocore.auth
 import botocore.exceptions
 import pytest
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
 
+from accounts import admin_client
 from convene_e2e import CONVENE_BIN, start_server, stop_server
 from postgres import TempPostgres
 
@@ -29,14 +28,7 @@ REGION = "us-east-1"
 
 
 def client(server, creds):
-    return boto3.client(
-        "chime",
-        endpoint_url=server.base_url,
-        region_name=REGION,
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        config=Config(retries={"max_attempts": 1}),
-    )
+    return admin_client(server, creds)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

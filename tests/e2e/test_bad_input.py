@@ -15,6 +15,7 @@ import websocket  # websocket-client
 
 from accounts import guest_grant, server_token_seed, sign_token
 from convene_e2e import poll, wait_media_flowing
+from raw_signal import Raw
 
 DROPPED_METRIC = "convene_media_packets_dropped_total"
 
@@ -76,67 +77,6 @@ def test_udp_junk_on_every_media_port(server, meeting):
 
 
 # --------------------------------------------------------------------------- signaling junk
-
-
-class Raw:
-    """A raw signaling socket."""
-
-    def __init__(self, server):
-        self.server = server
-        self.ws = websocket.create_connection(server.ws_url, timeout=5)
-
-    def send(self, obj):
-        self.ws.send(obj if isinstance(obj, str) else json.dumps(obj))
-
-    def recv_until(self, want_type: str, timeout: float = 5.0) -> dict:
-        """Next message of `want_type`, skipping others (e.g. attendee_joined, subscribe_offer)."""
-        deadline = time.monotonic() + timeout
-        seen = []
-        while time.monotonic() < deadline:
-            self.ws.settimeout(max(0.05, deadline - time.monotonic()))
-            try:
-                opcode, data = self.ws.recv_data()
-            except websocket.WebSocketTimeoutException:
-                break
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                raise AssertionError(f"socket closed while waiting for {want_type!r}; seen {seen}; close frame {data!r}")
-            assert opcode == websocket.ABNF.OPCODE_TEXT, f"server sent a non-text frame (opcode {opcode})"
-            msg = json.loads(data)
-            assert isinstance(msg, dict) and isinstance(msg.get("type"), str), f"bad server message {data!r}"
-            if msg["type"] == want_type:
-                return msg
-            seen.append(msg["type"])
-        raise AssertionError(f"no {want_type!r} within {timeout}s; got {seen}")
-
-    def collect(self, duration: float) -> list[dict]:
-        """Every message that arrives within `duration` seconds."""
-        out = []
-        deadline = time.monotonic() + duration
-        while time.monotonic() < deadline:
-            self.ws.settimeout(max(0.05, deadline - time.monotonic()))
-            try:
-                opcode, data = self.ws.recv_data()
-            except websocket.WebSocketTimeoutException:
-                break
-            if opcode == websocket.ABNF.OPCODE_TEXT:
-                out.append(json.loads(data))
-        return out
-
-    def expect_error(self, code: str) -> dict:
-        msg = self.recv_until("error")
-        assert msg.get("code") == code, f"expected error code {code!r}, got {msg}"
-        assert isinstance(msg.get("message", ""), str)
-        return msg
-
-    def assert_still_open(self):
-        self.send({"type": "ping"})
-        self.recv_until("pong")
-
-    def close(self):
-        try:
-            self.ws.close()
-        except Exception:  # noqa: BLE001
-            pass
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import json
 import time
 
 import pytest
-import websocket  # websocket-client
 
 from accounts import guest_grant
 from convene_e2e import poll
+from raw_signal import Raw
 
 RECORDING = "() => window.convene.recording"
 
@@ -54,43 +54,15 @@ def test_only_the_host_gets_the_record_button(room):
         assert recording_hidden(a), f"{a.name} shows recording before anyone started it"
 
 
-class Raw:
+def guest_socket(server, meeting_id: str, name: str) -> Raw:
     """A guest's own signaling socket, to send what the web app never would."""
-
-    def __init__(self, server, meeting_id: str, name: str):
-        self.ws = websocket.create_connection(server.ws_url, timeout=5)
-        self.send({"type": "join", "meeting": meeting_id, "token": guest_grant(server, meeting_id, name)["token"]})
-        self.joined = self.recv_until("joined")
-
-    def send(self, obj):
-        self.ws.send(json.dumps(obj))
-
-    def recv_until(self, want_type: str, timeout: float = 5.0) -> dict:
-        deadline = time.monotonic() + timeout
-        seen = []
-        while time.monotonic() < deadline:
-            self.ws.settimeout(max(0.05, deadline - time.monotonic()))
-            try:
-                opcode, data = self.ws.recv_data()
-            except websocket.WebSocketTimeoutException:
-                break
-            assert opcode == websocket.ABNF.OPCODE_TEXT, f"opcode {opcode} while waiting for {want_type!r}: {data!r}"
-            msg = json.loads(data)
-            if msg.get("type") == want_type:
-                return msg
-            seen.append(msg.get("type"))
-        raise AssertionError(f"no {want_type!r} within {timeout}s; got {seen}")
-
-    def close(self):
-        try:
-            self.send({"type": "leave"})
-            self.ws.close()
-        except Exception:  # noqa: BLE001
-            pass
+    raw = Raw(server)
+    raw.joined = raw.join(meeting_id, guest_grant(server, meeting_id, name)["token"])
+    return raw
 
 
 def test_a_guest_cannot_record(server, room):
-    raw = Raw(server, room["id"], "Mallory")
+    raw = guest_socket(server, room["id"], "Mallory")
     try:
         assert raw.joined["recording"] is False, raw.joined
         raw.send({"type": "recording", "on": True})
@@ -119,7 +91,7 @@ def test_the_host_records_and_everyone_sees_it(server, room):
         a.page.screenshot(path=f"/tmp/convene-e2e-{a.name.split()[0]}-recording.png")
 
     # Someone arriving now learns it in `joined`.
-    late = Raw(server, room["id"], "Late Larry")
+    late = guest_socket(server, room["id"], "Late Larry")
     try:
         assert late.joined["recording"] is True, late.joined
     finally:

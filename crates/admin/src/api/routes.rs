@@ -189,6 +189,13 @@ pub enum NoRoute {
     BadId,
 }
 
+/// A path segment naming a user or a conference: only a UUID can name one.
+fn uuid_id(segment: &str) -> Result<String, NoRoute> {
+    uuid::Uuid::parse_str(segment)
+        .map(|u| u.to_string())
+        .map_err(|_| NoRoute::BadId)
+}
+
 fn query_operation(query: &str) -> Option<&str> {
     query
         .split('&')
@@ -272,9 +279,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 (&Method::POST, Some("logout")) => Operation::LogoutUser,
                 _ => return Err(NoRoute::UnknownOperation),
             };
-            let user = uuid::Uuid::parse_str(user)
-                .map_err(|_| NoRoute::BadId)?
-                .to_string();
+            let user = uuid_id(user)?;
             Ok(Route {
                 operation,
                 account: Some(account(id)?),
@@ -288,9 +293,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 (&Method::PUT, None) => Operation::UpdateUserSettings,
                 _ => return Err(NoRoute::UnknownOperation),
             };
-            let user = uuid::Uuid::parse_str(user)
-                .map_err(|_| NoRoute::BadId)?
-                .to_string();
+            let user = uuid_id(user)?;
             Ok(Route {
                 operation,
                 account: Some(account(id)?),
@@ -335,9 +338,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 (_, _, [] | ["events"]) => return Err(NoRoute::UnknownOperation),
                 _ => return Err(NoRoute::UnknownPath),
             };
-            let conference = uuid::Uuid::parse_str(conference)
-                .map_err(|_| NoRoute::BadId)?
-                .to_string();
+            let conference = uuid_id(conference)?;
             Ok(Route {
                 operation,
                 account: Some(account(id)?),
@@ -350,9 +351,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 (&Method::GET, None) => Operation::GetUserActivityReportData,
                 _ => return Err(NoRoute::UnknownOperation),
             };
-            let user = uuid::Uuid::parse_str(user)
-                .map_err(|_| NoRoute::BadId)?
-                .to_string();
+            let user = uuid_id(user)?;
             Ok(Route {
                 operation,
                 account: Some(account(id)?),
