@@ -41,6 +41,8 @@ pub struct DriveConfig {
     pub local_ip: IpAddr,
     pub streams: u32,
     pub receivers: u32,
+    /// One-to-one: receiver i gets only stream i (`receivers` is then taken to equal `streams`).
+    pub pairs: bool,
     /// Packets per second per stream.
     pub pps: u32,
     /// RTP payload bytes per packet (at least 12: the send time and counter).
@@ -96,6 +98,10 @@ pub fn run(cfg: DriveConfig, profile: Profile) -> Result<DriveSummary, DriveErro
 
     // Receivers subscribe first (twice: UDP on loopback does not lose them, but a floor that is still
     // starting might).
+    let mut cfg = cfg;
+    if cfg.pairs {
+        cfg.receivers = cfg.streams;
+    }
     let mut sockets = Vec::new();
     for _ in 0..cfg.receivers {
         let s = bind(cfg.local_ip)?;
@@ -105,7 +111,9 @@ pub fn run(cfg: DriveConfig, profile: Profile) -> Result<DriveSummary, DriveErro
     for _ in 0..2 {
         for (r, s) in sockets.iter().enumerate() {
             for i in 0..cfg.streams {
-                s.send_to(&subscribe_datagram(FIRST_SSRC + i, r as u32), cfg.floor)?;
+                if !cfg.pairs || i == r as u32 {
+                    s.send_to(&subscribe_datagram(FIRST_SSRC + i, r as u32), cfg.floor)?;
+                }
             }
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -320,6 +328,7 @@ mod tests {
                 local_ip: "127.0.0.1".parse().unwrap(),
                 streams: 3,
                 receivers: 4,
+                pairs: false,
                 pps: 200,
                 size: 300,
                 warmup_s: 0.2,

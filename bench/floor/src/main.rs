@@ -54,6 +54,9 @@ enum Command {
         /// Receivers, each subscribed to every stream.
         #[arg(long, default_value_t = 10)]
         receivers: u32,
+        /// One-to-one calls: receiver i gets only stream i (as many receivers as streams).
+        #[arg(long)]
+        pairs: bool,
         /// Packets per second per stream.
         #[arg(long, default_value_t = 200)]
         pps: u32,
@@ -100,6 +103,7 @@ fn main() -> anyhow::Result<()> {
             floor_pid,
             streams,
             receivers,
+            pairs,
             pps,
             size,
             warmup,
@@ -118,6 +122,7 @@ fn main() -> anyhow::Result<()> {
                     local_ip,
                     streams,
                     receivers,
+                    pairs,
                     pps,
                     size,
                     warmup_s: warmup,

@@ -184,6 +184,9 @@ pub struct Summary {
     pub keyframe_wait_ms: Percentiles,
     pub keyframe_never: u64,
     pub client_send_errors: u64,
+    /// CPU-seconds per second the load generator itself used in the window: when it nears the number of
+    /// cores, the generator (not the server) limits the run.
+    pub generator_cores_busy: f64,
     pub server: Option<ServerReport>,
 }
 
@@ -284,6 +287,8 @@ pub async fn run(s: Scenario) -> Result<Summary, LoadError> {
 
     let metrics_start = packets_out(s.server).await.ok();
     let cpu_start = probe.as_ref().map(ProcProbe::sample).transpose()?;
+    let me = ProcProbe::new(std::process::id());
+    let me_start = me.sample()?;
     let window_start = Instant::now();
     shared.measuring.store(true, Ordering::Relaxed);
     while window_start.elapsed() < s.duration {
@@ -293,6 +298,7 @@ pub async fn run(s: Scenario) -> Result<Summary, LoadError> {
     shared.measuring.store(false, Ordering::Relaxed);
     let window = window_start.elapsed();
     let cpu_end = probe.as_ref().map(ProcProbe::sample).transpose()?;
+    let me_end = me.sample()?;
     let metrics_end = packets_out(s.server).await.ok();
 
     // Leave, and give the tasks a moment to say so.
@@ -351,6 +357,7 @@ pub async fn run(s: Scenario) -> Result<Summary, LoadError> {
         keyframe_wait_ms: Percentiles::from_us(&stats.keyframe_wait_us),
         keyframe_never: stats.keyframe_never,
         client_send_errors: stats.send_errors,
+        generator_cores_busy: (me_end.cpu_s - me_start.cpu_s).max(0.0) / window_s,
         server,
         scenario: s,
     })
