@@ -36,6 +36,8 @@ pub type ConnId = usize;
 const WAKER: Token = Token(usize::MAX);
 /// Largest datagram we accept.
 const MAX_DATAGRAM: usize = 2048;
+/// Readable sockets handled between two passes of the traffic models.
+const SEND_EVERY: usize = 16;
 /// Socket buffers: big enough that a screen-share burst or a scheduling hiccup does not overflow them.
 const SOCKET_BUFFER: usize = 4 << 20;
 
@@ -309,7 +311,7 @@ fn new_rtc(now: Instant) -> Rtc {
 
 impl DriverState {
     fn run(&mut self) {
-        let mut events = Events::with_capacity(1024);
+        let mut events = Events::with_capacity(256);
         loop {
             if self.shared.stop.load(Ordering::Relaxed) {
                 break;
@@ -346,11 +348,18 @@ impl DriverState {
                 tracing::error!(error = %e, "driver poll failed");
                 break;
             }
-            for ev in events.iter() {
+            for (i, ev) in events.iter().enumerate() {
                 if ev.token() == WAKER {
                     continue;
                 }
                 self.receive(ev.token().0);
+                // Keep sending on time while a long batch of receptions is handled: a sender that falls
+                // behind and then catches up all at once sends bursts no set of real clients would.
+                if i % SEND_EVERY == SEND_EVERY - 1 {
+                    let now = Instant::now();
+                    self.produce(now);
+                    self.timeouts(now);
+                }
             }
         }
         for c in &mut self.conns {
