@@ -765,13 +765,19 @@ impl DriverState {
                         self.shared.connected.fetch_add(1, Ordering::Relaxed);
                     }
                     Event::KeyframeRequest(req) => {
+                        let mut matched = false;
                         for s in &mut conn.sources {
                             if s.mid == req.mid
                                 && s.rid == req.rid
                                 && let Model::Video(m) = &mut s.model
                             {
                                 m.request_keyframe();
+                                matched = true;
                             }
+                        }
+                        self.stats.keyframe_requests += 1;
+                        if !matched {
+                            self.stats.keyframe_requests_unmatched += 1;
                         }
                     }
                     Event::RtpPacket(p) => {

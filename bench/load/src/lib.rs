@@ -183,6 +183,10 @@ pub struct Summary {
     pub jitter_ms_mean: f64,
     pub keyframe_wait_ms: Percentiles,
     pub keyframe_never: u64,
+    /// Keyframe requests (PLI/FIR) publishers received over the whole run, and how many named no layer
+    /// they send (those go unanswered until the next periodic keyframe).
+    pub keyframe_requests: u64,
+    pub keyframe_requests_unmatched: u64,
     pub client_send_errors: u64,
     /// CPU-seconds per second the load generator itself used in the window: when it nears the number of
     /// cores, the generator (not the server) limits the run.
@@ -356,6 +360,8 @@ pub async fn run(s: Scenario) -> Result<Summary, LoadError> {
         jitter_ms_mean: stats.mean_jitter_ms(),
         keyframe_wait_ms: Percentiles::from_us(&stats.keyframe_wait_us),
         keyframe_never: stats.keyframe_never,
+        keyframe_requests: stats.keyframe_requests,
+        keyframe_requests_unmatched: stats.keyframe_requests_unmatched,
         client_send_errors: stats.send_errors,
         generator_cores_busy: (me_end.cpu_s - me_start.cpu_s).max(0.0) / window_s,
         server,

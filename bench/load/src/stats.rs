@@ -195,6 +195,9 @@ pub struct Stats {
     /// From a video track's subscription becoming usable to its first packet, microseconds.
     pub keyframe_wait_us: Histogram,
     pub streams: HashMap<StreamKey, StreamRecv>,
+    /// PLI/FIR the SFU sent our publishers (whole run), and those naming no track or layer we send.
+    pub keyframe_requests: u64,
+    pub keyframe_requests_unmatched: u64,
     /// Video tracks of connected subscribers that never received a packet (no keyframe came).
     pub keyframe_never: u64,
     /// Packets whose payload had no trailer of ours.
@@ -213,6 +216,8 @@ impl Stats {
         self.keyframe_wait_us.merge(&other.keyframe_wait_us);
         self.foreign_packets += other.foreign_packets;
         self.keyframe_never += other.keyframe_never;
+        self.keyframe_requests += other.keyframe_requests;
+        self.keyframe_requests_unmatched += other.keyframe_requests_unmatched;
         self.send_errors += other.send_errors;
         self.streams.extend(other.streams);
     }
