@@ -191,6 +191,9 @@ pub struct Summary {
     /// CPU-seconds per second the load generator itself used in the window: when it nears the number of
     /// cores, the generator (not the server) limits the run.
     pub generator_cores_busy: f64,
+    /// CPU-seconds per second the whole machine was busy in the window: minus the server's and the
+    /// generator's, what anything else on the machine took from the run.
+    pub system_cores_busy: f64,
     pub server: Option<ServerReport>,
 }
 
@@ -293,6 +296,7 @@ pub async fn run(s: Scenario) -> Result<Summary, LoadError> {
     let cpu_start = probe.as_ref().map(ProcProbe::sample).transpose()?;
     let me = ProcProbe::new(std::process::id());
     let me_start = me.sample()?;
+    let system_start = probe::system_busy_s()?;
     let window_start = Instant::now();
     shared.measuring.store(true, Ordering::Relaxed);
     while window_start.elapsed() < s.duration {
@@ -303,6 +307,7 @@ pub async fn run(s: Scenario) -> Result<Summary, LoadError> {
     let window = window_start.elapsed();
     let cpu_end = probe.as_ref().map(ProcProbe::sample).transpose()?;
     let me_end = me.sample()?;
+    let system_end = probe::system_busy_s()?;
     let metrics_end = packets_out(s.server).await.ok();
 
     // Leave, and give the tasks a moment to say so.
@@ -364,6 +369,7 @@ pub async fn run(s: Scenario) -> Result<Summary, LoadError> {
         keyframe_requests_unmatched: stats.keyframe_requests_unmatched,
         client_send_errors: stats.send_errors,
         generator_cores_busy: (me_end.cpu_s - me_start.cpu_s).max(0.0) / window_s,
+        system_cores_busy: (system_end - system_start).max(0.0) / window_s,
         server,
         scenario: s,
     })

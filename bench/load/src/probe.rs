@@ -40,6 +40,30 @@ impl ProcProbe {
     }
 }
 
+/// Busy CPU-seconds of the whole machine since boot (all CPUs), from the first line of `/proc/stat`.
+pub fn system_busy_s() -> Result<f64, LoadError> {
+    Ok(parse_system_busy_ticks(&std::fs::read_to_string("/proc/stat")?)? as f64 / USER_HZ)
+}
+
+/// Ticks spent in anything but idle and iowait, summed over CPUs (`cpu` line of `/proc/stat`).
+pub fn parse_system_busy_ticks(stat: &str) -> Result<u64, LoadError> {
+    let bad = || LoadError::Probe("unexpected /proc/stat".into());
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .ok_or_else(bad)?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice: already counted in user/nice]
+    if v.len() < 8 {
+        return Err(bad());
+    }
+    Ok(v[0] + v[1] + v[2] + v[5] + v[6] + v[7])
+}
+
 /// utime + stime (fields 14 and 15) of `/proc/PID/stat`. The command name (field 2) may hold spaces and
 /// parentheses, so fields are counted after its last `)`.
 pub fn parse_cpu_ticks(stat: &str) -> Result<u64, LoadError> {
@@ -78,6 +102,14 @@ mod tests {
         assert_eq!(parse_cpu_ticks(stat).unwrap(), 325);
         assert!(parse_cpu_ticks("garbage").is_err());
         assert!(parse_cpu_ticks("1 (x) S 1").is_err());
+    }
+
+    #[test]
+    fn system_busy_from_proc_stat() {
+        let stat = "cpu  100 5 50 1000 20 3 2 1 7 0\ncpu0 50 2 25 500 10 1 1 0 0 0\n";
+        assert_eq!(parse_system_busy_ticks(stat).unwrap(), 161);
+        assert!(parse_system_busy_ticks("cpu0 1 2 3\n").is_err());
+        assert!(system_busy_s().unwrap() > 0.0);
     }
 
     #[test]
