@@ -1,0 +1,356 @@
+//! Feeds a floor forwarder with SRTP and measures what comes back, and what it cost the floor's process.
+//!
+//! Two threads in this process: a sender (one socket, `streams` SSRCs at `pps` packets/s each, paced in
+//! 1 ms steps) and a receiver (`receivers` sockets, each subscribed to every stream, decrypting and
+//! checking every packet). The payload starts with the send time and a per-stream counter, so loss and
+//! latency are measured the same way as in `convene-load`.
+
+use std::io::ErrorKind;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use convene_load::probe::ProcProbe;
+use convene_load::stats::{Histogram, StreamRecv};
+use mio::{Events, Interest, Poll, Token};
+
+use crate::forwarder::subscribe_datagram;
+use crate::keys;
+use crate::srtp::{Profile, RocTracker, SrtpContext, TAG_LEN};
+
+/// SSRC of stream 0; stream i is `FIRST_SSRC + i`.
+const FIRST_SSRC: u32 = 0x1000_0000;
+const RTP_HEADER: usize = 12;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriveError {
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("srtp: {0}")]
+    Srtp(#[from] crate::srtp::SrtpError),
+    #[error("probe: {0}")]
+    Probe(#[from] convene_load::LoadError),
+    #[error("a driver thread panicked")]
+    Panicked,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DriveConfig {
+    pub floor: SocketAddr,
+    pub local_ip: IpAddr,
+    pub streams: u32,
+    pub receivers: u32,
+    /// One-to-one: receiver i gets only stream i (`receivers` is then taken to equal `streams`).
+    pub pairs: bool,
+    /// Packets per second per stream.
+    pub pps: u32,
+    /// RTP payload bytes per packet (at least 12: the send time and counter).
+    pub size: usize,
+    pub warmup_s: f64,
+    pub duration_s: f64,
+    /// The floor's process, to read its CPU time.
+    pub floor_pid: Option<u32>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DriveSummary {
+    pub config: DriveConfig,
+    pub window_s: f64,
+    pub sent_packets: u64,
+    pub received_packets: u64,
+    pub expected_packets: u64,
+    pub lost_packets: u64,
+    pub loss_pct: f64,
+    pub forwarded_pps: f64,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p99: f64,
+    pub auth_failures: u64,
+    pub floor_cpu_s: Option<f64>,
+    pub floor_cpu_us_per_pkt: Option<f64>,
+    pub floor_pps_per_core: Option<f64>,
+    pub floor_rss_kib: Option<u64>,
+}
+
+struct Measured {
+    latency_us: Histogram,
+    streams: Vec<StreamRecv>,
+    received: u64,
+    auth_failures: u64,
+}
+
+fn micros(epoch: Instant) -> u64 {
+    epoch.elapsed().as_micros() as u64
+}
+
+fn bind(ip: IpAddr) -> Result<UdpSocket, DriveError> {
+    let s = UdpSocket::bind(SocketAddr::new(ip, 0))?;
+    let _ = socket2::SockRef::from(&s).set_recv_buffer_size(4 << 20);
+    let _ = socket2::SockRef::from(&s).set_send_buffer_size(4 << 20);
+    Ok(s)
+}
+
+/// Runs the drive: subscribe, warm up, measure, stop.
+pub fn run(cfg: DriveConfig, profile: Profile) -> Result<DriveSummary, DriveError> {
+    let epoch = Instant::now();
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+
+    // Receivers subscribe first (twice: UDP on loopback does not lose them, but a floor that is still
+    // starting might).
+    let mut cfg = cfg;
+    if cfg.pairs {
+        cfg.receivers = cfg.streams;
+    }
+    let mut sockets = Vec::new();
+    for _ in 0..cfg.receivers {
+        let s = bind(cfg.local_ip)?;
+        s.set_nonblocking(true)?;
+        sockets.push(s);
+    }
+    for _ in 0..2 {
+        for (r, s) in sockets.iter().enumerate() {
+            for i in 0..cfg.streams {
+                if !cfg.pairs || i == r as u32 {
+                    s.send_to(&subscribe_datagram(FIRST_SSRC + i, r as u32), cfg.floor)?;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let receiver = {
+        let (measuring, stop, cfg) = (measuring.clone(), stop.clone(), cfg.clone());
+        std::thread::Builder::new()
+            .name("floor-receiver".into())
+            .spawn(move || receive(sockets, &cfg, profile, epoch, &measuring, &stop))?
+    };
+    let sender = {
+        let (measuring, stop, cfg) = (measuring.clone(), stop.clone(), cfg.clone());
+        std::thread::Builder::new()
+            .name("floor-sender".into())
+            .spawn(move || send(&cfg, profile, epoch, &measuring, &stop))?
+    };
+
+    let probe = cfg.floor_pid.map(ProcProbe::new);
+    std::thread::sleep(Duration::from_secs_f64(cfg.warmup_s));
+    let start = probe.as_ref().map(ProcProbe::sample).transpose()?;
+    let t0 = Instant::now();
+    measuring.store(true, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs_f64(cfg.duration_s));
+    measuring.store(false, Ordering::Relaxed);
+    let window_s = t0.elapsed().as_secs_f64();
+    let end = probe.as_ref().map(ProcProbe::sample).transpose()?;
+    // Let in-flight packets land before stopping the receiver.
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::Relaxed);
+    let sent = sender.join().map_err(|_| DriveError::Panicked)??;
+    let m = receiver.join().map_err(|_| DriveError::Panicked)??;
+
+    let expected: u64 = m.streams.iter().map(StreamRecv::expected).sum();
+    let lost: u64 = m.streams.iter().map(StreamRecv::lost).sum();
+    let cpu = match (start, end) {
+        (Some(a), Some(b)) => Some((b.cpu_s - a.cpu_s).max(0.0)),
+        _ => None,
+    };
+    let per_pkt = cpu
+        .filter(|_| m.received > 0)
+        .map(|c| c * 1e6 / m.received as f64);
+    Ok(DriveSummary {
+        window_s,
+        sent_packets: sent,
+        received_packets: m.received,
+        expected_packets: expected,
+        lost_packets: lost,
+        loss_pct: if expected == 0 {
+            0.0
+        } else {
+            lost as f64 * 100.0 / expected as f64
+        },
+        forwarded_pps: m.received as f64 / window_s,
+        latency_ms_p50: m.latency_us.quantile(0.5) as f64 / 1000.0,
+        latency_ms_p99: m.latency_us.quantile(0.99) as f64 / 1000.0,
+        auth_failures: m.auth_failures,
+        floor_cpu_s: cpu,
+        floor_cpu_us_per_pkt: per_pkt,
+        floor_pps_per_core: per_pkt.filter(|&p| p > 0.0).map(|p| 1e6 / p),
+        floor_rss_kib: end.map(|e| e.rss_kib),
+        config: cfg,
+    })
+}
+
+/// Writes one RTP packet for stream `i` into `buf`; returns its length (before encryption).
+fn build_packet(buf: &mut [u8], i: u32, seq: u64, size: usize, sent_us: u64) -> usize {
+    let ssrc = FIRST_SSRC + i;
+    buf[0] = 0x80;
+    buf[1] = 96;
+    buf[2..4].copy_from_slice(&(seq as u16).to_be_bytes());
+    buf[4..8].copy_from_slice(&((seq as u32).wrapping_mul(3000)).to_be_bytes());
+    buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    let p = &mut buf[RTP_HEADER..RTP_HEADER + size];
+    p[..8].copy_from_slice(&sent_us.to_be_bytes());
+    p[8..12].copy_from_slice(&(seq as u32).to_be_bytes());
+    RTP_HEADER + size
+}
+
+fn send(
+    cfg: &DriveConfig,
+    profile: Profile,
+    epoch: Instant,
+    measuring: &AtomicBool,
+    stop: &AtomicBool,
+) -> Result<u64, DriveError> {
+    let socket = bind(cfg.local_ip)?;
+    let size = cfg.size.clamp(12, 1400);
+    let mut contexts = Vec::new();
+    for i in 0..cfg.streams {
+        let (key, salt) = keys::stream_key(profile, FIRST_SSRC + i);
+        contexts.push(SrtpContext::new(profile, &key[..profile.key_len()], salt)?);
+    }
+    let mut rocs = vec![0u32; contexts.len()];
+    let mut sent_per_stream = vec![0u64; contexts.len()];
+    let mut buf = [0u8; 1500];
+    let mut sent_in_window = 0u64;
+    let start = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let due = (start.elapsed().as_secs_f64() * f64::from(cfg.pps)) as u64;
+        for (i, ctx) in contexts.iter().enumerate() {
+            while sent_per_stream[i] < due {
+                let seq = sent_per_stream[i];
+                sent_per_stream[i] += 1;
+                rocs[i] = (seq >> 16) as u32;
+                let len = build_packet(&mut buf, i as u32, seq, size, micros(epoch));
+                let n = ctx.protect(&mut buf[..len + TAG_LEN], len, rocs[i])?;
+                if socket.send_to(&buf[..n], cfg.floor).is_ok() && measuring.load(Ordering::Relaxed)
+                {
+                    sent_in_window += 1;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(sent_in_window)
+}
+
+fn receive(
+    mut sockets: Vec<UdpSocket>,
+    cfg: &DriveConfig,
+    profile: Profile,
+    epoch: Instant,
+    measuring: &AtomicBool,
+    stop: &AtomicBool,
+) -> Result<Measured, DriveError> {
+    let mut poll = Poll::new()?;
+    let mut mio_sockets = Vec::new();
+    let mut contexts = Vec::new();
+    for (r, s) in sockets.drain(..).enumerate() {
+        let mut m = mio::net::UdpSocket::from_std(s);
+        poll.registry()
+            .register(&mut m, Token(r), Interest::READABLE)?;
+        mio_sockets.push(m);
+        let (key, salt) = keys::receiver_key(profile, r as u32);
+        contexts.push(SrtpContext::new(profile, &key[..profile.key_len()], salt)?);
+    }
+    let streams = cfg.streams as usize;
+    let mut rocs = vec![RocTracker::default(); mio_sockets.len() * streams];
+    let mut m = Measured {
+        latency_us: Histogram::new(),
+        streams: vec![StreamRecv::default(); mio_sockets.len() * streams],
+        received: 0,
+        auth_failures: 0,
+    };
+    let mut events = Events::with_capacity(256);
+    let mut buf = [0u8; 2048];
+    while !stop.load(Ordering::Relaxed) {
+        poll.poll(&mut events, Some(Duration::from_millis(50)))?;
+        for ev in events.iter() {
+            let r = ev.token().0;
+            loop {
+                let n = match mio_sockets[r].recv_from(&mut buf) {
+                    Ok((n, _)) => n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e.into()),
+                };
+                let Some((ssrc, seq)) = crate::srtp::ssrc_seq(&buf[..n]) else {
+                    continue;
+                };
+                let i = ssrc.wrapping_sub(FIRST_SSRC) as usize;
+                if i >= streams {
+                    continue;
+                }
+                let slot = r * streams + i;
+                let roc = rocs[slot].roc_for(seq);
+                let Ok(len) = contexts[r].unprotect(&mut buf[..n], roc) else {
+                    m.auth_failures += 1;
+                    continue;
+                };
+                if !measuring.load(Ordering::Relaxed) || len < RTP_HEADER + 12 {
+                    continue;
+                }
+                let now = micros(epoch);
+                let p = &buf[RTP_HEADER..len];
+                let mut sent = [0u8; 8];
+                sent.copy_from_slice(&p[..8]);
+                let sent_us = u64::from_be_bytes(sent);
+                let counter = u32::from_be_bytes([p[8], p[9], p[10], p[11]]);
+                m.received += 1;
+                m.latency_us.record(now.saturating_sub(sent_us));
+                m.streams[slot].record(counter, sent_us, now);
+            }
+        }
+    }
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Floor;
+
+    /// The floor forwards every packet of every stream to every receiver, decryptable with the receiver's
+    /// own key (an end-to-end SRTP round trip through decrypt-once / encrypt-per-receiver).
+    #[test]
+    fn floor_forwards_to_every_receiver() {
+        let profile = Profile::AeadAes256Gcm;
+        let mut floor = Floor::bind("127.0.0.1:0".parse().unwrap(), profile).unwrap();
+        let addr = floor.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let floor_thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                floor.run(&stop).unwrap();
+                floor.counters
+            })
+        };
+        let summary = run(
+            DriveConfig {
+                floor: addr,
+                local_ip: "127.0.0.1".parse().unwrap(),
+                streams: 3,
+                receivers: 4,
+                pairs: false,
+                pps: 200,
+                size: 300,
+                warmup_s: 0.2,
+                duration_s: 1.0,
+                floor_pid: Some(std::process::id()),
+            },
+            profile,
+        )
+        .unwrap();
+        stop.store(true, Ordering::Relaxed);
+        let counters = floor_thread.join().unwrap();
+        assert_eq!(summary.auth_failures, 0);
+        assert!(summary.sent_packets > 300, "{summary:?}");
+        // Each sent packet reaches 4 receivers; the window edges blur the count a little.
+        let want = summary.sent_packets * 4;
+        assert!(
+            summary.received_packets.abs_diff(want) <= want / 10 + 40,
+            "{summary:?}"
+        );
+        assert!(summary.loss_pct < 1.0, "{summary:?}");
+        assert!(counters.forwarded >= summary.received_packets);
+        assert_eq!(counters.dropped, 0);
+        assert!(summary.floor_cpu_us_per_pkt.is_some());
+    }
+}

@@ -1,0 +1,302 @@
+//! SRTP with an AEAD profile (RFC 7714), on aws-lc-rs's AES-GCM, in place and without allocating.
+//!
+//! Convene's str0m (aws-lc-rs crypto, dimpl DTLS) negotiates `SRTP_AEAD_AES_256_GCM` with browsers and
+//! with our load generator, so that is the floor's default profile; AES-128-GCM is here too, because the
+//! RFC's test vectors cover both and browsers may pick it.
+//!
+//! Only the packet transform is implemented: the floor has no DTLS, so its session keys and salts are
+//! given directly (pre-shared), not derived from a DTLS exporter through the SRTP KDF. That KDF runs once
+//! per connection and does not belong in a per-packet floor.
+//!
+//! The IV is built by hand, as RFC 7714 §8.1 specifies: the 12 bytes `00 00 || SSRC || ROC || SEQ`
+//! XOR the 12-byte session salt. The AAD is the whole RTP header (with CSRCs and extensions), the
+//! ciphertext replaces the payload, and the 16-byte tag follows it.
+
+use aws_lc_rs::aead::{AES_128_GCM, AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+
+/// Bytes of the GCM authentication tag appended to every SRTP packet.
+pub const TAG_LEN: usize = 16;
+/// Bytes of the session salt of both AEAD profiles.
+pub const SALT_LEN: usize = 12;
+
+/// The SRTP protection profiles the floor supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    AeadAes128Gcm,
+    AeadAes256Gcm,
+}
+
+impl Profile {
+    pub fn key_len(self) -> usize {
+        match self {
+            Profile::AeadAes128Gcm => 16,
+            Profile::AeadAes256Gcm => 32,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SrtpError {
+    #[error("key of {0} bytes does not fit the profile")]
+    BadKey(usize),
+    #[error("not an RTP packet (too short, wrong version or truncated header)")]
+    NotRtp,
+    #[error("no room for the authentication tag")]
+    NoRoom,
+    #[error("authentication failed")]
+    Auth,
+}
+
+/// One direction of one SRTP session: a session key and salt.
+pub struct SrtpContext {
+    key: LessSafeKey,
+    salt: [u8; SALT_LEN],
+}
+
+impl std::fmt::Debug for SrtpContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys stay out of logs.
+        f.debug_struct("SrtpContext").finish_non_exhaustive()
+    }
+}
+
+/// Length of the RTP header (fixed part, CSRCs and header extension) at the start of `packet`.
+pub fn rtp_header_len(packet: &[u8]) -> Result<usize, SrtpError> {
+    if packet.len() < 12 || packet[0] >> 6 != 2 {
+        return Err(SrtpError::NotRtp);
+    }
+    let csrc = usize::from(packet[0] & 0x0f);
+    let mut len = 12 + 4 * csrc;
+    if packet[0] & 0x10 != 0 {
+        let ext = packet.get(len + 2..len + 4).ok_or(SrtpError::NotRtp)?;
+        len += 4 + 4 * usize::from(u16::from_be_bytes([ext[0], ext[1]]));
+    }
+    if len > packet.len() {
+        return Err(SrtpError::NotRtp);
+    }
+    Ok(len)
+}
+
+/// SSRC and sequence number of an RTP packet (caller checked it is one).
+pub fn ssrc_seq(packet: &[u8]) -> Option<(u32, u16)> {
+    let h = packet.get(..12)?;
+    Some((
+        u32::from_be_bytes([h[8], h[9], h[10], h[11]]),
+        u16::from_be_bytes([h[2], h[3]]),
+    ))
+}
+
+/// RFC 7714 §8.1 IV: `00 00 || SSRC || ROC || SEQ` XOR salt.
+pub fn iv(salt: &[u8; SALT_LEN], ssrc: u32, roc: u32, seq: u16) -> [u8; SALT_LEN] {
+    let mut iv = [0u8; SALT_LEN];
+    iv[2..6].copy_from_slice(&ssrc.to_be_bytes());
+    iv[6..10].copy_from_slice(&roc.to_be_bytes());
+    iv[10..12].copy_from_slice(&seq.to_be_bytes());
+    for (b, s) in iv.iter_mut().zip(salt) {
+        *b ^= s;
+    }
+    iv
+}
+
+impl SrtpContext {
+    pub fn new(profile: Profile, key: &[u8], salt: [u8; SALT_LEN]) -> Result<Self, SrtpError> {
+        if key.len() != profile.key_len() {
+            return Err(SrtpError::BadKey(key.len()));
+        }
+        let algorithm = match profile {
+            Profile::AeadAes128Gcm => &AES_128_GCM,
+            Profile::AeadAes256Gcm => &AES_256_GCM,
+        };
+        let key = UnboundKey::new(algorithm, key).map_err(|_| SrtpError::BadKey(key.len()))?;
+        Ok(Self {
+            key: LessSafeKey::new(key),
+            salt,
+        })
+    }
+
+    /// Encrypts the RTP packet in `buf[..len]` in place and appends the tag; returns the SRTP length.
+    /// `buf` must have [`TAG_LEN`] bytes of room after `len`.
+    pub fn protect(&self, buf: &mut [u8], len: usize, roc: u32) -> Result<usize, SrtpError> {
+        if buf.len() < len + TAG_LEN {
+            return Err(SrtpError::NoRoom);
+        }
+        let header_len = rtp_header_len(&buf[..len])?;
+        let (ssrc, seq) = ssrc_seq(buf).ok_or(SrtpError::NotRtp)?;
+        let nonce = Nonce::assume_unique_for_key(iv(&self.salt, ssrc, roc, seq));
+        let (header, rest) = buf.split_at_mut(header_len);
+        let payload_len = len - header_len;
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(nonce, Aad::from(&*header), &mut rest[..payload_len])
+            .map_err(|_| SrtpError::Auth)?;
+        rest[payload_len..payload_len + TAG_LEN].copy_from_slice(tag.as_ref());
+        Ok(len + TAG_LEN)
+    }
+
+    /// Authenticates and decrypts the SRTP packet in `buf` in place; returns the RTP length.
+    pub fn unprotect(&self, buf: &mut [u8], roc: u32) -> Result<usize, SrtpError> {
+        let header_len = rtp_header_len(buf)?;
+        if buf.len() < header_len + TAG_LEN {
+            return Err(SrtpError::NotRtp);
+        }
+        let (ssrc, seq) = ssrc_seq(buf).ok_or(SrtpError::NotRtp)?;
+        let nonce = Nonce::assume_unique_for_key(iv(&self.salt, ssrc, roc, seq));
+        let total = buf.len();
+        let (header, rest) = buf.split_at_mut(header_len);
+        self.key
+            .open_in_place(nonce, Aad::from(&*header), rest)
+            .map_err(|_| SrtpError::Auth)?;
+        Ok(total - TAG_LEN)
+    }
+}
+
+/// Tracks the rollover counter of one incoming SSRC (RFC 3711 §3.3.1 estimate).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RocTracker {
+    started: bool,
+    highest: u16,
+    roc: u32,
+}
+
+impl RocTracker {
+    /// The ROC to use for `seq`, and remember it if the packet is the newest.
+    pub fn roc_for(&mut self, seq: u16) -> u32 {
+        if !self.started {
+            self.started = true;
+            self.highest = seq;
+            return self.roc;
+        }
+        let s_l = self.highest;
+        // Appendix A of RFC 3711: guess v in {ROC-1, ROC, ROC+1}.
+        let v = if s_l < 32_768 {
+            if seq > s_l && seq - s_l > 32_768 {
+                self.roc.wrapping_sub(1)
+            } else {
+                self.roc
+            }
+        } else if s_l - 32_768 > seq {
+            self.roc.wrapping_add(1)
+        } else {
+            self.roc
+        };
+        if v == self.roc.wrapping_add(1) || (v == self.roc && seq > s_l) {
+            self.roc = v;
+            self.highest = seq;
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        let clean: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        clean
+            .chunks(2)
+            .map(|c| u8::from_str_radix(std::str::from_utf8(c).unwrap(), 16).unwrap())
+            .collect()
+    }
+
+    // RFC 7714 §16: the session salt ("Quid pro quo") and the RTP packet every vector encrypts
+    // (header 8040f17b 8041f8d3 5501a0b2, payload "Gallia est omnis divisa in partes tres").
+    const SALT: &str = "517569642070726f2071756f";
+    const PLAIN: &str = "8040f17b 8041f8d3 5501a0b2 47616c6c 69612065 7374206f 6d6e6973
+                         20646976 69736120 696e2070 61727465 73207472 6573";
+
+    fn salt() -> [u8; SALT_LEN] {
+        hex(SALT).try_into().unwrap()
+    }
+
+    fn check_vector(profile: Profile, key: &str, protected: &str) {
+        let ctx = SrtpContext::new(profile, &hex(key), salt()).unwrap();
+        let plain = hex(PLAIN);
+        let want = hex(protected);
+        let mut buf = [0u8; 256];
+        buf[..plain.len()].copy_from_slice(&plain);
+        let n = ctx.protect(&mut buf, plain.len(), 0).unwrap();
+        assert_eq!(&buf[..n], &want[..], "{profile:?} encrypt");
+
+        let mut wire = want.clone();
+        let n = ctx.unprotect(&mut wire, 0).unwrap();
+        assert_eq!(&wire[..n], &plain[..], "{profile:?} decrypt");
+
+        // One flipped bit anywhere (header included: it is the AAD) fails authentication.
+        for i in [1, 13, want.len() - 1] {
+            let mut bad = want.clone();
+            bad[i] ^= 0x01;
+            assert_eq!(
+                ctx.unprotect(&mut bad, 0),
+                Err(SrtpError::Auth),
+                "bit at {i}"
+            );
+        }
+        // So does the wrong ROC (it is in the IV).
+        let mut wire = want;
+        assert_eq!(ctx.unprotect(&mut wire, 1), Err(SrtpError::Auth));
+    }
+
+    #[test]
+    fn rfc7714_iv() {
+        assert_eq!(
+            iv(&salt(), 0x5501_a0b2, 0, 0xf17b).to_vec(),
+            hex("51753c6580c2726f20718414")
+        );
+    }
+
+    #[test]
+    fn rfc7714_16_1_aead_aes_128_gcm() {
+        check_vector(
+            Profile::AeadAes128Gcm,
+            "000102030405060708090a0b0c0d0e0f",
+            "8040f17b 8041f8d3 5501a0b2 f24de3a3 fb34de6c acba861c 9d7e4bca be633bd5
+             0d294e6f 42a5f47a 51c7d19b 36de3adf 8833899d 7f27beb1 6a9152cf 765ee439 0cce",
+        );
+    }
+
+    #[test]
+    fn rfc7714_16_2_aead_aes_256_gcm() {
+        check_vector(
+            Profile::AeadAes256Gcm,
+            "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+            "8040f17b 8041f8d3 5501a0b2 32b1de78 a822fe12 ef9f78fa 332e33aa b1801238
+             9a58e2f3 b50b2a02 76ffae0f 1ba63799 b87b7aa3 db36dfff d6b0f9bb 7878d7a7 6c13",
+        );
+    }
+
+    #[test]
+    fn headers_with_csrcs_and_extensions() {
+        // V=2, X=1, CC=1; one CSRC; a one-word extension; 3 bytes of payload.
+        let mut p = vec![0x91, 0x60, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 9, 9, 9, 9];
+        p.extend_from_slice(&[0xbe, 0xde, 0, 1, 0x10, 0xff, 0, 0]);
+        p.extend_from_slice(&[1, 2, 3]);
+        assert_eq!(rtp_header_len(&p), Ok(24));
+        let ctx = SrtpContext::new(Profile::AeadAes256Gcm, &[7; 32], [1; 12]).unwrap();
+        let mut buf = p.clone();
+        buf.resize(p.len() + TAG_LEN, 0);
+        let n = ctx.protect(&mut buf, p.len(), 5).unwrap();
+        assert_eq!(&buf[..24], &p[..24], "header stays clear");
+        let n = ctx.unprotect(&mut buf[..n], 5).unwrap();
+        assert_eq!(&buf[..n], &p[..]);
+
+        assert_eq!(rtp_header_len(&p[..20]), Err(SrtpError::NotRtp));
+        assert_eq!(rtp_header_len(&[0x40; 12]), Err(SrtpError::NotRtp));
+        let mut short = [0u8; 12];
+        assert_eq!(ctx.protect(&mut short, 12, 0), Err(SrtpError::NoRoom));
+        assert!(SrtpContext::new(Profile::AeadAes128Gcm, &[0; 32], [0; 12]).is_err());
+    }
+
+    #[test]
+    fn roc_follows_wraps_and_tolerates_reordering() {
+        let mut r = RocTracker::default();
+        assert_eq!(r.roc_for(65_530), 0);
+        assert_eq!(r.roc_for(65_535), 0);
+        assert_eq!(r.roc_for(2), 1, "wrapped");
+        assert_eq!(r.roc_for(65_534), 0, "late packet from before the wrap");
+        assert_eq!(r.roc_for(3), 1);
+        assert_eq!(r.roc_for(30_000), 1);
+        // More than half the sequence space ahead reads as a late packet of the previous cycle (RFC 3711).
+        assert_eq!(r.roc_for(64_000), 0);
+    }
+}

@@ -1,0 +1,83 @@
+//! The floor's packet path allocates nothing: a counting global allocator watches the forwarding of
+//! packets to several receivers once streams and subscriptions exist.
+//!
+//! (aws-lc's own C code does not go through Rust's allocator; its AEAD seal/open on an initialised key
+//! does not allocate either, but this test can only vouch for our side.)
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use convene_floor::Floor;
+use convene_floor::forwarder::subscribe_datagram;
+use convene_floor::keys;
+use convene_floor::srtp::{Profile, SrtpContext, TAG_LEN};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: defers every call to the system allocator unchanged; it only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as ours, passed through.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours, passed through.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as ours, passed through.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn forwarding_allocates_nothing() {
+    let profile = Profile::AeadAes256Gcm;
+    let mut floor = Floor::bind("127.0.0.1:0".parse().unwrap(), profile).unwrap();
+    let addr = floor.local_addr().unwrap();
+    let ssrc = 0x4242_4242;
+    let receivers: Vec<UdpSocket> = (0..3)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    for (i, r) in receivers.iter().enumerate() {
+        r.send_to(&subscribe_datagram(ssrc, i as u32), addr)
+            .unwrap();
+        assert!(floor.poll_once().unwrap());
+    }
+    let (key, salt) = keys::stream_key(profile, ssrc);
+    let ctx = SrtpContext::new(profile, &key, salt).unwrap();
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut packets = Vec::new();
+    for seq in 0..100u16 {
+        let mut buf = vec![0u8; 12 + 1000 + TAG_LEN];
+        buf[0] = 0x80;
+        buf[1] = 96;
+        buf[2..4].copy_from_slice(&seq.to_be_bytes());
+        buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
+        let n = ctx.protect(&mut buf, 1012, 0).unwrap();
+        buf.truncate(n);
+        packets.push(buf);
+    }
+    // The first packet creates the stream (an allocation we accept once); the rest must not allocate.
+    sender.send_to(&packets[0], addr).unwrap();
+    assert!(floor.poll_once().unwrap());
+    for p in &packets[1..] {
+        sender.send_to(p, addr).unwrap();
+    }
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 1..packets.len() {
+        assert!(floor.poll_once().unwrap());
+    }
+    let after = ALLOCATIONS.load(Ordering::Relaxed);
+    assert_eq!(floor.counters.forwarded, 300, "{:?}", floor.counters);
+    assert_eq!(floor.counters.dropped, 0);
+    assert_eq!(after - before, 0, "allocations on the packet path");
+}
