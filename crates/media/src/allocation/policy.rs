@@ -1,0 +1,333 @@
+//! One subscriber's allocation: which layer of which publication it receives, under its downlink
+//! estimate, in priority order: audio, screen share, the active speaker's camera, other cameras. And
+//! what publishers should send: the tier's uplink target, and no layer above the highest anyone receives.
+//!
+//! Hysteresis: keeping a layer needs only that it fits; moving *up* (or resuming a paused stream) needs
+//! [`UPGRADE_HEADROOM`] spare on top, so an estimate wobbling around a layer's rate does not flap between
+//! layers. Downgrades happen at once: a congested link must shed load before queues grow.
+
+use super::tiers::{self, SCREEN_MAX_KBPS, SCREEN_MIN_KBPS};
+
+/// Spare capacity (share of the layer's rate) required to move up.
+pub const UPGRADE_HEADROOM: f64 = 0.15;
+
+/// What a publication carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Audio,
+    Screen,
+    Camera,
+}
+
+/// One publication a subscriber could receive.
+#[derive(Debug, Clone, Copy)]
+pub struct Offer<'a> {
+    /// The caller's key for the publication.
+    pub id: usize,
+    pub kind: Kind,
+    /// Rate of each layer as it arrives (kbps), lowest first; one entry without simulcast.
+    pub layers: &'a [u32],
+    /// Its publisher is an active speaker (their camera goes first).
+    pub speaking: bool,
+    /// Audio only: forwarded at all (false for non-loudest voices in a large meeting).
+    pub audible: bool,
+}
+
+/// The decision for one publication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// Forward this layer (index into the offer's `layers`).
+    Layer(usize),
+    /// Not forwarded (does not fit, or not audible).
+    Paused,
+}
+
+/// The meeting facts the policy needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Meeting {
+    pub attendees: usize,
+    pub hd: bool,
+}
+
+fn order(kind: Kind, speaking: bool) -> u8 {
+    match (kind, speaking) {
+        (Kind::Audio, _) => 0,
+        (Kind::Screen, _) => 1,
+        (Kind::Camera, true) => 2,
+        (Kind::Camera, false) => 3,
+    }
+}
+
+/// Allocate `estimate_kbps` over `offers` for one subscriber. `previous(id)` is the last choice for a
+/// publication (None if new). Appends one `(id, choice)` per offer to `out` (cleared first), in
+/// priority order.
+pub fn allocate(
+    meeting: Meeting,
+    estimate_kbps: u32,
+    offers: &[Offer<'_>],
+    previous: impl Fn(usize) -> Option<Choice>,
+    out: &mut Vec<(usize, Choice)>,
+) {
+    out.clear();
+    let mut ranked: Vec<&Offer<'_>> = offers.iter().collect();
+    // Stable: among equals, the caller's order (e.g. join order) decides.
+    ranked.sort_by_key(|o| order(o.kind, o.speaking));
+    let camera_cap = tiers::camera_tier(meeting.attendees, meeting.hd).down_per_sender_kbps;
+    let mut remaining = f64::from(estimate_kbps);
+    for offer in ranked {
+        let cap = match offer.kind {
+            Kind::Audio => u32::MAX,
+            Kind::Screen => SCREEN_MAX_KBPS,
+            Kind::Camera => camera_cap,
+        };
+        let before = match previous(offer.id) {
+            Some(Choice::Layer(l)) => Some(l),
+            _ => None,
+        };
+        let choice = if offer.kind == Kind::Audio {
+            // Audio is never traded for video; only the speaker selection mutes it.
+            match (offer.audible, offer.layers.first()) {
+                (true, Some(_)) => Choice::Layer(0),
+                _ => Choice::Paused,
+            }
+        } else {
+            best_layer(offer, cap, remaining, before)
+        };
+        if let Choice::Layer(l) = choice {
+            remaining -= f64::from(offer.layers.get(l).copied().unwrap_or(0));
+        }
+        out.push((offer.id, choice));
+    }
+}
+
+/// The highest layer that fits `remaining` under `cap`, with headroom for moving above `before`.
+fn best_layer(offer: &Offer<'_>, cap: u32, remaining: f64, before: Option<usize>) -> Choice {
+    let floor = if offer.kind == Kind::Screen {
+        SCREEN_MIN_KBPS
+    } else {
+        0
+    };
+    for (l, &rate) in offer.layers.iter().enumerate().rev() {
+        // A layer above the tier's cap is not used, unless it is the only one there is.
+        if rate > cap && l > 0 {
+            continue;
+        }
+        let needed = if before.is_none_or(|b| l > b) {
+            f64::from(rate) * (1.0 + UPGRADE_HEADROOM)
+        } else {
+            f64::from(rate)
+        };
+        if needed <= remaining && remaining >= f64::from(floor.min(rate)) {
+            return Choice::Layer(l);
+        }
+    }
+    Choice::Paused
+}
+
+/// What a publisher of `kind` should send in this meeting (kbps): the tier's uplink target.
+pub fn publisher_target(meeting: Meeting, kind: Kind) -> u32 {
+    match kind {
+        Kind::Audio => tiers::AUDIO_KBPS,
+        Kind::Screen => SCREEN_MAX_KBPS,
+        Kind::Camera => tiers::camera_tier(meeting.attendees, meeting.hd).up_kbps,
+    }
+}
+
+/// The highest layer anyone receives of a publication, given every subscriber's choice for it: the
+/// publisher can turn off the layers above (None: nobody receives it; pause the whole stream).
+pub fn highest_layer_in_use(choices: impl IntoIterator<Item = Choice>) -> Option<usize> {
+    choices
+        .into_iter()
+        .filter_map(|c| match c {
+            Choice::Layer(l) => Some(l),
+            Choice::Paused => None,
+        })
+        .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAMERA: &[u32] = &[150, 450, 1200];
+    const SCREEN: &[u32] = &[320, 1200];
+    const AUDIO: &[u32] = &[32];
+
+    fn camera(id: usize, speaking: bool) -> Offer<'static> {
+        Offer {
+            id,
+            kind: Kind::Camera,
+            layers: CAMERA,
+            speaking,
+            audible: false,
+        }
+    }
+
+    fn audio(id: usize) -> Offer<'static> {
+        Offer {
+            id,
+            kind: Kind::Audio,
+            layers: AUDIO,
+            speaking: false,
+            audible: true,
+        }
+    }
+
+    fn run(
+        m: Meeting,
+        estimate: u32,
+        offers: &[Offer<'_>],
+        previous: &[(usize, Choice)],
+    ) -> Vec<(usize, Choice)> {
+        let mut out = Vec::new();
+        allocate(
+            m,
+            estimate,
+            offers,
+            |id| previous.iter().find(|(i, _)| *i == id).map(|(_, c)| *c),
+            &mut out,
+        );
+        out.sort_by_key(|(id, _)| *id);
+        out
+    }
+
+    fn meeting(n: usize) -> Meeting {
+        Meeting {
+            attendees: n,
+            hd: false,
+        }
+    }
+
+    #[test]
+    fn cameras_get_their_tier_when_the_link_allows() {
+        // 1:1: up to 650 per sender -> the 450 layer (1200 is above the tier).
+        let r = run(meeting(2), 5000, &[camera(1, false)], &[]);
+        assert_eq!(r, vec![(1, Choice::Layer(1))]);
+        // HD 1:1: 1400 -> the full layer.
+        let hd = Meeting {
+            attendees: 2,
+            hd: true,
+        };
+        assert_eq!(
+            run(hd, 5000, &[camera(1, false)], &[]),
+            vec![(1, Choice::Layer(2))]
+        );
+        // 3-4 people: 400 per sender -> 150 layer (450 is above).
+        let r = run(meeting(4), 5000, &[camera(1, false), camera(2, false)], &[]);
+        assert_eq!(r, vec![(1, Choice::Layer(0)), (2, Choice::Layer(0))]);
+        // 16 people: 134 per sender is below every layer, so the lowest is used.
+        let offers: Vec<_> = (0..15).map(|i| camera(i, false)).collect();
+        let r = run(meeting(16), 10_000, &offers, &[]);
+        assert!(r.iter().all(|(_, c)| *c == Choice::Layer(0)));
+    }
+
+    #[test]
+    fn under_scarcity_audio_then_screen_then_the_speaker_then_the_rest() {
+        let offers = [
+            camera(1, false),
+            camera(2, true),
+            Offer {
+                id: 3,
+                kind: Kind::Screen,
+                layers: SCREEN,
+                speaking: false,
+                audible: false,
+            },
+            audio(4),
+        ];
+        // 32 audio + 320 screen + 150 speaker camera = 502 (+15 % headroom on each move up).
+        let r = run(meeting(3), 620, &offers, &[]);
+        assert_eq!(
+            r,
+            vec![
+                (1, Choice::Paused),
+                (2, Choice::Layer(0)),
+                (3, Choice::Layer(0)),
+                (4, Choice::Layer(0)),
+            ]
+        );
+        // Too little for the screen's lowest layer: the screen pauses and what is left still carries the
+        // speaker's camera rather than going unused.
+        let r = run(meeting(3), 300, &offers, &[]);
+        assert_eq!(
+            r,
+            vec![
+                (1, Choice::Paused),
+                (2, Choice::Layer(0)),
+                (3, Choice::Paused),
+                (4, Choice::Layer(0)),
+            ]
+        );
+        // Nothing but audio fits.
+        let r = run(meeting(3), 100, &offers, &[]);
+        assert_eq!(r[3], (4, Choice::Layer(0)));
+        assert!(r[..3].iter().all(|(_, c)| *c == Choice::Paused));
+        // Plenty: the screen at full quality, cameras at the 3-person tier.
+        let r = run(meeting(3), 10_000, &offers, &[]);
+        assert_eq!(r[2], (3, Choice::Layer(1)));
+        assert_eq!(r[0], (1, Choice::Layer(0)));
+    }
+
+    #[test]
+    fn hysteresis_keeps_a_layer_that_fits_and_needs_headroom_to_move_up() {
+        let offers = [camera(1, false)];
+        let m = meeting(2); // 650 cap: layers 150 and 450 usable
+        // At 480 kbps: 450 fits, but moving up to it from 150 needs 517.
+        let from_low = run(m, 480, &offers, &[(1, Choice::Layer(0))]);
+        assert_eq!(from_low, vec![(1, Choice::Layer(0))]);
+        // Already on 450: it stays at 480.
+        let staying = run(m, 480, &offers, &[(1, Choice::Layer(1))]);
+        assert_eq!(staying, vec![(1, Choice::Layer(1))]);
+        // An estimate wobbling 470..530 never flaps once settled.
+        let mut prev = vec![(1, Choice::Layer(1))];
+        for estimate in [470, 530, 460, 520, 455, 525] {
+            prev = run(m, estimate, &offers, &prev);
+            assert_eq!(prev, vec![(1, Choice::Layer(1))], "at {estimate}");
+        }
+        // Below the layer's rate it goes down at once, and comes back only with headroom.
+        prev = run(m, 440, &offers, &prev);
+        assert_eq!(prev, vec![(1, Choice::Layer(0))]);
+        prev = run(m, 500, &offers, &prev);
+        assert_eq!(prev, vec![(1, Choice::Layer(0))]);
+        prev = run(m, 520, &offers, &prev);
+        assert_eq!(prev, vec![(1, Choice::Layer(1))]);
+    }
+
+    #[test]
+    fn inaudible_voices_are_paused_but_audio_is_never_traded_for_video() {
+        let mut quiet = audio(2);
+        quiet.audible = false;
+        let r = run(meeting(20), 10, &[audio(1), quiet, camera(3, true)], &[]);
+        assert_eq!(
+            r,
+            vec![
+                (1, Choice::Layer(0)),
+                (2, Choice::Paused),
+                (3, Choice::Paused)
+            ]
+        );
+    }
+
+    #[test]
+    fn publishers_are_told_their_tier_and_unused_layers_go_off() {
+        assert_eq!(publisher_target(meeting(2), Kind::Camera), 650);
+        assert_eq!(publisher_target(meeting(3), Kind::Camera), 450);
+        assert_eq!(publisher_target(meeting(16), Kind::Camera), 184);
+        assert_eq!(
+            publisher_target(
+                Meeting {
+                    attendees: 2,
+                    hd: true
+                },
+                Kind::Camera
+            ),
+            1400
+        );
+        assert_eq!(publisher_target(meeting(5), Kind::Screen), 1200);
+        assert_eq!(
+            highest_layer_in_use([Choice::Layer(0), Choice::Paused, Choice::Layer(1)]),
+            Some(1)
+        );
+        assert_eq!(highest_layer_in_use([Choice::Paused]), None);
+    }
+}
