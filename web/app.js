@@ -81,6 +81,7 @@ function render() {
   document.body.dataset.state = state;
   $("status").textContent = STATUS_TEXT[state] || state;
   $("meeting-label").textContent = meeting && state === "joined" ? `Meeting ${meeting.meetingId}` : "";
+  $("copy-link-button").hidden = !(meeting && state === "joined");
   $("recording-indicator").hidden = !window.convene.recording;
   renderFeedback();
   if (!meeting) return;
@@ -474,6 +475,24 @@ $("signin-form").addEventListener("submit", async (ev) => {
     setError("signin-error", e.message);
   }
 });
+/** The link others open to join this meeting (the form pre-filled with its ID). */
+function inviteLink() {
+  return `${window.location.origin}/?meeting=${encodeURIComponent(meeting.meetingId)}`;
+}
+
+$("copy-link-button").addEventListener("click", async () => {
+  if (!meeting) return;
+  const link = inviteLink();
+  try {
+    await navigator.clipboard.writeText(link);
+    $("copy-link-button").textContent = "Link copied";
+  } catch (_) {
+    // No clipboard permission (e.g. plain http to another host): show it to copy by hand.
+    window.prompt("Share this link to invite others:", link);
+  }
+  setTimeout(() => { $("copy-link-button").textContent = "Copy invite link"; }, 2000);
+});
+
 $("signup-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   setError("signup-error", "");

@@ -303,3 +303,18 @@ def test_self_signup_gives_a_trial_that_ends_when_an_account_adds_the_user(serve
     assert user["license"] == "Pro" and user["managed"] is True and user["trial_ends_at"] is None
     [listed] = chime.list_users(AccountId=account_id, UserEmail=address)["Users"]
     assert listed["UserRegistrationStatus"] == "Registered" and listed["DisplayName"] == "Solo Member"
+
+
+def test_copy_invite_link_gives_a_link_that_opens_the_meeting_form(server, launch, host):
+    meeting_id = host.new_meeting()
+    a = launch("Linker")
+    a.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.base_url)
+    a.open_and_join(server.base_url, meeting_id)
+    a.click("#copy-link-button")
+    a.page.wait_for_function("() => document.querySelector('#copy-link-button').textContent === 'Link copied'")
+    link = a.page.evaluate("() => navigator.clipboard.readText()")
+    assert link == f"{server.base_url}/?meeting={meeting_id}", link
+    b = launch("Follower")
+    b.page.goto(link)
+    assert b.page.input_value("#meeting-id") == meeting_id
+    a.click("#leave-button")
