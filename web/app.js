@@ -82,6 +82,9 @@ function render() {
   $("status").textContent = STATUS_TEXT[state] || state;
   $("meeting-label").textContent = meeting && state === "joined" ? `Meeting ${meeting.meetingId}` : "";
   $("copy-link-button").hidden = !(meeting && state === "joined");
+  const low = Boolean(meeting && meeting.downlinkCap);
+  $("lowbw-button").setAttribute("aria-pressed", String(low));
+  $("lowbw-button").textContent = low ? "Full bandwidth" : "Low bandwidth";
   $("recording-indicator").hidden = !window.convene.recording;
   renderFeedback();
   if (!meeting) return;
@@ -424,6 +427,14 @@ $("cam-select").addEventListener("change", () => acquirePreview());
 
 $("mic-button").addEventListener("click", () => {
   if (meeting) meeting.setAudioMuted(!meeting.self.audio_muted);
+  render();
+});
+/** What "Low bandwidth" caps the downlink to: audio plus one small video layer. */
+const LOW_BANDWIDTH_KBPS = 300;
+$("lowbw-button").addEventListener("click", () => {
+  if (!meeting) return;
+  const on = !meeting.downlinkCap;
+  meeting.setDownlinkCap(on ? LOW_BANDWIDTH_KBPS : null);
   render();
 });
 $("cam-button").addEventListener("click", () => {

@@ -152,6 +152,14 @@ def test_publish_offer_without_fingerprint(raw, meeting):
             "tracks": [{"mid": "0", "source": "audio"}, {"mid": "1", "source": "camera"}]})
     r.expect_error("bad_sdp")
     r.assert_still_open()
+    # Downlink caps: too low or not a number are refused; a sane one is taken silently.
+    r.send({"type": "downlink_cap", "kbps": 10})
+    r.expect_error("invalid_field")
+    r.send({"type": "downlink_cap", "kbps": "fast"})
+    r.expect_error("bad_message")
+    r.send({"type": "downlink_cap", "kbps": 300})
+    r.send({"type": "downlink_cap", "kbps": None})
+    r.assert_still_open()
     # A second join on the same socket is refused too.
     r.send({"type": "join", "meeting": meeting["id"], "token": grant["token"]})
     r.expect_error("already_joined")

@@ -367,6 +367,13 @@ export class Meeting {
 
   // ------------------------------------------------------------ controls
 
+  /** Caps this attendee's downlink (kbps), or lifts the cap (null). */
+  setDownlinkCap(kbps) {
+    if (this.state !== "joined") return;
+    this.downlinkCap = kbps;
+    this.sig.send({ type: "downlink_cap", kbps });
+  }
+
   setAudioMuted(muted) {
     if (this.state !== "joined") return;
     if (this.audioTrack) this.audioTrack.enabled = !muted;

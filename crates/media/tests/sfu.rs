@@ -412,6 +412,70 @@ fn simulcast_forwards_the_best_arriving_layer_and_switches_on_keyframes() {
     );
 }
 
+/// Send both simulcast layers for `ms`, with a keyframe on each every 500 ms.
+fn simulcast_for(s: &mut Sim, publisher: usize, ms: u64) {
+    s.run(Duration::from_millis(ms), |s| {
+        let keyframe = s.ms().is_multiple_of(500);
+        if keyframe || s.ms().is_multiple_of(35) {
+            s.send_video_layer(publisher, Some("l"), keyframe);
+            s.send_video_layer(publisher, Some("h"), keyframe);
+        }
+    });
+}
+
+#[test]
+fn a_downlink_budget_picks_the_layer_that_fits_and_switches_cleanly() {
+    let mut s = Sim::new();
+    let a = s.join("m-bw", "Ada");
+    let b = s.join("m-bw", "Bob");
+    s.publish_with(a, &["h", "l"]);
+    s.connect_all();
+    let id_a = s.clients[a].id;
+    simulcast_for(&mut s, a, 2000);
+    let layer_of = |p: &sim::Received| p.payload[3];
+    let video = s.clients[b].received_from(id_a, MediaSource::Camera);
+    assert!(video.iter().rev().take(5).all(|p| layer_of(p) == b'h'));
+
+    // "h" is about 91 kbps and "l" about 37 kbps here: an 80 kbps cap fits only "l".
+    s.downlink_cap(b, Some(80));
+    let before = video.len();
+    simulcast_for(&mut s, a, 2000);
+    let video = s.clients[b].received_from(id_a, MediaSource::Camera);
+    let after = &video[before..];
+    let first_low = after
+        .iter()
+        .position(|p| layer_of(p) == b'l')
+        .expect("never moved to the low layer under the cap");
+    assert_eq!(
+        after[first_low].payload[1] & 1,
+        0,
+        "switched on a delta frame"
+    );
+    assert!(after[first_low..].iter().all(|p| layer_of(p) == b'l'));
+
+    // The cap lifted: back up to "h" (on a keyframe), the stream continuous throughout.
+    s.downlink_cap(b, None);
+    simulcast_for(&mut s, a, 2000);
+    let video = s.clients[b].received_from(id_a, MediaSource::Camera);
+    assert!(video.iter().rev().take(5).all(|p| layer_of(p) == b'h'));
+    assert!(
+        video.windows(2).all(|w| w[1].seq == w[0].seq + 1),
+        "sequence numbers jump across a switch"
+    );
+
+    // Too little for any layer: the camera pauses rather than overflowing the link.
+    s.downlink_cap(b, Some(30));
+    simulcast_for(&mut s, a, 300);
+    let paused_at = s.clients[b].received_from(id_a, MediaSource::Camera).len();
+    simulcast_for(&mut s, a, 1500);
+    assert_eq!(
+        s.clients[b].received_from(id_a, MediaSource::Camera).len(),
+        paused_at,
+        "video still flowing under a 30 kbps cap"
+    );
+    assert!(s.metrics.allocation_changes.get() >= 3);
+}
+
 #[test]
 fn republishing_a_source_gets_a_fresh_track_identity() {
     let (mut s, a, b) = two_publishers();

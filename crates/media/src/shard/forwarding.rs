@@ -9,6 +9,7 @@ use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
 use super::Shard;
 use super::model::Layer;
 use super::peer::Role;
+use crate::allocation::policy::Choice;
 use crate::forward::{VideoCodec, starts_keyframe};
 
 /// An RFC 6464 level (in -dBov) above this marks its sender as speaking...
@@ -96,7 +97,8 @@ impl Shard {
             .video_codec
             .is_some_and(|c| starts_keyframe(c, &packet.payload));
         let best = publication.best_layer.unwrap_or(layer);
-        let mut wants_keyframe = false;
+        // Layers some subscriber waits for a keyframe of (bit per layer index).
+        let mut keyframes_wanted: u32 = 0;
 
         for i in 0..self.publications[p].subscriptions.len() {
             let s = self.publications[p].subscriptions[i];
@@ -111,12 +113,23 @@ impl Shard {
             if !self.peers[peer].connected {
                 continue;
             }
+            // What this subscriber should get: its allocation, or (before it has an estimate) the best
+            // layer arriving.
+            let want = match sub.target {
+                None => best,
+                Some(Choice::Layer(l)) => l,
+                Some(Choice::Paused) => {
+                    // Resuming later starts on a keyframe, like a first start.
+                    sub.layer = None;
+                    continue;
+                }
+            };
             if sub.layer != Some(layer) {
                 if is_video {
                     // Start or switch only on a keyframe of the layer we want.
-                    if layer != best || !keyframe {
-                        if sub.layer.is_none_or(|current| current != best) {
-                            wants_keyframe = true;
+                    if layer != want || !keyframe {
+                        if sub.layer.is_none_or(|current| current != want) {
+                            keyframes_wanted |= 1 << (want.min(31) as u32);
                         }
                         continue;
                     }
@@ -127,8 +140,8 @@ impl Shard {
                     sub.rewriter.switch_source();
                 }
                 sub.layer = Some(layer);
-            } else if is_video && layer != best {
-                wants_keyframe = true;
+            } else if is_video && layer != want {
+                keyframes_wanted |= 1 << (want.min(31) as u32);
             }
             let gap = if is_video {
                 VIDEO_SWITCH_GAP
@@ -196,8 +209,10 @@ impl Shard {
             // str0m releases written packets on its next timeout pass; one per connection per batch.
             self.mark_dirty(peer);
         }
-        if wants_keyframe {
-            self.request_keyframe(now, p);
+        for l in 0..32usize {
+            if keyframes_wanted & (1 << l) != 0 {
+                self.request_keyframe(now, p, Some(l));
+            }
         }
     }
 
@@ -241,6 +256,7 @@ impl Shard {
                     last_packet: now,
                     bytes_window: 0,
                     rate: 0,
+                    last_keyframe_request: None,
                 });
                 publication.layers.len() - 1
             }
@@ -265,38 +281,51 @@ impl Shard {
             .copied()
             .find(|&s| self.subscriptions[s].mid == Some(req.mid));
         if let Some(s) = sub {
-            let publication = self.subscriptions[s].publication;
-            self.request_keyframe(now, publication);
+            let sub = &self.subscriptions[s];
+            let (publication, layer) = (sub.publication, sub.layer);
+            self.request_keyframe(now, publication, layer);
         }
     }
 
-    /// Ask a publisher for a keyframe of its best layer, at most once per configured interval.
-    pub(super) fn request_keyframe(&mut self, now: Instant, p: usize) {
+    /// Ask a publisher for a keyframe of one layer (None: its best layer, or every layer before any
+    /// arrived), at most once per configured interval per layer: subscribers waiting on different
+    /// layers do not starve each other, and a storm of requests still costs one per interval.
+    pub(super) fn request_keyframe(&mut self, now: Instant, p: usize, layer: Option<usize>) {
+        let interval = self.config.keyframe_request_interval;
         let publication = &mut self.publications[p];
         if !publication.source.is_video() {
-            return;
-        }
-        if publication
-            .last_keyframe_request
-            .is_some_and(|t| now < t + self.config.keyframe_request_interval)
-        {
             return;
         }
         let Some(peer_idx) = self.attendees[publication.attendee].publish_peer else {
             return;
         };
-        // Before anything arrived we do not know the layers; ask for all of them once they show up.
-        let targets: Vec<Ssrc> = match publication.best_layer {
-            Some(l) => vec![publication.layers[l].ssrc],
-            None => publication.layers.iter().map(|l| l.ssrc).collect(),
-        };
-        if targets.is_empty() {
-            return;
+        let due = |last: Option<Instant>| last.is_none_or(|t| now >= t + interval);
+        let mut targets: [Option<Ssrc>; 4] = [None; 4];
+        match layer.or(publication.best_layer) {
+            Some(l) => {
+                let Some(chosen) = publication.layers.get_mut(l) else {
+                    return;
+                };
+                if !due(chosen.last_keyframe_request) {
+                    return;
+                }
+                chosen.last_keyframe_request = Some(now);
+                targets[0] = Some(chosen.ssrc);
+            }
+            // Before anything arrived we do not know the layers; ask for all of them once they show up.
+            None => {
+                if !due(publication.last_keyframe_request) || publication.layers.is_empty() {
+                    return;
+                }
+                publication.last_keyframe_request = Some(now);
+                for (slot, l) in targets.iter_mut().zip(publication.layers.iter()) {
+                    *slot = Some(l.ssrc);
+                }
+            }
         }
-        publication.last_keyframe_request = Some(now);
         let rtc = &mut self.peers[peer_idx].rtc;
         let mut direct = rtc.direct_api();
-        for ssrc in targets {
+        for ssrc in targets.into_iter().flatten() {
             if let Some(rx) = direct.stream_rx(&ssrc) {
                 rx.request_keyframe(KeyframeRequestKind::Pli);
             }

@@ -11,6 +11,7 @@
 //! str0m's reference-counted buffer, shared by every subscription (str0m's `write_rtp` takes it that
 //! way); the queues below are reused.
 
+mod allocate;
 mod controls;
 mod forwarding;
 mod model;
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use convene_core::{AttendeeId, ClientType, EventBus, LeaveReason, MediaSource, MeetingId};
 use slab::Slab;
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::media::KeyframeRequest;
 use str0m::net::{DatagramRecv, Protocol, Receive, Transmit};
 use str0m::rtp::RtpPacket;
@@ -97,6 +99,11 @@ pub enum Command {
         attendee: AttendeeId,
         on: bool,
     },
+    /// The attendee caps its downlink (kbps), or lifts the cap (None).
+    DownlinkCap {
+        attendee: AttendeeId,
+        kbps: Option<u32>,
+    },
     Leave {
         attendee: AttendeeId,
     },
@@ -112,7 +119,23 @@ enum PeerEvent {
     KeyframeRequest(KeyframeRequest),
     Connected,
     EgressStats(MediaEgressStats),
+    /// The send-side estimate of the connection's capacity (kbps).
+    Estimate(u32),
+    /// A REMB the receiver sent (kbps): only ever a cap on the estimate, old clients' REMB is noisy.
+    Remb(u32),
     Failed,
+}
+
+fn kbps_of(bitrate: Bitrate) -> u32 {
+    (bitrate.as_u64() / 1000).min(u64::from(u32::MAX)) as u32
+}
+
+/// The layer a subscription's allocation names, if it names one.
+fn target_layer(target: Option<crate::allocation::policy::Choice>) -> Option<usize> {
+    match target {
+        Some(crate::allocation::policy::Choice::Layer(l)) => Some(l),
+        _ => None,
+    }
 }
 
 /// A subscribe offer not answered in this time is replaced by a new one.
@@ -238,6 +261,12 @@ impl Shard {
             Command::Recording { attendee, on } => {
                 if let Some(&idx) = self.attendee_by_id.get(&attendee) {
                     self.set_recording(idx, on);
+                }
+            }
+            Command::DownlinkCap { attendee, kbps } => {
+                if let Some(&idx) = self.attendee_by_id.get(&attendee) {
+                    self.attendees[idx].downlink_cap_kbps = kbps;
+                    self.reallocate(now, idx);
                 }
             }
             Command::Leave { attendee } => {
@@ -401,6 +430,12 @@ impl Shard {
                     Event::MediaEgressStats(s) => {
                         self.pending.push_back((idx, PeerEvent::EgressStats(s)))
                     }
+                    Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => self
+                        .pending
+                        .push_back((idx, PeerEvent::Estimate(kbps_of(estimate)))),
+                    Event::EgressBitrateEstimate(BweKind::Remb { estimate, .. }) => self
+                        .pending
+                        .push_back((idx, PeerEvent::Remb(kbps_of(estimate)))),
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                         // ICE-lite: the client may come back from another address; consent decides.
                         tracing::debug!(peer = idx, "ICE disconnected");
@@ -428,6 +463,16 @@ impl Shard {
                     PeerEvent::KeyframeRequest(req) => self.on_keyframe_request(now, idx, req),
                     PeerEvent::Connected => self.on_connected(now, idx),
                     PeerEvent::EgressStats(stats) => self.on_egress_stats(idx, &stats),
+                    PeerEvent::Estimate(kbps) => {
+                        let attendee = self.peers[idx].attendee;
+                        self.attendees[attendee].downlink_estimate_kbps = Some(kbps);
+                        self.reallocate(now, attendee);
+                    }
+                    PeerEvent::Remb(kbps) => {
+                        let attendee = self.peers[idx].attendee;
+                        self.attendees[attendee].downlink_remb_kbps = Some(kbps);
+                        self.reallocate(now, attendee);
+                    }
                     PeerEvent::Failed => failed.push(self.peers[idx].attendee),
                 }
             }
@@ -481,7 +526,8 @@ impl Shard {
             let subs = self.attendees[attendee].subscriptions.clone();
             for sub in subs {
                 let publication = self.subscriptions[sub].publication;
-                self.request_keyframe(now, publication);
+                let layer = target_layer(self.subscriptions[sub].target);
+                self.request_keyframe(now, publication, layer);
             }
         }
     }
@@ -530,6 +576,7 @@ impl Shard {
                 .max(0.001);
             self.next_rate_update = now + Duration::from_secs(1);
             self.update_layer_rates(now, elapsed);
+            self.reallocate_all(now);
         }
         let mut expired = Vec::new();
         for (idx, attendee) in &self.attendees {

@@ -3,6 +3,7 @@
 //! Entities live in slabs and refer to each other by slab index. An index is only followed while the
 //! entity is known to exist: removal always unlinks every reference first (see `Shard::remove_*`).
 
+use crate::allocation::policy::Choice;
 use std::time::Instant;
 
 use convene_core::{AttendeeId, AttendeeRole, ClientType, MediaSource, MeetingId};
@@ -54,6 +55,12 @@ pub struct Attendee {
     pub mids_to_close: Vec<Mid>,
     /// Something changed that the subscribe connection does not reflect yet.
     pub subscribe_dirty: bool,
+    /// The send-side bandwidth estimate of its subscribe connection (kbps).
+    pub downlink_estimate_kbps: Option<u32>,
+    /// A cap the attendee set ("low bandwidth"), in kbps.
+    pub downlink_cap_kbps: Option<u32>,
+    /// The last REMB its subscribe connection reported (kbps): a cap, never an estimate.
+    pub downlink_remb_kbps: Option<u32>,
 }
 
 impl Attendee {
@@ -81,6 +88,8 @@ pub struct Layer {
     /// Bytes seen since the last rate update, and the rate then computed (bytes/s).
     pub bytes_window: u64,
     pub rate: u64,
+    /// When a keyframe of this layer was last asked for (requests are throttled per layer).
+    pub last_keyframe_request: Option<Instant>,
 }
 
 /// One incoming track: an attendee's microphone, camera or screen.
@@ -115,6 +124,9 @@ pub struct Subscription {
     pub negotiated: bool,
     /// The publication layer now forwarded; `None` until a keyframe (video) or first packet (audio).
     pub layer: Option<usize>,
+    /// What the bandwidth allocation chose for it; `None` until the subscriber has a downlink estimate
+    /// (then the best arriving layer is forwarded).
+    pub target: Option<Choice>,
     pub rewriter: Rewriter,
     /// Payload type mapping cache: publisher's pt -> subscriber's pt.
     pub pt_map: Option<(Pt, Pt)>,

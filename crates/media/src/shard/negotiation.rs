@@ -201,6 +201,7 @@ impl Shard {
             mid: None,
             negotiated: false,
             layer: None,
+            target: None,
             rewriter: Rewriter::new(),
             pt_map: None,
             tx_ssrc: None,
@@ -333,7 +334,8 @@ impl Shard {
                 .map(|tx| tx.ssrc());
             sub.negotiated = sub.tx_ssrc.is_some();
             if sub.negotiated && connected {
-                self.request_keyframe(now, publication);
+                let layer = super::target_layer(sub.target);
+                self.request_keyframe(now, publication, layer);
             }
         }
         self.negotiate_subscriptions(now, idx);

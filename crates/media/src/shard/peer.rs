@@ -47,6 +47,9 @@ impl Peer {
     }
 }
 
+/// Where a subscriber's downlink estimate starts before feedback and probing refine it: enough for the
+/// 1:1 tier (650 kbps video + audio) without a first-second freeze, low enough not to flood a slow link.
+const INITIAL_DOWNLINK_KBPS: u64 = 1000;
 const PT_OPUS: u8 = 111;
 const PT_H264: u8 = 108;
 const PT_H264_RTX: u8 = 109;
@@ -96,6 +99,11 @@ impl Peer {
             None,
             FormatParams::default(),
         );
+        if role == Role::Subscribe {
+            // Send-side estimation (transport-wide CC feedback, probing) of what the subscriber can
+            // receive: the allocation spends it (crate::allocation).
+            config = config.enable_bwe(Some(str0m::bwe::Bitrate::kbps(INITIAL_DOWNLINK_KBPS)));
+        }
         let mut rtc = config.build(now);
         if let Ok(candidate) = Candidate::host(local, "udp") {
             rtc.add_local_candidate(candidate);

@@ -67,6 +67,9 @@ impl Shard {
             pending_offer: None,
             mids_to_close: Vec::new(),
             subscribe_dirty: false,
+            downlink_estimate_kbps: None,
+            downlink_cap_kbps: None,
+            downlink_remb_kbps: None,
         };
         let info = attendee.info();
         let idx = self.attendees.insert(attendee);

@@ -36,18 +36,24 @@ pub enum ClientMessage {
     Recording {
         on: bool,
     },
+    /// Cap the attendee's downlink (kbps; null lifts the cap): a "low bandwidth" setting the server's
+    /// allocation honours on top of its own estimate.
+    DownlinkCap {
+        kbps: Option<u32>,
+    },
     Leave,
     Ping,
 }
 
 impl ClientMessage {
     /// The names of every message type, for telling "unknown type" from "bad fields".
-    pub const TYPES: [&'static str; 7] = [
+    pub const TYPES: [&'static str; 8] = [
         "join",
         "publish_offer",
         "subscribe_answer",
         "mute",
         "recording",
+        "downlink_cap",
         "leave",
         "ping",
     ];

@@ -26,6 +26,8 @@ const HARD_LIMIT_BYTES: usize = 4 * 1024 * 1024;
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_TOO_BIG: u16 = 1009;
+/// The lowest downlink cap a client may set: audio alone needs this much.
+pub const MIN_DOWNLINK_CAP_KBPS: u32 = 64;
 /// Longest display name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
 
@@ -297,6 +299,21 @@ impl Session {
                     Command::Recording {
                         attendee: j.attendee,
                         on,
+                    },
+                );
+                Next::Continue
+            }
+            (Some(j), ClientMessage::DownlinkCap { kbps }) => {
+                if kbps.is_some_and(|k| k < MIN_DOWNLINK_CAP_KBPS) {
+                    return invalid(format!(
+                        "downlink_cap takes at least {MIN_DOWNLINK_CAP_KBPS} kbps (or null)"
+                    ));
+                }
+                self.plane.send(
+                    j.shard,
+                    Command::DownlinkCap {
+                        attendee: j.attendee,
+                        kbps,
                     },
                 );
                 Next::Continue

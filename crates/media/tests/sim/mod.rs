@@ -288,6 +288,14 @@ impl Sim {
         self.pump();
     }
 
+    /// The client caps its downlink (the signaling `downlink_cap`).
+    pub fn downlink_cap(&mut self, c: usize, kbps: Option<u32>) {
+        let id = self.clients[c].id;
+        self.shard
+            .handle_command(self.now, Command::DownlinkCap { attendee: id, kbps });
+        self.pump();
+    }
+
     pub fn leave(&mut self, c: usize) {
         let id = self.clients[c].id;
         self.shard

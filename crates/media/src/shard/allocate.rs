@@ -1,0 +1,144 @@
+//! Applying the bandwidth allocation ([`crate::allocation::policy`]) to one subscriber: gather what it
+//! could receive (each publication's layers with their measured rates), decide under its downlink
+//! budget, and set each subscription's target layer. The forwarding loop then switches to the target on
+//! its next keyframe, which is asked for here.
+//!
+//! Runs when the subscriber's estimate or cap changes and once a second with the layer rates, never per
+//! packet, so it may allocate.
+
+use std::time::Instant;
+
+use convene_core::MediaSource;
+
+use super::Shard;
+use crate::allocation::policy::{self, Choice, Kind, Offer};
+
+/// A layer that has not carried a packet for this long is not offered.
+const LAYER_STALE: std::time::Duration = std::time::Duration::from_millis(1500);
+
+impl Shard {
+    /// The subscriber's budget: its send-side estimate, capped by its own setting and by REMB. None until
+    /// there is anything to go on.
+    fn downlink_budget(&self, attendee: usize) -> Option<u32> {
+        let a = &self.attendees[attendee];
+        let caps = [a.downlink_cap_kbps, a.downlink_remb_kbps];
+        match a.downlink_estimate_kbps {
+            Some(e) => Some(caps.into_iter().flatten().fold(e, u32::min)),
+            None => caps.into_iter().flatten().min(),
+        }
+    }
+
+    pub(super) fn reallocate(&mut self, now: Instant, attendee: usize) {
+        let Some(budget) = self.downlink_budget(attendee) else {
+            // Nothing to go on (a cap was lifted before any estimate): back to the default.
+            for i in 0..self.attendees[attendee].subscriptions.len() {
+                let s = self.attendees[attendee].subscriptions[i];
+                self.subscriptions[s].target = None;
+            }
+            return;
+        };
+        let subscriber = &self.attendees[attendee];
+        let Some(meeting) = self.meetings.get(&subscriber.meeting) else {
+            return;
+        };
+        let facts = policy::Meeting {
+            attendees: meeting.attendees.len(),
+            hd: false,
+        };
+        // Per subscription: its layers' rates (kbps, ascending) and which publication layer each is.
+        let mut rates: Vec<Vec<u32>> = Vec::new();
+        let mut order: Vec<Vec<usize>> = Vec::new();
+        let mut meta: Vec<(usize, Kind, bool)> = Vec::new();
+        for &s in &subscriber.subscriptions {
+            let publication = &self.publications[self.subscriptions[s].publication];
+            let mut layers: Vec<(u32, usize)> = publication
+                .layers
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| {
+                    l.rate > 0 && now.saturating_duration_since(l.last_packet) < LAYER_STALE
+                })
+                .map(|(i, l)| (((l.rate * 8) / 1000).min(u64::from(u32::MAX)) as u32, i))
+                .collect();
+            if layers.is_empty() {
+                // Nothing measured yet: the forwarding default (best arriving layer) applies.
+                continue;
+            }
+            layers.sort_unstable();
+            let kind = match publication.source {
+                MediaSource::Audio => Kind::Audio,
+                MediaSource::Camera => Kind::Camera,
+                MediaSource::Screen => Kind::Screen,
+            };
+            let publisher = &self.attendees[publication.attendee];
+            let speaking = publisher.publications[MediaSource::Audio.index()]
+                .and_then(|p| self.publications[p].speaking_until)
+                .is_some_and(|t| t > now);
+            rates.push(layers.iter().map(|(r, _)| *r).collect());
+            order.push(layers.iter().map(|(_, i)| *i).collect());
+            meta.push((s, kind, speaking));
+        }
+        let offers: Vec<Offer<'_>> = meta
+            .iter()
+            .zip(&rates)
+            .enumerate()
+            .map(|(k, (&(_, kind, speaking), layers))| Offer {
+                id: k,
+                kind,
+                layers,
+                speaking,
+                // Every voice is forwarded until loudest-speaker selection is wired in.
+                audible: true,
+            })
+            .collect();
+        let previous = |k: usize| -> Option<Choice> {
+            let (s, _, _) = meta[k];
+            match self.subscriptions[s].target? {
+                Choice::Paused => Some(Choice::Paused),
+                Choice::Layer(l) => order[k].iter().position(|&i| i == l).map(Choice::Layer),
+            }
+        };
+        let mut decisions = Vec::with_capacity(offers.len());
+        policy::allocate(facts, budget, &offers, previous, &mut decisions);
+        let mut keyframes = Vec::new();
+        for (k, choice) in decisions {
+            let (s, kind, _) = meta[k];
+            let target = match choice {
+                Choice::Layer(j) => Choice::Layer(order[k][j]),
+                Choice::Paused => Choice::Paused,
+            };
+            let sub = &mut self.subscriptions[s];
+            if sub.target != Some(target) {
+                tracing::debug!(subscription = s, ?target, budget, "allocation changed");
+                self.metrics.allocation_changes.inc();
+                if let Choice::Layer(l) = target
+                    && kind != Kind::Audio
+                    && sub.layer != Some(l)
+                {
+                    keyframes.push((sub.publication, l));
+                }
+                sub.target = Some(target);
+            }
+        }
+        for (publication, layer) in keyframes {
+            self.request_keyframe(now, publication, Some(layer));
+        }
+    }
+
+    /// Re-run every subscriber's allocation (the layer rates changed).
+    pub(super) fn reallocate_all(&mut self, now: Instant) {
+        let subscribers: Vec<usize> = self
+            .attendees
+            .iter()
+            .filter(|(_, a)| {
+                a.downlink_estimate_kbps.is_some()
+                    || a.downlink_cap_kbps.is_some()
+                    || a.downlink_remb_kbps.is_some()
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for a in subscribers {
+            self.reallocate(now, a);
+        }
+    }
+}
