@@ -237,6 +237,64 @@ fn speakers_are_announced() {
 }
 
 #[test]
+fn a_large_meeting_forwards_only_the_loudest_voices() {
+    let mut s = Sim::new();
+    // Ten attendees; five talk at different levels, the listener is the tenth.
+    let clients: Vec<usize> = (0..10).map(|i| s.join("m-big", &format!("P{i}"))).collect();
+    let talkers = &clients[..5];
+    for &c in talkers {
+        s.publish(c);
+    }
+    s.connect_all();
+    let listener = clients[9];
+    let levels = [-10i8, -20, -30, -40, -45];
+    let talk = |s: &mut Sim, ms: u64, levels: [i8; 5]| {
+        s.run(Duration::from_millis(ms), |s| {
+            if s.ms().is_multiple_of(20) {
+                for (i, &c) in talkers.iter().enumerate() {
+                    if levels[i] > -127 {
+                        s.send_audio(c, levels[i]);
+                    }
+                }
+            }
+        });
+    };
+    talk(&mut s, 2000, levels);
+    let counts = |s: &Sim| -> Vec<usize> {
+        talkers
+            .iter()
+            .map(|&c| {
+                s.clients[listener]
+                    .received_from(s.clients[c].id, MediaSource::Audio)
+                    .len()
+            })
+            .collect()
+    };
+    let before = counts(&s);
+    talk(&mut s, 2000, levels);
+    let after = counts(&s);
+    let got: Vec<usize> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    // 100 packets each in two seconds: the three loudest arrive, the two quietest do not.
+    assert!(got[..3].iter().all(|&n| n > 80), "{got:?}");
+    assert_eq!(got[3..], [0, 0], "{got:?}");
+
+    // The loudest stops (DTX: no packets at all); the fourth takes the free slot, and its stream is
+    // continuous for the listener (no sequence gap read as loss).
+    let quiet = [-127i8, -20, -30, -40, -45];
+    talk(&mut s, 2000, quiet);
+    let before = counts(&s);
+    talk(&mut s, 1000, quiet);
+    let got: Vec<usize> = counts(&s).iter().zip(&before).map(|(a, b)| a - b).collect();
+    assert!(
+        got[3] > 40,
+        "the fourth voice did not take the free slot: {got:?}"
+    );
+    assert_eq!(got[4], 0, "{got:?}");
+    let fourth = s.clients[listener].received_from(s.clients[talkers[3]].id, MediaSource::Audio);
+    assert!(fourth.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+}
+
+#[test]
 fn silent_attendee_is_dropped_after_consent_timeout() {
     let (mut s, a, b) = two_publishers();
     let id_a = s.clients[a].id;

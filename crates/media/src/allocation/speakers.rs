@@ -63,15 +63,32 @@ impl SpeakerSelector {
 
     /// One audio packet's RFC 6464 level (0..=127 dBov, 0 loudest).
     pub fn observe(&mut self, who: AttendeeId, level_dbov: u8, now: Instant) {
-        let instant = 127.0 - f64::from(level_dbov.min(127));
+        self.observe_window(who, f64::from(level_dbov), 1, now);
+    }
+
+    /// `packets` audio packets (20 ms each) that averaged `mean_level_dbov`, ending at `now`: what a
+    /// shard collects between ticks, so the packet path only adds to a sum.
+    pub fn observe_window(
+        &mut self,
+        who: AttendeeId,
+        mean_level_dbov: f64,
+        packets: u32,
+        now: Instant,
+    ) {
+        if packets == 0 {
+            return;
+        }
+        let instant = 127.0 - mean_level_dbov.clamp(0.0, 127.0);
         let entry = self.levels.entry(who).or_insert(Level {
             loudness: 0.0,
             at: now,
         });
         let decayed = entry.at(now);
-        // A sample pulls the smoothed value toward itself by the share of one packet time (20 ms).
-        let alpha = 1.0 - (-0.020 / SMOOTHING.as_secs_f64()).exp();
-        entry.loudness = decayed + alpha * (instant - decayed);
+        // Each packet pulls the smoothed value toward itself by the share of one packet time (20 ms).
+        let keep = (-0.020 / SMOOTHING.as_secs_f64())
+            .exp()
+            .powi(packets.min(10_000) as i32);
+        entry.loudness = decayed + (1.0 - keep) * (instant - decayed);
         entry.at = now;
     }
 

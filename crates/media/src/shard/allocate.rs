@@ -87,8 +87,7 @@ impl Shard {
                 kind,
                 layers,
                 speaking,
-                // Every voice is forwarded until loudest-speaker selection is wired in.
-                audible: true,
+                audible: self.publications[self.subscriptions[meta[k].0].publication].audible,
             })
             .collect();
         let previous = |k: usize| -> Option<Choice> {

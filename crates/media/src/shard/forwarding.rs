@@ -61,14 +61,17 @@ impl Shard {
         if publication.best_layer.is_none() {
             publication.best_layer = Some(layer);
         }
-        if !is_video
-            && packet
-                .header
-                .ext_vals
-                .audio_level
-                .is_some_and(|level| level > SPEAKING_LEVEL_DBOV)
-        {
-            publication.speaking_until = Some(now + SPEAKING_HOLD);
+        if !is_video && let Some(level) = packet.header.ext_vals.audio_level {
+            if level > SPEAKING_LEVEL_DBOV {
+                publication.speaking_until = Some(now + SPEAKING_HOLD);
+            }
+            // str0m gives the level as -dBov (0 loudest, -127 silence).
+            publication.level_sum += u32::from(level.unsigned_abs().min(127));
+            publication.level_packets += 1;
+        }
+        if !is_video && !publication.audible {
+            // Not among the loudest voices of a large meeting: nobody receives it.
+            return;
         }
 
         let pt = packet.header.payload_type;

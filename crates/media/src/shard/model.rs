@@ -4,6 +4,7 @@
 //! entity is known to exist: removal always unlinks every reference first (see `Shard::remove_*`).
 
 use crate::allocation::policy::Choice;
+use crate::allocation::speakers::SpeakerSelector;
 use std::time::Instant;
 
 use convene_core::{AttendeeId, AttendeeRole, ClientType, MediaSource, MeetingId};
@@ -29,6 +30,8 @@ pub struct Meeting {
     /// When the meeting ends while recording, the closing `RecordingStopped` names this host, the
     /// one who started it, even if they left earlier.
     pub recording_by: Option<AttendeeId>,
+    /// The loudest few voices, whose audio is all that is forwarded in a large meeting.
+    pub speakers: SpeakerSelector,
 }
 
 pub struct Attendee {
@@ -112,6 +115,12 @@ pub struct Publication {
     pub video_codec: Option<VideoCodec>,
     /// Until when the attendee counts as speaking (audio only).
     pub speaking_until: Option<Instant>,
+    /// Audio only: forwarded to subscribers (false for voices that are not among the loudest few of a
+    /// large meeting). Updated each tick, read per packet.
+    pub audible: bool,
+    /// Audio only: RFC 6464 levels (dBov) summed since the last tick, and how many packets.
+    pub level_sum: u32,
+    pub level_packets: u32,
 }
 
 /// One attendee receiving one publication.

@@ -141,6 +141,9 @@ impl Shard {
             params: None,
             video_codec: None::<VideoCodec>,
             speaking_until: None,
+            audible: true,
+            level_sum: 0,
+            level_packets: 0,
         });
         self.attendees[idx].publications[source.index()] = Some(p);
         self.metrics.tracks(source).inc();

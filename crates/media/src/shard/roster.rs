@@ -9,6 +9,8 @@ use convene_core::{
 
 use super::Shard;
 use super::model::{Attendee, Meeting, SignalTx};
+use crate::allocation::speakers::SpeakerSelector;
+use crate::allocation::tiers;
 use crate::signal::messages::ServerMessage;
 
 /// Who joins, as their join token says.
@@ -43,6 +45,7 @@ impl Shard {
                     speaking: Vec::new(),
                     recording: false,
                     recording_by: None,
+                    speakers: SpeakerSelector::new(0),
                 },
             );
             self.metrics.meetings.inc();
@@ -167,6 +170,7 @@ impl Shard {
         };
         meeting.attendees.retain(|&a| a != idx);
         meeting.speaking.retain(|&a| a != attendee.id);
+        meeting.speakers.remove(attendee.id);
         for &o in &meeting.attendees {
             self.attendees[o].send(ServerMessage::AttendeeLeft {
                 attendee_id: attendee.id,
@@ -235,9 +239,47 @@ impl Shard {
         self.dirty.clear();
     }
 
-    /// Announce changes in who is speaking, per meeting.
+    /// Announce changes in who is speaking, per meeting; and in large meetings, choose whose voices are
+    /// forwarded (the loudest few).
     pub(super) fn update_speaking(&mut self, now: Instant) {
         for meeting in self.meetings.values_mut() {
+            let slots = tiers::forwarded_speakers(meeting.attendees.len());
+            let large = slots < meeting.attendees.len().saturating_sub(1);
+            meeting.speakers.set_slots(slots, now);
+            for &a in &meeting.attendees {
+                let attendee = &self.attendees[a];
+                if let Some(p) = attendee.publications[MediaSource::Audio.index()] {
+                    let publication = &mut self.publications[p];
+                    if publication.level_packets > 0 && !attendee.audio_muted {
+                        let mean =
+                            f64::from(publication.level_sum) / f64::from(publication.level_packets);
+                        meeting.speakers.observe_window(
+                            attendee.id,
+                            mean,
+                            publication.level_packets,
+                            now,
+                        );
+                    }
+                    publication.level_sum = 0;
+                    publication.level_packets = 0;
+                }
+            }
+            meeting.speakers.update(now);
+            for &a in &meeting.attendees {
+                let attendee = &self.attendees[a];
+                if let Some(p) = attendee.publications[MediaSource::Audio.index()] {
+                    let audible = !large || meeting.speakers.is_selected(attendee.id);
+                    let publication = &mut self.publications[p];
+                    if audible && !publication.audible {
+                        // Back after a gap: each subscription restarts as a new source, so its
+                        // sequence numbers stay continuous (the gap is not read as loss).
+                        for &sub in &publication.subscriptions {
+                            self.subscriptions[sub].layer = None;
+                        }
+                    }
+                    publication.audible = audible;
+                }
+            }
             let mut speaking: Vec<AttendeeId> = Vec::new();
             for &a in &meeting.attendees {
                 let attendee = &self.attendees[a];
