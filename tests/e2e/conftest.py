@@ -51,8 +51,8 @@ def launch(pw):
     """Factory: launch(name, init_scripts=()) -> Attendee (its own Chromium process). Closed at module end."""
     launched: list[Attendee] = []
 
-    def _launch(name: str, init_scripts: tuple[str, ...] = ()) -> Attendee:
-        a = Attendee.launch(pw, name, init_scripts)
+    def _launch(name: str, init_scripts: tuple[str, ...] = (), extra_args: tuple[str, ...] = ()) -> Attendee:
+        a = Attendee.launch(pw, name, init_scripts, extra_args)
         launched.append(a)
         _active_attendees.append(a)
         return a

@@ -295,11 +295,12 @@ class Attendee:
     console: list = field(default_factory=list)
 
     @classmethod
-    def launch(cls, pw, name: str, init_scripts: tuple[str, ...] = ()) -> "Attendee":
+    def launch(cls, pw, name: str, init_scripts: tuple[str, ...] = (),
+               extra_args: tuple[str, ...] = ()) -> "Attendee":
         browser = pw.chromium.launch(
             executable_path=CHROMIUM_BIN,
             headless=HEADLESS,
-            args=CHROMIUM_ARGS,
+            args=[*CHROMIUM_ARGS, *extra_args],
             ignore_default_args=CHROMIUM_IGNORE_DEFAULT_ARGS,
         )
         context = browser.new_context(viewport={"width": 1024, "height": 640})

@@ -262,6 +262,10 @@ export class Meeting {
       this._event("recording", { on: this.recording, by: this.recordingBy });
       this.ui.onChange?.();
     });
+    s.on("publish_targets", (m) => {
+      this.publishTargets = m.tracks || [];
+      this._applyPublishTargets().catch((e) => this._event("publish_targets_failed", { message: e.message }));
+    });
     s.on("speaking", (m) => {
       this.ui.tiles.setSpeaking(m.attendee_ids || [], this.attendeeId);
     });
@@ -366,6 +370,26 @@ export class Meeting {
   }
 
   // ------------------------------------------------------------ controls
+
+  /**
+   * Applies the server's publish_targets to our senders: each video track's bitrate ceiling (the
+   * meeting's tier) and, with simulcast, which encodings anyone receives.
+   */
+  async _applyPublishTargets() {
+    if (!this.pubPc) return;
+    for (const target of this.publishTargets || []) {
+      const tx = this.pubPc.getTransceivers().find((t) => t.mid === target.mid);
+      if (!tx || !tx.sender || !tx.sender.track) continue;
+      const params = tx.sender.getParameters();
+      if (!params.encodings || !params.encodings.length) continue;
+      for (const enc of params.encodings) {
+        if (target.active_rids && enc.rid) enc.active = target.active_rids.includes(enc.rid);
+      }
+      if (params.encodings.length === 1) params.encodings[0].maxBitrate = target.max_kbps * 1000;
+      await tx.sender.setParameters(params);
+    }
+    this._event("publish_targets", { tracks: this.publishTargets });
+  }
 
   /** Caps this attendee's downlink (kbps), or lifts the cap (null). */
   setDownlinkCap(kbps) {

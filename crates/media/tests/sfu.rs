@@ -534,6 +534,47 @@ fn a_downlink_budget_picks_the_layer_that_fits_and_switches_cleanly() {
     assert!(s.metrics.allocation_changes.get() >= 3);
 }
 
+/// The latest `publish_targets` a client got: (max_kbps, active_rids) of its camera.
+fn camera_target(s: &Sim, c: usize) -> Option<(u32, Option<Vec<String>>)> {
+    let mid = s.clients[c].video_mid?.to_string();
+    s.clients[c].messages.iter().rev().find_map(|m| match m {
+        ServerMessage::PublishTargets { tracks } => tracks
+            .iter()
+            .find(|t| t.mid == mid)
+            .map(|t| (t.max_kbps, t.active_rids.clone())),
+        _ => None,
+    })
+}
+
+#[test]
+fn publishers_are_told_their_tier_and_which_layers_anyone_receives() {
+    let mut s = Sim::new();
+    let a = s.join("m-tiers", "Ada");
+    let b = s.join("m-tiers", "Bob");
+    s.publish_with(a, &["h", "l"]);
+    s.connect_all();
+    simulcast_for(&mut s, a, 1500);
+    // 1:1: 650 kbps, and both layers are wanted (Bob receives "h").
+    let (kbps, rids) = camera_target(&s, a).expect("no publish_targets");
+    assert_eq!(kbps, 650);
+    assert_eq!(rids, Some(vec!["h".to_owned(), "l".to_owned()]));
+    // Bob caps his downlink to the low layer: "h" is nobody's, so Ada may stop sending it.
+    s.downlink_cap(b, Some(80));
+    simulcast_for(&mut s, a, 1500);
+    assert_eq!(
+        camera_target(&s, a),
+        Some((650, Some(vec!["l".to_owned()])))
+    );
+    // The meeting grows: 3-4 people 450 kbps, 5 and more 184 kbps.
+    s.join("m-tiers", "Cy");
+    simulcast_for(&mut s, a, 1200);
+    assert_eq!(camera_target(&s, a).map(|t| t.0), Some(450));
+    s.join("m-tiers", "Di");
+    s.join("m-tiers", "Ed");
+    simulcast_for(&mut s, a, 1200);
+    assert_eq!(camera_target(&s, a).map(|t| t.0), Some(184));
+}
+
 #[test]
 fn republishing_a_source_gets_a_fresh_track_identity() {
     let (mut s, a, b) = two_publishers();

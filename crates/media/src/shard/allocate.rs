@@ -12,6 +12,7 @@ use convene_core::MediaSource;
 
 use super::Shard;
 use crate::allocation::policy::{self, Choice, Kind, Offer};
+use crate::signal::messages::{ServerMessage, TrackTarget};
 
 /// A layer that has not carried a packet for this long is not offered.
 const LAYER_STALE: std::time::Duration = std::time::Duration::from_millis(1500);
@@ -121,6 +122,68 @@ impl Shard {
         }
         for (publication, layer) in keyframes {
             self.request_keyframe(now, publication, Some(layer));
+        }
+    }
+
+    /// Tell each publisher what its video tracks should send: the meeting's tier, and only the simulcast
+    /// layers somebody receives (the lowest always stays on, so a newcomer can start at once).
+    pub(super) fn update_publish_targets(&mut self) {
+        for (_, meeting) in self.meetings.iter() {
+            // Alone in a meeting, keep the 1:1 tier: whoever joins next sees video at once.
+            let facts = policy::Meeting {
+                attendees: meeting.attendees.len().max(2),
+                hd: false,
+            };
+            for &a in &meeting.attendees {
+                let mut targets = Vec::new();
+                for p in self.attendees[a].publications.into_iter().flatten() {
+                    let publication = &self.publications[p];
+                    let kind = match publication.source {
+                        MediaSource::Audio => continue,
+                        MediaSource::Camera => Kind::Camera,
+                        MediaSource::Screen => Kind::Screen,
+                    };
+                    let active_rids = if publication.layers.iter().any(|l| l.rid.is_some()) {
+                        let in_use = publication
+                            .subscriptions
+                            .iter()
+                            .filter_map(|&s| {
+                                let sub = &self.subscriptions[s];
+                                match sub.target {
+                                    Some(Choice::Layer(l)) => Some(l),
+                                    Some(Choice::Paused) => None,
+                                    None => sub.layer.or(publication.best_layer),
+                                }
+                            })
+                            .map(|l| publication.layers.get(l).map_or(0, |x| x.rate))
+                            .max()
+                            .unwrap_or(0);
+                        let lowest = publication.layers.iter().map(|l| l.rate).min().unwrap_or(0);
+                        let mut rids: Vec<String> = publication
+                            .layers
+                            .iter()
+                            .filter(|l| l.rate <= in_use.max(lowest))
+                            .filter_map(|l| l.rid.as_ref().map(|r| r.to_string()))
+                            .collect();
+                        rids.sort();
+                        Some(rids)
+                    } else {
+                        None
+                    };
+                    targets.push(TrackTarget {
+                        mid: publication.mid.to_string(),
+                        max_kbps: policy::publisher_target(facts, kind),
+                        active_rids,
+                    });
+                }
+                let attendee = &mut self.attendees[a];
+                if targets != attendee.publish_targets_sent && !targets.is_empty() {
+                    attendee.send(ServerMessage::PublishTargets {
+                        tracks: targets.clone(),
+                    });
+                    attendee.publish_targets_sent = targets;
+                }
+            }
         }
     }
 

@@ -577,6 +577,7 @@ impl Shard {
             self.next_rate_update = now + Duration::from_secs(1);
             self.update_layer_rates(now, elapsed);
             self.reallocate_all(now);
+            self.update_publish_targets();
         }
         let mut expired = Vec::new();
         for (idx, attendee) in &self.attendees {

@@ -5,6 +5,7 @@
 
 use crate::allocation::policy::Choice;
 use crate::allocation::speakers::SpeakerSelector;
+use crate::signal::messages::TrackTarget;
 use std::time::Instant;
 
 use convene_core::{AttendeeId, AttendeeRole, ClientType, MediaSource, MeetingId};
@@ -64,6 +65,8 @@ pub struct Attendee {
     pub downlink_cap_kbps: Option<u32>,
     /// The last REMB its subscribe connection reported (kbps): a cap, never an estimate.
     pub downlink_remb_kbps: Option<u32>,
+    /// The `publish_targets` last sent, to send only changes.
+    pub publish_targets_sent: Vec<TrackTarget>,
 }
 
 impl Attendee {

@@ -73,6 +73,7 @@ impl Shard {
             downlink_estimate_kbps: None,
             downlink_cap_kbps: None,
             downlink_remb_kbps: None,
+            publish_targets_sent: Vec::new(),
         };
         let info = attendee.info();
         let idx = self.attendees.insert(attendee);

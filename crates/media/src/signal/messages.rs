@@ -105,11 +105,28 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<AttendeeId>,
     },
+    /// What to send on each published video track: the meeting tier's bitrate, and which simulcast
+    /// layers anyone receives (the others can be switched off). Sent when it changes.
+    PublishTargets {
+        tracks: Vec<TrackTarget>,
+    },
     Error {
         code: ErrorCode,
         message: String,
     },
     Pong,
+}
+
+/// One entry of `publish_targets.tracks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackTarget {
+    /// The m-line on the publisher's publish connection.
+    pub mid: String,
+    /// Upper bound for the track's total bitrate (kbps).
+    pub max_kbps: u32,
+    /// Simulcast only: the rids to keep sending; absent without simulcast.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_rids: Option<Vec<String>>,
 }
 
 impl ServerMessage {
