@@ -10,6 +10,7 @@
 //! Start reading at [`shard`] (the model and the hot path), then [`plane`] (threads and placement).
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod fastpath;
 pub mod forward;
 pub mod metrics;
 pub mod plane;
