@@ -7,5 +7,7 @@
 //!
 //! - [`srtp`]: the RFC 7714 packet transform (AES-GCM), allocation-free, with per-SSRC rollover
 //!   counting on the sending side. `convene-floor` uses the same code.
+//! - [`kdf`]: the SRTP session keys of both directions, from the DTLS-SRTP keying material.
 
+pub mod kdf;
 pub mod srtp;
