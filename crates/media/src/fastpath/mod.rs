@@ -7,7 +7,10 @@
 //!
 //! - [`srtp`]: the RFC 7714 packet transform (AES-GCM), allocation-free, with per-SSRC rollover
 //!   counting on the sending side. `convene-floor` uses the same code.
-//! - [`kdf`]: the SRTP session keys of both directions, from the DTLS-SRTP keying material.
+//! - [`keys`]: the DTLS-SRTP keying material str0m negotiates, captured per connection through a
+//!   wrapping crypto provider (no fork of str0m).
+//! - [`kdf`]: the SRTP session keys of both directions, from that keying material.
 
 pub mod kdf;
+pub mod keys;
 pub mod srtp;
