@@ -88,6 +88,14 @@ impl DtlsKeys {
 pub struct KeySlot(Arc<Mutex<Option<DtlsKeys>>>);
 
 impl KeySlot {
+    /// Has the handshake completed (and its keys landed here)?
+    pub fn is_filled(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
     /// The keys, once the handshake has completed.
     pub fn get(&self) -> Option<DtlsKeys> {
         self.0
@@ -135,14 +143,20 @@ pub fn build_rtc(config: RtcConfig, now: Instant) -> (Rtc, KeySlot) {
     (rtc, slot)
 }
 
-/// str0m's default crypto provider (aws-lc-rs, dimpl DTLS) with DTLS wrapped to capture keys. One per
-/// process; `Rtc`s built with it outside [`build_rtc`] behave exactly as with the default.
+/// The crypto provider str0m would use by default, with DTLS wrapped to capture keys. One per process;
+/// `Rtc`s built with it outside [`build_rtc`] behave exactly as with the default.
+///
+/// "Default" as str0m picks it when a config names none: a process-wide default if one was installed
+/// (Convene installs none), else the one its feature flags select (aws-lc-rs, dimpl DTLS). It is read
+/// once, at first use.
 pub fn capturing_provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     static DTLS: OnceLock<CapturingDtls> = OnceLock::new();
     PROVIDER
         .get_or_init(|| {
-            let mut provider = str0m::crypto::from_feature_flags();
+            let mut provider = CryptoProvider::get_default()
+                .cloned()
+                .unwrap_or_else(str0m::crypto::from_feature_flags);
             // A static, not a leak: `dtls_provider` needs a `&'static dyn DtlsProvider`.
             let dtls: &'static CapturingDtls = DTLS.get_or_init(|| CapturingDtls {
                 inner: provider.dtls_provider,

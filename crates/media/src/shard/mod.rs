@@ -195,7 +195,7 @@ impl Shard {
     pub fn fastpath_keys_captured(&self) -> (usize, usize) {
         let up = self.peers.iter().filter(|(_, p)| p.connected);
         up.fold((0, 0), |(up, keyed), (_, p)| {
-            (up + 1, keyed + usize::from(p.srtp_keys.get().is_some()))
+            (up + 1, keyed + usize::from(p.srtp_keys.is_filled()))
         })
     }
 
