@@ -54,18 +54,23 @@ fn is_rtp(datagram: &[u8]) -> bool {
 }
 
 impl Pair {
+    /// Both peers built through `build_rtc`, each capturing its keys.
     fn new() -> Self {
         let now = Instant::now();
+        let (server, server_keys) =
+            build_rtc(Rtc::builder().set_ice_lite(true).set_rtp_mode(true), now);
+        let (client, client_keys) = build_rtc(Rtc::builder().set_rtp_mode(true), now);
+        Self::with(now, (server, server_keys), (client, client_keys))
+    }
+
+    /// Negotiates between two built peers (the server offers, as on a subscribe connection).
+    fn with(now: Instant, server: (Rtc, KeySlot), client: (Rtc, KeySlot)) -> Self {
         let server_addr: SocketAddr = "10.0.0.1:5000".parse().unwrap();
         let client_addr: SocketAddr = "10.0.1.1:4000".parse().unwrap();
-
-        let (mut server, server_keys) =
-            build_rtc(Rtc::builder().set_ice_lite(true).set_rtp_mode(true), now);
+        let ((mut server, server_keys), (mut client, client_keys)) = (server, client);
         server.add_local_candidate(Candidate::host(server_addr, "udp").unwrap());
-        let (mut client, client_keys) = build_rtc(Rtc::builder().set_rtp_mode(true), now);
         client.add_local_candidate(Candidate::host(client_addr, "udp").unwrap());
 
-        // The server offers, as on a subscribe connection.
         let mut api = server.sdp_api();
         let mid = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
         let (offer, pending) = api.apply().expect("offer");
@@ -143,6 +148,36 @@ impl Pair {
         panic!("ICE + DTLS did not complete in 10 s of simulated time");
     }
 
+    /// The SSRC of the server's send stream.
+    fn server_ssrc(&mut self) -> u32 {
+        let mut api = self.server.rtc.direct_api();
+        *api.stream_tx_by_mid(self.mid, None)
+            .expect("send stream")
+            .ssrc()
+    }
+
+    /// The server writes one Opus packet through str0m's normal path (`StreamTx::write_rtp`); returns
+    /// the SRTP datagram that went to the client for it.
+    fn server_writes(&mut self, seq: u64, time: u32, payload: &[u8]) -> Vec<u8> {
+        let (pt, ssrc, now) = (self.opus_pt(), self.server_ssrc(), self.now);
+        self.server_to_client.clear();
+        self.server
+            .rtc
+            .direct_api()
+            .stream_tx_by_mid(self.mid, None)
+            .expect("send stream")
+            .write_rtp(RtpWrite::new(pt, seq.into(), time, now, payload.to_vec()));
+        self.server.rtc.handle_input(Input::Timeout(now)).unwrap();
+        self.pump();
+        let mut rtp = self
+            .server_to_client
+            .iter()
+            .filter(|d| is_rtp(d) && d[8..12] == ssrc.to_be_bytes());
+        let datagram = rtp.next().expect("an SRTP datagram").clone();
+        assert!(rtp.next().is_none(), "one datagram per packet");
+        datagram
+    }
+
     fn opus_pt(&self) -> Pt {
         self.server
             .rtc
@@ -195,44 +230,14 @@ fn captured_keys_interoperate_with_str0m_both_ways() {
 
     // (b) str0m's own SRTP from the server, decrypted by our inbound context from the client's keys.
     let inbound: SrtpContext = client_keys.remote.context().unwrap();
-    let pt = pair.opus_pt();
-    let (ssrc, first_seq) = (
-        {
-            let mut api = pair.server.rtc.direct_api();
-            *api.stream_tx_by_mid(pair.mid, None)
-                .expect("send stream")
-                .ssrc()
-        },
-        4000u64,
-    );
+    let ssrc = pair.server_ssrc();
+    let first_seq = 4000u64;
     let mut last_plain = Vec::new();
     for i in 0..3u64 {
         let payload = vec![0xfc, i as u8, 0x5a, 0xa5, 0x42];
-        let now = pair.now;
-        pair.server_to_client.clear();
-        pair.server
-            .rtc
-            .direct_api()
-            .stream_tx_by_mid(pair.mid, None)
-            .unwrap()
-            .write_rtp(RtpWrite::new(
-                pt,
-                (first_seq + i).into(),
-                48_000 + 960 * i as u32,
-                now,
-                payload.clone(),
-            ));
-        pair.server.rtc.handle_input(Input::Timeout(now)).unwrap();
-        pair.pump();
-        let rtp: Vec<Vec<u8>> = pair
-            .server_to_client
-            .iter()
-            .filter(|d| is_rtp(d) && d[8..12] == ssrc.to_be_bytes())
-            .cloned()
-            .collect();
-        assert_eq!(rtp.len(), 1, "one SRTP datagram for packet {i}");
+        let datagram = pair.server_writes(first_seq + i, 48_000 + 960 * i as u32, &payload);
         // The other direction's key does not open it: the match below is not luck.
-        let mut other = rtp[0].clone();
+        let mut other = datagram.clone();
         assert!(
             client_keys
                 .local
@@ -241,7 +246,7 @@ fn captured_keys_interoperate_with_str0m_both_ways() {
                 .unprotect(&mut other, 0)
                 .is_err()
         );
-        let mut wire = rtp[0].clone();
+        let mut wire = datagram;
         let len = inbound
             .unprotect(&mut wire, 0)
             .expect("our context decrypts str0m's SRTP");
@@ -305,36 +310,29 @@ fn captured_keys_interoperate_with_str0m_both_ways() {
 
 #[test]
 fn an_rtc_built_with_the_provider_outside_build_rtc_just_works() {
-    // The capturing provider passes everything through; an Rtc built with it outside `build_rtc`
-    // has no slot and must still connect (here: a plain client against a capturing server).
+    // The capturing provider passes everything through. An Rtc built with it but outside `build_rtc`
+    // (on the same thread, right after a `build_rtc`) gets no slot, must not take the previous one,
+    // and must still connect.
     let now = Instant::now();
-    let (server, server_keys) =
-        build_rtc(Rtc::builder().set_ice_lite(true).set_rtp_mode(true), now);
+    let server = build_rtc(Rtc::builder().set_ice_lite(true).set_rtp_mode(true), now);
     let client = Rtc::builder()
         .set_rtp_mode(true)
         .set_crypto_provider(convene_media::fastpath::keys::capturing_provider())
         .build(now);
-    let mut pair = Pair::new();
-    pair.server.rtc = server;
-    pair.server.keys = server_keys;
-    pair.client.rtc = client;
-    pair.client.keys = KeySlot::default();
-    pair.server
-        .rtc
-        .add_local_candidate(Candidate::host(pair.server.addr, "udp").unwrap());
-    pair.client
-        .rtc
-        .add_local_candidate(Candidate::host(pair.client.addr, "udp").unwrap());
-    let mut api = pair.server.rtc.sdp_api();
-    pair.mid = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-    let (offer, pending) = api.apply().unwrap();
-    let answer = pair.client.rtc.sdp_api().accept_offer(offer).unwrap();
-    pair.server
-        .rtc
-        .sdp_api()
-        .accept_answer(pending, answer)
-        .unwrap();
+    let mut pair = Pair::with(now, server, (client, KeySlot::default()));
     pair.connect();
-    assert!(pair.server.keys.get().is_some());
-    assert!(pair.client.keys.get().is_none());
+    // The slot holds the server's own keys (not the client's, had the client's DTLS instance taken
+    // it): the server's local key opens what the server sends.
+    let server_keys = captured(&pair.server.keys, "server")
+        .srtp_keys()
+        .expect("server keys");
+    let mut wire = pair.server_writes(1, 0, b"hello");
+    let len = server_keys
+        .local
+        .context()
+        .unwrap()
+        .unprotect(&mut wire, 0)
+        .expect("server's key");
+    assert!(wire[..len].ends_with(b"hello"));
+    assert_eq!(pair.client.received.len(), 1, "the plain client got it");
 }
