@@ -9,7 +9,8 @@
 
 pub mod driver;
 pub mod forwarder;
-pub mod srtp;
+/// The SRTP transform is the SFU's own (its fast path's), so the floor measures the code Convene runs.
+pub use convene_media::fastpath::srtp;
 
 pub use forwarder::Floor;
 

@@ -11,6 +11,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod allocation;
+pub mod fastpath;
 pub mod forward;
 pub mod metrics;
 pub mod plane;

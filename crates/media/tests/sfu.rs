@@ -34,6 +34,8 @@ fn two_publishers() -> (Sim, usize, usize) {
 #[test]
 fn join_publish_subscribe_leave() {
     let (mut s, a, b) = two_publishers();
+    // Every connection's SRTP keys were captured for the fast path (publish + subscribe, two attendees).
+    assert_eq!(s.shard.fastpath_keys_captured(), (4, 4));
     let (id_a, id_b) = (s.clients[a].id, s.clients[b].id);
 
     // Each got `joined`; the first saw the second arrive.

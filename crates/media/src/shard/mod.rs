@@ -213,6 +213,15 @@ impl Shard {
         self.meetings.len()
     }
 
+    /// Connections that are up, and how many of them have their SRTP keys captured for the fast path.
+    /// Groundwork: nothing uses the keys yet; this lets the tests check the capture inside the shard.
+    pub fn fastpath_keys_captured(&self) -> (usize, usize) {
+        let up = self.peers.iter().filter(|(_, p)| p.connected);
+        up.fold((0, 0), |(up, keyed), (_, p)| {
+            (up + 1, keyed + usize::from(p.srtp_keys.is_filled()))
+        })
+    }
+
     pub fn handle_command(&mut self, now: Instant, command: Command) {
         match command {
             Command::Join {

@@ -8,6 +8,8 @@ use str0m::media::{Frequency, Pt};
 use str0m::rtp::Ssrc;
 use str0m::{Candidate, IceCreds, Rtc};
 
+use crate::fastpath::keys::{self, KeySlot};
+
 /// Which of an attendee's two connections this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -35,6 +37,9 @@ pub struct Peer {
     pub ssrc_routes: Vec<(Ssrc, usize, usize)>,
     /// Bit set of the RTX payload types we send on (subscribe connections use our own numbering).
     pub rtx_pts: u128,
+    /// The SRTP keying material str0m negotiates for this connection, for the fast path (see
+    /// `fastpath::keys`). Filled once when DTLS completes; nothing reads it yet.
+    pub srtp_keys: KeySlot,
 }
 
 impl Peer {
@@ -104,7 +109,8 @@ impl Peer {
             // receive: the allocation spends it (crate::allocation).
             config = config.enable_bwe(Some(str0m::bwe::Bitrate::kbps(INITIAL_DOWNLINK_KBPS)));
         }
-        let mut rtc = config.build(now);
+        // Built through the fast path's key capture: str0m behaves exactly as with its default crypto.
+        let (mut rtc, srtp_keys) = keys::build_rtc(config, now);
         if let Ok(candidate) = Candidate::host(local, "udp") {
             rtc.add_local_candidate(candidate);
         }
@@ -127,6 +133,7 @@ impl Peer {
             scheduled: None,
             dirty: false,
             ssrc_routes: Vec::new(),
+            srtp_keys,
         }
     }
 }

@@ -1,16 +1,22 @@
 //! SRTP with an AEAD profile (RFC 7714), on aws-lc-rs's AES-GCM, in place and without allocating.
 //!
-//! Convene's str0m (aws-lc-rs crypto, dimpl DTLS) negotiates `SRTP_AEAD_AES_256_GCM` with browsers and
-//! with our load generator, so that is the floor's default profile; AES-128-GCM is here too, because the
-//! RFC's test vectors cover both and browsers may pick it.
+//! One implementation for two users: the fast path (forwarded media protected by us rather than by
+//! str0m) and `convene-floor` (the benchmark's cost floor), so the floor measures exactly the transform
+//! the SFU runs.
 //!
-//! Only the packet transform is implemented: the floor has no DTLS, so its session keys and salts are
-//! given directly (pre-shared), not derived from a DTLS exporter through the SRTP KDF. That KDF runs once
-//! per connection and does not belong in a per-packet floor.
+//! str0m (aws-lc-rs crypto, dimpl DTLS) negotiates `SRTP_AEAD_AES_256_GCM` with browsers and with our
+//! load generator, so that is the profile that matters; AES-128-GCM is here too, because the RFC's test
+//! vectors cover both and a peer may pick it. `AES128_CM_SHA1_80` is not implemented: a connection that
+//! negotiates it stays on str0m's path.
+//!
+//! Only the packet transform lives here. The session keys and salts come from the DTLS-SRTP keying
+//! material through the SRTP KDF ([`super::kdf`]), which runs once per connection.
 //!
 //! The IV is built by hand, as RFC 7714 §8.1 specifies: the 12 bytes `00 00 || SSRC || ROC || SEQ`
 //! XOR the 12-byte session salt. The AAD is the whole RTP header (with CSRCs and extensions), the
-//! ciphertext replaces the payload, and the 16-byte tag follows it.
+//! ciphertext replaces the payload, and the 16-byte tag follows it. ROC (the rollover counter) and SEQ
+//! together are the 48-bit packet index `ROC << 16 | SEQ` (RFC 3711 §3.3.1); the sender counts the ROC
+//! per SSRC ([`OutboundStream`]), the receiver estimates it ([`RocTracker`]).
 
 use aws_lc_rs::aead::{AES_128_GCM, AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
@@ -19,7 +25,7 @@ pub const TAG_LEN: usize = 16;
 /// Bytes of the session salt of both AEAD profiles.
 pub const SALT_LEN: usize = 12;
 
-/// The SRTP protection profiles the floor supports.
+/// The SRTP protection profiles this transform supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
     AeadAes128Gcm,
@@ -27,6 +33,7 @@ pub enum Profile {
 }
 
 impl Profile {
+    /// Bytes of the master key, and of the session key derived from it (they are equal for both).
     pub fn key_len(self) -> usize {
         match self {
             Profile::AeadAes128Gcm => 16,
@@ -45,6 +52,8 @@ pub enum SrtpError {
     NoRoom,
     #[error("authentication failed")]
     Auth,
+    #[error("packet of SSRC {packet:#010x} given to the outbound stream of SSRC {stream:#010x}")]
+    WrongStream { stream: u32, packet: u32 },
 }
 
 /// One direction of one SRTP session: a session key and salt.
@@ -115,13 +124,52 @@ impl SrtpContext {
     }
 
     /// Encrypts the RTP packet in `buf[..len]` in place and appends the tag; returns the SRTP length.
-    /// `buf` must have [`TAG_LEN`] bytes of room after `len`.
+    /// `buf` must have [`TAG_LEN`] bytes of room after `len`. The caller supplies the ROC; see
+    /// [`SrtpContext::protect_in_place`] for the variant that counts it.
     pub fn protect(&self, buf: &mut [u8], len: usize, roc: u32) -> Result<usize, SrtpError> {
+        let header_len = Self::check_room(buf, len)?;
+        let (ssrc, seq) = ssrc_seq(buf).ok_or(SrtpError::NotRtp)?;
+        self.seal(buf, len, header_len, ssrc, roc, seq)
+    }
+
+    /// Encrypts the RTP packet in `buf[..len]` of `stream` in place and appends the tag, with the
+    /// stream's rollover counter; returns the SRTP length. Allocation-free: the fast path's per-packet
+    /// call. Nothing about the stream changes when the packet is refused.
+    pub fn protect_in_place(
+        &self,
+        stream: &mut OutboundStream,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Result<usize, SrtpError> {
+        let header_len = Self::check_room(buf, len)?;
+        let (ssrc, seq) = ssrc_seq(buf).ok_or(SrtpError::NotRtp)?;
+        if ssrc != stream.ssrc {
+            return Err(SrtpError::WrongStream {
+                stream: stream.ssrc,
+                packet: ssrc,
+            });
+        }
+        let roc = stream.roc.roc_for(seq);
+        self.seal(buf, len, header_len, ssrc, roc, seq)
+    }
+
+    /// The RTP header length of `buf[..len]`, once it is known the tag fits after it.
+    fn check_room(buf: &[u8], len: usize) -> Result<usize, SrtpError> {
         if buf.len() < len + TAG_LEN {
             return Err(SrtpError::NoRoom);
         }
-        let header_len = rtp_header_len(&buf[..len])?;
-        let (ssrc, seq) = ssrc_seq(buf).ok_or(SrtpError::NotRtp)?;
+        rtp_header_len(&buf[..len])
+    }
+
+    fn seal(
+        &self,
+        buf: &mut [u8],
+        len: usize,
+        header_len: usize,
+        ssrc: u32,
+        roc: u32,
+        seq: u16,
+    ) -> Result<usize, SrtpError> {
         let nonce = Nonce::assume_unique_for_key(iv(&self.salt, ssrc, roc, seq));
         let (header, rest) = buf.split_at_mut(header_len);
         let payload_len = len - header_len;
@@ -150,6 +198,44 @@ impl SrtpContext {
     }
 }
 
+/// The sending side of one RTP stream (one SSRC) in an SRTP session: its rollover counter.
+///
+/// The sender's ROC is the number of times the stream's sequence number wrapped (RFC 3711 §3.3.1).
+/// Forwarded packets keep their arrival order through our sequence rewriting, so a packet that arrived
+/// late leaves with a sequence number below the highest sent; the ROC is therefore counted with the
+/// same estimate the receiver makes ([`RocTracker`]), which agrees with the receiver as long as
+/// reordering stays under half the sequence space.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboundStream {
+    ssrc: u32,
+    roc: RocTracker,
+}
+
+impl OutboundStream {
+    /// A stream whose first packet is sent with ROC 0.
+    pub fn new(ssrc: u32) -> Self {
+        Self::continuing(ssrc, 0)
+    }
+
+    /// A stream whose next packet is sent with this ROC: taking over a stream that someone else (str0m)
+    /// started, whose receiver already counts wraps from there.
+    pub fn continuing(ssrc: u32, roc: u32) -> Self {
+        Self {
+            ssrc,
+            roc: RocTracker::starting_at(roc),
+        }
+    }
+
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
+    /// The ROC of the newest packet sent (or of the next one, before any).
+    pub fn roc(&self) -> u32 {
+        self.roc.roc
+    }
+}
+
 /// Tracks the rollover counter of one incoming SSRC (RFC 3711 §3.3.1 estimate).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RocTracker {
@@ -159,6 +245,15 @@ pub struct RocTracker {
 }
 
 impl RocTracker {
+    /// A tracker whose first packet gets this ROC.
+    pub fn starting_at(roc: u32) -> Self {
+        Self {
+            started: false,
+            highest: 0,
+            roc,
+        }
+    }
+
     /// The ROC to use for `seq`, and remember it if the packet is the newest.
     pub fn roc_for(&mut self, seq: u16) -> u32 {
         if !self.started {
@@ -298,5 +393,80 @@ mod tests {
         assert_eq!(r.roc_for(30_000), 1);
         // More than half the sequence space ahead reads as a late packet of the previous cycle (RFC 3711).
         assert_eq!(r.roc_for(64_000), 0);
+    }
+
+    #[test]
+    fn outbound_stream_counts_wraps_and_checks_the_ssrc() {
+        let ctx = SrtpContext::new(Profile::AeadAes256Gcm, &[3; 32], [4; 12]).unwrap();
+        let packet = |seq: u16| {
+            let mut p = vec![0x80, 0x60];
+            p.extend_from_slice(&seq.to_be_bytes());
+            p.extend_from_slice(&[0, 0, 0, 1, 0xca, 0xfe, 0xba, 0xbe, 1, 2, 3]);
+            p.resize(p.len() + TAG_LEN, 0);
+            p
+        };
+        let mut stream = OutboundStream::continuing(0xcafe_babe, 7);
+        let mut sent = Vec::new();
+        for seq in [65_534u16, 65_535, 0, 65_533, 1] {
+            let mut buf = packet(seq);
+            let n = ctx
+                .protect_in_place(&mut stream, &mut buf, 15)
+                .expect("protects");
+            sent.push((seq, buf[..n].to_vec()));
+        }
+        assert_eq!(stream.roc(), 8, "one wrap");
+        // The receiver's estimate decrypts every packet, the late one from before the wrap included.
+        let mut rx = RocTracker::starting_at(7);
+        for (seq, mut wire) in sent {
+            let roc = rx.roc_for(seq);
+            let want = if (1..65_000).contains(&seq) || seq == 0 {
+                8
+            } else {
+                7
+            };
+            assert_eq!(roc, want, "seq {seq}");
+            let n = ctx.unprotect(&mut wire, roc).expect("decrypts");
+            assert_eq!(&wire[12..n], &[1, 2, 3]);
+        }
+
+        // A packet of another SSRC, or without room for the tag, is refused and changes nothing.
+        let mut other = packet(2);
+        other[11] = 0xbf;
+        assert_eq!(
+            ctx.protect_in_place(&mut stream, &mut other, 15),
+            Err(SrtpError::WrongStream {
+                stream: 0xcafe_babe,
+                packet: 0xcafe_babf
+            })
+        );
+        let mut short = packet(40_000);
+        assert_eq!(
+            ctx.protect_in_place(&mut stream, &mut short[..20], 15),
+            Err(SrtpError::NoRoom)
+        );
+        assert_eq!(stream.roc(), 8);
+    }
+
+    #[test]
+    fn protect_in_place_matches_the_rfc_vector() {
+        // RFC 7714 §16.2 through the outbound stream: ROC 0, SSRC 5501a0b2.
+        let ctx = SrtpContext::new(
+            Profile::AeadAes256Gcm,
+            &hex("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"),
+            salt(),
+        )
+        .unwrap();
+        let plain = hex(PLAIN);
+        let mut buf = [0u8; 256];
+        buf[..plain.len()].copy_from_slice(&plain);
+        let mut stream = OutboundStream::new(0x5501_a0b2);
+        let n = ctx
+            .protect_in_place(&mut stream, &mut buf, plain.len())
+            .unwrap();
+        let want = hex(
+            "8040f17b 8041f8d3 5501a0b2 32b1de78 a822fe12 ef9f78fa 332e33aa b1801238
+             9a58e2f3 b50b2a02 76ffae0f 1ba63799 b87b7aa3 db36dfff d6b0f9bb 7878d7a7 6c13",
+        );
+        assert_eq!(&buf[..n], &want[..]);
     }
 }

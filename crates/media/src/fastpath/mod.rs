@@ -1,0 +1,16 @@
+//! The fast path for forwarded media: groundwork.
+//!
+//! Today every forwarded packet goes through str0m (`StreamTx::write_rtp` per subscription), which costs
+//! several times the SRTP floor per packet and allocates (`bench/results/2026-11-24-notes.md`). The plan
+//! (issue 8) is to rewrite, protect and send forwarded RTP ourselves while str0m keeps ICE, DTLS, RTCP
+//! and negotiation. This module holds the pieces that plan needs; nothing forwards through it yet.
+//!
+//! - [`srtp`]: the RFC 7714 packet transform (AES-GCM), allocation-free, with per-SSRC rollover
+//!   counting on the sending side. `convene-floor` uses the same code.
+//! - [`keys`]: the DTLS-SRTP keying material str0m negotiates, captured per connection through a
+//!   wrapping crypto provider (no fork of str0m).
+//! - [`kdf`]: the SRTP session keys of both directions, from that keying material.
+
+pub mod kdf;
+pub mod keys;
+pub mod srtp;
