@@ -38,6 +38,7 @@ pub struct MediaMetrics {
     plis: IntCounter,
     keyframe_requests: IntCounter,
     allocation_changes: IntCounter,
+    meeting_allocation: MeetingAllocationMetrics,
     rtx_sent: IntCounter,
     dropped: IntCounterVec,
     worker_busy: GaugeVec,
@@ -168,6 +169,26 @@ impl MediaMetrics {
                 "convene_media_allocation_changes_total",
                 "Bandwidth allocation decisions that changed a subscription's layer or paused/resumed it.",
             )?,
+            meeting_allocation: MeetingAllocationMetrics {
+                changes: counter_vec(
+                    registry,
+                    "convene_media_meeting_allocation_changes_total",
+                    "Allocation decisions that changed a subscription's layer or paused/resumed it, per meeting.",
+                    "meeting",
+                )?,
+                paused: gauge_vec(
+                    registry,
+                    "convene_media_meeting_paused_streams",
+                    "Subscriptions paused by the bandwidth allocation (they do not fit), per meeting.",
+                    "meeting",
+                )?,
+                min_downlink: gauge_vec(
+                    registry,
+                    "convene_media_meeting_min_downlink_kbps",
+                    "The lowest subscriber downlink budget in the meeting (estimate capped by REMB and the client's cap), kbps.",
+                    "meeting",
+                )?,
+            },
             rtx_sent: counter(
                 registry,
                 "convene_media_rtx_sent_total",
@@ -223,6 +244,7 @@ impl MediaMetrics {
             plis: self.plis.clone(),
             keyframe_requests: self.keyframe_requests.clone(),
             allocation_changes: self.allocation_changes.clone(),
+            meeting_allocation: self.meeting_allocation.clone(),
             rtx_sent: self.rtx_sent.clone(),
             dropped: DROP_REASONS.map(|r| self.dropped.with_label_values(&[r])),
             busy: self.worker_busy.with_label_values(&[&index.to_string()]),
@@ -232,6 +254,39 @@ impl MediaMetrics {
 
     pub fn signal_error(&self) {
         self.signal_errors.inc();
+    }
+}
+
+/// The bandwidth allocation's series per meeting (label `meeting`), removed when the meeting ends.
+#[derive(Clone)]
+pub struct MeetingAllocationMetrics {
+    changes: IntCounterVec,
+    paused: IntGaugeVec,
+    min_downlink: IntGaugeVec,
+}
+
+impl MeetingAllocationMetrics {
+    pub fn changed(&self, meeting: &str) {
+        self.changes.with_label_values(&[meeting]).inc();
+    }
+
+    /// The meeting's state once a second: paused subscriptions and its lowest downlink budget.
+    pub fn set(&self, meeting: &str, paused: usize, min_downlink_kbps: Option<u32>) {
+        self.paused
+            .with_label_values(&[meeting])
+            .set(paused.try_into().unwrap_or(i64::MAX));
+        if let Some(kbps) = min_downlink_kbps {
+            self.min_downlink
+                .with_label_values(&[meeting])
+                .set(i64::from(kbps));
+        }
+    }
+
+    /// The meeting ended: its series go away (label sets must not pile up).
+    pub fn forget(&self, meeting: &str) {
+        let _ = self.changes.remove_label_values(&[meeting]);
+        let _ = self.paused.remove_label_values(&[meeting]);
+        let _ = self.min_downlink.remove_label_values(&[meeting]);
     }
 }
 
@@ -257,6 +312,9 @@ pub struct ShardMetrics {
     pub plis: IntCounter,
     pub keyframe_requests: IntCounter,
     pub allocation_changes: IntCounter,
+    /// Per-meeting allocation series: touched when decisions change and once a second, never per
+    /// packet (their label lookups would be).
+    pub meeting_allocation: MeetingAllocationMetrics,
     pub rtx_sent: IntCounter,
     dropped: [IntCounter; DROP_REASONS.len()],
     pub busy: Gauge,

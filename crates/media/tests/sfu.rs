@@ -534,6 +534,36 @@ fn a_downlink_budget_picks_the_layer_that_fits_and_switches_cleanly() {
         "video still flowing under a 30 kbps cap"
     );
     assert!(s.metrics.allocation_changes.get() >= 3);
+
+    // Per-meeting series: the changes counted, the paused stream seen; gone when the meeting ends.
+    let series = |s: &Sim, name: &str| -> Option<f64> {
+        s.registry
+            .gather()
+            .iter()
+            .find(|f| f.name() == name)
+            .and_then(|f| {
+                f.get_metric()
+                    .iter()
+                    .find(|m| m.get_label().iter().any(|l| l.value() == "m-bw"))
+                    .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
+            })
+    };
+    assert!(series(&s, "convene_media_meeting_allocation_changes_total").is_some_and(|v| v >= 3.0));
+    assert_eq!(
+        series(&s, "convene_media_meeting_paused_streams"),
+        Some(1.0)
+    );
+    assert_eq!(
+        series(&s, "convene_media_meeting_min_downlink_kbps"),
+        Some(30.0)
+    );
+    s.leave(a);
+    s.leave(b);
+    assert_eq!(
+        series(&s, "convene_media_meeting_allocation_changes_total"),
+        None
+    );
+    assert_eq!(series(&s, "convene_media_meeting_paused_streams"), None);
 }
 
 /// The latest `publish_targets` a client got: (max_kbps, active_rids) of its camera.

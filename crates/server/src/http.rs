@@ -84,10 +84,13 @@ mod tests {
     #[test]
     fn dashboard_queries_name_real_metrics() {
         let registry = prometheus::Registry::new();
-        // A running server has at least one shard, whose labelled series exist from the start.
-        let _shard = convene_media::MediaMetrics::register(&registry)
+        // A running server has at least one shard, whose labelled series exist from the start; the
+        // per-meeting series exist while a meeting does.
+        let shard = convene_media::MediaMetrics::register(&registry)
             .unwrap()
             .shard(0);
+        shard.meeting_allocation.changed("1234567890");
+        shard.meeting_allocation.set("1234567890", 0, Some(1000));
         let exported: BTreeSet<String> = registry
             .gather()
             .iter()

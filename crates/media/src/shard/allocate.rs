@@ -111,6 +111,9 @@ impl Shard {
             if sub.target != Some(target) {
                 tracing::debug!(subscription = s, ?target, budget, "allocation changed");
                 self.metrics.allocation_changes.inc();
+                self.metrics
+                    .meeting_allocation
+                    .changed(self.attendees[attendee].meeting.as_str());
                 if let Choice::Layer(l) = target
                     && kind != Kind::Audio
                     && sub.layer != Some(l)
@@ -184,6 +187,27 @@ impl Shard {
                     attendee.publish_targets_sent = targets;
                 }
             }
+        }
+    }
+
+    /// Publish each meeting's allocation state (paused streams, lowest downlink budget).
+    pub(super) fn report_allocation(&self) {
+        for (id, meeting) in &self.meetings {
+            let mut paused = 0;
+            let mut lowest: Option<u32> = None;
+            for &a in &meeting.attendees {
+                paused += self.attendees[a]
+                    .subscriptions
+                    .iter()
+                    .filter(|&&s| self.subscriptions[s].target == Some(Choice::Paused))
+                    .count();
+                if let Some(b) = self.downlink_budget(a) {
+                    lowest = Some(lowest.map_or(b, |l| l.min(b)));
+                }
+            }
+            self.metrics
+                .meeting_allocation
+                .set(id.as_str(), paused, lowest);
         }
     }
 

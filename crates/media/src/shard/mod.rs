@@ -587,6 +587,7 @@ impl Shard {
             self.update_layer_rates(now, elapsed);
             self.reallocate_all(now);
             self.update_publish_targets();
+            self.report_allocation();
         }
         let mut expired = Vec::new();
         for (idx, attendee) in &self.attendees {

@@ -189,6 +189,7 @@ impl Shard {
             if let Some(meeting) = self.meetings.remove(&meeting_id) {
                 self.stop_recording_at_end(&meeting_id, &meeting);
             }
+            self.metrics.meeting_allocation.forget(meeting_id.as_str());
             self.metrics.meetings.dec();
             self.bus.publish(MeetingEvent::now(
                 meeting_id.clone(),
@@ -218,6 +219,7 @@ impl Shard {
         }
         for (id, meeting) in std::mem::take(&mut self.meetings) {
             self.stop_recording_at_end(&id, &meeting);
+            self.metrics.meeting_allocation.forget(id.as_str());
             self.metrics.meetings.dec();
             self.bus.publish(MeetingEvent::now(
                 id.clone(),
