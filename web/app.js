@@ -56,6 +56,7 @@ window.convene = Object.freeze({
   get user() { return user ? { ...user } : null; },
   get role() { return meeting ? meeting.role : null; },
   get recording() { return meeting ? meeting.state === "joined" && meeting.recording : false; },
+  get hdMode() { return meeting ? meeting.state === "joined" && meeting.hdMode : false; },
   get feedback() { return { ...feedback }; },
 });
 
@@ -86,6 +87,7 @@ function render() {
   $("lowbw-button").setAttribute("aria-pressed", String(low));
   $("lowbw-button").textContent = low ? "Full bandwidth" : "Low bandwidth";
   $("recording-indicator").hidden = !window.convene.recording;
+  $("hd-indicator").hidden = !window.convene.hdMode;
   renderFeedback();
   if (!meeting) return;
   const muted = meeting.self.audio_muted;
@@ -108,6 +110,11 @@ function render() {
   record.textContent = meeting.recording ? "Stop recording" : "Record";
   record.setAttribute("aria-pressed", String(meeting.recording));
   record.disabled = state !== "joined" || meeting.recordingPending;
+  const hd = $("hd-button");
+  hd.hidden = meeting.role !== "host";
+  hd.textContent = meeting.hdMode ? "HD off" : "HD";
+  hd.setAttribute("aria-pressed", String(Boolean(meeting.hdMode)));
+  hd.disabled = state !== "joined";
   if (state === "error" || state === "left") {
     show(state === "left" ? "left" : "join");
     if (state === "error") {
@@ -457,6 +464,9 @@ $("audio-button").addEventListener("click", () => {
   meeting?.resumeAudio();
 });
 $("leave-button").addEventListener("click", leave);
+$("hd-button").addEventListener("click", () => {
+  if (meeting) meeting.setHdMode(!meeting.hdMode);
+});
 $("record-button").addEventListener("click", () => {
   if (meeting) meeting.setRecording(!meeting.recording);
   render();

@@ -106,6 +106,25 @@ def test_the_host_records_and_everyone_sees_it(server, room):
         assert a.banner_text() == "", f"{a.name} shows an error: {a.banner_text()!r}"
 
 
+def test_the_host_turns_on_hd_and_the_cameras_ceiling_rises(room):
+    h, g = room["host"], room["guest"]
+    assert h.page.is_visible("#hd-button") and not g.page.is_visible("#hd-button")
+    ceiling = """() => {
+      const tx = window.convene.pubPc.getTransceivers().find((t) => t.sender.track && t.sender.track.kind === "video");
+      const enc = tx ? tx.sender.getParameters().encodings || [] : [];
+      return enc.length ? (enc[0].maxBitrate ?? null) : null;
+    }"""
+    poll(lambda: h.page.evaluate(ceiling) == 650_000, 10, desc="the 1:1 tier before HD")
+    h.click("#hd-button")
+    for a in (h, g):
+        poll(lambda a=a: a.page.evaluate("() => window.convene.hdMode") is True
+             and a.page.is_visible("#hd-indicator"), 5, desc=f"{a.name} to show HD")
+    poll(lambda: h.page.evaluate(ceiling) == 1_400_000, 10, desc="the HD tier (1400 kbps) on the host's camera")
+    h.click("#hd-button")
+    poll(lambda: g.page.evaluate("() => window.convene.hdMode") is False, 5, desc="HD off for the guest")
+    poll(lambda: h.page.evaluate(ceiling) == 650_000, 10, desc="back to the 1:1 tier")
+
+
 def test_guest_rates_the_meeting_after_leaving(room):
     g = room["guest"]
     posted = []

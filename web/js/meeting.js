@@ -159,6 +159,7 @@ export class Meeting {
     }
     this.attendeeId = reply.attendee_id;
     this.recording = reply.recording === true;
+    this.hdMode = reply.hd_mode === true;
     for (const a of reply.attendees || []) this._upsertAttendee(a);
     this._installHandlers();
     this._setState("joined");
@@ -265,6 +266,11 @@ export class Meeting {
     s.on("publish_targets", (m) => {
       this.publishTargets = m.tracks || [];
       this._applyPublishTargets().catch((e) => this._event("publish_targets_failed", { message: e.message }));
+    });
+    s.on("hd_mode", (m) => {
+      this.hdMode = m.on === true;
+      this._event("hd_mode", { on: this.hdMode });
+      this.ui.onChange?.();
     });
     s.on("speaking", (m) => {
       this.ui.tiles.setSpeaking(m.attendee_ids || [], this.attendeeId);
@@ -412,6 +418,12 @@ export class Meeting {
     this.self.camera_off = off;
     this.ui.tiles.setSelfState(this.self);
     this.sig.send({ type: "mute", source: "camera", muted: off });
+  }
+
+  /** Asks the server to turn HD mode on or off (hosts only); the state changes when it answers. */
+  setHdMode(on) {
+    if (this.state !== "joined") return;
+    this.sig.send({ type: "hd_mode", on: !!on });
   }
 
   /** Asks the server to start or stop recording (hosts only); the state changes when it answers. */

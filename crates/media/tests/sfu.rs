@@ -579,6 +579,37 @@ fn camera_target(s: &Sim, c: usize) -> Option<(u32, Option<Vec<String>>)> {
 }
 
 #[test]
+fn the_host_turns_hd_mode_on_for_a_one_to_one_call() {
+    let mut s = Sim::new();
+    let host = s.join_as("m-hd", "Hana", AttendeeRole::Host);
+    let guest = s.join("m-hd", "Gus");
+    s.publish_with(host, &["h", "l"]);
+    s.connect_all();
+    simulcast_for(&mut s, host, 1500);
+    assert_eq!(camera_target(&s, host).map(|t| t.0), Some(650));
+    // A guest may not.
+    s.hd_mode(guest, true);
+    assert!(s.clients[guest].has_message(|m| matches!(
+        m,
+        ServerMessage::Error {
+            code: ErrorCode::Forbidden,
+            ..
+        }
+    )));
+    assert_eq!(camera_target(&s, host).map(|t| t.0), Some(650));
+    // The host may: everyone is told, and the ceiling moves at once.
+    s.hd_mode(host, true);
+    for c in [host, guest] {
+        assert!(s.clients[c].has_message(|m| matches!(m, ServerMessage::HdMode { on: true })));
+    }
+    assert_eq!(camera_target(&s, host).map(|t| t.0), Some(1400));
+    // HD is a 1:1 tier: with a third person the meeting's tier applies again.
+    s.join("m-hd", "Cy");
+    simulcast_for(&mut s, host, 1200);
+    assert_eq!(camera_target(&s, host).map(|t| t.0), Some(450));
+}
+
+#[test]
 fn publishers_are_told_their_tier_and_which_layers_anyone_receives() {
     let mut s = Sim::new();
     let a = s.join("m-tiers", "Ada");

@@ -44,7 +44,7 @@ impl Shard {
         };
         let facts = policy::Meeting {
             attendees: meeting.attendees.len(),
-            hd: false,
+            hd: meeting.hd,
         };
         // Per subscription: its layers' rates (kbps, ascending) and which publication layer each is.
         let mut rates: Vec<Vec<u32>> = Vec::new();
@@ -135,7 +135,7 @@ impl Shard {
             // Alone in a meeting, keep the 1:1 tier: whoever joins next sees video at once.
             let facts = policy::Meeting {
                 attendees: meeting.attendees.len().max(2),
-                hd: false,
+                hd: meeting.hd,
             };
             for &a in &meeting.attendees {
                 let mut targets = Vec::new();

@@ -67,6 +67,39 @@ impl Shard {
     }
 }
 
+impl Shard {
+    /// The attendee at `idx` asks to turn HD mode on or off for its meeting.
+    pub(super) fn set_hd_mode(&mut self, now: std::time::Instant, idx: usize, on: bool) {
+        let attendee = &self.attendees[idx];
+        if attendee.role != AttendeeRole::Host {
+            return self.reject(
+                idx,
+                ErrorCode::Forbidden,
+                "only the meeting's host can change HD mode",
+            );
+        }
+        let meeting_id = attendee.meeting.clone();
+        let Some(meeting) = self.meetings.get_mut(&meeting_id) else {
+            return;
+        };
+        if meeting.hd == on {
+            self.attendees[idx].send(ServerMessage::HdMode { on });
+            return;
+        }
+        meeting.hd = on;
+        tracing::info!(meeting = %meeting_id, on, "HD mode changed");
+        let attendees = meeting.attendees.clone();
+        for &o in &attendees {
+            self.attendees[o].send(ServerMessage::HdMode { on });
+        }
+        // New tiers apply at once: publishers' ceilings and every subscriber's allocation.
+        self.update_publish_targets();
+        for o in attendees {
+            self.reallocate(now, o);
+        }
+    }
+}
+
 /// The `recording` message describing the meeting's current state.
 fn recording_message(meeting: &Meeting) -> ServerMessage {
     ServerMessage::Recording {

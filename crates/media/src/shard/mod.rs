@@ -99,6 +99,11 @@ pub enum Command {
         attendee: AttendeeId,
         on: bool,
     },
+    /// Turn the meeting's HD mode on or off; only a host may.
+    HdMode {
+        attendee: AttendeeId,
+        on: bool,
+    },
     /// The attendee caps its downlink (kbps), or lifts the cap (None).
     DownlinkCap {
         attendee: AttendeeId,
@@ -270,6 +275,11 @@ impl Shard {
             Command::Recording { attendee, on } => {
                 if let Some(&idx) = self.attendee_by_id.get(&attendee) {
                     self.set_recording(idx, on);
+                }
+            }
+            Command::HdMode { attendee, on } => {
+                if let Some(&idx) = self.attendee_by_id.get(&attendee) {
+                    self.set_hd_mode(now, idx, on);
                 }
             }
             Command::DownlinkCap { attendee, kbps } => {

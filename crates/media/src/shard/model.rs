@@ -33,6 +33,8 @@ pub struct Meeting {
     pub recording_by: Option<AttendeeId>,
     /// The loudest few voices, whose audio is all that is forwarded in a large meeting.
     pub speakers: SpeakerSelector,
+    /// HD mode (a host control): the 1:1 video tier becomes 1400 kbps.
+    pub hd: bool,
 }
 
 pub struct Attendee {

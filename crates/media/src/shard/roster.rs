@@ -46,6 +46,7 @@ impl Shard {
                     recording: false,
                     recording_by: None,
                     speakers: SpeakerSelector::new(0),
+                    hd: false,
                 },
             );
             self.metrics.meetings.inc();
@@ -86,7 +87,7 @@ impl Shard {
             .expect("meeting inserted above");
         let others: Vec<usize> = meeting.attendees.clone();
         meeting.attendees.push(idx);
-        let recording = meeting.recording;
+        let (recording, hd_mode) = (meeting.recording, meeting.hd);
 
         let roster = others.iter().map(|&o| self.attendees[o].info()).collect();
         self.attendees[idx].send(ServerMessage::Joined {
@@ -94,6 +95,7 @@ impl Shard {
             attendee_id: id,
             attendees: roster,
             recording,
+            hd_mode,
         });
         for &o in &others {
             self.attendees[o].send(ServerMessage::AttendeeJoined {

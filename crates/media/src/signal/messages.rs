@@ -36,6 +36,10 @@ pub enum ClientMessage {
     Recording {
         on: bool,
     },
+    /// Turn the meeting's HD mode on or off; hosts only.
+    HdMode {
+        on: bool,
+    },
     /// Cap the attendee's downlink (kbps; null lifts the cap): a "low bandwidth" setting the server's
     /// allocation honours on top of its own estimate.
     DownlinkCap {
@@ -47,12 +51,13 @@ pub enum ClientMessage {
 
 impl ClientMessage {
     /// The names of every message type, for telling "unknown type" from "bad fields".
-    pub const TYPES: [&'static str; 8] = [
+    pub const TYPES: [&'static str; 9] = [
         "join",
         "publish_offer",
         "subscribe_answer",
         "mute",
         "recording",
+        "hd_mode",
         "downlink_cap",
         "leave",
         "ping",
@@ -76,6 +81,9 @@ pub enum ServerMessage {
         attendees: Vec<AttendeeInfo>,
         /// Whether the meeting is being recorded right now (late joiners learn it here).
         recording: bool,
+        /// Whether the meeting is in HD mode.
+        #[serde(default)]
+        hd_mode: bool,
     },
     PublishAnswer {
         sdp: String,
@@ -104,6 +112,11 @@ pub enum ServerMessage {
         /// The host who put the meeting in this state; absent if nobody has changed it yet.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<AttendeeId>,
+    },
+    /// The meeting's HD mode changed (to everyone), or the answer to an `hd_mode` request that changed
+    /// nothing (to the sender).
+    HdMode {
+        on: bool,
     },
     /// What to send on each published video track: the meeting tier's bitrate, and which simulcast
     /// layers anyone receives (the others can be switched off). Sent when it changes.
@@ -242,8 +255,12 @@ mod tests {
             attendee_id: AttendeeId::from_raw(1),
             attendees: vec![],
             recording: true,
+            hd_mode: false,
         })
         .unwrap();
         assert_eq!(v["recording"], true);
+        assert_eq!(v["hd_mode"], false);
+        let m: ClientMessage = serde_json::from_str(r#"{"type":"hd_mode","on":true}"#).unwrap();
+        assert_eq!(m, ClientMessage::HdMode { on: true });
     }
 }

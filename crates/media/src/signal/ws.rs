@@ -303,6 +303,16 @@ impl Session {
                 );
                 Next::Continue
             }
+            (Some(j), ClientMessage::HdMode { on }) => {
+                self.plane.send(
+                    j.shard,
+                    Command::HdMode {
+                        attendee: j.attendee,
+                        on,
+                    },
+                );
+                Next::Continue
+            }
             (Some(j), ClientMessage::DownlinkCap { kbps }) => {
                 if kbps.is_some_and(|k| k < MIN_DOWNLINK_CAP_KBPS) {
                     return invalid(format!(

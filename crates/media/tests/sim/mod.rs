@@ -281,6 +281,13 @@ impl Sim {
     }
 
     /// The client asks to start (`on`) or stop recording, as a `recording` message would.
+    pub fn hd_mode(&mut self, c: usize, on: bool) {
+        let id = self.clients[c].id;
+        self.shard
+            .handle_command(self.now, Command::HdMode { attendee: id, on });
+        self.pump();
+    }
+
     pub fn recording(&mut self, c: usize, on: bool) {
         let id = self.clients[c].id;
         self.shard
