@@ -391,7 +391,11 @@ export class Meeting {
       for (const enc of params.encodings) {
         if (target.active_rids && enc.rid) enc.active = target.active_rids.includes(enc.rid);
       }
-      if (params.encodings.length === 1) params.encodings[0].maxBitrate = target.max_kbps * 1000;
+      if (params.encodings.length === 1) {
+        // 0: the meeting's camera limit is reached; send nothing until a slot frees up.
+        params.encodings[0].active = target.max_kbps > 0;
+        if (target.max_kbps > 0) params.encodings[0].maxBitrate = target.max_kbps * 1000;
+      }
       await tx.sender.setParameters(params);
     }
     this._event("publish_targets", { tracks: this.publishTargets });

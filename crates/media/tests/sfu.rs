@@ -579,6 +579,62 @@ fn camera_target(s: &Sim, c: usize) -> Option<(u32, Option<Vec<String>>)> {
 }
 
 #[test]
+fn cameras_beyond_the_meetings_limit_wait_for_a_free_slot() {
+    // The limit is 16; two keeps the simulation small.
+    let mut s = Sim::with_config(|c| c.max_video_publishers = 2);
+    let a = s.join("m-cams", "Ada");
+    let b = s.join("m-cams", "Bob");
+    let c = s.join("m-cams", "Cy");
+    let viewer = s.join("m-cams", "Vi");
+    for p in [a, b, c] {
+        s.publish(p);
+    }
+    s.connect_all();
+    let ids: Vec<_> = [a, b, c].iter().map(|&p| s.clients[p].id).collect();
+    let send = |s: &mut Sim, ms: u64| {
+        s.run(Duration::from_millis(ms), |s| {
+            for p in [a, b, c] {
+                if s.ms().is_multiple_of(35) {
+                    s.send_video(p, s.ms().is_multiple_of(490));
+                }
+                if s.ms().is_multiple_of(20) {
+                    s.send_audio(p, -30);
+                }
+            }
+        })
+    };
+    send(&mut s, 2000);
+    let video = |s: &Sim, who| {
+        s.clients[viewer]
+            .received_from(who, MediaSource::Camera)
+            .len()
+    };
+    let audio = |s: &Sim, who| {
+        s.clients[viewer]
+            .received_from(who, MediaSource::Audio)
+            .len()
+    };
+    assert!(video(&s, ids[0]) > 0 && video(&s, ids[1]) > 0);
+    assert_eq!(
+        video(&s, ids[2]),
+        0,
+        "a third camera got through a limit of two"
+    );
+    assert!(
+        audio(&s, ids[2]) > 0,
+        "the third publisher must still be heard"
+    );
+    // Cy is told to send no video.
+    assert_eq!(camera_target(&s, c).map(|t| t.0), Some(0));
+    assert_eq!(camera_target(&s, a).map(|t| t.0), Some(450));
+    // Ada leaves: Cy's camera takes the free slot.
+    s.leave(a);
+    send(&mut s, 2000);
+    assert!(video(&s, ids[2]) > 0, "the waiting camera was not admitted");
+    assert!(camera_target(&s, c).is_some_and(|t| t.0 > 0));
+}
+
+#[test]
 fn the_host_turns_hd_mode_on_for_a_one_to_one_call() {
     let mut s = Sim::new();
     let host = s.join_as("m-hd", "Hana", AttendeeRole::Host);

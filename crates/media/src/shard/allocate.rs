@@ -175,7 +175,12 @@ impl Shard {
                     };
                     targets.push(TrackTarget {
                         mid: publication.mid.to_string(),
-                        max_kbps: policy::publisher_target(facts, kind),
+                        // A camera over the meeting's camera limit sends nothing until admitted.
+                        max_kbps: if publication.admitted {
+                            policy::publisher_target(facts, kind)
+                        } else {
+                            0
+                        },
                         active_rids,
                     });
                 }

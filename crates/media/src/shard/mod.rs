@@ -53,6 +53,9 @@ pub struct ShardConfig {
     pub connect_timeout: Duration,
     /// At most one keyframe request per publication in this interval.
     pub keyframe_request_interval: Duration,
+    /// Most cameras forwarded in one meeting; later ones wait (their publishers join audio-only for
+    /// video) until a camera stops.
+    pub max_video_publishers: usize,
 }
 
 impl ShardConfig {
@@ -63,6 +66,7 @@ impl ShardConfig {
             consent_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(15),
             keyframe_request_interval: Duration::from_millis(300),
+            max_video_publishers: crate::allocation::tiers::MAX_VIDEO_PUBLISHERS,
         }
     }
 }

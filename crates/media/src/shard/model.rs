@@ -123,6 +123,9 @@ pub struct Publication {
     /// Audio only: forwarded to subscribers (false for voices that are not among the loudest few of a
     /// large meeting). Updated each tick, read per packet.
     pub audible: bool,
+    /// Forwarded to subscribers at all: false for a camera beyond the meeting's camera limit, which
+    /// waits for a free slot.
+    pub admitted: bool,
     /// Audio only: RFC 6464 levels (dBov) summed since the last tick, and how many packets.
     pub level_sum: u32,
     pub level_packets: u32,

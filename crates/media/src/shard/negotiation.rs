@@ -128,6 +128,8 @@ impl Shard {
         let meeting = attendee.meeting.clone();
         let serial = self.next_publication_serial;
         self.next_publication_serial += 1;
+        let admitted = source != MediaSource::Camera
+            || self.cameras_admitted(&meeting) < self.config.max_video_publishers;
         let p = self.publications.insert(Publication {
             serial,
             attendee: idx,
@@ -142,6 +144,7 @@ impl Shard {
             video_codec: None::<VideoCodec>,
             speaking_until: None,
             audible: true,
+            admitted,
             level_sum: 0,
             level_packets: 0,
         });
@@ -156,11 +159,22 @@ impl Shard {
                 },
             ));
         }
+        if !admitted {
+            tracing::info!(attendee = %attendee_id, %meeting, "camera limit reached: camera waits for a free slot");
+            return;
+        }
+        self.subscribe_others(now, p);
+    }
+
+    /// Every other attendee of the publication's meeting subscribes to it.
+    fn subscribe_others(&mut self, now: Instant, p: usize) {
+        let owner = self.publications[p].attendee;
+        let meeting = self.attendees[owner].meeting.clone();
         let others: Vec<usize> = self.meetings[&meeting]
             .attendees
             .iter()
             .copied()
-            .filter(|&o| o != idx)
+            .filter(|&o| o != owner)
             .collect();
         for other in others {
             self.add_subscription(p, other);
@@ -168,8 +182,41 @@ impl Shard {
         }
     }
 
+    /// Cameras of the meeting that are forwarded.
+    fn cameras_admitted(&self, meeting: &convene_core::MeetingId) -> usize {
+        self.meetings.get(meeting).map_or(0, |m| {
+            m.attendees
+                .iter()
+                .filter_map(|&a| self.attendees[a].publications[MediaSource::Camera.index()])
+                .filter(|&p| self.publications[p].admitted)
+                .count()
+        })
+    }
+
+    /// A camera slot may have freed up: admit the longest-waiting camera of the meeting.
+    fn admit_waiting_camera(&mut self, now: Instant, meeting: &convene_core::MeetingId) {
+        if self.cameras_admitted(meeting) >= self.config.max_video_publishers {
+            return;
+        }
+        let Some(m) = self.meetings.get(meeting) else {
+            return;
+        };
+        let waiting = m
+            .attendees
+            .iter()
+            .filter_map(|&a| self.attendees[a].publications[MediaSource::Camera.index()])
+            .filter(|&p| !self.publications[p].admitted)
+            .min_by_key(|&p| self.publications[p].serial);
+        if let Some(p) = waiting {
+            self.publications[p].admitted = true;
+            tracing::info!(attendee = %self.publications[p].attendee_id, %meeting, "camera admitted to a free slot");
+            self.subscribe_others(now, p);
+        }
+    }
+
     pub(super) fn remove_publication(&mut self, now: Instant, p: usize) {
         let publication = self.publications.remove(p);
+        let freed_camera = publication.source == MediaSource::Camera && publication.admitted;
         let attendee = &mut self.attendees[publication.attendee];
         attendee.publications[publication.source.index()] = None;
         let meeting = attendee.meeting.clone();
@@ -189,11 +236,14 @@ impl Shard {
         }
         if publication.source == MediaSource::Screen {
             self.bus.publish(MeetingEvent::now(
-                meeting,
+                meeting.clone(),
                 MeetingEventKind::ScreenShareStopped {
                     attendee: publication.attendee_id,
                 },
             ));
+        }
+        if freed_camera {
+            self.admit_waiting_camera(now, &meeting);
         }
     }
 

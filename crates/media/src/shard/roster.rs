@@ -118,6 +118,7 @@ impl Shard {
         let existing: Vec<usize> = others
             .iter()
             .flat_map(|&o| self.attendees[o].publications.into_iter().flatten())
+            .filter(|&p| self.publications[p].admitted)
             .collect();
         for publication in existing {
             self.add_subscription(publication, idx);

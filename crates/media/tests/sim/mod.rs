@@ -128,13 +128,20 @@ pub struct Sim {
 
 impl Sim {
     pub fn new() -> Self {
+        Self::with_config(|_| {})
+    }
+
+    /// A sim whose shard runs with `adjust` applied to the default configuration.
+    pub fn with_config(adjust: impl FnOnce(&mut ShardConfig)) -> Self {
         let now = Instant::now();
         let server: SocketAddr = "10.0.0.1:5000".parse().unwrap();
         let bus = Arc::new(InProcessBus::new(1024));
         let events = bus.subscribe();
         let registry = Registry::new();
         let metrics = MediaMetrics::register(&registry).unwrap().shard(0);
-        let shard = Shard::new(ShardConfig::new(0, server), bus, metrics.clone(), now);
+        let mut config = ShardConfig::new(0, server);
+        adjust(&mut config);
+        let shard = Shard::new(config, bus, metrics.clone(), now);
         Self {
             now,
             start: now,
