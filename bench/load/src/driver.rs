@@ -815,11 +815,14 @@ impl DriverState {
                         self.stats
                             .latency_us
                             .record(recv_us.saturating_sub(stamp.sent_us));
+                        // The SFU's extended sequence number: its low 32 bits are a counter that does
+                        // not wrap within any run.
+                        let seq = (*p.seq_no & u64::from(u32::MAX)) as u32;
                         self.stats
                             .streams
-                            .entry((self.index << 20 | id as u32, stamp.stream, stamp.layer))
+                            .entry((self.index << 20 | id as u32, *ssrc))
                             .or_default()
-                            .record(stamp.seq, stamp.sent_us, recv_us);
+                            .record(seq, stamp.sent_us, recv_us);
                     }
                     _ => {}
                 },

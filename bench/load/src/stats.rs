@@ -109,7 +109,7 @@ impl Histogram {
     }
 }
 
-/// One receiver's view of one (stream, layer): which packets of the trailer's sequence arrived.
+/// One receiver's view of one incoming RTP stream: which of the SFU's sequence numbers arrived.
 #[derive(Debug, Clone, Default)]
 pub struct StreamRecv {
     first: u32,
@@ -180,8 +180,13 @@ impl StreamRecv {
     }
 }
 
-/// Key of a received stream: (receiving connection, publication stream id, layer).
-pub type StreamKey = (u32, u32, u8);
+/// Key of a received stream: (receiving connection, SSRC the SFU sends it on).
+///
+/// Loss is counted on the SFU's own sequence numbers, not on the publisher's: an SFU that deliberately
+/// leaves packets out (a voice not among the loudest, a layer above the receiver's budget, a switch
+/// between simulcast layers) numbers what it does send continuously, so only packets it sent and the
+/// receiver never got count as lost.
+pub type StreamKey = (u32, u32);
 
 /// Everything one driver thread measured during the measurement window.
 #[derive(Debug, Clone, Default)]
@@ -334,9 +339,9 @@ mod tests {
     fn merged_stats_add_up() {
         let mut a = Stats::default();
         let mut b = Stats::default();
-        a.streams.entry((0, 1, 0)).or_default().record(1, 0, 0);
-        a.streams.entry((0, 1, 0)).or_default().record(3, 0, 0);
-        b.streams.entry((1, 1, 0)).or_default().record(1, 0, 0);
+        a.streams.entry((0, 1)).or_default().record(1, 0, 0);
+        a.streams.entry((0, 1)).or_default().record(3, 0, 0);
+        b.streams.entry((1, 1)).or_default().record(1, 0, 0);
         b.sent_packets = 5;
         a.merge(b);
         assert_eq!(a.expected(), 4);
