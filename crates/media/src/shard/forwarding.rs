@@ -212,10 +212,11 @@ impl Shard {
             // str0m releases written packets on its next timeout pass; one per connection per batch.
             self.mark_dirty(peer);
         }
-        for l in 0..32usize {
-            if keyframes_wanted & (1 << l) != 0 {
-                self.request_keyframe(now, p, Some(l));
-            }
+        // Only the layers some subscriber waits for (usually none): visit set bits, not all 32.
+        while keyframes_wanted != 0 {
+            let l = keyframes_wanted.trailing_zeros() as usize;
+            keyframes_wanted &= keyframes_wanted - 1;
+            self.request_keyframe(now, p, Some(l));
         }
     }
 
