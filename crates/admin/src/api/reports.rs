@@ -70,6 +70,12 @@ fn meeting_json(c: &ConferenceReport) -> Value {
     })
 }
 
+/// The share of thumbs-up answers in percent; None without answers.
+fn satisfaction(positive: i64, negative: i64) -> Option<f64> {
+    let answers = positive + negative;
+    (answers > 0).then(|| (positive * 100) as f64 / answers as f64)
+}
+
 fn range_json(from: Date, to: Date) -> Value {
     json!({ "From": from.to_string(), "To": to.to_string() })
 }
@@ -83,8 +89,6 @@ pub async fn usage(
     let (from, to) = range(state, query)?;
     existing(state, account).await?;
     let u = state.store.usage(account, from, to).await?;
-    let answers = u.positive_feedback + u.negative_feedback;
-    let satisfaction = (answers > 0).then(|| (u.positive_feedback * 100) as f64 / answers as f64);
     Ok(Reply::json(
         StatusCode::OK,
         json!({ "UsageReport": {
@@ -92,7 +96,7 @@ pub async fn usage(
             "RegisteredUsers": u.registered_users,
             "ActiveUsers": u.active_users,
             "MeetingsHeld": u.meetings_held,
-            "MeetingSatisfactionPercent": satisfaction,
+            "MeetingSatisfactionPercent": satisfaction(u.positive_feedback, u.negative_feedback),
             "PositiveFeedback": u.positive_feedback,
             "NegativeFeedback": u.negative_feedback,
             "ChatMessagesSent": u.chat_messages_sent,
@@ -178,7 +182,6 @@ pub async fn user_activity(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("user {user} does not exist in this account")))?;
     let a = state.store.user_activity(user, from, to).await?;
-    let answers = a.positive_feedback + a.negative_feedback;
     Ok(Reply::json(
         StatusCode::OK,
         json!({ "UserActivity": {
@@ -186,7 +189,7 @@ pub async fn user_activity(
             "DateRange": range_json(from, to),
             "MeetingsAttended": a.meetings_attended,
             "MeetingsOrganized": a.meetings_organized,
-            "MeetingSatisfactionPercent": (answers > 0).then(|| (a.positive_feedback * 100) as f64 / answers as f64),
+            "MeetingSatisfactionPercent": satisfaction(a.positive_feedback, a.negative_feedback),
             "LastActive": a.last_active,
         }}),
     ))

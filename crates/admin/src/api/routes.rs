@@ -178,6 +178,40 @@ pub struct Route {
     pub conference: Option<String>,
 }
 
+impl Route {
+    /// An operation on the deployment as a whole.
+    fn global(operation: Operation) -> Self {
+        Self {
+            operation,
+            account: None,
+            user: None,
+            conference: None,
+        }
+    }
+
+    /// An operation on one account.
+    fn in_account(operation: Operation, account: AccountId) -> Self {
+        Self {
+            account: Some(account),
+            ..Self::global(operation)
+        }
+    }
+
+    fn with_user(self, user: String) -> Self {
+        Self {
+            user: Some(user),
+            ..self
+        }
+    }
+
+    fn with_conference(self, conference: String) -> Self {
+        Self {
+            conference: Some(conference),
+            ..self
+        }
+    }
+}
+
 /// Why a request matches no operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NoRoute {
@@ -219,12 +253,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 (&Method::GET, None) => Operation::ListAccounts,
                 _ => return Err(NoRoute::UnknownOperation),
             };
-            Ok(Route {
-                operation,
-                account: None,
-                user: None,
-                conference: None,
-            })
+            Ok(Route::global(operation))
         }
         ["accounts", id] => {
             let operation = match (method, op) {
@@ -233,12 +262,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 (&Method::DELETE, None) => Operation::DeleteAccount,
                 _ => return Err(NoRoute::UnknownOperation),
             };
-            Ok(Route {
-                operation,
-                account: Some(account(id)?),
-                user: None,
-                conference: None,
-            })
+            Ok(Route::in_account(operation, account(id)?))
         }
         ["accounts", id, "settings"] => {
             let operation = match (method, op) {
@@ -246,12 +270,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 (&Method::PUT, None) => Operation::UpdateAccountSettings,
                 _ => return Err(NoRoute::UnknownOperation),
             };
-            Ok(Route {
-                operation,
-                account: Some(account(id)?),
-                user: None,
-                conference: None,
-            })
+            Ok(Route::in_account(operation, account(id)?))
         }
         ["accounts", id, "users"] => {
             let operation = match (method, op) {
@@ -264,12 +283,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 (&Method::POST, None) => Operation::BatchUpdateUser,
                 _ => return Err(NoRoute::UnknownOperation),
             };
-            Ok(Route {
-                operation,
-                account: Some(account(id)?),
-                user: None,
-                conference: None,
-            })
+            Ok(Route::in_account(operation, account(id)?))
         }
         ["accounts", id, "users", user] => {
             let operation = match (method, op) {
@@ -280,12 +294,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 _ => return Err(NoRoute::UnknownOperation),
             };
             let user = uuid_id(user)?;
-            Ok(Route {
-                operation,
-                account: Some(account(id)?),
-                user: Some(user),
-                conference: None,
-            })
+            Ok(Route::in_account(operation, account(id)?).with_user(user))
         }
         ["accounts", id, "users", user, "settings"] => {
             let operation = match (method, op) {
@@ -294,12 +303,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 _ => return Err(NoRoute::UnknownOperation),
             };
             let user = uuid_id(user)?;
-            Ok(Route {
-                operation,
-                account: Some(account(id)?),
-                user: Some(user),
-                conference: None,
-            })
+            Ok(Route::in_account(operation, account(id)?).with_user(user))
         }
         ["accounts", id, "retention-settings"] => {
             let operation = match (method, op) {
@@ -307,12 +311,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 (&Method::PUT, None) => Operation::PutRetentionSettings,
                 _ => return Err(NoRoute::UnknownOperation),
             };
-            Ok(Route {
-                operation,
-                account: Some(account(id)?),
-                user: None,
-                conference: None,
-            })
+            Ok(Route::in_account(operation, account(id)?))
         }
         ["accounts", id, "reports", report] => {
             let operation = match (method, op, *report) {
@@ -324,12 +323,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 }
                 _ => return Err(NoRoute::UnknownPath),
             };
-            Ok(Route {
-                operation,
-                account: Some(account(id)?),
-                user: None,
-                conference: None,
-            })
+            Ok(Route::in_account(operation, account(id)?))
         }
         ["accounts", id, "reports", "meetings", conference, rest @ ..] => {
             let operation = match (method, op, rest) {
@@ -339,12 +333,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 _ => return Err(NoRoute::UnknownPath),
             };
             let conference = uuid_id(conference)?;
-            Ok(Route {
-                operation,
-                account: Some(account(id)?),
-                user: None,
-                conference: Some(conference),
-            })
+            Ok(Route::in_account(operation, account(id)?).with_conference(conference))
         }
         ["accounts", id, "users", user, "activity"] => {
             let operation = match (method, op) {
@@ -352,20 +341,10 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 _ => return Err(NoRoute::UnknownOperation),
             };
             let user = uuid_id(user)?;
-            Ok(Route {
-                operation,
-                account: Some(account(id)?),
-                user: Some(user),
-                conference: None,
-            })
+            Ok(Route::in_account(operation, account(id)?).with_user(user))
         }
         ["audit", "events"] => match (method, op) {
-            (&Method::GET, None) => Ok(Route {
-                operation: Operation::LookupEvents,
-                account: None,
-                user: None,
-                conference: None,
-            }),
+            (&Method::GET, None) => Ok(Route::global(Operation::LookupEvents)),
             _ => Err(NoRoute::UnknownOperation),
         },
         ["settings"] => {
@@ -374,12 +353,7 @@ pub fn resolve(method: &Method, path: &str, query: &str) -> Result<Route, NoRout
                 (&Method::PUT, None) => Operation::UpdateGlobalSettings,
                 _ => return Err(NoRoute::UnknownOperation),
             };
-            Ok(Route {
-                operation,
-                account: None,
-                user: None,
-                conference: None,
-            })
+            Ok(Route::global(operation))
         }
         _ => Err(NoRoute::UnknownPath),
     }
