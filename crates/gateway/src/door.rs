@@ -1,0 +1,37 @@
+//! The gateway's door into meetings: one question, asked of the same admission rule the web join
+//! endpoint uses (`crates/admin/src/portal/admission.rs`), answered by whoever wires the gateway up
+//! (`crates/server`). The gateway never sees the admin plane's store.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use convene_core::{AttendeeId, MeetingId};
+
+/// What admission hands a caller it lets in: the join token a signaling front end checks, and who
+/// the caller will be in the meeting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinGrant {
+    pub token: String,
+    pub meeting: MeetingId,
+    pub attendee: AttendeeId,
+    pub name: String,
+}
+
+/// Why a caller was not let in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// No meeting has this ID.
+    UnknownMeeting,
+    /// The meeting exists but cannot take place or take this caller; the text is for people.
+    NotAllowed(String),
+    /// Admission could not be decided (storage down): try again later.
+    Unavailable,
+}
+
+/// A boxed future, so the door can be a trait object.
+pub type DoorFuture<'a> = Pin<Box<dyn Future<Output = Result<JoinGrant, Refused>> + Send + 'a>>;
+
+/// May a caller named `caller` join meeting `meeting_id`, and as whom?
+pub trait MeetingDoor: Send + Sync {
+    fn admit<'a>(&'a self, meeting_id: &'a str, caller: &'a str) -> DoorFuture<'a>;
+}

@@ -1,0 +1,27 @@
+//! Convene's SIP gateway: room systems (Cisco, Tandberg, Polycom; baresip in our tests) dial into
+//! meetings by SIP.
+//!
+//! This crate is the signaling side of a gateway call: SIP over UDP and TCP, RFC 3261 transactions
+//! and dialogs, RFC 4028 session timers, the dial plan and DTMF IVR, and the audio offer/answer. It
+//! does not carry media yet: the attendee port the media plane will expose comes next, and then the
+//! audio mixer and codecs. It depends on `convene-core` only; admission is asked through the
+//! [`door::MeetingDoor`] trait that `crates/server` implements with the admin plane's one
+//! admission rule.
+//!
+//! The two types that matter: [`call::Gateway`], the sans-IO core (time and messages in, messages
+//! and events out; every protocol rule lives there and below), and [`net::SipServer`], the tokio
+//! edge that owns the sockets and runs the core.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod call;
+pub mod dialplan;
+pub mod door;
+pub mod dtmf;
+pub mod metrics;
+pub mod net;
+pub mod sdp;
+pub mod sip;
+
+pub use call::{CallId, Config, EndReason, Event, Gateway, Output};
+pub use door::{JoinGrant, MeetingDoor, Refused};
+pub use metrics::GatewayMetrics;

@@ -1,0 +1,110 @@
+//! Prometheus series of the gateway, registered into the registry the binary passes in.
+
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+
+/// Label values of `convene_gateway_refused_total{reason}`: messages refused before a transaction.
+pub const REFUSAL_REASONS: [&str; 8] = [
+    "malformed",
+    "wrong_version",
+    "too_large",
+    "unsupported_scheme",
+    "not_implemented",
+    "rate_limited",
+    "unanswerable",
+    "overloaded",
+];
+
+/// Call states for `convene_gateway_calls{state}`.
+pub const CALL_STATES: [&str; 3] = ["admitting", "ivr", "meeting"];
+
+#[derive(Clone)]
+pub struct GatewayMetrics {
+    pub requests: IntCounterVec,
+    pub refused: IntCounterVec,
+    pub retransmissions: IntCounterVec,
+    pub calls: IntGaugeVec,
+    pub calls_answered: IntCounterVec,
+    pub calls_ended: IntCounterVec,
+    pub dtmf_digits: IntCounterVec,
+    pub ivr_failures: IntCounterVec,
+}
+
+fn counter_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+) -> prometheus::Result<IntCounterVec> {
+    let c = IntCounterVec::new(Opts::new(name, help), &[label])?;
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+impl GatewayMetrics {
+    pub fn register(r: &Registry) -> prometheus::Result<Self> {
+        let calls = IntGaugeVec::new(
+            Opts::new("convene_gateway_calls", "Live gateway calls by state"),
+            &["state"],
+        )?;
+        r.register(Box::new(calls.clone()))?;
+        let m = Self {
+            requests: counter_vec(
+                r,
+                "convene_gateway_requests_total",
+                "SIP requests received, by method",
+                "method",
+            )?,
+            refused: counter_vec(
+                r,
+                "convene_gateway_refused_total",
+                "SIP messages refused before any transaction (answered with an error or dropped), by reason",
+                "reason",
+            )?,
+            retransmissions: counter_vec(
+                r,
+                "convene_gateway_retransmissions_total",
+                "SIP retransmissions, by direction (in: absorbed, out: sent by our timers)",
+                "direction",
+            )?,
+            calls,
+            calls_answered: counter_vec(
+                r,
+                "convene_gateway_calls_answered_total",
+                "Calls answered, by audio codec",
+                "codec",
+            )?,
+            calls_ended: counter_vec(
+                r,
+                "convene_gateway_calls_ended_total",
+                "Calls ended, by reason",
+                "reason",
+            )?,
+            dtmf_digits: counter_vec(
+                r,
+                "convene_gateway_dtmf_digits_total",
+                "DTMF key presses received, by source (rtp, info)",
+                "source",
+            )?,
+            ivr_failures: counter_vec(
+                r,
+                "convene_gateway_ivr_failures_total",
+                "Meeting IDs entered in the IVR that did not admit the caller, by reason",
+                "reason",
+            )?,
+        };
+        // Pre-create the known series so dashboards see zeros.
+        for reason in REFUSAL_REASONS {
+            m.refused.with_label_values(&[reason]);
+        }
+        for state in CALL_STATES {
+            m.calls.with_label_values(&[state]);
+        }
+        Ok(m)
+    }
+
+    /// Series registered nowhere, for tests.
+    pub fn unregistered() -> Self {
+        // A fresh registry cannot already hold these names.
+        Self::register(&Registry::new()).unwrap_or_else(|_| unreachable!("fresh registry"))
+    }
+}

@@ -1,0 +1,464 @@
+//! The tokio edge around [`Gateway`]: the SIP sockets (UDP and TCP on one address), one RTP socket
+//! per call from the configured port range, and admission asked of the [`MeetingDoor`].
+//!
+//! One task owns the core and everything it decides; connection readers, RTP readers and admission
+//! lookups are small tasks that only feed it input over a channel.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::call::{CallId, Config, Event, Gateway, Output};
+use crate::dialplan::Dial;
+use crate::door::{JoinGrant, MeetingDoor, Refused};
+use crate::metrics::GatewayMetrics;
+use crate::sip::transport::StreamFramer;
+use crate::sip::{ConnId, Peer, Transport};
+
+/// Where the gateway listens and what it may bind.
+#[derive(Debug, Clone)]
+pub struct SipConfig {
+    /// UDP and TCP listen address.
+    pub listen: SocketAddr,
+    /// Inclusive RTP port range, one port per call, bound on `rtp_bind`.
+    pub rtp_ports: (u16, u16),
+    pub rtp_bind: IpAddr,
+    /// The address put in Contact, Via and SDP (None: the bound address).
+    pub public_ip: Option<IpAddr>,
+    pub core: Config,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error(
+        "cannot bind SIP {transport} on {addr}: {source} (another process, or another Convene, has the port: choose one with --sip or turn the gateway off with --no-sip)"
+    )]
+    Bind {
+        transport: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the SIP RTP port range {0}-{1} is empty")]
+    NoRtpPorts(u16, u16),
+}
+
+/// Most TCP connections at once; a room system keeps one.
+const MAX_CONNECTIONS: usize = 1024;
+/// A TCP connection that sends nothing for this long is closed (devices send CRLF keep-alives).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long shutdown waits for BYEs to be answered.
+const SHUTDOWN_LINGER: Duration = Duration::from_secs(2);
+
+enum Input {
+    Message {
+        peer: Peer,
+        bytes: Vec<u8>,
+    },
+    Connected {
+        conn: ConnId,
+        tx: mpsc::Sender<Vec<u8>>,
+    },
+    Closed {
+        conn: ConnId,
+    },
+    Rtp {
+        call: CallId,
+        bytes: Vec<u8>,
+    },
+    Admission {
+        call: CallId,
+        result: Result<JoinGrant, Refused>,
+    },
+    IvrAdmission {
+        call: CallId,
+        result: Result<JoinGrant, Refused>,
+    },
+}
+
+/// A running gateway.
+pub struct SipServer {
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl SipServer {
+    /// Bind the sockets and start serving.
+    pub async fn start(
+        config: SipConfig,
+        door: Arc<dyn MeetingDoor>,
+        metrics: GatewayMetrics,
+    ) -> Result<Self, NetError> {
+        if config.rtp_ports.0 == 0 || config.rtp_ports.0 > config.rtp_ports.1 {
+            return Err(NetError::NoRtpPorts(config.rtp_ports.0, config.rtp_ports.1));
+        }
+        let udp = UdpSocket::bind(config.listen)
+            .await
+            .map_err(|source| NetError::Bind {
+                transport: "UDP",
+                addr: config.listen,
+                source,
+            })?;
+        let udp_addr = udp.local_addr().map_err(|source| NetError::Bind {
+            transport: "UDP",
+            addr: config.listen,
+            source,
+        })?;
+        // TCP on the same port as UDP, also when the caller asked for port 0.
+        let tcp_at = SocketAddr::new(config.listen.ip(), udp_addr.port());
+        let tcp = TcpListener::bind(tcp_at)
+            .await
+            .map_err(|source| NetError::Bind {
+                transport: "TCP",
+                addr: tcp_at,
+                source,
+            })?;
+        let mut core_config = config.core.clone();
+        core_config.local.udp = Some(udp_addr);
+        core_config.local.tcp = Some(tcp_at);
+        core_config.local.public_host = config.public_ip;
+        core_config.media_ip = config.public_ip.unwrap_or(config.rtp_bind);
+        let core = Gateway::new(core_config, metrics);
+        let (stop, stopped) = watch::channel(false);
+        let (tx, rx) = mpsc::channel(4096);
+        tokio::spawn(accept_loop(tcp, tx.clone(), stopped.clone()));
+        let runner = Runner {
+            core,
+            udp: Arc::new(udp),
+            tx,
+            conns: HashMap::new(),
+            rtp: HashMap::new(),
+            rtp_ports: config.rtp_ports,
+            rtp_bind: config.rtp_bind,
+            rtp_cursor: config.rtp_ports.0,
+            door,
+        };
+        let task = tokio::spawn(runner.run(rx, stopped));
+        tracing::info!(udp = %udp_addr, tcp = %tcp_at, "SIP gateway listening");
+        Ok(Self {
+            udp: udp_addr,
+            tcp: tcp_at,
+            stop,
+            task,
+        })
+    }
+
+    /// Hang up every call (BYE), wait briefly for the answers, stop.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tx: mpsc::Sender<Input>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut next: ConnId = 1;
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => return,
+        };
+        let (stream, addr) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "SIP TCP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if open.load(std::sync::atomic::Ordering::Relaxed) >= MAX_CONNECTIONS {
+            tracing::warn!(%addr, "too many SIP TCP connections; refusing one");
+            continue;
+        }
+        let conn = next;
+        next += 1;
+        let open = open.clone();
+        open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, addr, conn, tx).await;
+            open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    addr: SocketAddr,
+    conn: ConnId,
+    tx: mpsc::Sender<Input>,
+) {
+    let (mut read, mut write) = stream.into_split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(256);
+    if tx
+        .send(Input::Connected { conn, tx: out_tx })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = out_rx.recv().await {
+            if write.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    let peer = Peer {
+        transport: Transport::Tcp,
+        addr,
+        conn: Some(conn),
+    };
+    let mut framer = StreamFramer::default();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match tokio::time::timeout(IDLE_TIMEOUT, read.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => n,
+        };
+        framer.push(&buf[..n]);
+        loop {
+            match framer.next_message() {
+                Ok(Some(bytes)) => {
+                    if tx.send(Input::Message { peer, bytes }).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // A stream we cannot frame cannot be resynchronised: close it (RFC 3261 §18.3).
+                    tracing::debug!(%addr, error = %e, "closing a SIP TCP connection");
+                    let _ = tx.send(Input::Closed { conn }).await;
+                    writer.abort();
+                    return;
+                }
+            }
+        }
+    }
+    let _ = tx.send(Input::Closed { conn }).await;
+    writer.abort();
+}
+
+struct Runner {
+    core: Gateway,
+    udp: Arc<UdpSocket>,
+    tx: mpsc::Sender<Input>,
+    conns: HashMap<ConnId, mpsc::Sender<Vec<u8>>>,
+    rtp: HashMap<CallId, JoinHandle<()>>,
+    rtp_ports: (u16, u16),
+    rtp_bind: IpAddr,
+    rtp_cursor: u16,
+    door: Arc<dyn MeetingDoor>,
+}
+
+impl Runner {
+    async fn run(mut self, mut rx: mpsc::Receiver<Input>, mut stop: watch::Receiver<bool>) {
+        let mut buf = vec![0u8; 65536];
+        let mut linger_until: Option<tokio::time::Instant> = None;
+        loop {
+            self.flush().await;
+            let deadline = self
+                .core
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            let deadline = match linger_until {
+                Some(l) => deadline.min(l),
+                None => deadline,
+            };
+            let udp = self.udp.clone();
+            tokio::select! {
+                r = udp.recv_from(&mut buf) => match r {
+                    Ok((n, from)) => {
+                        let peer = Peer { transport: Transport::Udp, addr: from, conn: None };
+                        self.core.handle_message(Instant::now(), peer, &buf[..n]);
+                    }
+                    Err(e) => tracing::debug!(error = %e, "SIP UDP receive failed"),
+                },
+                Some(input) = rx.recv() => self.input(input).await,
+                _ = tokio::time::sleep_until(deadline) => {
+                    if linger_until.is_some_and(|l| l <= tokio::time::Instant::now()) {
+                        break;
+                    }
+                    self.core.handle_timeout(Instant::now());
+                }
+                changed = stop.changed(), if linger_until.is_none() => {
+                    let _ = changed;
+                    tracing::info!(calls = self.core.calls(), "SIP gateway stopping: hanging up every call");
+                    self.core.hangup_all(Instant::now());
+                    linger_until = Some(tokio::time::Instant::now() + SHUTDOWN_LINGER);
+                }
+            }
+            if linger_until.is_some() && self.core.calls() == 0 && !self.core.awaiting_answers() {
+                self.flush().await;
+                break;
+            }
+        }
+        for (_, task) in self.rtp.drain() {
+            task.abort();
+        }
+    }
+
+    async fn flush(&mut self) {
+        while let Some(o) = self.core.poll_output() {
+            match o {
+                Output::Transmit { peer, bytes } => self.transmit(peer, bytes).await,
+                Output::Event(e) => self.event(e).await,
+            }
+        }
+    }
+
+    async fn transmit(&mut self, peer: Peer, bytes: Vec<u8>) {
+        match peer.conn {
+            None => {
+                if let Err(e) = self.udp.send_to(&bytes, peer.addr).await {
+                    tracing::debug!(%peer, error = %e, "SIP UDP send failed");
+                }
+            }
+            Some(conn) => match self.conns.get(&conn) {
+                Some(tx) => {
+                    if tx.try_send(bytes).is_err() {
+                        tracing::debug!(%peer, "SIP TCP connection is full or gone; message dropped");
+                    }
+                }
+                None => tracing::debug!(%peer, "SIP TCP connection closed; message dropped"),
+            },
+        }
+    }
+
+    async fn input(&mut self, input: Input) {
+        let now = Instant::now();
+        match input {
+            Input::Message { peer, bytes } => self.core.handle_message(now, peer, &bytes),
+            Input::Connected { conn, tx } => {
+                self.conns.insert(conn, tx);
+            }
+            Input::Closed { conn } => {
+                self.conns.remove(&conn);
+            }
+            Input::Rtp { call, bytes } => self.core.handle_rtp(now, call, &bytes),
+            Input::Admission { call, result } => match result {
+                Ok(grant) => self.answer(call, Some(grant)).await,
+                Err(refused) => self.core.refuse_admission(now, call, &refused),
+            },
+            Input::IvrAdmission { call, result } => match result {
+                Ok(grant) => {
+                    tracing::info!(call, meeting = %grant.meeting, "IVR caller admitted");
+                    self.core.ivr_admitted(call, grant);
+                }
+                Err(refused) => self.core.ivr_refused(now, call, &refused),
+            },
+        }
+    }
+
+    /// Bind the call's RTP port and answer it.
+    async fn answer(&mut self, call: CallId, grant: Option<JoinGrant>) {
+        match self.bind_rtp(call).await {
+            Some(port) => self.core.accept(Instant::now(), call, port, grant),
+            None => {
+                tracing::warn!(call, "no free RTP port in the SIP range");
+                self.core
+                    .refuse(Instant::now(), call, 503, "No Media Port Free");
+            }
+        }
+    }
+
+    async fn bind_rtp(&mut self, call: CallId) -> Option<u16> {
+        let (lo, hi) = self.rtp_ports;
+        let count = u32::from(hi - lo) + 1;
+        for _ in 0..count {
+            let port = self.rtp_cursor;
+            self.rtp_cursor = if port >= hi { lo } else { port + 1 };
+            // Even ports only, so RTCP can take port+1 as devices expect.
+            if port % 2 == 1 && lo != hi {
+                continue;
+            }
+            let Ok(socket) = UdpSocket::bind(SocketAddr::new(self.rtp_bind, port)).await else {
+                continue;
+            };
+            let tx = self.tx.clone();
+            let task = tokio::spawn(async move {
+                let mut buf = vec![0u8; 2048];
+                while let Ok((n, _from)) = socket.recv_from(&mut buf).await {
+                    // Only DTMF is read until the audio path lands; cheap enough to pass all.
+                    if tx
+                        .send(Input::Rtp {
+                            call,
+                            bytes: buf[..n].to_vec(),
+                        })
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+            self.rtp.insert(call, task);
+            return Some(port);
+        }
+        None
+    }
+
+    async fn event(&mut self, e: Event) {
+        match e {
+            Event::Incoming { call, dial, caller } => match dial {
+                Dial::Meeting(id) => {
+                    let door = self.door.clone();
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        let result = door.admit(&id, &caller).await;
+                        let _ = tx.send(Input::Admission { call, result }).await;
+                    });
+                }
+                Dial::Ivr => self.answer(call, None).await,
+                Dial::Unknown => {
+                    self.core
+                        .refuse_admission(Instant::now(), call, &Refused::UnknownMeeting)
+                }
+            },
+            Event::IvrEntered {
+                call,
+                meeting_id,
+                caller,
+            } => {
+                let door = self.door.clone();
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let result = door.admit(&meeting_id, &caller).await;
+                    let _ = tx.send(Input::IvrAdmission { call, result }).await;
+                });
+            }
+            Event::Joined { call, grant, media } => {
+                tracing::info!(
+                    call,
+                    meeting = %grant.meeting,
+                    attendee = %grant.attendee,
+                    name = %grant.name,
+                    codec = media.codec.name(),
+                    "SIP caller admitted (media bridging comes with the attendee port)"
+                );
+            }
+            Event::Ended { call, .. } => {
+                if let Some(task) = self.rtp.remove(&call) {
+                    task.abort();
+                }
+            }
+            Event::MediaChanged { call, media } => {
+                tracing::debug!(call, direction = ?media.direction, "SIP call media changed");
+            }
+            Event::Dtmf { call, digit } => tracing::debug!(call, %digit, "DTMF"),
+            Event::KeyframeRequested { call } => tracing::debug!(call, "keyframe requested"),
+        }
+    }
+}

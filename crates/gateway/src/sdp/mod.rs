@@ -1,0 +1,378 @@
+//! SDP offer/answer for room systems (RFC 3264), audio only in this increment.
+//!
+//! A small tolerant reader of our own rather than a crate: of the three SDP crates tried
+//! (docs/research/sip-stack.md), webrtc-rs `sdp` rejects offers with a BFCP m-line, Mozilla's
+//! `webrtc-sdp` drops crypto and BFCP lines, and `ezk-sdp-types` keeps everything but panics on a
+//! valid crypto lifetime (`|2^48|`). The answer only needs each m-line's media, port, proto and format
+//! list, `rtpmap`/`fmtp` of the audio line, its direction and the connection address: that reader is
+//! ~150 lines, never panics, and skips whatever it does not know instead of refusing the offer.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+/// Most lines and m-lines we read from one offer (room systems send well under 100 lines).
+const MAX_LINES: usize = 1000;
+const MAX_MEDIA: usize = 16;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SdpError {
+    #[error("the body is not SDP text")]
+    NotText,
+    #[error("SDP without v=0")]
+    NoVersion,
+    #[error("SDP has no media")]
+    NoMedia,
+    #[error("SDP too large")]
+    TooLarge,
+    #[error("no audio codec in common (we take Opus, G.722, PCMU, PCMA over RTP/AVP)")]
+    NoCommonCodec,
+}
+
+/// Direction attribute of a media line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl Direction {
+    fn answer(self) -> Self {
+        match self {
+            Self::SendOnly => Self::RecvOnly,
+            Self::RecvOnly => Self::SendOnly,
+            d => d,
+        }
+    }
+    fn attr(self) -> &'static str {
+        match self {
+            Self::SendRecv => "sendrecv",
+            Self::SendOnly => "sendonly",
+            Self::RecvOnly => "recvonly",
+            Self::Inactive => "inactive",
+        }
+    }
+}
+
+/// One `a=rtpmap` (or a static payload type's implied one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Format {
+    pub pt: u8,
+    pub name: String,
+    pub clock: u32,
+    /// The encoding parameters after the clock rate (channels), as offered.
+    pub params: Option<String>,
+    /// The `a=fmtp` text, exactly as offered.
+    pub fmtp: Option<String>,
+}
+
+/// One m-line of an offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Media {
+    pub kind: String,
+    pub port: u16,
+    pub proto: String,
+    /// The format list exactly as offered (payload types, or `*` for BFCP).
+    pub fmts: Vec<String>,
+    pub formats: Vec<Format>,
+    pub direction: Direction,
+    pub connection: Option<IpAddr>,
+}
+
+/// A parsed offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    pub connection: Option<IpAddr>,
+    pub media: Vec<Media>,
+}
+
+/// Audio codecs we can take, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Opus,
+    G722,
+    Pcmu,
+    Pcma,
+}
+
+impl Codec {
+    const PREFERENCE: [Codec; 4] = [Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Opus => "opus",
+            Self::G722 => "G722",
+            Self::Pcmu => "PCMU",
+            Self::Pcma => "PCMA",
+        }
+    }
+
+    fn matches(self, f: &Format) -> bool {
+        let n = f.name.as_str();
+        match self {
+            Self::Opus => n.eq_ignore_ascii_case("opus") && f.clock == 48000,
+            Self::G722 => n.eq_ignore_ascii_case("G722") && f.clock == 8000,
+            Self::Pcmu => n.eq_ignore_ascii_case("PCMU") && f.clock == 8000,
+            Self::Pcma => n.eq_ignore_ascii_case("PCMA") && f.clock == 8000,
+        }
+    }
+}
+
+/// What was agreed for the call's audio.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiated {
+    pub codec: Codec,
+    pub format: Format,
+    /// RFC 4733 telephone-event payload type, if the device offered it.
+    pub telephone_event: Option<u8>,
+    /// Where the device wants its audio (None: on hold with 0.0.0.0, or not given).
+    pub remote: Option<(IpAddr, u16)>,
+    pub direction: Direction,
+}
+
+fn static_format(pt: u8) -> Option<Format> {
+    let (name, clock) = match pt {
+        0 => ("PCMU", 8000),
+        8 => ("PCMA", 8000),
+        9 => ("G722", 8000),
+        _ => return None,
+    };
+    Some(Format {
+        pt,
+        name: name.into(),
+        clock,
+        params: None,
+        fmtp: None,
+    })
+}
+
+/// Read an offer, skipping lines we do not understand.
+pub fn parse(body: &[u8]) -> Result<Offer, SdpError> {
+    let text = std::str::from_utf8(body).map_err(|_| SdpError::NotText)?;
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    if lines.next() != Some("v=0") {
+        return Err(SdpError::NoVersion);
+    }
+    let mut offer = Offer {
+        connection: None,
+        media: Vec::new(),
+    };
+    for (i, line) in lines.enumerate() {
+        if i > MAX_LINES {
+            return Err(SdpError::TooLarge);
+        }
+        let Some((kind, value)) = line.split_once('=') else {
+            continue;
+        };
+        match kind {
+            "c" => {
+                let addr = connection(value);
+                match offer.media.last_mut() {
+                    Some(m) => m.connection = addr,
+                    None => offer.connection = addr,
+                }
+            }
+            "m" => {
+                if offer.media.len() >= MAX_MEDIA {
+                    return Err(SdpError::TooLarge);
+                }
+                let mut parts = value.split_whitespace();
+                let (Some(kind), Some(port), Some(proto)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    continue;
+                };
+                // "port/count" is allowed; only the port matters to us.
+                let port = port
+                    .split('/')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                let fmts: Vec<String> = parts.map(str::to_owned).collect();
+                let formats = fmts
+                    .iter()
+                    .filter_map(|f| f.parse::<u8>().ok())
+                    .filter_map(static_format)
+                    .collect();
+                offer.media.push(Media {
+                    kind: kind.to_owned(),
+                    port,
+                    proto: proto.to_owned(),
+                    fmts,
+                    formats,
+                    direction: Direction::SendRecv,
+                    connection: None,
+                });
+            }
+            "a" => {
+                let Some(m) = offer.media.last_mut() else {
+                    continue;
+                };
+                attribute(m, value);
+            }
+            _ => {}
+        }
+    }
+    if offer.media.is_empty() {
+        return Err(SdpError::NoMedia);
+    }
+    Ok(offer)
+}
+
+fn connection(value: &str) -> Option<IpAddr> {
+    let mut parts = value.split_whitespace();
+    let (_net, _family, addr) = (parts.next()?, parts.next()?, parts.next()?);
+    // Multicast "addr/ttl" is not for us, but keep the address part.
+    addr.split('/').next()?.parse().ok()
+}
+
+fn attribute(m: &mut Media, value: &str) {
+    let (name, rest) = value.split_once(':').unwrap_or((value, ""));
+    match name {
+        "sendrecv" => m.direction = Direction::SendRecv,
+        "sendonly" => m.direction = Direction::SendOnly,
+        "recvonly" => m.direction = Direction::RecvOnly,
+        "inactive" => m.direction = Direction::Inactive,
+        "rtpmap" => {
+            let Some((pt, enc)) = rest.split_once(' ') else {
+                return;
+            };
+            let Ok(pt) = pt.trim().parse::<u8>() else {
+                return;
+            };
+            let mut enc = enc.trim().splitn(3, '/');
+            let (Some(name), Some(clock)) = (enc.next(), enc.next()) else {
+                return;
+            };
+            let Ok(clock) = clock.parse() else {
+                return;
+            };
+            let format = Format {
+                pt,
+                name: name.to_owned(),
+                clock,
+                params: enc.next().map(str::to_owned),
+                fmtp: None,
+            };
+            match m.formats.iter_mut().find(|f| f.pt == pt) {
+                Some(f) => {
+                    let fmtp = f.fmtp.take();
+                    *f = Format { fmtp, ..format };
+                }
+                None => m.formats.push(format),
+            }
+        }
+        "fmtp" => {
+            let Some((pt, params)) = rest.split_once(' ') else {
+                return;
+            };
+            let Ok(pt) = pt.trim().parse::<u8>() else {
+                return;
+            };
+            if let Some(f) = m.formats.iter_mut().find(|f| f.pt == pt) {
+                f.fmtp = Some(params.trim().to_owned());
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Our side of the session, kept across re-INVITEs so `o=` versions increase (RFC 3264 §8).
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: u64,
+    pub version: u64,
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+/// The audio line we take, and the codec on it.
+pub fn choose(offer: &Offer) -> Result<(usize, Negotiated), SdpError> {
+    for (i, m) in offer.media.iter().enumerate() {
+        // SRTP (RTP/SAVP) comes with TLS in a later increment; plain RTP only for now.
+        if m.kind != "audio" || m.port == 0 || !matches!(m.proto.as_str(), "RTP/AVP" | "RTP/AVPF") {
+            continue;
+        }
+        // The device's order among formats of the same codec, ours among codecs.
+        for codec in Codec::PREFERENCE {
+            if let Some(format) = m
+                .formats
+                .iter()
+                .find(|f| codec.matches(f) && m.fmts.iter().any(|x| x.parse::<u8>() == Ok(f.pt)))
+            {
+                let telephone_event = m
+                    .formats
+                    .iter()
+                    .filter(|f| f.name.eq_ignore_ascii_case("telephone-event"))
+                    .filter(|f| m.fmts.iter().any(|x| x.parse::<u8>() == Ok(f.pt)))
+                    .min_by_key(|f| f.clock != format.clock)
+                    .map(|f| f.pt);
+                let ip = m.connection.or(offer.connection);
+                let remote = ip.filter(|ip| !ip.is_unspecified()).map(|ip| (ip, m.port));
+                return Ok((
+                    i,
+                    Negotiated {
+                        codec,
+                        format: format.clone(),
+                        telephone_event,
+                        remote,
+                        direction: m.direction,
+                    },
+                ));
+            }
+        }
+    }
+    Err(SdpError::NoCommonCodec)
+}
+
+/// Write the answer: the chosen audio line with its codec and telephone-event echoed exactly as
+/// offered, every other m-line declined with port 0 (video, BFCP and H.224 come later).
+pub fn answer(offer: &Offer, session: &Session) -> Result<(String, Negotiated), SdpError> {
+    let (chosen, negotiated) = choose(offer)?;
+    let family = if session.ip.is_ipv4() { "IP4" } else { "IP6" };
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "v=0\r\no=convene {} {} IN {family} {ip}\r\ns=Convene\r\nc=IN {family} {ip}\r\nt=0 0\r\n",
+        session.id,
+        session.version,
+        ip = session.ip
+    );
+    let event_format = negotiated
+        .telephone_event
+        .and_then(|pt| offer.media[chosen].formats.iter().find(|f| f.pt == pt));
+    for (i, m) in offer.media.iter().enumerate() {
+        if i != chosen {
+            let fmts = if m.fmts.is_empty() {
+                "0".to_owned()
+            } else {
+                m.fmts.join(" ")
+            };
+            let _ = write!(s, "m={} 0 {} {fmts}\r\n", m.kind, m.proto);
+            continue;
+        }
+        let f = &negotiated.format;
+        let mut pts = f.pt.to_string();
+        if let Some(ev) = event_format {
+            let _ = write!(pts, " {}", ev.pt);
+        }
+        let _ = write!(s, "m=audio {} {} {pts}\r\n", session.port, m.proto);
+        for f in std::iter::once(f).chain(event_format) {
+            let _ = write!(s, "a=rtpmap:{} {}/{}", f.pt, f.name, f.clock);
+            if let Some(p) = &f.params {
+                let _ = write!(s, "/{p}");
+            }
+            s.push_str("\r\n");
+            if let Some(fmtp) = &f.fmtp {
+                let _ = write!(s, "a=fmtp:{} {fmtp}\r\n", f.pt);
+            }
+        }
+        let _ = write!(
+            s,
+            "a=ptime:20\r\na={}\r\n",
+            negotiated.direction.answer().attr()
+        );
+    }
+    Ok((s, negotiated))
+}
