@@ -27,7 +27,35 @@ pub struct ServeConfig {
     pub mail_from: String,
     /// Consume meeting events into billing and reports on this node.
     pub billing: bool,
+    /// The SIP gateway, None when turned off (`--no-sip`).
+    pub sip: Option<SipSettings>,
 }
+
+/// Where the SIP gateway listens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SipSettings {
+    /// UDP and TCP.
+    pub listen: SocketAddr,
+    /// Whether `listen` was chosen by the operator (a bind failure is then fatal) or is the default
+    /// (then it is logged and the server runs without the gateway, so several servers on one host,
+    /// as the end-to-end tests start them, do not fight over port 5060).
+    pub listen_explicit: bool,
+    /// SIP over TLS (not served yet in this increment).
+    pub tls: SocketAddr,
+    pub tls_explicit: bool,
+    pub rtp_ports: PortRange,
+    /// The address put in SDP, Contact and Via.
+    pub public_ip: IpAddr,
+}
+
+/// Default SIP ports (RFC 3261).
+pub const SIP_PORT: u16 = 5060;
+pub const SIP_TLS_PORT: u16 = 5061;
+/// Default RTP ports of gateway calls (one per call).
+pub const SIP_RTP_PORTS: PortRange = PortRange {
+    lo: 20000,
+    hi: 20999,
+};
 
 /// Sender of e-mails unless configured.
 pub const DEFAULT_MAIL_FROM: &str = "Convene <noreply@convene.invalid>";
@@ -51,6 +79,14 @@ impl Default for ServeConfig {
             smtp_url: None,
             mail_from: DEFAULT_MAIL_FROM.into(),
             billing: true,
+            sip: Some(SipSettings {
+                listen: SocketAddr::new(http.ip(), SIP_PORT),
+                listen_explicit: false,
+                tls: SocketAddr::new(http.ip(), SIP_TLS_PORT),
+                tls_explicit: false,
+                rtp_ports: SIP_RTP_PORTS,
+                public_ip: http.ip(),
+            }),
         }
     }
 }
@@ -105,6 +141,11 @@ pub struct FileConfig {
     pub smtp_url: Option<String>,
     pub mail_from: Option<String>,
     pub billing: Option<bool>,
+    pub sip: Option<SocketAddr>,
+    pub sip_tls: Option<SocketAddr>,
+    pub sip_rtp_ports: Option<PortRange>,
+    pub sip_public_ip: Option<IpAddr>,
+    pub no_sip: Option<bool>,
 }
 
 impl FileConfig {
@@ -154,6 +195,21 @@ pub struct ServeArgs {
     /// events stay in the journal until a node with billing on reads them) [default: true].
     #[arg(long, env = "CONVENE_BILLING", value_name = "BOOL")]
     pub billing: Option<bool>,
+    /// SIP gateway address, UDP and TCP, for room systems [default: the --http IP, port 5060].
+    #[arg(long, env = "CONVENE_SIP", value_name = "ADDR:PORT")]
+    pub sip: Option<SocketAddr>,
+    /// SIP over TLS address [default: the --http IP, port 5061] (TLS is not served yet).
+    #[arg(long, env = "CONVENE_SIP_TLS", value_name = "ADDR:PORT")]
+    pub sip_tls: Option<SocketAddr>,
+    /// UDP ports for SIP calls' RTP, one per call [default: 20000-20999].
+    #[arg(long, env = "CONVENE_SIP_RTP_PORTS", value_name = "LO-HI")]
+    pub sip_rtp_ports: Option<PortRange>,
+    /// Address put in SIP Contact/Via and SDP [default: --public-ip].
+    #[arg(long, env = "CONVENE_SIP_PUBLIC_IP", value_name = "IP")]
+    pub sip_public_ip: Option<IpAddr>,
+    /// Turn the SIP gateway off.
+    #[arg(long, env = "CONVENE_NO_SIP")]
+    pub no_sip: bool,
 }
 
 impl ServeArgs {
@@ -199,6 +255,32 @@ impl ServeArgs {
             bail!("the public URL {public_url:?} must start with http:// or https://");
         }
         let public_url = public_url.trim_end_matches('/').to_owned();
+        let no_sip = self.no_sip || file.no_sip.unwrap_or(false);
+        let sip = if no_sip {
+            None
+        } else {
+            let listen = self.sip.or(file.sip);
+            let tls = self.sip_tls.or(file.sip_tls);
+            let sip_public_ip = self
+                .sip_public_ip
+                .or(file.sip_public_ip)
+                .unwrap_or(public_ip);
+            if sip_public_ip.is_unspecified() {
+                bail!("the SIP public IP {sip_public_ip} cannot go into SDP: set --sip-public-ip");
+            }
+            let rtp_ports = self
+                .sip_rtp_ports
+                .or(file.sip_rtp_ports)
+                .unwrap_or(SIP_RTP_PORTS);
+            Some(SipSettings {
+                listen: listen.unwrap_or(SocketAddr::new(http.ip(), SIP_PORT)),
+                listen_explicit: listen.is_some(),
+                tls: tls.unwrap_or(SocketAddr::new(http.ip(), SIP_TLS_PORT)),
+                tls_explicit: tls.is_some(),
+                rtp_ports,
+                public_ip: sip_public_ip,
+            })
+        };
         Ok(ServeConfig {
             data_dir: self
                 .data_dir
@@ -218,6 +300,7 @@ impl ServeArgs {
                 .or(file.mail_from)
                 .unwrap_or(defaults.mail_from),
             billing: self.billing.or(file.billing).unwrap_or(defaults.billing),
+            sip,
         })
     }
 }
@@ -239,6 +322,47 @@ mod tests {
             }
         );
         assert!(c.media_workers >= 1);
+        let sip = c.sip.unwrap();
+        assert_eq!(sip.listen, "127.0.0.1:5060".parse().unwrap());
+        assert!(!sip.listen_explicit);
+        assert_eq!(sip.tls, "127.0.0.1:5061".parse().unwrap());
+        assert_eq!(
+            sip.rtp_ports,
+            PortRange {
+                lo: 20000,
+                hi: 20999
+            }
+        );
+    }
+
+    #[test]
+    fn sip_flags() {
+        let args = ServeArgs {
+            http: Some("127.0.0.2:9000".parse().unwrap()),
+            sip: Some("127.0.0.3:5070".parse().unwrap()),
+            sip_rtp_ports: Some(PortRange {
+                lo: 30000,
+                hi: 30010,
+            }),
+            ..Default::default()
+        };
+        let sip = args.resolve().unwrap().sip.unwrap();
+        assert_eq!(sip.listen, "127.0.0.3:5070".parse().unwrap());
+        assert!(sip.listen_explicit);
+        assert_eq!(sip.tls, "127.0.0.2:5061".parse().unwrap());
+        assert_eq!(sip.public_ip, "127.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            sip.rtp_ports,
+            PortRange {
+                lo: 30000,
+                hi: 30010
+            }
+        );
+        let off = ServeArgs {
+            no_sip: true,
+            ..Default::default()
+        };
+        assert_eq!(off.resolve().unwrap().sip, None);
     }
 
     #[test]
@@ -277,6 +401,8 @@ mod tests {
         let d = ServeConfig::default();
         assert_eq!(file.http.unwrap_or(d.http), d.http);
         assert_eq!(file.media_ports.unwrap_or(d.media_ports), d.media_ports);
+        assert_eq!(file.sip_rtp_ports.unwrap_or(SIP_RTP_PORTS), SIP_RTP_PORTS);
+        assert_eq!(file.no_sip, None);
     }
 
     #[test]

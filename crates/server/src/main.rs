@@ -9,6 +9,7 @@ mod billing_cli;
 mod config;
 mod http;
 mod serve;
+mod sip;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;

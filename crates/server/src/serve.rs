@@ -49,6 +49,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     };
     tracing::info!(mail = ?mailer, "e-mail delivery");
     let admin_store_for_billing = store.clone();
+    let sip_door = Arc::new(crate::sip::AdmissionDoor {
+        store: store.clone(),
+        tokens: join_tokens.clone(),
+    });
     let portal = convene_admin::portal::PortalState::new(
         store.clone(),
         join_tokens.clone(),
@@ -98,6 +102,17 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     );
     let ports: Vec<String> = plane.shard_addrs().iter().map(|a| a.to_string()).collect();
     tracing::info!(workers = config.media_workers, media = %ports.join(","), "media plane up");
+    let sip = match &config.sip {
+        Some(settings) => {
+            let metrics = convene_gateway::GatewayMetrics::register(&registry)
+                .context("registering gateway metrics")?;
+            crate::sip::start(settings, sip_door, metrics).await?
+        }
+        None => {
+            tracing::info!("SIP gateway off (--no-sip)");
+            None
+        }
+    };
 
     // Deliver the audit trail as signed log files every few minutes, and once more at shutdown.
     let audit_dir = config.data_dir.join("audit");
@@ -177,6 +192,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     .with_graceful_shutdown(stopping)
     .await
     .context("HTTP server failed")?;
+    // Room systems get a BYE before the process goes away.
+    if let Some(sip) = sip {
+        sip.shutdown().await;
+    }
     plane.shutdown();
     // Everything the meetings emitted is on disk; let billing apply it before we go.
     let flushing = journal.clone();
