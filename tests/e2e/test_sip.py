@@ -1,0 +1,267 @@
+"""The SIP gateway end to end: the real `convene serve` with its gateway on a loopback port, driven by
+SIPp scenarios (tests/e2e/sip/*.xml) and baresip, real SIP user agents from Debian.
+
+Covered: OPTIONS keep-alive, a call into a meeting with a checked SDP answer, INFO DTMF and
+picture_fast_update, re-INVITE hold, UPDATE session refresh, BYE (UDP and TCP); an unknown meeting
+(404 with a reason); DTMF by INFO into the IVR; malformed messages answered 400/505/513/416 with the
+server still serving; baresip dialling a meeting and hanging up; BYE to live calls at shutdown.
+Not yet: media (the gateway answers but bridges no audio), TLS, CANCEL timing (sans-IO tests cover it).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from accounts import registered_user
+from conftest import _active_servers
+from convene_e2e import start_server, stop_server
+
+HERE = Path(__file__).parent
+SCENARIOS = HERE / "sip"
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("sipp") is None, reason="SIPp (Debian sip-tester) is not installed"
+)
+
+
+def free_sip_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind(("127.0.0.1", 0))
+            port = u.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free SIP port")
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.bind(("127.0.0.1", 0))
+        return u.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`convene serve` with the gateway on a free loopback port and its own RTP range."""
+    workdir = tmp_path_factory.mktemp("convene-sip")
+    sip_port = free_sip_port()
+    rtp_lo = 41000 + (os.getpid() % 400) * 20
+    srv = start_server(workdir, ("--sip", f"127.0.0.1:{sip_port}",
+                                 "--sip-rtp-ports", f"{rtp_lo}-{rtp_lo + 19}"))
+    srv.sip_port = sip_port
+    _active_servers.append(srv)
+    try:
+        yield srv
+    finally:
+        _active_servers.remove(srv)
+        problems = stop_server(srv)
+        if problems:
+            pytest.fail("server shutdown: " + "; ".join(problems) + "\n" + srv.logs(), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def meeting_id(server) -> str:
+    host = registered_user(server, name="Sip Host")
+    return host.new_meeting()
+
+
+def sipp(server, scenario: str, tmp_path: Path, service: str | None = None, transport: str = "u1",
+         extra: tuple[str, ...] = (), timeout: float = 30) -> subprocess.CompletedProcess:
+    cmd = ["sipp", "-sf", str(SCENARIOS / scenario), f"127.0.0.1:{server.sip_port}",
+           "-i", "127.0.0.1", "-p", str(free_sip_port()), "-mp", str(free_udp_port()),
+           "-t", transport, "-m", "1", "-nostdin", "-timeout", "20s", "-trace_err", "-trace_msg",
+           "-max_recv_loops", "1000", *extra]
+    if service:
+        cmd += ["-s", service]
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        logs = "\n".join(p.read_text(errors="replace")[-6000:] for p in tmp_path.glob("*.log"))
+        pytest.fail(f"sipp {scenario} exited {result.returncode}\n{result.stdout[-3000:]}\n"
+                    f"{result.stderr[-3000:]}\n{logs}\n{server.logs(tail_chars=8000)}", pytrace=False)
+    return result
+
+
+def exchange(port: int, data: bytes, transport: str = "udp", timeout: float = 2.0) -> bytes:
+    """Send one raw message and return the first answer (b"" if none came)."""
+    kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.settimeout(timeout)
+        s.bind(("127.0.0.1", 0))
+        if transport == "udp":
+            s.sendto(data, ("127.0.0.1", port))
+        else:
+            s.connect(("127.0.0.1", port))
+            s.sendall(data)
+        try:
+            return s.recv(65536)
+        except socket.timeout:
+            return b""
+
+
+def options(branch: str | None = None) -> str:
+    branch = branch or "z9hG4bK" + uuid.uuid4().hex[:12]
+    return (f"OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch={branch};rport\r\n"
+            f"From: <sip:probe@127.0.0.1>;tag=p1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: {uuid.uuid4()}\r\n"
+            "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_options_keepalive_over_udp_and_tcp(server, tmp_path):
+    sipp(server, "options.xml", tmp_path)
+    sipp(server, "options.xml", tmp_path, transport="t1")
+
+
+def test_call_into_a_meeting_over_udp_and_tcp(server, meeting_id, tmp_path):
+    before = server.metric_sum("convene_gateway_calls_answered_total")
+    sipp(server, "call_meeting.xml", tmp_path, service=meeting_id)
+    sipp(server, "call_meeting.xml", tmp_path, service=meeting_id, transport="t1")
+    assert server.metric_sum("convene_gateway_calls_answered_total") == before + 2
+    logs = server.logs()
+    assert "SIP caller admitted" in logs and meeting_id in logs
+
+
+def test_unknown_meeting_is_refused_with_a_reason(server, tmp_path):
+    sipp(server, "unknown_meeting.xml", tmp_path, service="9999999999")
+    # Not a meeting ID at all: 404 from the dial plan.
+    reply = exchange(server.sip_port, invite("alice").encode())
+    assert reply.startswith(b"SIP/2.0 100") or reply.startswith(b"SIP/2.0 404 No Such Meeting"), reply
+
+
+def test_dtmf_by_info_into_the_ivr(server, meeting_id, tmp_path):
+    digits = tmp_path / "digits.csv"
+    digits.write_text("SEQUENTIAL\n" + ";".join([*meeting_id, "#"]) + ";\n")
+    before = server.metric_sum("convene_gateway_dtmf_digits_total")
+    sipp(server, "ivr_dtmf.xml", tmp_path, service="meet", extra=("-inf", str(digits)))
+    assert server.metric_sum("convene_gateway_dtmf_digits_total") == before + 11
+    assert "IVR caller admitted" in server.logs()
+
+
+def invite(user: str, sdp: str | None = None) -> str:
+    sdp = sdp if sdp is not None else (
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        "m=audio 4000 RTP/AVP 0\r\n")
+    return (f"INVITE sip:{user}@127.0.0.1 SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK{uuid.uuid4().hex[:12]};rport\r\n"
+            f"From: \"Probe\" <sip:probe@127.0.0.1>;tag=p1\r\nTo: <sip:{user}@127.0.0.1>\r\n"
+            f"Call-ID: {uuid.uuid4()}\r\nCSeq: 1 INVITE\r\nContact: <sip:probe@127.0.0.1:5999>\r\n"
+            f"Max-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}")
+
+
+def test_malformed_messages_get_errors_and_the_server_keeps_serving(server):
+    good = options()
+    cases = [
+        (good.replace("SIP/2.0\r\nVia", "SIP/3.0\r\nVia", 1), b"SIP/2.0 505"),
+        (good.replace("sip:127.0.0.1 SIP", "tel:+15551234 SIP", 1), b"SIP/2.0 416"),
+        (good.replace("CSeq: 1 OPTIONS\r\n", ""), b"SIP/2.0 400"),
+        (good.replace("Content-Length: 0", "Content-Length: 400"), b"SIP/2.0 400"),
+        (good.replace("Max-Forwards: 70\r\n", "X-Big: " + "a" * 40000 + "\r\n"), b"SIP/2.0 513"),
+        (good.rstrip("\r\n"), b"SIP/2.0 400"),
+        (invite("1234567890", sdp="v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"), b"SIP/2.0 488"),
+    ]
+    for msg, want in cases:
+        reply = exchange(server.sip_port, msg.encode())
+        assert reply.startswith(want), (msg[:200], reply[:300])
+    # No Via: nowhere to answer; dropped and counted.
+    assert exchange(server.sip_port, b"garbage\r\n\r\n", timeout=0.5) == b""
+    # A stream without Content-Length cannot be framed: the connection is closed.
+    no_length = good.replace("Content-Length: 0\r\n", "")
+    assert exchange(server.sip_port, no_length.encode(), transport="tcp") == b""
+    assert exchange(server.sip_port, options().encode()).startswith(b"SIP/2.0 200")
+    assert exchange(server.sip_port, options().replace("UDP", "TCP").encode(),
+                    transport="tcp").startswith(b"SIP/2.0 200")
+    assert server.metric_sum("convene_gateway_refused_total") >= 7
+
+
+@pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip is not installed")
+def test_baresip_dials_a_meeting_and_hangs_up(server, meeting_id, tmp_path):
+    conf = tmp_path / "baresip"
+    conf.mkdir()
+    sip_port = free_sip_port()
+    rtp = free_udp_port() & ~1
+    (conf / "accounts").write_text("<sip:room@127.0.0.1>;regint=0;answermode=manual\n")
+    (conf / "contacts").write_text("")
+    tone = tmp_path / "tone.wav"
+    write_tone(tone)
+    (conf / "config").write_text(f"""poll_method epoll
+sip_listen 127.0.0.1:{sip_port}
+net_interface 127.0.0.1
+audio_player aufile,/dev/null
+audio_source aufile,{tone}
+audio_alert aufile,{tone}
+ausrc_srate 8000
+auplay_srate 8000
+module_path /usr/lib/baresip/modules
+module g711.so
+module g722.so
+module opus.so
+module aufile.so
+module_app account.so
+module_app menu.so
+module_app contact.so
+rtp_ports {rtp}-{rtp + 10}
+""")
+    before = server.metric_sum("convene_gateway_calls_answered_total")
+    ended_before = server.metric_sum("convene_gateway_calls_ended_total")
+    result = subprocess.run(
+        ["baresip", "-f", str(conf), "-e", f"/dial sip:{meeting_id}@127.0.0.1:{server.sip_port}", "-t", "4"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace", timeout=30)
+    out = result.stdout + result.stderr
+    assert server.metric_sum("convene_gateway_calls_answered_total") == before + 1, out[-3000:]
+    assert re.search(r"Call established|call established", out, re.I), out[-3000:]
+    deadline = time.monotonic() + 5
+    while server.metric_sum("convene_gateway_calls_ended_total") < ended_before + 1:
+        assert time.monotonic() < deadline, "baresip's BYE did not end the call\n" + out[-3000:]
+        time.sleep(0.1)
+
+
+def write_tone(path: Path, seconds: int = 10, rate: int = 8000, hz: int = 440) -> None:
+    """A 440 Hz stereo tone, baresip's microphone (it refuses to call without one; with Opus it reads
+    two channels)."""
+    import math
+    import struct
+    import wave
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"".join(struct.pack("<hh", v, v) for v in (
+            int(12000 * math.sin(2 * math.pi * hz * i / rate)) for i in range(seconds * rate))))
+
+
+def test_shutdown_sends_bye_to_live_calls(tmp_path_factory, tmp_path):
+    """A separate server: a SIPp user agent in a call gets our BYE when the server stops."""
+    workdir = tmp_path_factory.mktemp("convene-sip-bye")
+    sip_port = free_sip_port()
+    rtp_lo = 42000 + (os.getpid() % 400) * 20
+    srv = start_server(workdir, ("--sip", f"127.0.0.1:{sip_port}",
+                                 "--sip-rtp-ports", f"{rtp_lo}-{rtp_lo + 9}"))
+    srv.sip_port = sip_port
+    try:
+        host = registered_user(srv, name="Bye Host")
+        mid = host.new_meeting()
+        cmd = ["sipp", "-sf", str(SCENARIOS / "wait_for_bye.xml"), f"127.0.0.1:{sip_port}",
+               "-i", "127.0.0.1", "-p", str(free_sip_port()), "-mp", str(free_udp_port()),
+               "-t", "u1", "-m", "1", "-nostdin", "-timeout", "20s", "-trace_err", "-s", mid]
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 10
+        while srv.metric_sum("convene_gateway_calls_answered_total") < 1:
+            assert time.monotonic() < deadline, srv.logs()
+            time.sleep(0.1)
+        time.sleep(0.3)  # the ACK
+    finally:
+        problems = stop_server(srv)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out[-3000:] + srv.logs(tail_chars=6000)
+    assert not problems, problems
