@@ -5,7 +5,8 @@ Covered: OPTIONS keep-alive, a call into a meeting with a checked SDP answer, IN
 picture_fast_update, re-INVITE hold, UPDATE session refresh, BYE (UDP and TCP); an unknown meeting
 (404 with a reason); DTMF by INFO into the IVR; malformed messages answered 400/505/513/416 with the
 server still serving; baresip dialling a meeting and hanging up; BYE to live calls at shutdown.
-Not yet: media (the gateway answers but bridges no audio), TLS, CANCEL timing (sans-IO tests cover it).
+baresip also dials over TLS (the self-signed certificate generated into the data directory).
+Not yet: media (the gateway answers but bridges no audio), CANCEL timing (sans-IO tests cover it).
 """
 from __future__ import annotations
 
@@ -59,9 +60,11 @@ def server(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("convene-sip")
     sip_port = free_sip_port()
     rtp_lo = 41000 + (os.getpid() % 400) * 20
-    srv = start_server(workdir, ("--sip", f"127.0.0.1:{sip_port}",
+    tls_port = free_sip_port()
+    srv = start_server(workdir, ("--sip", f"127.0.0.1:{sip_port}", "--sip-tls", f"127.0.0.1:{tls_port}",
                                  "--sip-rtp-ports", f"{rtp_lo}-{rtp_lo + 19}"))
     srv.sip_port = sip_port
+    srv.sip_tls_port = tls_port
     _active_servers.append(srv)
     try:
         yield srv
@@ -184,19 +187,33 @@ def test_malformed_messages_get_errors_and_the_server_keeps_serving(server):
     assert server.metric_sum("convene_gateway_refused_total") >= 7
 
 
-@pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip is not installed")
-def test_baresip_dials_a_meeting_and_hangs_up(server, meeting_id, tmp_path):
+def baresip_dial(server, tmp_path: Path, uri: str, tls: bool = False) -> str:
+    """baresip dials `uri` with a tone as its microphone, hangs up after 4 s; returns its output."""
     conf = tmp_path / "baresip"
     conf.mkdir()
-    sip_port = free_sip_port()
+    while True:
+        sip_port = free_sip_port()
+        try:  # baresip opens TLS on sip_listen's port + 1
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                t.bind(("127.0.0.1", sip_port + 1))
+            break
+        except OSError:
+            continue
     rtp = free_udp_port() & ~1
-    (conf / "accounts").write_text("<sip:room@127.0.0.1>;regint=0;answermode=manual\n")
-    (conf / "contacts").write_text("")
     tone = tmp_path / "tone.wav"
     write_tone(tone)
+    tls_lines = ""
+    if tls:
+        # baresip takes certificate and key in one file; the server's self-signed certificate is its CA.
+        tls_dir = Path(server.data_dir) / "sip-tls"
+        certkey = tmp_path / "certkey.pem"
+        certkey.write_text((tls_dir / "cert.pem").read_text() + (tls_dir / "key.pem").read_text())
+        tls_lines = f"sip_certificate {certkey}\nsip_cafile {tls_dir / 'cert.pem'}\n"
+    (conf / "accounts").write_text("<sip:room@127.0.0.1>;regint=0;answermode=manual\n")
+    (conf / "contacts").write_text("")
     (conf / "config").write_text(f"""poll_method epoll
 sip_listen 127.0.0.1:{sip_port}
-net_interface 127.0.0.1
+{tls_lines}net_interface 127.0.0.1
 audio_player aufile,/dev/null
 audio_source aufile,{tone}
 audio_alert aufile,{tone}
@@ -212,18 +229,31 @@ module_app menu.so
 module_app contact.so
 rtp_ports {rtp}-{rtp + 10}
 """)
+    result = subprocess.run(["baresip", "-f", str(conf), "-e", f"/dial {uri}", "-t", "4"],
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
+                            timeout=30)
+    return result.stdout + result.stderr
+
+
+@pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip is not installed")
+@pytest.mark.parametrize("transport", ["udp", "tls"])
+def test_baresip_dials_a_meeting_and_hangs_up(server, meeting_id, tmp_path, transport):
     before = server.metric_sum("convene_gateway_calls_answered_total")
     ended_before = server.metric_sum("convene_gateway_calls_ended_total")
-    result = subprocess.run(
-        ["baresip", "-f", str(conf), "-e", f"/dial sip:{meeting_id}@127.0.0.1:{server.sip_port}", "-t", "4"],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace", timeout=30)
-    out = result.stdout + result.stderr
+    if transport == "tls":
+        uri = f"sip:{meeting_id}@127.0.0.1:{server.sip_tls_port};transport=tls"
+    else:
+        uri = f"sip:{meeting_id}@127.0.0.1:{server.sip_port}"
+    out = baresip_dial(server, tmp_path, uri, tls=transport == "tls")
     assert server.metric_sum("convene_gateway_calls_answered_total") == before + 1, out[-3000:]
-    assert re.search(r"Call established|call established", out, re.I), out[-3000:]
+    assert re.search(r"call established", out, re.I), out[-3000:]
+    assert "opus" in out, out[-3000:]
     deadline = time.monotonic() + 5
     while server.metric_sum("convene_gateway_calls_ended_total") < ended_before + 1:
         assert time.monotonic() < deadline, "baresip's BYE did not end the call\n" + out[-3000:]
         time.sleep(0.1)
+    if transport == "tls":
+        assert "from=tls:" in server.logs()
 
 
 def write_tone(path: Path, seconds: int = 10, rate: int = 8000, hz: int = 440) -> None:
@@ -245,7 +275,7 @@ def test_shutdown_sends_bye_to_live_calls(tmp_path_factory, tmp_path):
     workdir = tmp_path_factory.mktemp("convene-sip-bye")
     sip_port = free_sip_port()
     rtp_lo = 42000 + (os.getpid() % 400) * 20
-    srv = start_server(workdir, ("--sip", f"127.0.0.1:{sip_port}",
+    srv = start_server(workdir, ("--sip", f"127.0.0.1:{sip_port}", "--sip-tls", f"127.0.0.1:{free_sip_port()}",
                                  "--sip-rtp-ports", f"{rtp_lo}-{rtp_lo + 9}"))
     srv.sip_port = sip_port
     try:

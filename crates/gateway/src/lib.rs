@@ -1,7 +1,7 @@
 //! Convene's SIP gateway: room systems (Cisco, Tandberg, Polycom; baresip in our tests) dial into
 //! meetings by SIP.
 //!
-//! This crate is the signaling side of a gateway call: SIP over UDP and TCP, RFC 3261 transactions
+//! This crate is the signaling side of a gateway call: SIP over UDP, TCP and TLS, RFC 3261 transactions
 //! and dialogs, RFC 4028 session timers, the dial plan and DTMF IVR, and the audio offer/answer. It
 //! does not carry media yet: the attendee port the media plane will expose comes next, and then the
 //! audio mixer and codecs. It depends on `convene-core` only; admission is asked through the
@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod net;
 pub mod sdp;
 pub mod sip;
+pub mod tls;
 
 pub use call::{CallId, Config, EndReason, Event, Gateway, Output};
 pub use door::{JoinGrant, MeetingDoor, Refused};

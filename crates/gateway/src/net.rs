@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -31,7 +31,24 @@ pub struct SipConfig {
     pub rtp_bind: IpAddr,
     /// The address put in Contact, Via and SDP (None: the bound address).
     pub public_ip: Option<IpAddr>,
+    /// SIP over TLS, if served.
+    pub tls: Option<TlsListen>,
     pub core: Config,
+}
+
+/// The TLS listener's address and certificate.
+#[derive(Clone)]
+pub struct TlsListen {
+    pub addr: SocketAddr,
+    pub config: Arc<rustls::ServerConfig>,
+}
+
+impl std::fmt::Debug for TlsListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsListen")
+            .field("addr", &self.addr)
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +102,7 @@ enum Input {
 pub struct SipServer {
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
+    pub tls: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -120,15 +138,49 @@ impl SipServer {
                 addr: tcp_at,
                 source,
             })?;
+        let tls = match &config.tls {
+            Some(t) => {
+                let listener =
+                    TcpListener::bind(t.addr)
+                        .await
+                        .map_err(|source| NetError::Bind {
+                            transport: "TLS",
+                            addr: t.addr,
+                            source,
+                        })?;
+                let addr = listener.local_addr().unwrap_or(t.addr);
+                Some((listener, addr, t.config.clone()))
+            }
+            None => None,
+        };
         let mut core_config = config.core.clone();
         core_config.local.udp = Some(udp_addr);
         core_config.local.tcp = Some(tcp_at);
+        core_config.local.tls = tls.as_ref().map(|(_, addr, _)| *addr);
         core_config.local.public_host = config.public_ip;
         core_config.media_ip = config.public_ip.unwrap_or(config.rtp_bind);
         let core = Gateway::new(core_config, metrics);
         let (stop, stopped) = watch::channel(false);
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(accept_loop(tcp, tx.clone(), stopped.clone()));
+        let conns = Arc::new(Connections::default());
+        tokio::spawn(accept_loop(
+            tcp,
+            None,
+            conns.clone(),
+            tx.clone(),
+            stopped.clone(),
+        ));
+        let tls_addr = tls.as_ref().map(|(_, addr, _)| *addr);
+        if let Some((listener, _, tls_config)) = tls {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
+            tokio::spawn(accept_loop(
+                listener,
+                Some(acceptor),
+                conns,
+                tx.clone(),
+                stopped.clone(),
+            ));
+        }
         let runner = Runner {
             core,
             udp: Arc::new(udp),
@@ -141,10 +193,11 @@ impl SipServer {
             door,
         };
         let task = tokio::spawn(runner.run(rx, stopped));
-        tracing::info!(udp = %udp_addr, tcp = %tcp_at, "SIP gateway listening");
+        tracing::info!(udp = %udp_addr, tcp = %tcp_at, tls = ?tls_addr, "SIP gateway listening");
         Ok(Self {
             udp: udp_addr,
             tcp: tcp_at,
+            tls: tls_addr,
             stop,
             task,
         })
@@ -157,13 +210,24 @@ impl SipServer {
     }
 }
 
+/// Stream connections of both stream transports: ids and the count against the limit.
+#[derive(Default)]
+struct Connections {
+    next: std::sync::atomic::AtomicU64,
+    open: std::sync::atomic::AtomicUsize,
+}
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn accept_loop(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    conns: Arc<Connections>,
     tx: mpsc::Sender<Input>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut next: ConnId = 1;
-    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    use std::sync::atomic::Ordering;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -177,29 +241,45 @@ async fn accept_loop(
                 continue;
             }
         };
-        if open.load(std::sync::atomic::Ordering::Relaxed) >= MAX_CONNECTIONS {
-            tracing::warn!(%addr, "too many SIP TCP connections; refusing one");
+        if conns.open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+            tracing::warn!(%addr, "too many SIP connections; refusing one");
             continue;
         }
-        let conn = next;
-        next += 1;
-        let open = open.clone();
-        open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let conn = conns.next.fetch_add(1, Ordering::Relaxed) + 1;
+        conns.open.fetch_add(1, Ordering::Relaxed);
+        let conns = conns.clone();
         let tx = tx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            serve_connection(stream, addr, conn, tx).await;
-            open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            match tls {
+                None => serve_connection(stream, Transport::Tcp, addr, conn, tx).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, Transport::Tls, addr, conn, tx).await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%addr, error = %e, "SIP TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%addr, "SIP TLS handshake timed out"),
+                    }
+                }
+            }
+            conns.open.fetch_sub(1, Ordering::Relaxed);
         });
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
+async fn serve_connection<S>(
+    stream: S,
+    transport: Transport,
     addr: SocketAddr,
     conn: ConnId,
     tx: mpsc::Sender<Input>,
-) {
-    let (mut read, mut write) = stream.into_split();
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (mut read, mut write) = tokio::io::split(stream);
     let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(256);
     if tx
         .send(Input::Connected { conn, tx: out_tx })
@@ -210,13 +290,13 @@ async fn serve_connection(
     }
     let writer = tokio::spawn(async move {
         while let Some(bytes) = out_rx.recv().await {
-            if write.write_all(&bytes).await.is_err() {
+            if write.write_all(&bytes).await.is_err() || write.flush().await.is_err() {
                 break;
             }
         }
     });
     let peer = Peer {
-        transport: Transport::Tcp,
+        transport,
         addr,
         conn: Some(conn),
     };
@@ -238,7 +318,7 @@ async fn serve_connection(
                 Ok(None) => break,
                 Err(e) => {
                     // A stream we cannot frame cannot be resynchronised: close it (RFC 3261 §18.3).
-                    tracing::debug!(%addr, error = %e, "closing a SIP TCP connection");
+                    tracing::debug!(%addr, error = %e, "closing a SIP stream connection");
                     let _ = tx.send(Input::Closed { conn }).await;
                     writer.abort();
                     return;

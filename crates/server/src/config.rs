@@ -40,9 +40,11 @@ pub struct SipSettings {
     /// (then it is logged and the server runs without the gateway, so several servers on one host,
     /// as the end-to-end tests start them, do not fight over port 5060).
     pub listen_explicit: bool,
-    /// SIP over TLS (not served yet in this increment).
+    /// SIP over TLS.
     pub tls: SocketAddr,
     pub tls_explicit: bool,
+    /// PEM certificate chain and key for TLS; None: self-signed, generated into the data directory.
+    pub tls_cert: Option<(PathBuf, PathBuf)>,
     pub rtp_ports: PortRange,
     /// The address put in SDP, Contact and Via.
     pub public_ip: IpAddr,
@@ -84,6 +86,7 @@ impl Default for ServeConfig {
                 listen_explicit: false,
                 tls: SocketAddr::new(http.ip(), SIP_TLS_PORT),
                 tls_explicit: false,
+                tls_cert: None,
                 rtp_ports: SIP_RTP_PORTS,
                 public_ip: http.ip(),
             }),
@@ -143,6 +146,8 @@ pub struct FileConfig {
     pub billing: Option<bool>,
     pub sip: Option<SocketAddr>,
     pub sip_tls: Option<SocketAddr>,
+    pub sip_tls_cert: Option<PathBuf>,
+    pub sip_tls_key: Option<PathBuf>,
     pub sip_rtp_ports: Option<PortRange>,
     pub sip_public_ip: Option<IpAddr>,
     pub no_sip: Option<bool>,
@@ -198,9 +203,16 @@ pub struct ServeArgs {
     /// SIP gateway address, UDP and TCP, for room systems [default: the --http IP, port 5060].
     #[arg(long, env = "CONVENE_SIP", value_name = "ADDR:PORT")]
     pub sip: Option<SocketAddr>,
-    /// SIP over TLS address [default: the --http IP, port 5061] (TLS is not served yet).
+    /// SIP over TLS address [default: the --http IP, port 5061].
     #[arg(long, env = "CONVENE_SIP_TLS", value_name = "ADDR:PORT")]
     pub sip_tls: Option<SocketAddr>,
+    /// PEM certificate (chain) for SIP over TLS, with --sip-tls-key
+    /// [default: self-signed, generated into <data-dir>/sip-tls/].
+    #[arg(long, env = "CONVENE_SIP_TLS_CERT", value_name = "FILE")]
+    pub sip_tls_cert: Option<PathBuf>,
+    /// PEM private key of --sip-tls-cert.
+    #[arg(long, env = "CONVENE_SIP_TLS_KEY", value_name = "FILE")]
+    pub sip_tls_key: Option<PathBuf>,
     /// UDP ports for SIP calls' RTP, one per call [default: 20000-20999].
     #[arg(long, env = "CONVENE_SIP_RTP_PORTS", value_name = "LO-HI")]
     pub sip_rtp_ports: Option<PortRange>,
@@ -268,6 +280,14 @@ impl ServeArgs {
             if sip_public_ip.is_unspecified() {
                 bail!("the SIP public IP {sip_public_ip} cannot go into SDP: set --sip-public-ip");
             }
+            let tls_cert = match (
+                self.sip_tls_cert.clone().or(file.sip_tls_cert),
+                self.sip_tls_key.clone().or(file.sip_tls_key),
+            ) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                _ => bail!("--sip-tls-cert and --sip-tls-key go together"),
+            };
             let rtp_ports = self
                 .sip_rtp_ports
                 .or(file.sip_rtp_ports)
@@ -277,6 +297,7 @@ impl ServeArgs {
                 listen_explicit: listen.is_some(),
                 tls: tls.unwrap_or(SocketAddr::new(http.ip(), SIP_TLS_PORT)),
                 tls_explicit: tls.is_some(),
+                tls_cert,
                 rtp_ports,
                 public_ip: sip_public_ip,
             })

@@ -28,7 +28,8 @@ enum Command {
     ///
     /// Settings come from flags, then CONVENE_* environment variables, then --config FILE, then
     /// built-in defaults. Log verbosity follows RUST_LOG (default: info).
-    Serve(config::ServeArgs),
+    // Boxed: the serve flags outweigh every other subcommand's.
+    Serve(Box<config::ServeArgs>),
     /// Manage the deployment's administrators (principals) and their access keys.
     #[command(subcommand)]
     Admin(admin_cli::AdminCommand),

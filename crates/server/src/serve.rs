@@ -106,7 +106,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         Some(settings) => {
             let metrics = convene_gateway::GatewayMetrics::register(&registry)
                 .context("registering gateway metrics")?;
-            crate::sip::start(settings, sip_door, metrics).await?
+            crate::sip::start(settings, &config.data_dir, sip_door, metrics).await?
         }
         None => {
             tracing::info!("SIP gateway off (--no-sip)");

@@ -10,7 +10,8 @@ use convene_admin::store::Store;
 use convene_core::{AttendeeId, ClientType, JoinClaims, JoinTokenIssuer, MeetingId};
 use convene_gateway::GatewayMetrics;
 use convene_gateway::door::{DoorFuture, JoinGrant, MeetingDoor, Refused};
-use convene_gateway::net::{SipConfig, SipServer};
+use convene_gateway::net::{SipConfig, SipServer, TlsListen};
+use convene_gateway::tls::{self, CertSource};
 
 use crate::config::SipSettings;
 
@@ -66,26 +67,40 @@ impl MeetingDoor for AdmissionDoor {
     }
 }
 
-/// Start the gateway. A default address that cannot be bound is logged and skipped (several
-/// servers on one host); an address the operator chose must bind.
+/// Start the gateway (UDP, TCP and TLS). A default address that cannot be bound is logged and
+/// skipped (several servers on one host); an address the operator chose must bind.
 pub async fn start(
     settings: &SipSettings,
+    data_dir: &std::path::Path,
     door: Arc<dyn MeetingDoor>,
     metrics: GatewayMetrics,
 ) -> anyhow::Result<Option<SipServer>> {
-    if settings.tls_explicit {
-        tracing::warn!(addr = %settings.tls, "SIP over TLS is not served yet; --sip-tls is ignored");
-    }
+    let explicit = settings.listen_explicit || settings.tls_explicit;
+    let source = match &settings.tls_cert {
+        Some((cert, key)) => CertSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        None => CertSource::SelfSigned {
+            dir: data_dir.join("sip-tls"),
+            names: tls::default_names(settings.public_ip),
+        },
+    };
+    let tls_config = tls::server_config(&source).context("the SIP TLS certificate")?;
     let config = SipConfig {
         listen: settings.listen,
         rtp_ports: (settings.rtp_ports.lo, settings.rtp_ports.hi),
         rtp_bind: settings.listen.ip(),
         public_ip: Some(settings.public_ip),
+        tls: Some(TlsListen {
+            addr: settings.tls,
+            config: tls_config,
+        }),
         core: convene_gateway::Config::default(),
     };
     match SipServer::start(config, door, metrics).await {
         Ok(server) => Ok(Some(server)),
-        Err(e) if !settings.listen_explicit => {
+        Err(e) if !explicit => {
             tracing::warn!(error = %e, "SIP gateway not started (its default address is taken)");
             Ok(None)
         }

@@ -91,12 +91,10 @@ impl LocalAddrs {
     /// Our Contact for a dialog on `transport`. It names the transport explicitly: rsipstack's
     /// default names UDP for every dialog, which sends a TCP or TLS caller's ACK and BYE to a UDP
     /// port it never used (found in the research, docs/research/sip-stack.md).
+    /// TLS is named with `sip:` and `transport=tls` rather than `sips:`, which would promise TLS on
+    /// every hop beyond the device too.
     pub fn contact(&self, transport: Transport) -> String {
-        let scheme = if transport == Transport::Tls {
-            "sips"
-        } else {
-            "sip"
-        };
+        let scheme = "sip";
         let param = match transport {
             Transport::Udp => "",
             Transport::Tcp => ";transport=tcp",
@@ -217,7 +215,7 @@ mod tests {
         );
         assert_eq!(
             l.contact(Transport::Tls),
-            "<sips:convene@127.0.0.1:5061;transport=tls>"
+            "<sip:convene@127.0.0.1:5061;transport=tls>"
         );
     }
 }
