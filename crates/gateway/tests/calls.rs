@@ -558,3 +558,53 @@ fn invite_and_options_floods_from_one_source_are_limited() {
 }
 
 use convene_gateway::sip::Peer;
+
+#[test]
+fn admission_that_never_answers_gets_480() {
+    let mut h = Harness::new();
+    h.recv(udp_peer(5090), &Req::invite("1234567890", "slow").text());
+    let call = h.incoming_call();
+    h.take_sent();
+    h.advance(Duration::from_secs(11));
+    let sent = h.take_sent();
+    assert!(
+        sent[0].starts_with("SIP/2.0 480 Admission Timed Out"),
+        "{sent:?}"
+    );
+    assert!(h.take_events().contains(&Event::Ended {
+        call,
+        reason: EndReason::Refused
+    }));
+    // The late answer changes nothing.
+    h.accept(call, 20000, Some(grant("1234567890")));
+    assert!(h.take_sent().is_empty());
+}
+
+#[test]
+fn transactions_are_bounded() {
+    let config = convene_gateway::Config {
+        max_transactions: 10,
+        rate: convene_gateway::call::RateLimit {
+            burst: 1000.0,
+            per_second: 1000.0,
+        },
+        ..Harness::new_config()
+    };
+    let mut h = Harness::with_config(config);
+    let mut answered = 0;
+    for i in 0..50 {
+        let mut o = Req::options();
+        o.branch = format!("z9hG4bK-cap-{i}");
+        h.recv(udp_peer(5090), &o.text());
+        answered += h.take_sent().len();
+    }
+    assert_eq!(answered, 10);
+    assert_eq!(
+        h.metrics.refused.with_label_values(&["overloaded"]).get(),
+        40
+    );
+    // Timer J frees them (64*T1 on UDP).
+    h.advance(Duration::from_secs(33));
+    h.recv(udp_peer(5090), &Req::options().text());
+    assert_eq!(h.statuses(), vec![200]);
+}

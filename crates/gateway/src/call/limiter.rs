@@ -23,6 +23,10 @@ impl Default for RateLimit {
 }
 
 const CLEANUP_EVERY: Duration = Duration::from_secs(60);
+/// Most sources tracked at once. When a flood from many (spoofed) addresses fills the table, new
+/// sources are refused until the cleanup frees room: memory stays bounded, known callers keep their
+/// buckets.
+const MAX_SOURCES: usize = 65_536;
 
 pub(super) struct Limiter {
     rate: RateLimit,
@@ -41,6 +45,9 @@ impl Limiter {
 
     pub fn allow(&mut self, now: Instant, ip: IpAddr) -> bool {
         let rate = self.rate;
+        if self.buckets.len() >= MAX_SOURCES && !self.buckets.contains_key(&ip) {
+            return false;
+        }
         let (tokens, at) = self.buckets.entry(ip).or_insert((rate.burst, now));
         let elapsed = now.saturating_duration_since(*at).as_secs_f64();
         *tokens = (*tokens + elapsed * rate.per_second).min(rate.burst);

@@ -49,6 +49,11 @@ pub struct Config {
     pub ivr_tries: u32,
     /// How long the IVR waits for a `#` before counting a failed try.
     pub ivr_timeout: Duration,
+    /// How long admission (and binding an RTP port) may take before the caller gets 480.
+    pub admission_timeout: Duration,
+    /// Most live transactions; beyond, new requests are dropped and counted (a flood from many
+    /// spoofed sources must not grow memory without bound).
+    pub max_transactions: usize,
 }
 
 impl Default for Config {
@@ -61,6 +66,8 @@ impl Default for Config {
             max_calls: 500,
             ivr_tries: 3,
             ivr_timeout: Duration::from_secs(30),
+            admission_timeout: Duration::from_secs(10),
+            max_transactions: 100_000,
         }
     }
 }
@@ -139,8 +146,10 @@ pub enum Output {
 
 #[derive(Debug)]
 enum Phase {
-    /// INVITE received, waiting for the user's accept/refuse.
-    Admitting,
+    /// INVITE received, waiting for the user's accept/refuse until the deadline.
+    Admitting {
+        deadline: Instant,
+    },
     /// Answered, collecting a meeting ID.
     Ivr {
         collector: Collector,
@@ -179,7 +188,7 @@ struct Call {
 impl Call {
     fn state_label(&self) -> Option<&'static str> {
         match self.phase {
-            Phase::Admitting => Some("admitting"),
+            Phase::Admitting { .. } => Some("admitting"),
             Phase::Ivr { .. } => Some("ivr"),
             Phase::InMeeting => Some("meeting"),
             Phase::Ending => None,
@@ -313,6 +322,13 @@ impl Gateway {
             .with_label_values(&[req.method.to_string().as_str()])
             .inc();
         let key = Key::new(&req.branch, req.method);
+        if self.transactions.len() >= self.config.max_transactions && req.method != Method::Ack {
+            self.metrics
+                .refused
+                .with_label_values(&["overloaded"])
+                .inc();
+            return;
+        }
         match self
             .transactions
             .on_request(now, &key, req.method, &req.call_id, req.cseq, peer)
@@ -424,7 +440,9 @@ impl Gateway {
             id,
             dialog: Dialog::from_invite(&req, local_tag, peer),
             invite: req,
-            phase: Phase::Admitting,
+            phase: Phase::Admitting {
+                deadline: now + self.config.admission_timeout,
+            },
             offer: Some(offer),
             session: Session {
                 id: fastrand::u64(1..u64::MAX / 2),
@@ -459,7 +477,7 @@ impl Gateway {
             // Cancelled or hung up while admission ran: nothing to answer.
             return;
         };
-        if !matches!(c.phase, Phase::Admitting) {
+        if !matches!(c.phase, Phase::Admitting { .. }) {
             return;
         }
         c.session.port = rtp_port;
@@ -916,6 +934,7 @@ impl Gateway {
                     checking: false,
                     ..
                 } => Some(collector.deadline()),
+                Phase::Admitting { deadline } => Some(*deadline),
                 _ => None,
             };
             [timer, ivr].into_iter().flatten()
@@ -942,7 +961,13 @@ impl Gateway {
         let mut expired = Vec::new();
         let mut refresh = Vec::new();
         let mut ivr_timeouts = Vec::new();
+        let mut admission_timeouts = Vec::new();
         for c in self.calls.values() {
+            if let Phase::Admitting { deadline } = c.phase
+                && deadline <= now
+            {
+                admission_timeouts.push(c.id);
+            }
             if let Some(t) = c.timer.as_ref().filter(|_| c.answered)
                 && t.due <= now
             {
@@ -970,6 +995,10 @@ impl Gateway {
             if let Some(t) = self.calls.get_mut(&call).and_then(|c| c.timer.as_mut()) {
                 t.due = now + session_timer::action_after(t.interval, t.refresher);
             }
+        }
+        for call in admission_timeouts {
+            tracing::warn!(call, "admission did not answer in time");
+            self.refuse(now, call, 480, "Admission Timed Out");
         }
         for call in ivr_timeouts {
             self.metrics

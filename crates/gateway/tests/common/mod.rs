@@ -47,7 +47,11 @@ pub fn grant(meeting: &str) -> JoinGrant {
 
 impl Harness {
     pub fn new() -> Self {
-        let config = Config {
+        Self::with_config(Self::new_config())
+    }
+
+    pub fn new_config() -> Config {
+        Config {
             local: LocalAddrs {
                 udp: Some("127.0.0.1:5060".parse().unwrap()),
                 tcp: Some("127.0.0.1:5060".parse().unwrap()),
@@ -55,8 +59,7 @@ impl Harness {
                 public_host: None,
             },
             ..Config::default()
-        };
-        Self::with_config(config)
+        }
     }
 
     pub fn with_config(config: Config) -> Self {
