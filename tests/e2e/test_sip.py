@@ -4,7 +4,9 @@ SIPp scenarios (tests/e2e/sip/*.xml) and baresip, real SIP user agents from Debi
 Covered: OPTIONS keep-alive, a call into a meeting with a checked SDP answer, INFO DTMF and
 picture_fast_update, re-INVITE hold, UPDATE session refresh, BYE (UDP and TCP); an unknown meeting
 (404 with a reason); DTMF by INFO into the IVR; malformed messages answered 400/505/513/416 with the
-server still serving; baresip dialling a meeting and hanging up; BYE to live calls at shutdown.
+server still serving; baresip dialling a meeting and hanging up; BYE to live calls at shutdown; RFC 4733
+DTMF over RTP into the IVR; a CANCEL racing admission; 422 for a too-short session timer; an OPTIONS
+flood limited per source while another source is served.
 baresip also dials over TLS (the self-signed certificate generated into the data directory).
 Not yet: media (the gateway answers but bridges no audio), CANCEL timing (sans-IO tests cover it).
 """
@@ -295,3 +297,159 @@ def test_shutdown_sends_bye_to_live_calls(tmp_path_factory, tmp_path):
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, out[-3000:] + srv.logs(tail_chars=6000)
     assert not problems, problems
+
+
+class RawUA:
+    """A minimal SIP user agent over UDP for what SIPp scripts cannot time or shape: RTP DTMF,
+    a CANCEL racing admission, floods."""
+
+    def __init__(self, server, ip: str = "127.0.0.1"):
+        self.server = server
+        self.ip = ip
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((ip, 0))
+        self.sock.settimeout(3)
+        self.port = self.sock.getsockname()[1]
+        self.call_id = str(uuid.uuid4())
+        self.cseq = 1
+
+    def close(self):
+        self.sock.close()
+
+    def send(self, text: str):
+        self.sock.sendto(text.encode(), ("127.0.0.1", self.server.sip_port))
+
+    def recv(self) -> str:
+        return self.sock.recv(65536).decode(errors="replace")
+
+    def recv_status(self, wanted: int) -> str:
+        """Skip provisional answers until a response with `wanted` status."""
+        while True:
+            msg = self.recv()
+            if msg.startswith(f"SIP/2.0 {wanted} "):
+                return msg
+            assert msg.startswith("SIP/2.0 1"), (wanted, msg[:300])
+
+    def request(self, method: str, user: str, branch: str, to_tag: str = "", body: str = "",
+                cseq: int | None = None, extra: str = "") -> str:
+        cseq = self.cseq if cseq is None else cseq
+        cseq_method = "INVITE" if method == "ACK" and not to_tag.strip() else method
+        ctype = "Content-Type: application/sdp\r\n" if body else ""
+        return (f"{method} sip:{user}@127.0.0.1:{self.server.sip_port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP {self.ip}:{self.port};branch={branch};rport\r\n"
+                f"From: \"Raw Room\" <sip:raw@{self.ip}:{self.port}>;tag=raw1\r\n"
+                f"To: <sip:{user}@127.0.0.1>{to_tag}\r\nCall-ID: {self.call_id}\r\n"
+                f"CSeq: {cseq} {cseq_method if method == 'ACK' else method}\r\n"
+                f"Contact: <sip:raw@{self.ip}:{self.port}>\r\nMax-Forwards: 70\r\n{extra}{ctype}"
+                f"Content-Length: {len(body)}\r\n\r\n{body}")
+
+
+AUDIO_SDP = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+             "m=audio 4002 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+             "a=fmtp:101 0-15\r\n")
+
+
+def tag_of(msg: str) -> str:
+    to = next(line for line in msg.split("\r\n") if line.lower().startswith("to:"))
+    return ";tag=" + to.split(";tag=")[1].split(";")[0]
+
+
+def test_rtp_dtmf_into_the_ivr(server, meeting_id):
+    """RFC 4733 telephone-events (each key: start, updates, three end packets) to the answer's port."""
+    ua = RawUA(server)
+    try:
+        branch = "z9hG4bK" + uuid.uuid4().hex[:10]
+        ua.send(ua.request("INVITE", "meet", branch, body=AUDIO_SDP))
+        ok = ua.recv_status(200)
+        port = int(re.search(r"m=audio (\d+) RTP/AVP 0 101", ok).group(1))
+        tag = tag_of(ok)
+        ua.send(ua.request("ACK", "meet", "z9hG4bK" + uuid.uuid4().hex[:10], to_tag=tag))
+        before = server.metric_sum("convene_gateway_dtmf_digits_total")
+        admitted = server.logs().count("IVR caller admitted")
+        events = {str(d): d for d in range(10)} | {"*": 10, "#": 11}
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rtp:
+            seq = 0
+            for n, key in enumerate([*meeting_id, "#"]):
+                ts = 8000 * (n + 1)
+                for end in (False, False, True, True, True):
+                    seq += 1
+                    header = bytes([0x80, 101]) + seq.to_bytes(2, "big") + ts.to_bytes(4, "big") + b"\0\0\0\x07"
+                    payload = bytes([events[key], 0x8a if end else 0x0a, 0, 160])
+                    rtp.sendto(header + payload, ("127.0.0.1", port))
+                    time.sleep(0.002)
+        deadline = time.monotonic() + 5
+        while server.logs().count("IVR caller admitted") == admitted:
+            assert time.monotonic() < deadline, server.logs(tail_chars=5000)
+            time.sleep(0.05)
+        assert server.metric_sum("convene_gateway_dtmf_digits_total") == before + 11
+        ua.cseq = 2
+        ua.send(ua.request("BYE", "meet", "z9hG4bK" + uuid.uuid4().hex[:10], to_tag=tag))
+        assert ua.recv_status(200)
+    finally:
+        ua.close()
+
+
+def test_cancel_racing_admission(server, meeting_id):
+    """INVITE and CANCEL back to back: 200 to the CANCEL and 487 to the INVITE, or, when admission
+    won the race, a 200 OK to the INVITE (then the call is hung up with BYE). Never both, never neither."""
+    ua = RawUA(server)
+    try:
+        branch = "z9hG4bK" + uuid.uuid4().hex[:10]
+        ua.send(ua.request("INVITE", meeting_id, branch, body=AUDIO_SDP))
+        ua.send(ua.request("CANCEL", meeting_id, branch))
+        finals = {}
+        while len(finals) < 2:
+            msg = ua.recv()
+            code = int(msg[8:11])
+            method = re.search(r"CSeq: \d+ (\w+)", msg).group(1)
+            if code >= 200:
+                finals[method] = (code, msg)
+        assert finals["CANCEL"][0] == 200, finals
+        code, msg = finals["INVITE"]
+        assert code in (200, 487), finals
+        if code == 487:
+            ua.send(ua.request("ACK", meeting_id, branch, to_tag=tag_of(msg)))
+        else:
+            tag = tag_of(msg)
+            ua.send(ua.request("ACK", meeting_id, "z9hG4bK" + uuid.uuid4().hex[:10], to_tag=tag))
+            ua.cseq = 2
+            ua.send(ua.request("BYE", meeting_id, "z9hG4bK" + uuid.uuid4().hex[:10], to_tag=tag))
+            ua.recv_status(200)
+    finally:
+        ua.close()
+
+
+def test_session_timer_below_min_se_gets_422(server, meeting_id):
+    ua = RawUA(server)
+    try:
+        ua.send(ua.request("INVITE", meeting_id, "z9hG4bK" + uuid.uuid4().hex[:10], body=AUDIO_SDP,
+                           extra="Supported: timer\r\nSession-Expires: 30\r\n"))
+        msg = ua.recv_status(422)
+        assert "Min-SE: 90" in msg, msg
+    finally:
+        ua.close()
+
+
+def test_an_options_flood_from_one_source_is_limited_and_others_still_served(server):
+    refused_before = server.metric_sum("convene_gateway_refused_total")
+    # From 127.0.0.3 (loopback too), so the other tests' source keeps its allowance.
+    ua = RawUA(server, ip="127.0.0.3")
+    try:
+        for _ in range(60):
+            ua.send(options().replace("127.0.0.1:5999", f"127.0.0.3:{ua.port}"))
+        codes = []
+        try:
+            while len(codes) < 60:
+                codes.append(int(ua.recv()[8:11]))
+        except socket.timeout:
+            pass
+    finally:
+        ua.close()
+    assert codes.count(503) >= 30, codes
+    assert server.metric_sum("convene_gateway_refused_total") >= refused_before + 30
+    # Another source is served at once.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.2", 0))
+        s.settimeout(2)
+        s.sendto(options().encode(), ("127.0.0.1", server.sip_port))
+        assert s.recv(65536).startswith(b"SIP/2.0 200")
