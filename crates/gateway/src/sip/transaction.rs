@@ -392,3 +392,124 @@ impl Transactions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::transport::Transport;
+
+    fn peer(transport: Transport) -> Peer {
+        Peer {
+            transport,
+            addr: ([127, 0, 0, 1], 5090).into(),
+            conn: (transport != Transport::Udp).then_some(1),
+        }
+    }
+
+    /// Run timers until `until`, returning the offsets (ms from `start`) of each retransmission and
+    /// the other outputs.
+    fn run(tx: &mut Transactions, start: Instant, until: Duration) -> (Vec<u128>, Vec<Output>) {
+        let (mut sends, mut other) = (Vec::new(), Vec::new());
+        while let Some(t) = tx.next_timeout() {
+            if t > start + until {
+                break;
+            }
+            let mut out = Vec::new();
+            tx.on_timeout(t, &mut out);
+            for o in out {
+                match o {
+                    Output::Transmit { .. } => sends.push((t - start).as_millis()),
+                    o => other.push(o),
+                }
+            }
+        }
+        (sends, other)
+    }
+
+    #[test]
+    fn invite_non_2xx_follows_timers_g_and_h() {
+        let mut tx = Transactions::new(Timers::default());
+        let t0 = Instant::now();
+        let key = Key::new("z9hG4bK1", Method::Invite);
+        let p = peer(Transport::Udp);
+        assert_eq!(
+            tx.on_request(t0, &key, Method::Invite, "c", 1, p),
+            Incoming::New
+        );
+        assert!(tx.respond(t0, &key, 486, b"486".to_vec()).is_some());
+        let (sends, other) = run(&mut tx, t0, Duration::from_secs(60));
+        // G: 0.5, 1, 2, 4, 4, 4 ... s apart, until H at 32 s.
+        assert_eq!(
+            sends,
+            vec![
+                500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500
+            ]
+        );
+        assert!(other.is_empty());
+        assert!(tx.is_empty(), "timer H ended it");
+    }
+
+    #[test]
+    fn the_ack_stops_retransmissions_and_timer_i_absorbs_its_copies() {
+        let mut tx = Transactions::new(Timers::default());
+        let t0 = Instant::now();
+        let key = Key::new("z9hG4bK2", Method::Invite);
+        let p = peer(Transport::Udp);
+        tx.on_request(t0, &key, Method::Invite, "c", 1, p);
+        tx.respond(t0, &key, 404, b"404".to_vec());
+        let ack = Key::new("z9hG4bK2", Method::Ack);
+        let t1 = t0 + Duration::from_millis(700);
+        assert_eq!(
+            tx.on_request(t1, &ack, Method::Ack, "c", 1, p),
+            Incoming::AckAbsorbed
+        );
+        assert_eq!(
+            tx.on_request(t1, &ack, Method::Ack, "c", 1, p),
+            Incoming::AckAbsorbed
+        );
+        let (sends, _) = run(&mut tx, t0, Duration::from_secs(60));
+        assert!(sends.is_empty());
+        assert!(tx.is_empty(), "timer I ended it");
+    }
+
+    #[test]
+    fn reliable_transports_do_not_retransmit_non_2xx_and_end_at_once() {
+        let mut tx = Transactions::new(Timers::default());
+        let t0 = Instant::now();
+        let p = peer(Transport::Tcp);
+        let opt = Key::new("z9hG4bK3", Method::Options);
+        tx.on_request(t0, &opt, Method::Options, "c", 1, p);
+        tx.respond(t0, &opt, 200, b"200".to_vec());
+        let (sends, _) = run(&mut tx, t0, Duration::from_secs(1));
+        assert!(sends.is_empty());
+        assert!(tx.is_empty(), "timer J is zero on TCP");
+    }
+
+    #[test]
+    fn client_non_invite_follows_timers_e_f_and_k() {
+        let mut tx = Transactions::new(Timers::default());
+        let t0 = Instant::now();
+        let p = peer(Transport::Udp);
+        tx.send(t0, "z9hG4bKb", Method::Bye, "c", p, b"BYE".to_vec());
+        assert!(tx.awaiting_answers());
+        let (sends, other) = run(&mut tx, t0, Duration::from_secs(40));
+        assert_eq!(
+            sends,
+            vec![
+                500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500
+            ]
+        );
+        assert_eq!(
+            other,
+            vec![Output::ClientTimeout {
+                call_id: "c".into(),
+                method: Method::Bye
+            }]
+        );
+        // Answered: done, and a retransmitted answer is absorbed.
+        tx.send(t0, "z9hG4bKc", Method::Bye, "c", p, b"BYE".to_vec());
+        assert!(tx.on_response(t0, "z9hG4bKc", Method::Bye, 200).is_some());
+        assert!(tx.on_response(t0, "z9hG4bKc", Method::Bye, 200).is_none());
+        assert!(!tx.awaiting_answers());
+    }
+}
