@@ -367,7 +367,8 @@ def test_rtp_dtmf_into_the_ivr(server, meeting_id):
         before = server.metric_sum("convene_gateway_dtmf_digits_total")
         admitted = server.logs().count("IVR caller admitted")
         events = {str(d): d for d in range(10)} | {"*": 10, "#": 11}
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rtp:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rtp, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as intruder:
             seq = 0
             for n, key in enumerate([*meeting_id, "#"]):
                 ts = 8000 * (n + 1)
@@ -377,6 +378,10 @@ def test_rtp_dtmf_into_the_ivr(server, meeting_id):
                     payload = bytes([events[key], 0x8a if end else 0x0a, 0, 160])
                     rtp.sendto(header + payload, ("127.0.0.1", port))
                     time.sleep(0.002)
+                if n == 0:
+                    # Once the device's source is latched, keys from anywhere else are ignored.
+                    forged = bytes([0x80, 101, 0, 99]) + (ts + 4000).to_bytes(4, "big") + b"\0\0\0\x09"
+                    intruder.sendto(forged + bytes([9, 0x8a, 0, 160]), ("127.0.0.1", port))
         deadline = time.monotonic() + 5
         while server.logs().count("IVR caller admitted") == admitted:
             assert time.monotonic() < deadline, server.logs(tail_chars=5000)

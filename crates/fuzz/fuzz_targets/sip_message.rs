@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     gw.handle_message(now, peer, data);
-    gw.handle_rtp(now, 1, data);
+    gw.handle_rtp(now, 1, ([127, 0, 0, 1], 4000).into(), data);
     gw.handle_timeout(now + Duration::from_secs(40));
     gw.hangup_all(now + Duration::from_secs(41));
     while gw.poll_output().is_some() {}

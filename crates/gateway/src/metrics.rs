@@ -3,7 +3,7 @@
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// Label values of `convene_gateway_refused_total{reason}`: messages refused before a transaction.
-pub const REFUSAL_REASONS: [&str; 8] = [
+pub const REFUSAL_REASONS: [&str; 9] = [
     "malformed",
     "wrong_version",
     "too_large",
@@ -12,6 +12,7 @@ pub const REFUSAL_REASONS: [&str; 8] = [
     "rate_limited",
     "unanswerable",
     "overloaded",
+    "rtp_foreign_source",
 ];
 
 /// Call states for `convene_gateway_calls{state}`.
@@ -57,7 +58,7 @@ impl GatewayMetrics {
             refused: counter_vec(
                 r,
                 "convene_gateway_refused_total",
-                "SIP messages refused before any transaction (answered with an error or dropped), by reason",
+                "SIP messages refused before any transaction (answered with an error or dropped), and RTP from a source other than the call's, by reason",
                 "reason",
             )?,
             retransmissions: counter_vec(

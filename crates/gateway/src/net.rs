@@ -86,6 +86,7 @@ enum Input {
     },
     Rtp {
         call: CallId,
+        from: SocketAddr,
         bytes: Vec<u8>,
     },
     Admission {
@@ -427,7 +428,7 @@ impl Runner {
             Input::Closed { conn } => {
                 self.conns.remove(&conn);
             }
-            Input::Rtp { call, bytes } => self.core.handle_rtp(now, call, &bytes),
+            Input::Rtp { call, from, bytes } => self.core.handle_rtp(now, call, from, &bytes),
             Input::Admission { call, result } => match result {
                 Ok(grant) => self.answer(call, Some(grant)).await,
                 Err(refused) => self.core.refuse_admission(now, call, &refused),
@@ -470,11 +471,12 @@ impl Runner {
             let tx = self.tx.clone();
             let task = tokio::spawn(async move {
                 let mut buf = vec![0u8; 2048];
-                while let Ok((n, _from)) = socket.recv_from(&mut buf).await {
+                while let Ok((n, from)) = socket.recv_from(&mut buf).await {
                     // Only DTMF is read until the audio path lands; cheap enough to pass all.
                     if tx
                         .send(Input::Rtp {
                             call,
+                            from,
                             bytes: buf[..n].to_vec(),
                         })
                         .await

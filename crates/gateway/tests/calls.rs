@@ -383,7 +383,9 @@ fn ivr_collects_a_meeting_id_by_info_and_rtp() {
             let mut p = vec![0x80, 101, 0, i as u8];
             p.extend_from_slice(&ts.to_be_bytes());
             p.extend_from_slice(&[0, 0, 0, 1, d, if end { 0x8a } else { 0x0a }, 0, 160]);
-            h.gw.handle_rtp(h.now, call, &p);
+            h.gw.handle_rtp(h.now, call, "127.0.0.1:40000".parse().unwrap(), &p);
+            // The same key from elsewhere is ignored.
+            h.gw.handle_rtp(h.now, call, "127.0.0.1:40002".parse().unwrap(), &p);
         }
     }
     for (i, d) in "67890#".chars().enumerate() {
@@ -407,6 +409,13 @@ fn ivr_collects_a_meeting_id_by_info_and_rtp() {
         })
         .collect();
     assert_eq!(entered, vec!["1234567890".to_owned()]);
+    assert_eq!(
+        h.metrics
+            .refused
+            .with_label_values(&["rtp_foreign_source"])
+            .get(),
+        20
+    );
     h.gw.ivr_admitted(call, grant("1234567890"));
     assert!(matches!(
         h.gw.poll_output(),

@@ -13,7 +13,7 @@
 //! either side.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rsipstack::sip::Method;
@@ -183,6 +183,8 @@ struct Call {
     rtp_events: EventDeduper,
     grant: Option<JoinGrant>,
     caller: String,
+    /// Where the device's RTP comes from (latched on the first packet).
+    rtp_source: Option<SocketAddr>,
 }
 
 impl Call {
@@ -457,6 +459,7 @@ impl Gateway {
             rtp_events: EventDeduper::default(),
             grant: None,
             caller: caller.clone(),
+            rtp_source: None,
         };
         tracing::info!(call = id, call_id = %call.dialog.call_id, from = %peer, ?dial, %caller, "gateway call incoming");
         self.by_call_id.insert(call.dialog.call_id.clone(), id);
@@ -615,11 +618,24 @@ impl Gateway {
         }
     }
 
-    /// An RTP packet the device sent to this call's port: DTMF events are read from it.
-    pub fn handle_rtp(&mut self, now: Instant, call: CallId, packet: &[u8]) {
+    /// An RTP packet that arrived on this call's port from `from`: DTMF events are read from it.
+    /// The first source is latched (symmetric RTP: a device behind NAT sends from where it wants
+    /// media); packets from any other address are ignored, so nobody else can key DTMF into a call.
+    pub fn handle_rtp(&mut self, now: Instant, call: CallId, from: SocketAddr, packet: &[u8]) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
+        match c.rtp_source {
+            None => c.rtp_source = Some(from),
+            Some(latched) if latched != from => {
+                self.metrics
+                    .refused
+                    .with_label_values(&["rtp_foreign_source"])
+                    .inc();
+                return;
+            }
+            Some(_) => {}
+        }
         let Some(pt) = c.negotiated.as_ref().and_then(|n| n.telephone_event) else {
             return;
         };
