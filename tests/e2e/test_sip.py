@@ -1,7 +1,7 @@
 """The SIP gateway end to end: the real `convene serve` with its gateway on a loopback port, driven by
 SIPp scenarios (tests/e2e/sip/*.xml) and baresip, real SIP user agents from Debian.
 
-Covered: OPTIONS keep-alive, a call into a meeting with a checked SDP answer, INFO DTMF and
+Covered: OPTIONS keep-alive, late offer (SDP answer in the ACK), a call into a meeting with a checked SDP answer, INFO DTMF and
 picture_fast_update, re-INVITE hold, UPDATE session refresh, BYE (UDP and TCP); an unknown meeting
 (404 with a reason); DTMF by INFO into the IVR; malformed messages answered 400/505/513/416 with the
 server still serving; baresip dialling a meeting and hanging up; BYE to live calls at shutdown; RFC 4733
@@ -135,6 +135,13 @@ def test_call_into_a_meeting_over_udp_and_tcp(server, meeting_id, tmp_path):
     assert server.metric_sum("convene_gateway_calls_answered_total") == before + 2
     logs = server.logs()
     assert "SIP caller admitted" in logs and meeting_id in logs
+
+
+def test_late_offer_is_answered_in_the_ack(server, meeting_id, tmp_path):
+    before = server.metric_sum("convene_gateway_calls_answered_total")
+    sipp(server, "late_offer.xml", tmp_path, service=meeting_id)
+    assert server.metric_sum("convene_gateway_calls_answered_total") == before + 1
+    assert 'codec="PCMU"' in server.logs().split("SIPp Late")[-1]
 
 
 def test_unknown_meeting_is_refused_with_a_reason(server, tmp_path):

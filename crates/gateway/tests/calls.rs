@@ -617,3 +617,59 @@ fn transactions_are_bounded() {
     h.recv(udp_peer(5090), &Req::options().text());
     assert_eq!(h.statuses(), vec![200]);
 }
+
+#[test]
+fn late_offer_is_answered_in_the_ack() {
+    let mut h = Harness::new();
+    let invite = Req::invite("1234567890", "late").no_body();
+    h.recv(udp_peer(5090), &invite.text());
+    assert_eq!(h.statuses(), vec![100]);
+    let call = h.incoming_call();
+    h.accept(call, 20008, Some(grant("1234567890")));
+    let ok = h.take_sent().remove(0);
+    assert_eq!(status(&ok), 200);
+    assert!(
+        body(&ok).contains("m=audio 20008 RTP/AVP 96 9 0 8 101\r\n"),
+        "{ok}"
+    );
+    assert!(
+        h.take_events().is_empty(),
+        "nothing joins before the answer"
+    );
+    let tag = to_tag(&ok);
+    let mut ack = Req::in_dialog(&invite, "ACK", 1, &tag).body(
+        "application/sdp",
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 9 101\r\na=rtpmap:9 G722/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+    );
+    ack.branch = "z9hG4bK-late-ack".into();
+    h.recv(udp_peer(5090), &ack.text());
+    let events = h.take_events();
+    let [Event::Joined { media, .. }] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(media.codec, convene_gateway::sdp::Codec::G722);
+    assert_eq!(media.telephone_event, Some(101));
+    h.advance(Duration::from_secs(5));
+    assert!(
+        h.take_sent().is_empty(),
+        "the ACK stopped the 200's retransmissions"
+    );
+}
+
+#[test]
+fn late_offer_without_an_answer_in_the_ack_ends_with_bye() {
+    let mut h = Harness::new();
+    let invite = Req::invite("1234567890", "late2").no_body();
+    h.recv(udp_peer(5090), &invite.text());
+    let call = h.incoming_call();
+    h.take_sent();
+    h.accept(call, 20010, Some(grant("1234567890")));
+    let tag = to_tag(&h.take_sent()[0]);
+    h.recv(udp_peer(5090), &ack(&invite, &tag));
+    let sent = h.take_sent();
+    assert!(sent[0].starts_with("BYE "), "{sent:?}");
+    assert!(h.take_events().contains(&Event::Ended {
+        call,
+        reason: EndReason::NoAnswer
+    }));
+}

@@ -94,11 +94,8 @@ fn each_malformation_gets_its_answer() {
 }
 
 #[test]
-fn an_invite_without_sdp_or_with_empty_sdp_gets_488() {
+fn an_invite_with_sdp_without_media_gets_488_and_other_bodies_415() {
     let mut h = Harness::new();
-    let no_sdp = Req::invite("1234567890", "nosdp").no_body();
-    h.recv(udp_peer(5090), &no_sdp.text());
-    assert_eq!(h.statuses(), vec![488]);
     let empty = Req::invite("1234567890", "nomedia").body(
         "application/sdp",
         "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nt=0 0\r\n",
@@ -107,6 +104,9 @@ fn an_invite_without_sdp_or_with_empty_sdp_gets_488() {
     let sent = h.take_sent();
     assert_eq!(status(&sent[0]), 488);
     assert!(header(&sent[0], "Warning").unwrap().contains("no media"));
+    let other = Req::invite("1234567890", "text").body("text/plain", "hello");
+    h.recv(udp_peer(5090), &other.text());
+    assert_eq!(h.statuses(), vec![415]);
     assert_eq!(h.gw.calls(), 0);
 }
 

@@ -89,6 +89,8 @@ pub enum EndReason {
     SessionExpired,
     /// Refused before it was answered.
     Refused,
+    /// A late-offer call's ACK brought no usable SDP answer.
+    NoAnswer,
 }
 
 impl EndReason {
@@ -101,6 +103,7 @@ impl EndReason {
             Self::NoAck => "no_ack",
             Self::SessionExpired => "session_expired",
             Self::Refused => "refused",
+            Self::NoAnswer => "no_answer",
         }
     }
 }
@@ -346,10 +349,7 @@ impl Gateway {
                 }
                 return;
             }
-            transaction::Incoming::AckFor2xx => {
-                tracing::debug!(call_id = %req.call_id, "ACK for our 2xx");
-                return;
-            }
+            transaction::Incoming::AckFor2xx => return self.on_ack(now, &req),
             transaction::Incoming::AckAbsorbed | transaction::Incoming::StrayAck => return,
         }
         let in_dialog = req.to_tag.is_some();
@@ -405,24 +405,25 @@ impl Gateway {
                 Reply::new(422).header("Min-SE", min_se.to_string()),
             );
         }
-        if !req.body_is("application/sdp") || req.body.is_empty() {
-            // Late offer (INVITE without SDP) is not supported yet.
+        let offer = if req.body.is_empty() {
+            // Late offer: we offer in the 200 OK, the device answers in its ACK.
+            None
+        } else if !req.body_is("application/sdp") {
             return self.reply(
                 now,
                 &req,
-                Reply::new(488)
-                    .reason("SDP Offer Required")
-                    .header("Accept", "application/sdp"),
+                Reply::new(415).header("Accept", "application/sdp"),
             );
-        }
-        let offer = match sdp::parse(&req.body).and_then(|o| sdp::choose(&o).map(|_| o)) {
-            Ok(o) => o,
-            Err(e) => {
-                return self.reply(
-                    now,
-                    &req,
-                    Reply::new(488).header("Warning", format!("304 convene \"{e}\"")),
-                );
+        } else {
+            match sdp::parse(&req.body).and_then(|o| sdp::choose(&o).map(|_| o)) {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    return self.reply(
+                        now,
+                        &req,
+                        Reply::new(488).header("Warning", format!("304 convene \"{e}\"")),
+                    );
+                }
             }
         };
         let dial = dialplan::route(req.uri_user.as_deref());
@@ -445,7 +446,7 @@ impl Gateway {
             phase: Phase::Admitting {
                 deadline: now + self.config.admission_timeout,
             },
-            offer: Some(offer),
+            offer,
             session: Session {
                 id: fastrand::u64(1..u64::MAX / 2),
                 version: 1,
@@ -484,12 +485,12 @@ impl Gateway {
             return;
         }
         c.session.port = rtp_port;
-        let Some(offer) = c.offer.as_ref() else {
-            return;
-        };
-        let (sdp, negotiated) = match sdp::answer(offer, &c.session) {
-            Ok(a) => a,
-            Err(_) => return self.refuse(now, call, 488, "Not Acceptable Here"),
+        let (sdp, negotiated) = match c.offer.as_ref() {
+            Some(offer) => match sdp::answer(offer, &c.session) {
+                Ok((sdp, negotiated)) => (sdp, Some(negotiated)),
+                Err(_) => return self.refuse(now, call, 488, "Not Acceptable Here"),
+            },
+            None => (sdp::offer(&c.session), None),
         };
         let mut reply = Reply::new(200)
             .tag(Some(&c.dialog.local_tag))
@@ -513,22 +514,23 @@ impl Gateway {
         }
         let reply = reply.body("application/sdp", sdp.into_bytes());
         c.answered = true;
-        c.negotiated = Some(negotiated.clone());
+        c.negotiated = negotiated.clone();
         c.grant = grant.clone();
         let invite = c.invite.clone();
-        self.metrics
-            .calls_answered
-            .with_label_values(&[negotiated.codec.name()])
-            .inc();
+        if let Some(n) = &negotiated {
+            self.metrics
+                .calls_answered
+                .with_label_values(&[n.codec.name()])
+                .inc();
+        }
         self.reply(now, &invite, reply);
         match grant {
             Some(grant) => {
                 self.set_phase(call, Phase::InMeeting);
-                self.event(Event::Joined {
-                    call,
-                    grant,
-                    media: negotiated,
-                });
+                // With a late offer, the media (and so the join) is known at the ACK.
+                if let Some(media) = negotiated {
+                    self.event(Event::Joined { call, grant, media });
+                }
             }
             None => {
                 let collector = Collector::new(now, self.config.ivr_timeout);
@@ -676,6 +678,36 @@ impl Gateway {
                     .with_label_values(&["not_a_meeting_id"])
                     .inc();
                 self.ivr_failed_try(now, call);
+            }
+        }
+    }
+
+    /// The ACK of our 2xx: for a late offer it carries the device's answer (RFC 3261 §13.3.1.4: a
+    /// missing or unacceptable answer ends the call with BYE).
+    fn on_ack(&mut self, now: Instant, req: &SipRequest) {
+        let Some(&call) = self.by_call_id.get(&req.call_id) else {
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.negotiated.is_some() || !c.answered {
+            return;
+        }
+        match sdp::read_answer(&req.body) {
+            Ok(media) => {
+                c.negotiated = Some(media.clone());
+                self.metrics
+                    .calls_answered
+                    .with_label_values(&[media.codec.name()])
+                    .inc();
+                if let (Some(grant), Phase::InMeeting) = (c.grant.clone(), &c.phase) {
+                    self.event(Event::Joined { call, grant, media });
+                }
+            }
+            Err(e) => {
+                tracing::info!(call, error = %e, "the ACK carried no usable answer to our offer");
+                self.bye(now, call, EndReason::NoAnswer);
             }
         }
     }

@@ -376,3 +376,28 @@ pub fn answer(offer: &Offer, session: &Session) -> Result<(String, Negotiated), 
     }
     Ok((s, negotiated))
 }
+
+/// Our offer, for a caller that sent none (an INVITE without SDP, "late offer"): every audio codec we
+/// take, best first, and telephone-event. The device's answer comes in its ACK ([`read_answer`]).
+pub fn offer(session: &Session) -> String {
+    let family = if session.ip.is_ipv4() { "IP4" } else { "IP6" };
+    format!(
+        "v=0\r\no=convene {id} {version} IN {family} {ip}\r\ns=Convene\r\nc=IN {family} {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 96 9 0 8 101\r\n\
+         a=rtpmap:96 opus/48000/2\r\na=fmtp:96 useinbandfec=1\r\n\
+         a=rtpmap:9 G722/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n\
+         a=ptime:20\r\na=sendrecv\r\n",
+        id = session.id,
+        version = session.version,
+        ip = session.ip,
+        port = session.port,
+    )
+}
+
+/// What the device's answer to [`offer`] agreed on.
+pub fn read_answer(body: &[u8]) -> Result<Negotiated, SdpError> {
+    let answer = parse(body)?;
+    // Formats in an answer use our payload types; the offer's static ones need no rtpmap.
+    choose(&answer).map(|(_, negotiated)| negotiated)
+}
