@@ -1,14 +1,15 @@
 """The SIP gateway end to end: the real `convene serve` with its gateway on a loopback port, driven by
 SIPp scenarios (tests/e2e/sip/*.xml) and baresip, real SIP user agents from Debian.
 
-Covered: OPTIONS keep-alive, late offer (SDP answer in the ACK), a call into a meeting with a checked SDP answer, INFO DTMF and
-picture_fast_update, re-INVITE hold, UPDATE session refresh, BYE (UDP and TCP); an unknown meeting
+Covered: OPTIONS keep-alive, late offer (SDP answer in the ACK), a call into a meeting with a checked
+SDP answer, INFO DTMF and picture_fast_update, re-INVITE hold, UPDATE session refresh, BYE (UDP and TCP); an unknown meeting
 (404 with a reason); DTMF by INFO into the IVR; malformed messages answered 400/505/513/416 with the
 server still serving; baresip dialling a meeting and hanging up; BYE to live calls at shutdown; RFC 4733
 DTMF over RTP into the IVR; a CANCEL racing admission; 422 for a too-short session timer; an OPTIONS
-flood limited per source while another source is served.
+flood limited per source while another source is served; wrong meeting IDs limited per source
+like the web's guesses.
 baresip also dials over TLS (the self-signed certificate generated into the data directory).
-Not yet: media (the gateway answers but bridges no audio), CANCEL timing (sans-IO tests cover it).
+Not yet: media (the gateway answers but bridges no audio).
 """
 from __future__ import annotations
 
@@ -465,3 +466,24 @@ def test_an_options_flood_from_one_source_is_limited_and_others_still_served(ser
         s.settimeout(2)
         s.sendto(options().encode(), ("127.0.0.1", server.sip_port))
         assert s.recv(65536).startswith(b"SIP/2.0 200")
+
+
+def test_wrong_meeting_ids_are_limited_per_source_like_the_web(server, meeting_id):
+    """Ten unknown meeting IDs from one address, then even a right one is refused for a while: the
+    portal's guess limiter, shared with the web join endpoint."""
+    ua = RawUA(server, ip="127.0.0.4")
+    try:
+        replies = []
+        for n in range(11):
+            ua.call_id = str(uuid.uuid4())
+            ua.send(ua.request("INVITE", f"99999{n:05d}", "z9hG4bK" + uuid.uuid4().hex[:10], body=AUDIO_SDP))
+            replies.append(ua.recv_status(403 if n == 10 else 404))
+        assert "Unknown Meeting ID" in replies[0].split("\r\n")[0]
+        assert replies[-1].startswith("SIP/2.0 403 Too Many Wrong Meeting IDs"), replies[-1][:200]
+        ua.call_id = str(uuid.uuid4())
+        ua.send(ua.request("INVITE", meeting_id, "z9hG4bK" + uuid.uuid4().hex[:10], body=AUDIO_SDP))
+        assert ua.recv_status(403)
+    finally:
+        ua.close()
+    # The web sees the same lockout for that address only; other addresses are unaffected.
+    assert exchange(server.sip_port, options().encode()).startswith(b"SIP/2.0 200")

@@ -3,7 +3,9 @@
 //! (`crates/server`). The gateway never sees the admin plane's store.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
+use std::time::Duration;
 
 use convene_core::{AttendeeId, MeetingId};
 
@@ -24,14 +26,18 @@ pub enum Refused {
     UnknownMeeting,
     /// The meeting exists but cannot take place or take this caller; the text is for people.
     NotAllowed(String),
-    /// Admission could not be decided (storage down): try again later.
+    /// Admission could not be decided (storage down, or too slow): try again later.
     Unavailable,
+    /// This source guessed too many wrong meeting IDs (counted with the web's guesses); it may try
+    /// again after this long.
+    TooManyGuesses(Duration),
 }
 
 /// A boxed future, so the door can be a trait object.
 pub type DoorFuture<'a> = Pin<Box<dyn Future<Output = Result<JoinGrant, Refused>> + Send + 'a>>;
 
-/// May a caller named `caller` join meeting `meeting_id`, and as whom?
+/// May a caller named `caller`, calling from `source`, join meeting `meeting_id`, and as whom? The
+/// source lets wrong guesses of meeting IDs be limited per address, as on the web.
 pub trait MeetingDoor: Send + Sync {
-    fn admit<'a>(&'a self, meeting_id: &'a str, caller: &'a str) -> DoorFuture<'a>;
+    fn admit<'a>(&'a self, meeting_id: &'a str, caller: &'a str, source: IpAddr) -> DoorFuture<'a>;
 }

@@ -331,6 +331,24 @@ async fn serve_connection<S>(
     writer.abort();
 }
 
+/// How long admission may take before the caller is told to try later.
+const ADMISSION_TIMEOUT: Duration = Duration::from_secs(8);
+
+async fn ask(
+    door: &dyn MeetingDoor,
+    meeting_id: &str,
+    caller: &str,
+    source: IpAddr,
+) -> Result<JoinGrant, Refused> {
+    match tokio::time::timeout(ADMISSION_TIMEOUT, door.admit(meeting_id, caller, source)).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(meeting_id, "admission timed out");
+            Err(Refused::Unavailable)
+        }
+    }
+}
+
 struct Runner {
     core: Gateway,
     udp: Arc<UdpSocket>,
@@ -494,12 +512,17 @@ impl Runner {
 
     async fn event(&mut self, e: Event) {
         match e {
-            Event::Incoming { call, dial, caller } => match dial {
+            Event::Incoming {
+                call,
+                dial,
+                caller,
+                source,
+            } => match dial {
                 Dial::Meeting(id) => {
                     let door = self.door.clone();
                     let tx = self.tx.clone();
                     tokio::spawn(async move {
-                        let result = door.admit(&id, &caller).await;
+                        let result = ask(door.as_ref(), &id, &caller, source).await;
                         let _ = tx.send(Input::Admission { call, result }).await;
                     });
                 }
@@ -513,11 +536,12 @@ impl Runner {
                 call,
                 meeting_id,
                 caller,
+                source,
             } => {
                 let door = self.door.clone();
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
-                    let result = door.admit(&meeting_id, &caller).await;
+                    let result = ask(door.as_ref(), &meeting_id, &caller, source).await;
                     let _ = tx.send(Input::IvrAdmission { call, result }).await;
                 });
             }

@@ -54,7 +54,10 @@ fn invite_to_a_meeting_id_is_admitted_answered_and_hung_up() {
     h.recv(udp_peer(5090), &invite.text());
     assert_eq!(h.statuses(), vec![100]);
     let events = h.take_events();
-    let Event::Incoming { call, dial, caller } = &events[0] else {
+    let Event::Incoming {
+        call, dial, caller, ..
+    } = &events[0]
+    else {
         panic!("{events:?}")
     };
     assert_eq!(dial, &Dial::Meeting("1234567890".into()));

@@ -49,16 +49,15 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     };
     tracing::info!(mail = ?mailer, "e-mail delivery");
     let admin_store_for_billing = store.clone();
-    let sip_door = Arc::new(crate::sip::AdmissionDoor {
-        store: store.clone(),
-        tokens: join_tokens.clone(),
-    });
     let portal = convene_admin::portal::PortalState::new(
         store.clone(),
         join_tokens.clone(),
         mailer.clone(),
         &config.public_url,
     );
+    let sip_door = Arc::new(crate::sip::AdmissionDoor {
+        portal: portal.clone(),
+    });
     let admin = Arc::new(convene_admin::api::AdminState {
         store,
         master,

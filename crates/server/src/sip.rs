@@ -1,13 +1,15 @@
 //! Wiring of the SIP gateway: its door into meetings is the admin plane's one admission rule
 //! (`convene_admin::portal::admission`), the same the web join endpoint applies, with the caller's
-//! SIP display name as the attendee name and client type `sip`.
+//! SIP display name as the attendee name and client type `sip`, and the same per-address limit on
+//! wrong meeting IDs (the portal's guess limiter: web and SIP guesses count together).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use convene_admin::portal::PortalState;
 use convene_admin::portal::admission::{self, AdmitError, Refusal};
-use convene_admin::store::Store;
-use convene_core::{AttendeeId, ClientType, JoinClaims, JoinTokenIssuer, MeetingId};
+use convene_core::{AttendeeId, ClientType, JoinClaims, MeetingId};
 use convene_gateway::GatewayMetrics;
 use convene_gateway::door::{DoorFuture, JoinGrant, MeetingDoor, Refused};
 use convene_gateway::net::{SipConfig, SipServer, TlsListen};
@@ -15,23 +17,40 @@ use convene_gateway::tls::{self, CertSource};
 
 use crate::config::SipSettings;
 
-/// Admission for SIP callers, through the admin plane's rule.
+/// Admission for SIP callers, through the admin plane's rule and the portal's guess limiter.
 pub struct AdmissionDoor {
-    pub store: Store,
-    pub tokens: JoinTokenIssuer,
+    pub portal: Arc<PortalState>,
+}
+
+impl AdmissionDoor {
+    fn now_ms(now: time::OffsetDateTime) -> u64 {
+        (now.unix_timestamp_nanos() / 1_000_000).max(0) as u64
+    }
 }
 
 /// Name used when a caller's From has neither a usable display name nor user part.
 const FALLBACK_NAME: &str = "Room system";
 
 impl MeetingDoor for AdmissionDoor {
-    fn admit<'a>(&'a self, meeting_id: &'a str, caller: &'a str) -> DoorFuture<'a> {
+    fn admit<'a>(&'a self, meeting_id: &'a str, caller: &'a str, source: IpAddr) -> DoorFuture<'a> {
         Box::pin(async move {
-            let now = time::OffsetDateTime::now_utc();
+            let portal = &self.portal;
+            let now = (portal.now)();
+            let locked_out = portal
+                .guesses
+                .lock()
+                .map_err(|_| Refused::Unavailable)?
+                .check(source, Self::now_ms(now));
+            if let Some(wait) = locked_out {
+                return Err(Refused::TooManyGuesses(wait));
+            }
             // SIP callers are guests (no signed-in user), exactly like a web guest with a name.
-            let admission = match admission::admit(&self.store, meeting_id, None, now).await {
+            let admission = match admission::admit(&portal.store, meeting_id, None, now).await {
                 Ok(a) => a,
                 Err(AdmitError::Refused(Refusal::UnknownMeeting)) => {
+                    if let Ok(mut guesses) = portal.guesses.lock() {
+                        guesses.failed(source, Self::now_ms(now));
+                    }
                     return Err(Refused::UnknownMeeting);
                 }
                 Err(AdmitError::Refused(r)) => return Err(Refused::NotAllowed(r.to_string())),
@@ -58,7 +77,7 @@ impl MeetingDoor for AdmissionDoor {
                 expires_at: expires_at.unix_timestamp().max(0) as u64,
             };
             Ok(JoinGrant {
-                token: self.tokens.issue(&claims),
+                token: portal.tokens.issue(&claims),
                 meeting,
                 attendee: claims.attendee,
                 name: claims.name,

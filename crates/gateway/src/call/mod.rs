@@ -117,6 +117,8 @@ pub enum Event {
         call: CallId,
         dial: Dial,
         caller: String,
+        /// The address the call came from (admission limits wrong guesses per address).
+        source: IpAddr,
     },
     /// The IVR caller entered a meeting ID: check admission, then [`Gateway::ivr_admitted`] or
     /// [`Gateway::ivr_refused`].
@@ -124,6 +126,7 @@ pub enum Event {
         call: CallId,
         meeting_id: String,
         caller: String,
+        source: IpAddr,
     },
     /// The call is in its meeting with this audio (bridging media is the next increment).
     Joined {
@@ -470,6 +473,7 @@ impl Gateway {
             call: id,
             dial,
             caller,
+            source: peer.addr.ip(),
         });
     }
 
@@ -593,6 +597,7 @@ impl Gateway {
             Refused::UnknownMeeting => "unknown_meeting",
             Refused::NotAllowed(_) => "not_allowed",
             Refused::Unavailable => "unavailable",
+            Refused::TooManyGuesses(_) => "too_many_guesses",
         };
         self.metrics.ivr_failures.with_label_values(&[label]).inc();
         self.ivr_failed_try(now, call);
@@ -667,10 +672,12 @@ impl Gateway {
                     *checking = true;
                 }
                 let caller = c.caller.clone();
+                let source = c.dialog.peer.addr.ip();
                 self.event(Event::IvrEntered {
                     call,
                     meeting_id: id,
                     caller,
+                    source,
                 });
             } else {
                 self.metrics
@@ -1072,6 +1079,13 @@ pub fn refusal_status(refused: &Refused) -> (u16, String) {
         Refused::UnknownMeeting => (404, "Unknown Meeting ID".into()),
         Refused::NotAllowed(why) => (403, why.clone()),
         Refused::Unavailable => (503, "Service Unavailable".into()),
+        Refused::TooManyGuesses(wait) => (
+            403,
+            format!(
+                "Too Many Wrong Meeting IDs: Try Again In {} s",
+                wait.as_secs().max(1)
+            ),
+        ),
     }
 }
 
