@@ -23,7 +23,8 @@ use crate::door::{JoinGrant, Refused};
 use crate::dtmf::{self, Collector, Entry, EventDeduper};
 use crate::metrics::GatewayMetrics;
 use crate::sdp::{self, Negotiated, Session};
-use crate::sip::message::{self, ACCEPT, ALLOW, SUPPORTED, random_token};
+use crate::sip::compose::{self, random_token};
+use crate::sip::message::{self, ACCEPT, ALLOW, SUPPORTED};
 use crate::sip::session_timer::{self, Negotiation, Refresher};
 use crate::sip::transaction::{self, Key, Timers, Transactions};
 use crate::sip::{Inbound, LocalAddrs, Peer, Reply, SipRequest, dialog::Dialog};
@@ -321,7 +322,7 @@ impl Gateway {
             reply.to_tag = Some(random_token());
         }
         let key = Key::new(&req.branch, req.method);
-        let bytes = message::respond(req, &reply);
+        let bytes = compose::respond(req, &reply);
         if let Some(o) = self.transactions.respond(now, &key, reply.status, bytes) {
             self.transaction_output(now, o);
         }

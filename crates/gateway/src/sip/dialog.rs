@@ -3,7 +3,8 @@
 
 use rsipstack::sip::Method;
 
-use super::message::{Malformed, OutRequest, SipRequest, random_token};
+use super::compose::{OutRequest, random_token};
+use super::message::{Malformed, SipRequest};
 use super::transport::{LocalAddrs, Peer};
 
 #[derive(Debug, Clone)]

@@ -1,5 +1,5 @@
-//! SIP for the gateway: message checks and typed views ([`message`]), transports as the core sees
-//! them ([`transport`]), RFC 3261 transactions ([`transaction`]), dialogs ([`dialog`]) and RFC 4028
+//! SIP for the gateway: message checks and typed views ([`message`]), writing responses and requests
+//! ([`compose`]), transports as the core sees them ([`transport`]), RFC 3261 transactions ([`transaction`]), dialogs ([`dialog`]) and RFC 4028
 //! session timers ([`session_timer`]).
 //!
 //! # Why this split
@@ -14,12 +14,14 @@
 //! rsipstack still brings tokio as a dependency (its parser does not build without its runtime
 //! feature); we use none of its runtime parts.
 
+pub mod compose;
 pub mod dialog;
 pub mod message;
 pub mod session_timer;
 pub mod transaction;
 pub mod transport;
 
-pub use message::{Inbound, Malformed, Reply, SipRequest, SipResponse};
+pub use compose::Reply;
+pub use message::{Inbound, Malformed, SipRequest, SipResponse};
 pub use rsipstack::sip::Method;
 pub use transport::{ConnId, LocalAddrs, Peer, Transport};
