@@ -7,7 +7,7 @@ SDP answer, INFO DTMF and picture_fast_update, re-INVITE hold, UPDATE session re
 server still serving; baresip dialling a meeting and hanging up; BYE to live calls at shutdown; RFC 4733
 DTMF over RTP into the IVR; a CANCEL racing admission; 422 for a too-short session timer; an OPTIONS
 flood limited per source while another source is served; wrong meeting IDs limited per source
-like the web's guesses.
+like the web's guesses; TCP connections limited per source; 420 for a required extension we lack.
 baresip also dials over TLS (the self-signed certificate generated into the data directory).
 Not yet: media (the gateway answers but bridges no audio).
 """
@@ -487,3 +487,45 @@ def test_wrong_meeting_ids_are_limited_per_source_like_the_web(server, meeting_i
         ua.close()
     # The web sees the same lockout for that address only; other addresses are unaffected.
     assert exchange(server.sip_port, options().encode()).startswith(b"SIP/2.0 200")
+
+
+def test_tcp_connections_are_limited_per_source(server):
+    """32 open connections from one address; the next is closed at once, while another address is
+    still served over TCP."""
+    held = []
+    try:
+        for _ in range(32):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.5", 0))
+            s.connect(("127.0.0.1", server.sip_port))
+            held.append(s)
+        time.sleep(0.2)
+        extra = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        held.append(extra)
+        extra.settimeout(2)
+        extra.bind(("127.0.0.5", 0))
+        extra.connect(("127.0.0.1", server.sip_port))
+        try:
+            extra.sendall(options().replace("UDP", "TCP").encode())
+            assert extra.recv(65536) == b""
+        except ConnectionResetError:
+            pass
+        held[0].settimeout(2)
+        held[0].sendall(options().replace("UDP", "TCP").encode())
+        assert held[0].recv(65536).startswith(b"SIP/2.0 200")
+        assert exchange(server.sip_port, options().replace("UDP", "TCP").encode(),
+                        transport="tcp").startswith(b"SIP/2.0 200")
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_a_required_extension_we_lack_gets_420(server, meeting_id):
+    ua = RawUA(server)
+    try:
+        ua.send(ua.request("INVITE", meeting_id, "z9hG4bK" + uuid.uuid4().hex[:10], body=AUDIO_SDP,
+                           extra="Require: 100rel\r\n"))
+        msg = ua.recv_status(420)
+        assert "Unsupported: 100rel" in msg, msg
+    finally:
+        ua.close()

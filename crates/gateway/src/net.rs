@@ -65,8 +65,11 @@ pub enum NetError {
     NoRtpPorts(u16, u16),
 }
 
-/// Most TCP connections at once; a room system keeps one.
+/// Most TCP and TLS connections at once; a room system keeps one.
 const MAX_CONNECTIONS: usize = 1024;
+/// Most from one address, so that one peer cannot take every slot (an SBC in front of many rooms
+/// opens a few).
+const MAX_CONNECTIONS_PER_SOURCE: usize = 32;
 /// A TCP connection that sends nothing for this long is closed (devices send CRLF keep-alives).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long shutdown waits for BYEs to be answered.
@@ -216,6 +219,39 @@ impl SipServer {
 struct Connections {
     next: std::sync::atomic::AtomicU64,
     open: std::sync::atomic::AtomicUsize,
+    per_source: std::sync::Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl Connections {
+    /// Take a slot for a connection from `ip`, if the limits allow.
+    fn admit(&self, ip: IpAddr) -> bool {
+        use std::sync::atomic::Ordering;
+        let Ok(mut per_source) = self.per_source.lock() else {
+            return false;
+        };
+        let mine = per_source.entry(ip).or_insert(0);
+        if *mine >= MAX_CONNECTIONS_PER_SOURCE
+            || self.open.load(Ordering::Relaxed) >= MAX_CONNECTIONS
+        {
+            return false;
+        }
+        *mine += 1;
+        self.open.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    fn release(&self, ip: IpAddr) {
+        use std::sync::atomic::Ordering;
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        if let Ok(mut per_source) = self.per_source.lock()
+            && let Some(n) = per_source.get_mut(&ip)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per_source.remove(&ip);
+            }
+        }
+    }
 }
 
 /// How long a TLS handshake may take.
@@ -242,12 +278,11 @@ async fn accept_loop(
                 continue;
             }
         };
-        if conns.open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
-            tracing::warn!(%addr, "too many SIP connections; refusing one");
+        if !conns.admit(addr.ip()) {
+            tracing::warn!(%addr, "too many SIP connections (in all, or from this address); refusing one");
             continue;
         }
         let conn = conns.next.fetch_add(1, Ordering::Relaxed) + 1;
-        conns.open.fetch_add(1, Ordering::Relaxed);
         let conns = conns.clone();
         let tx = tx.clone();
         let tls = tls.clone();
@@ -266,7 +301,7 @@ async fn accept_loop(
                     }
                 }
             }
-            conns.open.fetch_sub(1, Ordering::Relaxed);
+            conns.release(addr.ip());
         });
     }
 }

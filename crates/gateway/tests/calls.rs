@@ -676,3 +676,29 @@ fn late_offer_without_an_answer_in_the_ack_ends_with_bye() {
         reason: EndReason::NoAnswer
     }));
 }
+
+#[test]
+fn required_extensions_we_lack_get_420_and_spent_max_forwards_483() {
+    let mut h = Harness::new();
+    let invite = Req::invite("1234567890", "prack").with("Require: 100rel, timer");
+    h.recv(udp_peer(5090), &invite.text());
+    let sent = h.take_sent();
+    assert_eq!(status(&sent[0]), 420);
+    assert_eq!(header(&sent[0], "Unsupported"), Some("100rel"));
+    assert_eq!(h.gw.calls(), 0);
+    let timer_only = Req::invite("1234567890", "timer-only")
+        .with("Require: timer")
+        .with("Session-Expires: 1800");
+    h.recv(udp_peer(5090), &timer_only.text());
+    assert_eq!(h.statuses(), vec![100]);
+    let hops = Req::invite("1234567890", "hops")
+        .text()
+        .replace("Max-Forwards: 70", "Max-Forwards: 0");
+    h.recv(udp_peer(5090), &hops);
+    assert_eq!(h.statuses(), vec![483]);
+    let options = Req::options()
+        .text()
+        .replace("Max-Forwards: 70", "Max-Forwards: 0");
+    h.recv(udp_peer(5090), &options);
+    assert_eq!(h.statuses(), vec![200]);
+}

@@ -359,6 +359,9 @@ impl Gateway {
             transaction::Incoming::AckFor2xx => return self.on_ack(now, &req),
             transaction::Incoming::AckAbsorbed | transaction::Incoming::StrayAck => return,
         }
+        if let Some(refusal) = extension_check(&req) {
+            return self.reply(now, &req, refusal);
+        }
         let in_dialog = req.to_tag.is_some();
         match req.method {
             Method::Invite if !in_dialog => self.on_invite(now, peer, req),
@@ -498,6 +501,27 @@ impl Gateway {
             self.ivr_failed_try(now, call);
         }
     }
+}
+
+/// RFC 3261 §8.2.2.3 and §16.3: a request that requires an extension we lack gets 420 naming it;
+/// one whose Max-Forwards ran out gets 483 (OPTIONS excepted: it may be answered, §11).
+fn extension_check(req: &SipRequest) -> Option<Reply> {
+    if matches!(req.method, Method::Ack | Method::Cancel) {
+        return None;
+    }
+    let unsupported: Vec<String> = req
+        .tokens("Require")
+        .into_iter()
+        .filter(|t| !SUPPORTED.split(',').any(|s| s.trim() == t))
+        .collect();
+    if !unsupported.is_empty() {
+        return Some(Reply::new(420).header("Unsupported", unsupported.join(", ")));
+    }
+    let hops_left = req.header("Max-Forwards").map(|v| v.trim().parse::<u32>());
+    if matches!(hops_left, Some(Ok(0))) && req.method != Method::Options {
+        return Some(Reply::new(483));
+    }
+    None
 }
 
 /// OPTIONS answers: what we take.
