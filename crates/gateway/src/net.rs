@@ -54,7 +54,7 @@ impl std::fmt::Debug for TlsListen {
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     #[error(
-        "cannot bind SIP {transport} on {addr}: {source} (another process, or another Convene, has the port: choose one with --sip or turn the gateway off with --no-sip)"
+        "cannot bind SIP {transport} on {addr} (if another process, or another Convene, has the port: choose others with --sip/--sip-tls, or turn the gateway off with --no-sip)"
     )]
     Bind {
         transport: &'static str,

@@ -384,6 +384,25 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(off.resolve().unwrap().sip, None);
+        let half = ServeArgs {
+            sip_tls_cert: Some("cert.pem".into()),
+            ..Default::default()
+        };
+        assert!(
+            half.resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("--sip-tls-key")
+        );
+        let both = ServeArgs {
+            sip_tls_cert: Some("c.pem".into()),
+            sip_tls_key: Some("k.pem".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            both.resolve().unwrap().sip.unwrap().tls_cert,
+            Some(("c.pem".into(), "k.pem".into()))
+        );
     }
 
     #[test]

@@ -120,7 +120,10 @@ pub async fn start(
     match SipServer::start(config, door, metrics).await {
         Ok(server) => Ok(Some(server)),
         Err(e) if !explicit => {
-            tracing::warn!(error = %e, "SIP gateway not started (its default address is taken)");
+            let cause = std::error::Error::source(&e)
+                .map(|c| c.to_string())
+                .unwrap_or_default();
+            tracing::warn!(error = %e, %cause, "SIP gateway not started (its default address is taken)");
             Ok(None)
         }
         Err(e) => Err(e).context("starting the SIP gateway"),
