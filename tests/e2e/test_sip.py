@@ -4,7 +4,8 @@ SIPp scenarios (tests/e2e/sip/*.xml) and baresip, real SIP user agents from Debi
 Covered: OPTIONS keep-alive, late offer (SDP answer in the ACK), a call into a meeting with a checked
 SDP answer, INFO DTMF and picture_fast_update, re-INVITE hold, UPDATE session refresh, BYE (UDP and TCP); an unknown meeting
 (404 with a reason); DTMF by INFO into the IVR; malformed messages answered 400/505/513/416 with the
-server still serving; baresip dialling a meeting and hanging up; BYE to live calls at shutdown; RFC 4733
+server still serving; baresip dialling a meeting and hanging up; BYE to live calls at shutdown (and
+`convene gateway calls` listing the live call before); RFC 4733
 DTMF over RTP into the IVR; a CANCEL racing admission; 422 for a too-short session timer; an OPTIONS
 flood limited per source while another source is served; wrong meeting IDs limited per source
 like the web's guesses; TCP connections limited per source; 420 for a required extension we lack.
@@ -26,7 +27,7 @@ import pytest
 
 from accounts import registered_user
 from conftest import _active_servers
-from convene_e2e import start_server, stop_server
+from convene_e2e import CONVENE_BIN, start_server, stop_server
 
 HERE = Path(__file__).parent
 SCENARIOS = HERE / "sip"
@@ -301,12 +302,24 @@ def test_shutdown_sends_bye_to_live_calls(tmp_path_factory, tmp_path):
         while srv.metric_sum("convene_gateway_calls_answered_total") < 1:
             assert time.monotonic() < deadline, srv.logs()
             time.sleep(0.1)
-        time.sleep(0.3)  # the ACK
+        time.sleep(1.2)  # the ACK, and the call list's once-a-second rewrite
+        listed = gateway_calls(srv)
+        assert listed.returncode == 0, listed.stderr
+        assert "meeting" in listed.stdout and mid in listed.stdout and "G722" in listed.stdout, listed.stdout
+        assert "1 call(s)" in listed.stdout, listed.stdout
     finally:
         problems = stop_server(srv)
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, out[-3000:] + srv.logs(tail_chars=6000)
     assert not problems, problems
+    gone = gateway_calls(srv)
+    assert gone.returncode != 0 and "no SIP gateway is running" in gone.stderr, gone.stderr
+
+
+def gateway_calls(srv) -> subprocess.CompletedProcess:
+    """`convene gateway calls` against a server's data directory."""
+    return subprocess.run([str(CONVENE_BIN), "gateway", "calls", "--data-dir", str(srv.data_dir)],
+                          capture_output=True, text=True, timeout=10)
 
 
 class RawUA:

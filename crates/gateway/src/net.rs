@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,8 @@ pub struct SipConfig {
     pub public_ip: Option<IpAddr>,
     /// SIP over TLS, if served.
     pub tls: Option<TlsListen>,
+    /// Where the live calls are written for `convene gateway calls` (None: nowhere).
+    pub status_file: Option<PathBuf>,
     pub core: Config,
 }
 
@@ -195,6 +198,11 @@ impl SipServer {
             rtp_bind: config.rtp_bind,
             rtp_cursor: config.rtp_ports.0,
             door,
+            status: config.status_file.map(|path| StatusFile {
+                path,
+                dirty: true,
+                next_write: tokio::time::Instant::now(),
+            }),
         };
         let task = tokio::spawn(runner.run(rx, stopped));
         tracing::info!(udp = %udp_addr, tcp = %tcp_at, tls = ?tls_addr, "SIP gateway listening");
@@ -394,6 +402,55 @@ struct Runner {
     rtp_bind: IpAddr,
     rtp_cursor: u16,
     door: Arc<dyn MeetingDoor>,
+    status: Option<StatusFile>,
+}
+
+/// The live calls as a JSON file, rewritten (at most once a second) when calls change: how
+/// `convene gateway calls` sees them without a network API.
+struct StatusFile {
+    path: PathBuf,
+    dirty: bool,
+    next_write: tokio::time::Instant,
+}
+
+/// What the status file holds.
+#[derive(serde::Serialize)]
+struct Status<'a> {
+    /// The server process, so a reader can tell a stale file (left by a crash) from a live one.
+    pid: u32,
+    updated_unix: u64,
+    calls: Vec<StatusCall<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct StatusCall<'a> {
+    #[serde(flatten)]
+    info: &'a crate::call::CallInfo,
+    started_unix: u64,
+}
+
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+
+fn write_status(path: &Path, calls: &[crate::call::CallInfo]) -> std::io::Result<()> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let status = Status {
+        pid: std::process::id(),
+        updated_unix: now.as_secs(),
+        calls: calls
+            .iter()
+            .map(|info| StatusCall {
+                info,
+                started_unix: now.saturating_sub(info.age).as_secs(),
+            })
+            .collect(),
+    };
+    let json = serde_json::to_vec_pretty(&status).map_err(std::io::Error::other)?;
+    // Written aside and renamed, so a reader never sees half a file.
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, path)
 }
 
 impl Runner {
@@ -402,6 +459,7 @@ impl Runner {
         let mut linger_until: Option<tokio::time::Instant> = None;
         loop {
             self.flush().await;
+            self.write_status();
             let deadline = self
                 .core
                 .poll_timeout()
@@ -410,6 +468,10 @@ impl Runner {
             let deadline = match linger_until {
                 Some(l) => deadline.min(l),
                 None => deadline,
+            };
+            let deadline = match &self.status {
+                Some(s) if s.dirty => deadline.min(s.next_write),
+                _ => deadline,
             };
             let udp = self.udp.clone();
             tokio::select! {
@@ -426,6 +488,7 @@ impl Runner {
                         break;
                     }
                     self.core.handle_timeout(Instant::now());
+                    self.write_status();
                 }
                 changed = stop.changed(), if linger_until.is_none() => {
                     let _ = changed;
@@ -441,6 +504,26 @@ impl Runner {
         }
         for (_, task) in self.rtp.drain() {
             task.abort();
+        }
+        if let Some(s) = &self.status {
+            let _ = std::fs::remove_file(&s.path);
+        }
+    }
+
+    /// Rewrite the status file if calls changed and a second has passed since the last write.
+    fn write_status(&mut self) {
+        let Some(s) = &mut self.status else {
+            return;
+        };
+        let now = tokio::time::Instant::now();
+        if !s.dirty || now < s.next_write {
+            return;
+        }
+        s.dirty = false;
+        s.next_write = now + STATUS_EVERY;
+        let calls = self.core.snapshot(Instant::now());
+        if let Err(e) = write_status(&s.path, &calls) {
+            tracing::warn!(path = %s.path.display(), error = %e, "cannot write the gateway's call list");
         }
     }
 
@@ -546,6 +629,11 @@ impl Runner {
     }
 
     async fn event(&mut self, e: Event) {
+        if let Some(s) = &mut self.status
+            && !matches!(e, Event::Dtmf { .. } | Event::KeyframeRequested { .. })
+        {
+            s.dirty = true;
+        }
         match e {
             Event::Incoming {
                 call,

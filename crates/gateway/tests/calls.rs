@@ -702,3 +702,23 @@ fn required_extensions_we_lack_get_420_and_spent_max_forwards_483() {
     h.recv(udp_peer(5090), &options);
     assert_eq!(h.statuses(), vec![200]);
 }
+
+#[test]
+fn the_snapshot_lists_live_calls_for_operators() {
+    let mut h = Harness::new();
+    let (invite, tag, call) = answered_call(&mut h, "snap");
+    h.recv(udp_peer(5090), &ack(&invite, &tag));
+    h.recv(udp_peer(5090), &Req::invite("meet", "snap-ivr").text());
+    h.advance(Duration::from_secs(3));
+    let calls = h.gw.snapshot(h.now);
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].call, call);
+    assert_eq!(calls[0].state, "meeting");
+    assert_eq!(calls[0].meeting.as_deref(), Some("1234567890"));
+    assert_eq!(calls[0].codec, Some("PCMU"));
+    assert_eq!(calls[0].caller, "Tandberg C20");
+    assert_eq!(calls[0].peer, "udp:127.0.0.1:5090");
+    assert!(calls[0].age >= Duration::from_secs(3));
+    assert_eq!(calls[1].state, "admitting");
+    assert_eq!(calls[1].codec, None);
+}

@@ -7,6 +7,7 @@ mod admin_cli;
 mod audit_cli;
 mod billing_cli;
 mod config;
+mod gateway_cli;
 mod http;
 mod serve;
 mod sip;
@@ -39,6 +40,9 @@ enum Command {
     /// Billing exports (Active Pro).
     #[command(subcommand)]
     Billing(billing_cli::BillingCommand),
+    /// The SIP gateway of a running server: its live calls.
+    #[command(subcommand)]
+    Gateway(gateway_cli::GatewayCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,6 +63,7 @@ fn main() -> anyhow::Result<()> {
         Command::Admin(command) => runtime()?.block_on(admin_cli::run(command)),
         Command::Audit(command) => runtime()?.block_on(audit_cli::run(command)),
         Command::Billing(command) => runtime()?.block_on(billing_cli::run(command)),
+        Command::Gateway(command) => gateway_cli::run(command),
         Command::Serve(args) => {
             let config = args.resolve()?;
             tracing::info!(?config, "starting");

@@ -115,6 +115,7 @@ pub async fn start(
             addr: settings.tls,
             config: tls_config,
         }),
+        status_file: Some(data_dir.join(crate::gateway_cli::STATUS_FILE)),
         core: convene_gateway::Config::default(),
     };
     match SipServer::start(config, door, metrics).await {

@@ -195,6 +195,7 @@ struct Call {
     caller: String,
     /// Where the device's RTP comes from (latched on the first packet).
     rtp_source: Option<SocketAddr>,
+    started: Instant,
 }
 
 impl Call {
@@ -206,6 +207,23 @@ impl Call {
             Phase::Ending => None,
         }
     }
+}
+
+/// One live call as operators see it (`convene gateway calls`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CallInfo {
+    pub call: CallId,
+    pub call_id: String,
+    /// Transport and address of the device.
+    pub peer: String,
+    /// admitting, ivr or meeting.
+    pub state: &'static str,
+    pub caller: String,
+    pub meeting: Option<String>,
+    pub codec: Option<&'static str>,
+    /// How long ago the INVITE arrived.
+    #[serde(skip)]
+    pub age: Duration,
 }
 
 /// The sans-IO gateway core.
@@ -237,6 +255,28 @@ impl Gateway {
     /// Live calls.
     pub fn calls(&self) -> usize {
         self.calls.len()
+    }
+
+    /// The live calls, oldest first.
+    pub fn snapshot(&self, now: Instant) -> Vec<CallInfo> {
+        let mut calls: Vec<CallInfo> = self
+            .calls
+            .values()
+            .filter_map(|c| {
+                Some(CallInfo {
+                    call: c.id,
+                    call_id: c.dialog.call_id.clone(),
+                    peer: c.dialog.peer.to_string(),
+                    state: c.state_label()?,
+                    caller: c.caller.clone(),
+                    meeting: c.grant.as_ref().map(|g| g.meeting.to_string()),
+                    codec: c.negotiated.as_ref().map(|n| n.codec.name()),
+                    age: now.saturating_duration_since(c.started),
+                })
+            })
+            .collect();
+        calls.sort_by_key(|c| c.call);
+        calls
     }
 
     /// Whether a request we sent (BYE, UPDATE) still waits for its answer.
