@@ -1,6 +1,7 @@
-//! Offer/answer against offers shaped like room systems' (audio, H.264 video with profile levels,
-//! BFCP, H.224 far-end camera control, SRTP crypto lines). The offers are written after the devices'
-//! published behaviour, not captured from the devices themselves (see docs/sip.md).
+//! Offer/answer against offers recorded from a real baresip 1.0.0 (`tests/offers/`, made by
+//! `capture.py` there) and offers shaped like room systems' (audio, H.264 video with profile levels,
+//! BFCP, H.224 far-end camera control, SRTP crypto lines). The room-system offers are written after
+//! the devices' published behaviour, not captured from the devices (see docs/sip.md).
 
 use std::net::IpAddr;
 
@@ -246,4 +247,36 @@ fn mutated_offers_never_panic() {
             let _ = sdp::answer(&offer, &session());
         }
     }
+}
+
+/// Offers recorded from a real baresip 1.0.0 (tests/offers/capture.py).
+fn recorded(name: &str) -> sdp::Offer {
+    let path = format!("{}/tests/offers/{name}", env!("CARGO_MANIFEST_DIR"));
+    sdp::parse(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn recorded_baresip_offers() {
+    let (answer, n) = sdp::answer(&recorded("baresip-1.0.0-audio.sdp"), &session()).unwrap();
+    assert_eq!(n.codec, Codec::Opus);
+    assert_eq!(m_lines(&answer), vec!["m=audio 20000 RTP/AVP 96 101"]);
+    assert!(answer.contains("a=fmtp:96 stereo=1;sprop-stereo=1\r\n"));
+    assert!(answer.contains("a=fmtp:101 0-15\r\n"));
+
+    // With video, baresip reuses payload type 96 for H.264 on its own m-line.
+    let (answer, n) = sdp::answer(&recorded("baresip-1.0.0-video.sdp"), &session()).unwrap();
+    assert_eq!((n.codec, n.format.pt), (Codec::Opus, 96));
+    assert_eq!(
+        m_lines(&answer),
+        vec![
+            "m=audio 20000 RTP/AVP 96 101",
+            "m=video 0 RTP/AVP 96 97 34 98 99"
+        ]
+    );
+
+    // SDES-SRTP only: refused until SRTP lands (the call gets 488).
+    assert_eq!(
+        sdp::answer(&recorded("baresip-1.0.0-srtp.sdp"), &session()).unwrap_err(),
+        SdpError::NoCommonCodec
+    );
 }
