@@ -274,6 +274,9 @@ fn info_dtmf_and_picture_fast_update_are_accepted() {
     let other = Req::in_dialog(&invite, "INFO", 4, &tag).body("text/plain", "hi");
     h.recv(udp_peer(5090), &other.text());
     assert_eq!(h.statuses(), vec![415]);
+    let bad = Req::in_dialog(&invite, "INFO", 5, &tag).body("application/dtmf-relay", "Signal=xyz");
+    h.recv(udp_peer(5090), &bad.text());
+    assert_eq!(h.statuses(), vec![400]);
     // Out of order CSeq.
     let old = Req::in_dialog(&invite, "INFO", 3, &tag).body("application/dtmf-relay", "Signal=1");
     let mut old = old;

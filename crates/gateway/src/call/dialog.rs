@@ -43,8 +43,12 @@ impl Gateway {
             self.metrics.dtmf_digits.with_label_values(&["info"]).inc();
             return self.key(now, call, digit);
         }
+        if req.body_is("application/dtmf-relay") || req.body_is("application/dtmf") {
+            return self.reply(now, req, Reply::new(400).reason("No DTMF Signal In Body"));
+        }
         if req.body_is("application/media_control+xml") {
-            // RFC 5168: a full intra request. Any such body asks for a keyframe; video is later.
+            // RFC 5168: picture_fast_update is a keyframe request, surfaced for when video lands;
+            // other media_control primitives are acknowledged and ignored.
             let text = String::from_utf8_lossy(&req.body);
             self.reply(now, req, Reply::new(200));
             if text.contains("picture_fast_update") {
