@@ -253,6 +253,7 @@ rtp_ports {rtp}-{rtp + 10}
 def test_baresip_dials_a_meeting_and_hangs_up(server, meeting_id, tmp_path, transport):
     before = server.metric_sum("convene_gateway_calls_answered_total")
     ended_before = server.metric_sum("convene_gateway_calls_ended_total")
+    rtp_before = server.metric_sum("convene_gateway_rtp_packets_total")
     if transport == "tls":
         uri = f"sip:{meeting_id}@127.0.0.1:{server.sip_tls_port};transport=tls"
     else:
@@ -267,6 +268,8 @@ def test_baresip_dials_a_meeting_and_hangs_up(server, meeting_id, tmp_path, tran
         time.sleep(0.1)
     if transport == "tls":
         assert "from=tls:" in server.logs()
+    # baresip sent its microphone (20 ms Opus packets) to the answer's RTP port for about 4 s.
+    assert server.metric_sum("convene_gateway_rtp_packets_total") - rtp_before > 100
 
 
 def write_tone(path: Path, seconds: int = 10, rate: int = 8000, hz: int = 440) -> None:

@@ -1,6 +1,6 @@
 //! Prometheus series of the gateway, registered into the registry the binary passes in.
 
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// Label values of `convene_gateway_refused_total{reason}`: messages refused before a transaction.
 pub const REFUSAL_REASONS: [&str; 9] = [
@@ -28,6 +28,15 @@ pub struct GatewayMetrics {
     pub calls_ended: IntCounterVec,
     pub dtmf_digits: IntCounterVec,
     pub ivr_failures: IntCounterVec,
+    pub rtp_packets: IntCounter,
+    pub rtp_lost: IntCounter,
+    pub rtp_dropped: IntCounter,
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+    let c = IntCounter::new(name, help)?;
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
 }
 
 fn counter_vec(
@@ -91,6 +100,21 @@ impl GatewayMetrics {
                 "convene_gateway_ivr_failures_total",
                 "Meeting IDs entered in the IVR that did not admit the caller, by reason",
                 "reason",
+            )?,
+            rtp_packets: counter(
+                r,
+                "convene_gateway_rtp_packets_total",
+                "RTP packets received from devices",
+            )?,
+            rtp_lost: counter(
+                r,
+                "convene_gateway_rtp_lost_total",
+                "RTP packets devices sent that never arrived (sequence gaps, net of late arrivals)",
+            )?,
+            rtp_dropped: counter(
+                r,
+                "convene_gateway_rtp_dropped_total",
+                "Datagrams on gateway RTP ports that are not RTP",
             )?,
         };
         // Pre-create the known series so dashboards see zeros.

@@ -43,6 +43,9 @@ struct Call {
     caller: String,
     meeting: Option<String>,
     codec: Option<String>,
+    rtp_packets: u64,
+    rtp_lost: u64,
+    jitter_ms: f64,
     started_unix: u64,
 }
 
@@ -80,13 +83,19 @@ fn calls(data_dir: &Path, json: bool) -> anyhow::Result<()> {
     }
     let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
     println!(
-        "{:<6} {:<9} {:<6} {:<11} {:<24} {:<28} {:>8}",
-        "CALL", "STATE", "CODEC", "MEETING", "CALLER", "FROM", "FOR"
+        "{:<6} {:<9} {:<6} {:<11} {:<24} {:<28} {:>8} {:>8} {:>6} {:>7}",
+        "CALL", "STATE", "CODEC", "MEETING", "CALLER", "FROM", "FOR", "RTP IN", "LOSS", "JITTER"
     );
     for c in &status.calls {
         let secs = now.saturating_sub(c.started_unix);
+        let expected = c.rtp_packets + c.rtp_lost;
+        let loss = if expected == 0 {
+            0.0
+        } else {
+            100.0 * c.rtp_lost as f64 / expected as f64
+        };
         println!(
-            "{:<6} {:<9} {:<6} {:<11} {:<24} {:<28} {:>8}",
+            "{:<6} {:<9} {:<6} {:<11} {:<24} {:<28} {:>8} {:>8} {:>5.1}% {:>5.1}ms",
             c.call,
             c.state,
             c.codec.as_deref().unwrap_or("-"),
@@ -94,6 +103,9 @@ fn calls(data_dir: &Path, json: bool) -> anyhow::Result<()> {
             clip(&c.caller, 24),
             clip(&c.peer, 28),
             format!("{}:{:02}", secs / 60, secs % 60),
+            c.rtp_packets,
+            loss,
+            c.jitter_ms,
         );
     }
     println!(

@@ -83,6 +83,7 @@ impl Gateway {
             grant: None,
             caller: caller.clone(),
             rtp_source: None,
+            rtp: RtpStats::default(),
             started: now,
         };
         tracing::info!(call = id, call_id = %call.dialog.call_id, from = %peer, ?dial, %caller, "gateway call incoming");

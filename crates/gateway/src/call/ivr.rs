@@ -53,36 +53,6 @@ impl Gateway {
         }
     }
 
-    /// An RTP packet that arrived on this call's port from `from`: DTMF events are read from it.
-    /// The first source is latched (symmetric RTP: a device behind NAT sends from where it wants
-    /// media); packets from any other address are ignored, so nobody else can key DTMF into a call.
-    pub fn handle_rtp(&mut self, now: Instant, call: CallId, from: SocketAddr, packet: &[u8]) {
-        let Some(c) = self.calls.get_mut(&call) else {
-            return;
-        };
-        match c.rtp_source {
-            None => c.rtp_source = Some(from),
-            Some(latched) if latched != from => {
-                self.metrics
-                    .refused
-                    .with_label_values(&["rtp_foreign_source"])
-                    .inc();
-                return;
-            }
-            Some(_) => {}
-        }
-        let Some(pt) = c.negotiated.as_ref().and_then(|n| n.telephone_event) else {
-            return;
-        };
-        let Some(event) = dtmf::rtp_event(packet, pt) else {
-            return;
-        };
-        if let Some(digit) = c.rtp_events.key_press(event) {
-            self.metrics.dtmf_digits.with_label_values(&["rtp"]).inc();
-            self.key(now, call, digit);
-        }
-    }
-
     pub(super) fn key(&mut self, now: Instant, call: CallId, digit: char) {
         self.event(Event::Dtmf { call, digit });
         let Some(c) = self.calls.get_mut(&call) else {

@@ -33,8 +33,10 @@ mod dialog;
 mod invite;
 mod ivr;
 mod limiter;
+mod rtp;
 use limiter::Limiter;
 pub use limiter::RateLimit;
+pub use rtp::{RtpHeader, RtpStats};
 
 /// A call, as the gateway's user names it.
 pub type CallId = u64;
@@ -195,6 +197,7 @@ struct Call {
     caller: String,
     /// Where the device's RTP comes from (latched on the first packet).
     rtp_source: Option<SocketAddr>,
+    rtp: RtpStats,
     started: Instant,
 }
 
@@ -210,7 +213,7 @@ impl Call {
 }
 
 /// One live call as operators see it (`convene gateway calls`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct CallInfo {
     pub call: CallId,
     pub call_id: String,
@@ -221,6 +224,11 @@ pub struct CallInfo {
     pub caller: String,
     pub meeting: Option<String>,
     pub codec: Option<&'static str>,
+    /// RTP received from the device, and how much of it was missing.
+    pub rtp_packets: u64,
+    pub rtp_lost: u64,
+    /// RFC 3550 interarrival jitter, milliseconds.
+    pub jitter_ms: f64,
     /// How long ago the INVITE arrived.
     #[serde(skip)]
     pub age: Duration,
@@ -271,6 +279,11 @@ impl Gateway {
                     caller: c.caller.clone(),
                     meeting: c.grant.as_ref().map(|g| g.meeting.to_string()),
                     codec: c.negotiated.as_ref().map(|n| n.codec.name()),
+                    rtp_packets: c.rtp.packets,
+                    rtp_lost: c.rtp.lost,
+                    jitter_ms: c
+                        .rtp
+                        .jitter_ms(c.negotiated.as_ref().map_or(8000, |n| n.format.clock)),
                     age: now.saturating_duration_since(c.started),
                 })
             })
