@@ -725,3 +725,22 @@ fn the_snapshot_lists_live_calls_for_operators() {
     assert_eq!(calls[1].state, "admitting");
     assert_eq!(calls[1].codec, None);
 }
+
+#[test]
+fn without_rport_udp_answers_go_to_the_via_port() {
+    let mut h = Harness::new();
+    let text = Req::invite("1234567890", "norport").text().replace(
+        "127.0.0.1:5090;branch=z9hG4bK-norport-1;rport",
+        "127.0.0.1:5070;branch=z9hG4bK-norport-1",
+    );
+    // Sent from an ephemeral port; the device listens on 5070.
+    h.recv(udp_peer(40000), &text);
+    let call = h.incoming_call();
+    h.accept(call, 20000, Some(grant("1234567890")));
+    let ports: Vec<u16> = h.sent.iter().map(|(p, _)| p.addr.port()).collect();
+    assert_eq!(ports, vec![5070, 5070]);
+    // With rport, the source port.
+    h.sent.clear();
+    h.recv(udp_peer(40001), &Req::options().text());
+    assert_eq!(h.sent[0].0.addr.port(), 40001);
+}

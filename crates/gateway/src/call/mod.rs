@@ -382,6 +382,7 @@ impl Gateway {
     }
 
     fn handle_request(&mut self, now: Instant, peer: Peer, req: SipRequest) {
+        let peer = reply_peer(peer, &req);
         self.metrics
             .requests
             .with_label_values(&[req.method.to_string().as_str()])
@@ -575,6 +576,20 @@ fn extension_check(req: &SipRequest) -> Option<Reply> {
         return Some(Reply::new(483));
     }
     None
+}
+
+/// Where responses (and our in-dialog requests) go: back over the same connection on TCP/TLS; over
+/// UDP to the source address when the Via asks with `rport` (RFC 3581, what devices behind NAT
+/// need), else to the source IP and the Via's sent-by port (RFC 3261 §18.2.2), for devices that
+/// send from one port and listen on another.
+fn reply_peer(peer: Peer, req: &SipRequest) -> Peer {
+    if peer.transport != crate::sip::Transport::Udp || req.via_rport {
+        return peer;
+    }
+    Peer {
+        addr: SocketAddr::new(peer.addr.ip(), req.via_port.unwrap_or(5060)),
+        ..peer
+    }
 }
 
 /// OPTIONS answers: what we take.

@@ -100,8 +100,12 @@ pub struct SipRequest {
     pub vias: Vec<String>,
     /// The top Via's branch (`z9hG4bK...` for RFC 3261 peers).
     pub branch: String,
-    /// The top Via's transport and sent-by, for logs and for sending responses over UDP.
+    /// The top Via's transport and sent-by, for logs.
     pub via_transport: String,
+    /// Whether the top Via asks for responses to the source port (`rport`, RFC 3581).
+    pub via_rport: bool,
+    /// The top Via's sent-by port, where responses go over UDP without `rport` (RFC 3261 §18.2.2).
+    pub via_port: Option<u16>,
     pub from: String,
     pub from_tag: Option<String>,
     /// The caller's display name (From), unquoted.
@@ -418,6 +422,8 @@ fn request(head: &Head, body: &[u8]) -> Result<SipRequest, Malformed> {
             .filter(|u| !u.is_empty()),
         branch,
         via_transport: format!("{} {}", via.transport, via.sent_by()),
+        via_rport: via.rport().is_some(),
+        via_port: via.sent_by().port.map(u16::from),
         vias,
         from: from.to_owned(),
         from_tag: from_typed.tag().map(|t| t.to_string()),
