@@ -744,3 +744,35 @@ fn without_rport_udp_answers_go_to_the_via_port() {
     h.recv(udp_peer(40001), &Req::options().text());
     assert_eq!(h.sent[0].0.addr.port(), 40001);
 }
+
+#[test]
+fn comma_separated_vias_keep_the_top_branch_and_all_hops() {
+    let mut h = Harness::new();
+    let first = Req::options().text().replace(
+        ";rport\r\n",
+        ";rport, SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKproxy\r\n",
+    );
+    // From another port than the Via's: rport of the top hop must be seen for the answer to go there.
+    h.recv(udp_peer(40002), &first);
+    let (peer, answer) = h.sent.remove(0);
+    assert_eq!(peer.addr.port(), 40002);
+    assert_eq!(status(&answer), 200);
+    assert!(
+        header(&answer, "Via")
+            .unwrap()
+            .ends_with("10.0.0.1:5060;branch=z9hG4bKproxy")
+    );
+    // The same request again is a retransmission of the same transaction (the top branch).
+    h.recv(udp_peer(40002), &first);
+    assert_eq!(
+        h.metrics.retransmissions.with_label_values(&["in"]).get(),
+        1
+    );
+    // A different second hop with the same top branch is still the same transaction.
+    let other = first.replace("z9hG4bKproxy", "z9hG4bKother");
+    h.recv(udp_peer(40002), &other);
+    assert_eq!(
+        h.metrics.retransmissions.with_label_values(&["in"]).get(),
+        2
+    );
+}

@@ -383,7 +383,9 @@ fn request(head: &Head, body: &[u8]) -> Result<SipRequest, Malformed> {
     }
     let parsed_uri = rsipstack::sip::Uri::try_from(uri)
         .map_err(|_| Malformed::BadRequest(format!("bad Request-URI {:?}", truncate(uri, 60))))?;
-    let via = rsipstack::sip::typed::Via::parse(top_via)
+    // One Via header line may carry several hops ("Via: a, b"); the top one is the first.
+    let top_via = split_list(top_via).into_iter().next().unwrap_or_default();
+    let via = rsipstack::sip::typed::Via::parse(&top_via)
         .map_err(|_| Malformed::BadRequest("bad Via header".into()))?;
     let branch = via
         .branch()
