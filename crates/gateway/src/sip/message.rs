@@ -472,8 +472,10 @@ fn response(head: &Head) -> Option<SipResponse> {
     if !(100..700).contains(&status) {
         return None;
     }
-    let via = header(&head.headers, "Via")?;
-    let via = rsipstack::sip::typed::Via::parse(via).ok()?;
+    let via = split_list(header(&head.headers, "Via")?)
+        .into_iter()
+        .next()?;
+    let via = rsipstack::sip::typed::Via::parse(&via).ok()?;
     let cseq = rsipstack::sip::typed::CSeq::parse(header(&head.headers, "CSeq")?).ok()?;
     Some(SipResponse {
         status,
