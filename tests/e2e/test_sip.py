@@ -5,7 +5,7 @@ Covered: OPTIONS keep-alive, late offer (SDP answer in the ACK), a call into a m
 SDP answer, INFO DTMF and picture_fast_update, re-INVITE hold, UPDATE session refresh, BYE (UDP and TCP); an unknown meeting
 (404 with a reason); DTMF by INFO into the IVR; malformed messages answered 400/505/513/416 with the
 server still serving; baresip dialling a meeting and hanging up; BYE to live calls at shutdown (and
-`convene gateway calls` listing the live call before); RFC 4733
+`convene gateway calls` listing the live call before); the end of a meeting hanging up its calls; RFC 4733
 DTMF over RTP into the IVR; a CANCEL racing admission; 422 for a too-short session timer; an OPTIONS
 flood limited per source while another source is served; wrong meeting IDs limited per source
 like the web's guesses; TCP connections limited per source; 420 for a required extension we lack.
@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from accounts import registered_user
+from accounts import guest_grant, registered_user
+from raw_signal import Raw
 from conftest import _active_servers
 from convene_e2e import CONVENE_BIN, start_server, stop_server
 
@@ -547,3 +548,31 @@ def test_a_required_extension_we_lack_gets_420(server, meeting_id):
         assert "Unsupported: 100rel" in msg, msg
     finally:
         ua.close()
+
+
+def test_the_end_of_a_meeting_hangs_up_its_calls(server, tmp_path):
+    """A SIPp call waits in a meeting; a (signaling-only) attendee joins and leaves, which ends the
+    meeting; the gateway sends the call a BYE."""
+    host = registered_user(server, name="Ending Host")
+    mid = host.new_meeting()
+    cmd = ["sipp", "-sf", str(SCENARIOS / "wait_for_bye.xml"), f"127.0.0.1:{server.sip_port}",
+           "-i", "127.0.0.1", "-p", str(free_sip_port()), "-mp", str(free_udp_port()),
+           "-t", "u1", "-m", "1", "-nostdin", "-timeout", "20s", "-trace_err", "-s", mid]
+    answered = server.metric_sum("convene_gateway_calls_answered_total")
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while server.metric_sum("convene_gateway_calls_answered_total") < answered + 1:
+            assert time.monotonic() < deadline, server.logs(tail_chars=5000)
+            time.sleep(0.1)
+        time.sleep(0.3)  # the ACK
+        r = Raw(server)
+        r.join(mid, guest_grant(server, mid, "Web Guest")["token"])
+        r.send({"type": "leave"})
+        r.close()
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:] + server.logs(tail_chars=5000)
+    assert "meeting ended: hanging up" in server.logs()

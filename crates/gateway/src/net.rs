@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use convene_core::{MeetingEvent, MeetingEventKind, MeetingId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::call::{CallId, Config, Event, Gateway, Output};
@@ -103,6 +104,37 @@ enum Input {
         call: CallId,
         result: Result<JoinGrant, Refused>,
     },
+    MeetingEnded(MeetingId),
+}
+
+/// Pass the ends of meetings from the event bus to the gateway's task.
+async fn forward_meeting_ends(
+    mut events: broadcast::Receiver<MeetingEvent>,
+    tx: mpsc::Sender<Input>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let event = tokio::select! {
+            e = events.recv() => e,
+            _ = stop.changed() => return,
+        };
+        match event {
+            Ok(MeetingEvent {
+                meeting,
+                kind: MeetingEventKind::MeetingEnded,
+                ..
+            }) => {
+                if tx.send(Input::MeetingEnded(meeting)).await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "the SIP gateway fell behind the meeting events");
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
 }
 
 /// A running gateway.
@@ -116,10 +148,12 @@ pub struct SipServer {
 
 impl SipServer {
     /// Bind the sockets and start serving.
+    /// `events` is a subscription to the meeting event bus: a meeting's end hangs up its calls.
     pub async fn start(
         config: SipConfig,
         door: Arc<dyn MeetingDoor>,
         metrics: GatewayMetrics,
+        events: Option<broadcast::Receiver<MeetingEvent>>,
     ) -> Result<Self, NetError> {
         if config.rtp_ports.0 == 0 || config.rtp_ports.0 > config.rtp_ports.1 {
             return Err(NetError::NoRtpPorts(config.rtp_ports.0, config.rtp_ports.1));
@@ -169,6 +203,7 @@ impl SipServer {
         let core = Gateway::new(core_config, metrics);
         let (stop, stopped) = watch::channel(false);
         let (tx, rx) = mpsc::channel(4096);
+        let tx_events = tx.clone();
         let conns = Arc::new(Connections::default());
         tokio::spawn(accept_loop(
             tcp,
@@ -204,6 +239,9 @@ impl SipServer {
                 next_write: tokio::time::Instant::now(),
             }),
         };
+        if let Some(events) = events {
+            tokio::spawn(forward_meeting_ends(events, tx_events, stopped.clone()));
+        }
         let task = tokio::spawn(runner.run(rx, stopped));
         tracing::info!(udp = %udp_addr, tcp = %tcp_at, tls = ?tls_addr, "SIP gateway listening");
         Ok(Self {
@@ -569,6 +607,7 @@ impl Runner {
                 Ok(grant) => self.answer(call, Some(grant)).await,
                 Err(refused) => self.core.refuse_admission(now, call, &refused),
             },
+            Input::MeetingEnded(meeting) => self.core.hangup_meeting(now, &meeting),
             Input::IvrAdmission { call, result } => match result {
                 Ok(grant) => {
                     tracing::info!(call, meeting = %grant.meeting, "IVR caller admitted");

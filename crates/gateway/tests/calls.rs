@@ -776,3 +776,39 @@ fn comma_separated_vias_keep_the_top_branch_and_all_hops() {
         2
     );
 }
+
+#[test]
+fn a_meeting_that_ends_hangs_up_its_calls_only() {
+    let mut h = Harness::new();
+    let (i1, t1, in_a) = answered_call(&mut h, "end-a");
+    h.recv(udp_peer(5090), &ack(&i1, &t1));
+    let other = Req::invite("2222222222", "end-b");
+    h.recv(udp_peer(5090), &other.text());
+    let in_b = h.incoming_call();
+    h.accept(in_b, 20002, Some(grant("2222222222")));
+    h.take_sent();
+    h.take_events();
+    h.gw.hangup_meeting(h.now, &"1234567890".parse().unwrap());
+    while let Some(o) = h.gw.poll_output() {
+        match o {
+            convene_gateway::Output::Transmit { bytes, .. } => h
+                .sent
+                .push((udp_peer(0), String::from_utf8(bytes).unwrap())),
+            convene_gateway::Output::Event(e) => h.events.push(e),
+        }
+    }
+    let sent = h.take_sent();
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0].starts_with("BYE ") && sent[0].contains("Call-ID: end-a\r\n"),
+        "{sent:?}"
+    );
+    assert_eq!(
+        h.take_events(),
+        vec![Event::Ended {
+            call: in_a,
+            reason: EndReason::MeetingEnded
+        }]
+    );
+    assert_eq!(h.gw.calls(), 1);
+}

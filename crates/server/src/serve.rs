@@ -105,7 +105,14 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         Some(settings) => {
             let metrics = convene_gateway::GatewayMetrics::register(&registry)
                 .context("registering gateway metrics")?;
-            crate::sip::start(settings, &config.data_dir, sip_door, metrics).await?
+            crate::sip::start(
+                settings,
+                &config.data_dir,
+                sip_door,
+                metrics,
+                bus.subscribe(),
+            )
+            .await?
         }
         None => {
             tracing::info!("SIP gateway off (--no-sip)");

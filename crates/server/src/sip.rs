@@ -93,6 +93,7 @@ pub async fn start(
     data_dir: &std::path::Path,
     door: Arc<dyn MeetingDoor>,
     metrics: GatewayMetrics,
+    events: tokio::sync::broadcast::Receiver<convene_core::MeetingEvent>,
 ) -> anyhow::Result<Option<SipServer>> {
     let explicit = settings.listen_explicit || settings.tls_explicit;
     let source = match &settings.tls_cert {
@@ -118,7 +119,7 @@ pub async fn start(
         status_file: Some(data_dir.join(crate::gateway_cli::STATUS_FILE)),
         core: convene_gateway::Config::default(),
     };
-    match SipServer::start(config, door, metrics).await {
+    match SipServer::start(config, door, metrics, Some(events)).await {
         Ok(server) => Ok(Some(server)),
         Err(e) if !explicit => {
             let cause = std::error::Error::source(&e)

@@ -256,6 +256,20 @@ impl Gateway {
         }
     }
 
+    /// Hang up every call admitted to `meeting`: the meeting ended.
+    pub fn hangup_meeting(&mut self, now: Instant, meeting: &convene_core::MeetingId) {
+        let calls: Vec<CallId> = self
+            .calls
+            .values()
+            .filter(|c| c.grant.as_ref().is_some_and(|g| &g.meeting == meeting))
+            .map(|c| c.id)
+            .collect();
+        for call in calls {
+            tracing::info!(call, %meeting, "meeting ended: hanging up");
+            self.bye(now, call, EndReason::MeetingEnded);
+        }
+    }
+
     /// Hang up every call (shutdown).
     pub fn hangup_all(&mut self, now: Instant) {
         let calls: Vec<CallId> = self.calls.keys().copied().collect();

@@ -97,6 +97,8 @@ pub enum EndReason {
     Refused,
     /// A late-offer call's ACK brought no usable SDP answer.
     NoAnswer,
+    /// Its meeting ended.
+    MeetingEnded,
 }
 
 impl EndReason {
@@ -110,6 +112,7 @@ impl EndReason {
             Self::SessionExpired => "session_expired",
             Self::Refused => "refused",
             Self::NoAnswer => "no_answer",
+            Self::MeetingEnded => "meeting_ended",
         }
     }
 }
