@@ -11,6 +11,11 @@ use super::tiers::{self, SCREEN_MAX_KBPS, SCREEN_MIN_KBPS};
 /// Spare capacity (share of the layer's rate) required to move up.
 pub const UPGRADE_HEADROOM: f64 = 0.15;
 
+/// A layer in use stays in use while its measured rate is within this share above the tier's cap: a
+/// second that carried a keyframe measures above the encoder's target, and dropping the layer for it
+/// (then taking it back a second later) is exactly the flapping the headroom exists to prevent.
+pub const CAP_OVERSHOOT: f64 = 0.15;
+
 /// What a publication carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -109,7 +114,12 @@ fn best_layer(offer: &Offer<'_>, cap: u32, remaining: f64, before: Option<usize>
     };
     for (l, &rate) in offer.layers.iter().enumerate().rev() {
         // A layer above the tier's cap is not used, unless it is the only one there is.
-        if rate > cap && l > 0 {
+        let allowed = if before == Some(l) {
+            f64::from(cap) * (1.0 + CAP_OVERSHOOT)
+        } else {
+            f64::from(cap)
+        };
+        if f64::from(rate) > allowed && l > 0 {
             continue;
         }
         let needed = if before.is_none_or(|b| l > b) {
@@ -122,6 +132,60 @@ fn best_layer(offer: &Offer<'_>, cap: u32, remaining: f64, before: Option<usize>
         }
     }
     Choice::Paused
+}
+
+/// What a subscriber's send-side estimator should aim for (kbps), given the offers and the allocation
+/// just made: `wanted` is everything the subscriber would receive on an unlimited link (probe toward it);
+/// `next` is what the allocation needs for its next step up (the first stream, in priority order, below
+/// its wanted layer, moving up one layer with headroom): keeping the link that busy (padding where media
+/// is short) lets the estimate grow to it. Both equal the allocation when nothing more is wanted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EstimatorTargets {
+    pub allocated: u32,
+    pub next: u32,
+    pub wanted: u32,
+}
+
+pub fn estimator_targets(
+    meeting: Meeting,
+    offers: &[Offer<'_>],
+    decisions: &[(usize, Choice)],
+) -> EstimatorTargets {
+    let mut wanted = Vec::with_capacity(offers.len());
+    allocate(meeting, u32::MAX, offers, |_| None, &mut wanted);
+    let rate_of = |id: usize, choice: Choice| -> u32 {
+        match choice {
+            Choice::Layer(l) => offers
+                .iter()
+                .find(|o| o.id == id)
+                .and_then(|o| o.layers.get(l))
+                .copied()
+                .unwrap_or(0),
+            Choice::Paused => 0,
+        }
+    };
+    let sum = |choices: &[(usize, Choice)]| -> u32 {
+        choices.iter().map(|&(id, c)| rate_of(id, c)).sum()
+    };
+    let allocated = sum(decisions);
+    let wanted_total = sum(&wanted).max(allocated);
+    // `wanted` is in priority order: the first stream short of its wanted layer moves up next.
+    let step = wanted.iter().find_map(|&(id, want)| {
+        let have = decisions.iter().find(|(i, _)| *i == id).map(|(_, c)| *c)?;
+        let next_layer = match (have, want) {
+            (Choice::Layer(h), Choice::Layer(w)) if h < w => h + 1,
+            (Choice::Paused, Choice::Layer(_)) => 0,
+            _ => return None,
+        };
+        let next_rate = rate_of(id, Choice::Layer(next_layer));
+        let extra = f64::from(next_rate) * (1.0 + UPGRADE_HEADROOM) - f64::from(rate_of(id, have));
+        Some(extra.max(0.0).ceil() as u32)
+    });
+    EstimatorTargets {
+        allocated,
+        next: step.map_or(allocated, |s| allocated.saturating_add(s)),
+        wanted: wanted_total,
+    }
 }
 
 /// What a publisher of `kind` should send in this meeting (kbps): the tier's uplink target.
@@ -291,6 +355,82 @@ mod tests {
         assert_eq!(prev, vec![(1, Choice::Layer(0))]);
         prev = run(m, 520, &offers, &prev);
         assert_eq!(prev, vec![(1, Choice::Layer(1))]);
+    }
+
+    #[test]
+    fn a_layer_in_use_survives_a_keyframe_second_above_the_cap() {
+        // 1:1 cap 650; the top layer measures 600 normally and 680 in a second with a keyframe.
+        let normal: &[u32] = &[100, 300, 600];
+        let keyframe_second: &[u32] = &[100, 300, 680];
+        let offer = |layers| Offer {
+            id: 1,
+            kind: Kind::Camera,
+            layers,
+            speaking: false,
+            audible: false,
+        };
+        let m = meeting(2);
+        let prev = run(m, 2000, &[offer(normal)], &[]);
+        assert_eq!(prev, vec![(1, Choice::Layer(2))]);
+        // In use: kept through the keyframe second.
+        assert_eq!(
+            run(m, 2000, &[offer(keyframe_second)], &prev),
+            vec![(1, Choice::Layer(2))]
+        );
+        // Not in use: a layer above the cap is not moved to.
+        assert_eq!(
+            run(m, 2000, &[offer(keyframe_second)], &[(1, Choice::Layer(1))]),
+            vec![(1, Choice::Layer(1))]
+        );
+        // Far above the cap (a publisher ignoring its target): dropped even when in use.
+        let ignoring: &[u32] = &[100, 300, 900];
+        assert_eq!(
+            run(m, 2000, &[offer(ignoring)], &prev),
+            vec![(1, Choice::Layer(1))]
+        );
+    }
+
+    #[test]
+    fn the_estimator_aims_at_the_next_step_and_probes_for_everything_wanted() {
+        let m = meeting(3); // cap 400 per sender: the camera's 300 layer, not its 600
+        let layers: &[u32] = &[100, 300, 600];
+        let offers = [
+            audio(1),
+            Offer {
+                id: 2,
+                kind: Kind::Camera,
+                layers,
+                speaking: true,
+                audible: false,
+            },
+            Offer {
+                id: 3,
+                kind: Kind::Screen,
+                layers: SCREEN,
+                speaking: false,
+                audible: false,
+            },
+        ];
+        // Plenty: everything wanted is allocated, nothing to probe for.
+        let plenty = run(m, 10_000, &offers, &[]);
+        let t = estimator_targets(m, &offers, &plenty);
+        assert_eq!(t.allocated, 32 + 300 + 1200);
+        assert_eq!((t.next, t.wanted), (t.allocated, t.allocated));
+        // Scarce: audio and the screen's low layer fit; the screen moving up is the next step
+        // (1200 + 15 % headroom in place of 320), the camera comes after it.
+        let scarce = run(m, 400, &offers, &[]);
+        assert_eq!(
+            scarce,
+            vec![
+                (1, Choice::Layer(0)),
+                (2, Choice::Paused),
+                (3, Choice::Layer(0))
+            ]
+        );
+        let t = estimator_targets(m, &offers, &scarce);
+        assert_eq!(t.allocated, 32 + 320);
+        assert_eq!(t.next, 32 + 1380);
+        assert_eq!(t.wanted, 32 + 300 + 1200);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use std::time::Instant;
 
 use convene_core::MediaSource;
+use str0m::bwe::Bitrate;
 
 use super::Shard;
 use crate::allocation::policy::{self, Choice, Kind, Offer};
@@ -100,6 +101,7 @@ impl Shard {
         };
         let mut decisions = Vec::with_capacity(offers.len());
         policy::allocate(facts, budget, &offers, previous, &mut decisions);
+        let aim = policy::estimator_targets(facts, &offers, &decisions);
         let mut keyframes = Vec::new();
         for (k, choice) in decisions {
             let (s, kind, _) = meta[k];
@@ -126,6 +128,28 @@ impl Shard {
         for (publication, layer) in keyframes {
             self.request_keyframe(now, publication, Some(layer));
         }
+        self.aim_estimator(now, attendee, aim);
+    }
+
+    /// Point the subscriber's send-side estimator at what the allocation could use: str0m pads up to
+    /// `next` (media permitting, never above its estimate), so the estimate can grow to the next layer
+    /// instead of staying at what is sent now; and it probes toward `wanted`. Without this an estimate
+    /// that fell with the link never climbs back once the link recovers.
+    fn aim_estimator(&mut self, now: Instant, attendee: usize, aim: policy::EstimatorTargets) {
+        let a = &mut self.attendees[attendee];
+        let rates = (aim.next, aim.wanted);
+        if a.estimator_aim == Some(rates) {
+            return;
+        }
+        a.estimator_aim = Some(rates);
+        let Some(peer) = a.subscribe_peer else {
+            return;
+        };
+        self.peers[peer].rtc.bwe().set_bitrate(
+            Bitrate::kbps(u64::from(aim.next)),
+            Bitrate::kbps(u64::from(aim.wanted)),
+        );
+        self.drain(peer, now);
     }
 
     /// Tell each publisher what its video tracks should send: the meeting's tier, and only the simulcast

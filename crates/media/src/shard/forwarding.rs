@@ -343,7 +343,14 @@ impl Shard {
         for (_, publication) in self.publications.iter_mut() {
             let mut best: Option<(usize, u64)> = None;
             for (i, layer) in publication.layers.iter_mut().enumerate() {
-                layer.rate = (layer.bytes_window as f64 / elapsed_secs) as u64;
+                // Averaged with the last second: one second's count swings with keyframes and frame
+                // timing, and the allocation compares it against tier caps.
+                let sample = (layer.bytes_window as f64 / elapsed_secs) as u64;
+                layer.rate = if layer.rate == 0 {
+                    sample
+                } else {
+                    (layer.rate + sample) / 2
+                };
                 layer.bytes_window = 0;
                 let arriving = now.saturating_duration_since(layer.last_packet) < LAYER_STALE;
                 if arriving && best.is_none_or(|(_, r)| layer.rate > r) {

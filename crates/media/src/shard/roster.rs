@@ -74,6 +74,7 @@ impl Shard {
             downlink_estimate_kbps: None,
             downlink_cap_kbps: None,
             downlink_remb_kbps: None,
+            estimator_aim: None,
             publish_targets_sent: Vec::new(),
         };
         let info = attendee.info();

@@ -7,7 +7,9 @@
 
 #![allow(dead_code)]
 
-use std::collections::VecDeque;
+pub mod netem;
+
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +26,8 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpWrite};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+use netem::{Link, LinkSpec};
 
 /// Decides per datagram (from, to, bytes) whether the network loses it.
 pub type DropFilter = Box<dyn FnMut(SocketAddr, SocketAddr, &[u8]) -> bool>;
@@ -45,6 +49,8 @@ pub struct ClientPeer {
     pub connected: bool,
     pub received: Vec<Received>,
     pub keyframe_requests: usize,
+    /// The rid of every keyframe request received (None: not simulcast), oldest first.
+    pub keyframe_rids: Vec<Option<String>>,
 }
 
 impl ClientPeer {
@@ -57,6 +63,7 @@ impl ClientPeer {
             connected: false,
             received: Vec::new(),
             keyframe_requests: 0,
+            keyframe_rids: Vec::new(),
         }
     }
 }
@@ -120,6 +127,8 @@ pub struct Sim {
     pub queue: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
     /// Return true to drop a datagram (from, to, bytes).
     pub drop_filter: Option<DropFilter>,
+    /// Emulated links toward client addresses (see [`Sim::shape`]); others deliver at once.
+    pub links: HashMap<SocketAddr, Link>,
     pub events: tokio::sync::broadcast::Receiver<MeetingEvent>,
     pub event_log: Vec<MeetingEvent>,
     pub metrics: ShardMetrics,
@@ -150,6 +159,7 @@ impl Sim {
             clients: Vec::new(),
             queue: VecDeque::new(),
             drop_filter: None,
+            links: HashMap::new(),
             events,
             event_log: Vec::new(),
             metrics,
@@ -369,8 +379,70 @@ impl Sim {
         self.drain_client(c, true);
     }
 
+    /// Write one video frame of `bytes` on a layer as packets of at most 1100 bytes, numbered per layer,
+    /// marker on the last. Each payload starts like VP8 (descriptor, frame tag on the first packet, so
+    /// the SFU sees keyframes) and then says what it is: byte 2 the client index, 3 the layer, 4..8 the
+    /// frame number, 8 the packet's index in the frame, 9 the frame's packet count, 10 keyframe (1/0).
+    pub fn send_frame(
+        &mut self,
+        c: usize,
+        rid: Option<&str>,
+        frame: u32,
+        keyframe: bool,
+        bytes: usize,
+    ) {
+        let now = self.now;
+        let layer: u8 = rid.and_then(|r| r.bytes().next()).unwrap_or(0);
+        let client = &mut self.clients[c];
+        let (Some(peer), Some(mid)) = (client.publish.as_mut(), client.video_mid) else {
+            return;
+        };
+        let Some(pt) = peer
+            .rtc
+            .codec_config()
+            .find(|p| p.spec().codec == Codec::Vp8)
+            .map(|p| p.pt())
+        else {
+            return;
+        };
+        let packets = bytes.div_ceil(1100).max(1);
+        let size = (bytes / packets).max(11);
+        let start = (client.video_seq + u64::from(layer) * 100, client.video_ts);
+        let counter = client.layer_seq.entry(layer).or_insert(start);
+        counter.1 = counter.1.wrapping_add(3000);
+        let ts = counter.1;
+        for i in 0..packets {
+            counter.0 += 1;
+            let mut payload = vec![0u8; size];
+            payload[0] = if i == 0 { 0x10 } else { 0x00 };
+            payload[1] = if keyframe { 0x00 } else { 0x01 };
+            payload[2] = client.index;
+            payload[3] = layer;
+            payload[4..8].copy_from_slice(&frame.to_be_bytes());
+            payload[8] = i as u8;
+            payload[9] = packets as u8;
+            payload[10] = u8::from(keyframe);
+            let mut api = peer.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(mid, rid.map(str0m::media::Rid::from)) else {
+                return;
+            };
+            tx.write_rtp(
+                RtpWrite::new(pt, counter.0.into(), ts, now, payload)
+                    .marker(i + 1 == packets)
+                    .nackable(true),
+            );
+        }
+        let _ = peer.rtc.handle_input(Input::Timeout(now));
+        self.drain_client(c, true);
+    }
+
     /// Write one Opus packet with an RFC 6464 level (-dBov, so -20 is loud and -127 silence).
     pub fn send_audio(&mut self, c: usize, level: i8) {
+        self.send_audio_sized(c, level, 5);
+    }
+
+    /// Like [`Sim::send_audio`], with a payload of `bytes` (at least 2).
+    pub fn send_audio_sized(&mut self, c: usize, level: i8, bytes: usize) {
         let now = self.now;
         let client = &mut self.clients[c];
         let (Some(peer), Some(mid)) = (client.publish.as_mut(), client.audio_mid) else {
@@ -397,7 +469,12 @@ impl Sim {
             return;
         };
         tx.write_rtp(
-            RtpWrite::new(pt, seq.into(), ts, now, vec![0xfc, client.index, 1, 2, 3]).ext_vals(ext),
+            RtpWrite::new(pt, seq.into(), ts, now, {
+                let mut p = vec![0xfc, client.index, 1, 2, 3];
+                p.resize(bytes.max(2), 0);
+                p
+            })
+            .ext_vals(ext),
         );
         let _ = peer.rtc.handle_input(Input::Timeout(now));
         self.drain_client(c, true);
@@ -432,8 +509,22 @@ impl Sim {
         done(self)
     }
 
+    /// Send everything toward `to` through an emulated link from now on.
+    pub fn shape(&mut self, to: SocketAddr, spec: LinkSpec) {
+        self.links.insert(to, Link::new(spec, self.now));
+    }
+
     fn tick(&mut self) {
         let now = self.now;
+        // Packets that crossed their links by now arrive first, each at its own arrival time.
+        let shaped: Vec<SocketAddr> = self.links.keys().copied().collect();
+        for to in shaped {
+            while let Some((at, from, to, bytes)) =
+                self.links.get_mut(&to).and_then(|l| l.poll_arrival(now))
+            {
+                self.deliver_to_client(from, to, &bytes, at);
+            }
+        }
         for c in 0..self.clients.len() {
             for publish in [true, false] {
                 let client = &mut self.clients[c];
@@ -473,8 +564,10 @@ impl Sim {
                         self.queue
                             .push_back((t.source, t.destination, t.contents.to_vec()));
                     }
+                } else if let Some(link) = self.links.get_mut(&to) {
+                    link.offer(self.now, from, to, bytes);
                 } else {
-                    self.deliver_to_client(from, to, &bytes);
+                    self.deliver_to_client(from, to, &bytes, self.now);
                 }
             }
             for c in 0..self.clients.len() {
@@ -492,8 +585,7 @@ impl Sim {
         }
     }
 
-    fn deliver_to_client(&mut self, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
-        let now = self.now;
+    fn deliver_to_client(&mut self, from: SocketAddr, to: SocketAddr, bytes: &[u8], now: Instant) {
         for c in 0..self.clients.len() {
             for publish in [true, false] {
                 let client = &mut self.clients[c];
@@ -519,14 +611,18 @@ impl Sim {
                     },
                 );
                 let _ = peer.rtc.handle_input(input);
-                self.drain_client(c, publish);
+                self.drain_client_at(c, publish, now);
                 return;
             }
         }
     }
 
     fn drain_client(&mut self, c: usize, publish: bool) {
-        let now = self.now;
+        self.drain_client_at(c, publish, self.now);
+    }
+
+    /// Drain a client connection; packets it received are stamped `now`.
+    fn drain_client_at(&mut self, c: usize, publish: bool, now: Instant) {
         let client = &mut self.clients[c];
         let peer = if publish {
             client.publish.as_mut()
@@ -543,7 +639,10 @@ impl Sim {
                 }
                 Ok(Output::Event(e)) => match e {
                     Event::Connected => peer.connected = true,
-                    Event::KeyframeRequest(_) => peer.keyframe_requests += 1,
+                    Event::KeyframeRequest(r) => {
+                        peer.keyframe_requests += 1;
+                        peer.keyframe_rids.push(r.rid.map(|r| r.to_string()));
+                    }
                     Event::RtpPacket(p) => {
                         let mid = peer
                             .rtc
