@@ -580,6 +580,7 @@ fn a_downlink_budget_picks_the_layer_that_fits_and_switches_cleanly() {
 }
 
 /// The latest `publish_targets` a client got: (max_kbps, active_rids) of its camera.
+/// The last publish target for the client's video m-line (camera or, republished, screen).
 fn camera_target(s: &Sim, c: usize) -> Option<(u32, Option<Vec<String>>)> {
     let mid = s.clients[c].video_mid?.to_string();
     s.clients[c].messages.iter().rev().find_map(|m| match m {
@@ -705,6 +706,63 @@ fn publishers_are_told_their_tier_and_which_layers_anyone_receives() {
     s.join("m-tiers", "Ed");
     simulcast_for(&mut s, a, 1200);
     assert_eq!(camera_target(&s, a).map(|t| t.0), Some(184));
+}
+
+#[test]
+fn a_screen_without_simulcast_adapts_to_its_slowest_viewer() {
+    let mut s = Sim::new();
+    let a = s.join("m-screen", "Ada");
+    let b = s.join("m-screen", "Bob");
+    let c = s.join("m-screen", "Cy");
+    s.publish(a);
+    s.connect_all();
+    // Ada's video m-line now carries her screen (single layer).
+    s.republish(a, &["audio", "screen"]);
+    // Viewers on wide links with real arrival times (the estimator needs them to hold its estimate).
+    for viewer in [b, c] {
+        let addr = s.clients[viewer]
+            .subscribe
+            .as_ref()
+            .expect("subscribed")
+            .addr;
+        let wide = sim::netem::LinkSpec {
+            rate_kbps: 5000,
+            delay: Duration::from_millis(10),
+            max_queue_delay: Duration::from_millis(250),
+            loss_per_mille: 0,
+        };
+        s.shape(addr, wide);
+    }
+    let share = |s: &mut Sim, ms: u64| {
+        s.run(Duration::from_millis(ms), |s| {
+            // Ada's encoder follows her target, as a browser does with setParameters; like a real screen
+            // encoder it starts low (static content) and ramps up over the first seconds.
+            if s.ms().is_multiple_of(35) {
+                let frame = (s.ms() / 35) as u32;
+                let ramp = 400 + s.ms() as usize / 10;
+                let kbps = (camera_target(s, a).map_or(1200, |t| t.0) as usize).min(ramp);
+                s.send_frame(a, None, frame, frame.is_multiple_of(30), kbps * 35 / 8);
+            }
+            if s.ms().is_multiple_of(20) {
+                s.send_audio(a, -30);
+            }
+        })
+    };
+    share(&mut s, 3000);
+    let screen_kbps = |s: &Sim| camera_target(s, a).map(|t| t.0);
+    assert!(screen_kbps(&s) > Some(320), "{:?}", screen_kbps(&s));
+    // Bob's link has room for 420 kbps: the screen is sized so it fits him with headroom.
+    s.downlink_cap(b, Some(420));
+    share(&mut s, 1500);
+    let sized = screen_kbps(&s).expect("a screen target");
+    assert!(
+        (355..=365).contains(&sized),
+        "screen target {sized} for a 420 kbps viewer"
+    );
+    // Cy has less than the guide's floor: the screen stays at 320 kbps (Cy's allocation pauses it).
+    s.downlink_cap(c, Some(150));
+    share(&mut s, 1500);
+    assert_eq!(screen_kbps(&s), Some(320));
 }
 
 #[test]

@@ -197,6 +197,20 @@ pub fn publisher_target(meeting: Meeting, kind: Kind) -> u32 {
     }
 }
 
+/// What a single-layer screen publisher should send (kbps), given what each of its subscribers has left
+/// after audio (which always goes first). A screen without simulcast has no lower layer to give a slow
+/// viewer, so the one stream adapts to the slowest of them, with the headroom the allocation wants to
+/// (re)start it, between the guide's 320 kbps and 1.2 Mbps. Nobody watching: full quality, ready for
+/// whoever comes.
+pub fn screen_target(room_after_audio: impl IntoIterator<Item = u32>) -> u32 {
+    room_after_audio
+        .into_iter()
+        .map(|room| (f64::from(room) / (1.0 + UPGRADE_HEADROOM)) as u32)
+        .min()
+        .unwrap_or(SCREEN_MAX_KBPS)
+        .clamp(SCREEN_MIN_KBPS, SCREEN_MAX_KBPS)
+}
+
 /// The highest layer anyone receives of a publication, given every subscriber's choice for it: the
 /// publisher can turn off the layers above (None: nobody receives it; pause the whole stream).
 pub fn highest_layer_in_use(choices: impl IntoIterator<Item = Choice>) -> Option<usize> {
@@ -431,6 +445,29 @@ mod tests {
         assert_eq!(t.allocated, 32 + 320);
         assert_eq!(t.next, 32 + 1380);
         assert_eq!(t.wanted, 32 + 300 + 1200);
+    }
+
+    #[test]
+    fn a_single_layer_screen_adapts_to_its_slowest_viewer_within_the_guides_range() {
+        assert_eq!(screen_target([]), 1200);
+        assert_eq!(screen_target([5000, 3000]), 1200);
+        // 690 left after audio: 600 kbps plus the 15 % the allocation needs to start it.
+        assert_eq!(screen_target([5000, 690]), 600);
+        // Never below the guide's 320 kbps: a viewer with less pauses the screen instead.
+        assert_eq!(screen_target([100, 5000]), 320);
+        // And the stream at that rate fits the viewer it was sized for.
+        let room = 690;
+        let target = screen_target([room]);
+        let offer = Offer {
+            id: 1,
+            kind: Kind::Screen,
+            layers: &[target],
+            speaking: false,
+            audible: false,
+        };
+        let mut out = Vec::new();
+        allocate(meeting(3), room, &[offer], |_| None, &mut out);
+        assert_eq!(out, vec![(1, Choice::Layer(0))]);
     }
 
     #[test]

@@ -197,14 +197,19 @@ impl Shard {
                     } else {
                         None
                     };
+                    let max_kbps = if !publication.admitted {
+                        // A camera over the meeting's camera limit sends nothing until admitted.
+                        0
+                    } else if kind == Kind::Screen && active_rids.is_none() {
+                        policy::screen_target(publication.subscriptions.iter().filter_map(|&s| {
+                            self.room_after_audio(self.subscriptions[s].subscriber)
+                        }))
+                    } else {
+                        policy::publisher_target(facts, kind)
+                    };
                     targets.push(TrackTarget {
                         mid: publication.mid.to_string(),
-                        // A camera over the meeting's camera limit sends nothing until admitted.
-                        max_kbps: if publication.admitted {
-                            policy::publisher_target(facts, kind)
-                        } else {
-                            0
-                        },
+                        max_kbps,
                         active_rids,
                     });
                 }
@@ -217,6 +222,21 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// What a subscriber's budget leaves after the audio it receives (None: no budget known yet).
+    fn room_after_audio(&self, attendee: usize) -> Option<u32> {
+        let budget = self.downlink_budget(attendee)?;
+        let audio: u64 = self.attendees[attendee]
+            .subscriptions
+            .iter()
+            .map(|&s| &self.subscriptions[s])
+            .filter(|sub| matches!(sub.target, Some(Choice::Layer(_))))
+            .map(|sub| &self.publications[sub.publication])
+            .filter(|p| p.source == MediaSource::Audio)
+            .map(|p| p.layers.first().map_or(0, |l| l.rate * 8 / 1000))
+            .sum();
+        Some(budget.saturating_sub(audio.min(u64::from(u32::MAX)) as u32))
     }
 
     /// Publish each meeting's allocation state (paused streams, lowest downlink budget).
