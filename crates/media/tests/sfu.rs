@@ -755,8 +755,9 @@ fn a_screen_without_simulcast_adapts_to_its_slowest_viewer() {
     s.downlink_cap(b, Some(420));
     share(&mut s, 1500);
     let sized = screen_kbps(&s).expect("a screen target");
+    // 420 less Ada's audio (about 30 kbps with headers), over the 15 % headroom.
     assert!(
-        (355..=365).contains(&sized),
+        (330..=350).contains(&sized),
         "screen target {sized} for a 420 kbps viewer"
     );
     // Cy has less than the guide's floor: the screen stays at 320 kbps (Cy's allocation pauses it).

@@ -135,7 +135,8 @@ fn best_layer(offer: &Offer<'_>, cap: u32, remaining: f64, before: Option<usize>
 }
 
 /// What a subscriber's send-side estimator should aim for (kbps), given the offers and the allocation
-/// just made: `wanted` is everything the subscriber would receive on an unlimited link (probe toward it);
+/// just made: `wanted` is everything the subscriber would receive on an unlimited link, with the headroom
+/// moving up to it takes (probe toward it);
 /// `next` is what the allocation needs for its next step up (the first stream, in priority order, below
 /// its wanted layer, moving up one layer with headroom): keeping the link that busy (padding where media
 /// is short) lets the estimate grow to it. Both equal the allocation when nothing more is wanted.
@@ -181,10 +182,17 @@ pub fn estimator_targets(
         let extra = f64::from(next_rate) * (1.0 + UPGRADE_HEADROOM) - f64::from(rate_of(id, have));
         Some(extra.max(0.0).ceil() as u32)
     });
+    let next = step.map_or(allocated, |s| allocated.saturating_add(s));
     EstimatorTargets {
         allocated,
-        next: step.map_or(allocated, |s| allocated.saturating_add(s)),
-        wanted: wanted_total,
+        next,
+        // Moving up needs headroom over the layer's rate, so the estimate must be able to grow past
+        // what is wanted by that much (and never less than the next step).
+        wanted: next.max(if wanted_total > allocated {
+            (f64::from(wanted_total) * (1.0 + UPGRADE_HEADROOM)).ceil() as u32
+        } else {
+            wanted_total
+        }),
     }
 }
 
@@ -444,7 +452,8 @@ mod tests {
         let t = estimator_targets(m, &offers, &scarce);
         assert_eq!(t.allocated, 32 + 320);
         assert_eq!(t.next, 32 + 1380);
-        assert_eq!(t.wanted, 32 + 300 + 1200);
+        // Everything wanted plus the headroom moving up to it needs.
+        assert_eq!(t.wanted, 1762);
     }
 
     #[test]

@@ -24,10 +24,12 @@ impl Shard {
     fn downlink_budget(&self, attendee: usize) -> Option<u32> {
         let a = &self.attendees[attendee];
         let caps = [a.downlink_cap_kbps, a.downlink_remb_kbps];
-        match a.downlink_estimate_kbps {
+        let budget = match a.downlink_estimate_kbps {
             Some(e) => Some(caps.into_iter().flatten().fold(e, u32::min)),
             None => caps.into_iter().flatten().min(),
-        }
+        }?;
+        // A remote control flow to this attendee is fixed; media gets what is left.
+        Some(budget.saturating_sub(self.remote_control_reserved_kbps(attendee)))
     }
 
     pub(super) fn reallocate(&mut self, now: Instant, attendee: usize) {

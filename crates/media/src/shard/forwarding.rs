@@ -16,6 +16,9 @@ use crate::forward::{VideoCodec, starts_keyframe};
 const SPEAKING_LEVEL_DBOV: i8 = -50;
 /// ...for this long after the packet.
 const SPEAKING_HOLD: Duration = Duration::from_millis(600);
+/// Bytes a forwarded packet carries besides its payload: IPv4 + UDP (28), the RTP header (12), our header
+/// extensions (about 12) and the SRTP authentication tag (16).
+const PACKET_OVERHEAD_BYTES: u64 = 68;
 /// A layer without packets for this long is no longer "arriving".
 const LAYER_STALE: Duration = Duration::from_millis(1500);
 /// RTP ticks between the last packet of one source and the first of the next on a switch.
@@ -57,7 +60,9 @@ impl Shard {
         }
         let l = &mut publication.layers[layer];
         l.last_packet = now;
-        l.bytes_window += len;
+        // What the layer costs on a subscriber's link, which is what its estimate measures: the payload
+        // plus each packet's headers and SRTP tag (about a fifth more for audio and small video packets).
+        l.bytes_window += len + PACKET_OVERHEAD_BYTES;
         if publication.best_layer.is_none() {
             publication.best_layer = Some(layer);
         }
@@ -286,8 +291,10 @@ impl Shard {
             .find(|&s| self.subscriptions[s].mid == Some(req.mid));
         if let Some(s) = sub {
             let sub = &self.subscriptions[s];
-            let (publication, layer) = (sub.publication, sub.layer);
-            self.request_keyframe(now, publication, layer);
+            // During a switch, the layer being switched to: a keyframe of the old one would only
+            // crowd the (often congested) link the switch is for.
+            let layer = super::target_layer(sub.target).or(sub.layer);
+            self.request_keyframe(now, sub.publication, layer);
         }
     }
 

@@ -35,6 +35,10 @@ pub struct Meeting {
     pub speakers: SpeakerSelector,
     /// HD mode (a host control): the 1:1 video tier becomes 1400 kbps.
     pub hd: bool,
+    /// The remote control session in progress, if any (one per meeting: one screen is shared).
+    pub remote_control: Option<super::remote_control::Session>,
+    /// Requests for control awaiting the sharer's answer: (controller, sharer).
+    pub control_requests: Vec<(usize, usize)>,
 }
 
 pub struct Attendee {
@@ -43,6 +47,11 @@ pub struct Attendee {
     pub client: ClientType,
     /// What the join token granted; host controls check it.
     pub role: AttendeeRole,
+    /// The join token lets it grant others control of its shared screen (its organisation's policy).
+    pub may_grant_control: bool,
+    /// It takes part in remote control, so its subscribe connection must exist (for the data channel)
+    /// even when it receives no media.
+    pub needs_channel: bool,
     pub meeting: MeetingId,
     pub signal: SignalTx,
     pub audio_muted: bool,

@@ -32,6 +32,7 @@ use netem::{Link, LinkSpec};
 /// Decides per datagram (from, to, bytes) whether the network loses it.
 pub type DropFilter = Box<dyn FnMut(SocketAddr, SocketAddr, &[u8]) -> bool>;
 
+/// The default time step; see [`Sim::step`].
 pub const STEP: Duration = Duration::from_millis(5);
 
 /// One RTP packet a client received.
@@ -51,6 +52,9 @@ pub struct ClientPeer {
     pub keyframe_requests: usize,
     /// The rid of every keyframe request received (None: not simulcast), oldest first.
     pub keyframe_rids: Vec<Option<String>>,
+    /// The data channel the server opened on this connection, and the messages that arrived on it.
+    pub channel: Option<str0m::channel::ChannelId>,
+    pub channel_messages: Vec<Vec<u8>>,
 }
 
 impl ClientPeer {
@@ -64,6 +68,8 @@ impl ClientPeer {
             received: Vec::new(),
             keyframe_requests: 0,
             keyframe_rids: Vec::new(),
+            channel: None,
+            channel_messages: Vec::new(),
         }
     }
 }
@@ -129,6 +135,9 @@ pub struct Sim {
     pub drop_filter: Option<DropFilter>,
     /// Emulated links toward client addresses (see [`Sim::shape`]); others deliver at once.
     pub links: HashMap<SocketAddr, Link>,
+    /// How far time advances per step: everything (pacing included) happens on step boundaries, so tests
+    /// of congestion control use a fine step, where 5 ms bursts would look like queueing delay.
+    pub step: Duration,
     pub events: tokio::sync::broadcast::Receiver<MeetingEvent>,
     pub event_log: Vec<MeetingEvent>,
     pub metrics: ShardMetrics,
@@ -160,6 +169,7 @@ impl Sim {
             queue: VecDeque::new(),
             drop_filter: None,
             links: HashMap::new(),
+            step: STEP,
             events,
             event_log: Vec::new(),
             metrics,
@@ -179,6 +189,17 @@ impl Sim {
 
     /// Like [`Sim::join`], with the role a join token would grant (`Host` for host controls).
     pub fn join_as(&mut self, meeting: &str, name: &str, role: AttendeeRole) -> usize {
+        self.join_with(meeting, name, role, false)
+    }
+
+    /// Like [`Sim::join_as`], with the token's remote control permission.
+    pub fn join_with(
+        &mut self,
+        meeting: &str,
+        name: &str,
+        role: AttendeeRole,
+        may_grant_control: bool,
+    ) -> usize {
         let (tx, rx) = unbounded_channel();
         let id = AttendeeId::random();
         let index = self.clients.len() as u8;
@@ -191,6 +212,7 @@ impl Sim {
                 client: ClientType::Web,
                 role,
                 user: None,
+                may_grant_control,
                 signal: tx,
             },
         );
@@ -318,6 +340,58 @@ impl Sim {
         self.shard
             .handle_command(self.now, Command::DownlinkCap { attendee: id, kbps });
         self.pump();
+    }
+
+    /// The client's decoder gave up waiting on `from`'s `source`: a PLI on its subscribe connection, as a
+    /// browser sends when it cannot decode.
+    pub fn request_keyframe_from(
+        &mut self,
+        c: usize,
+        from: AttendeeId,
+        source: convene_core::MediaSource,
+    ) {
+        let now = self.now;
+        let client = &mut self.clients[c];
+        let Some(mid) = client
+            .sub_tracks
+            .iter()
+            .find(|t| t.attendee_id == from && t.source == source)
+            .map(|t| Mid::from(t.mid.as_str()))
+        else {
+            return;
+        };
+        let Some(peer) = client.subscribe.as_mut() else {
+            return;
+        };
+        if let Some(rx) = peer.rtc.direct_api().stream_rx_by_mid(mid, None) {
+            rx.request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+        }
+        let _ = peer.rtc.handle_input(Input::Timeout(now));
+        self.drain_client(c, false);
+    }
+
+    /// Hand the shard a command, as the front end would.
+    pub fn command(&mut self, command: Command) {
+        self.shard.handle_command(self.now, command);
+        self.pump();
+    }
+
+    /// Write a binary message on the client's subscribe data channel; false if it is not open.
+    pub fn channel_send(&mut self, c: usize, data: &[u8]) -> bool {
+        let now = self.now;
+        let Some(peer) = self.clients[c].subscribe.as_mut() else {
+            return false;
+        };
+        let Some(id) = peer.channel else {
+            return false;
+        };
+        let written = peer
+            .rtc
+            .channel(id)
+            .is_some_and(|mut ch| ch.write(true, data).unwrap_or(false));
+        let _ = peer.rtc.handle_input(Input::Timeout(now));
+        self.drain_client(c, false);
+        written
     }
 
     pub fn leave(&mut self, c: usize) {
@@ -484,7 +558,7 @@ impl Sim {
     pub fn run(&mut self, d: Duration, mut each_step: impl FnMut(&mut Sim)) {
         let end = self.now + d;
         while self.now < end {
-            self.now += STEP;
+            self.now += self.step;
             each_step(self);
             self.tick();
         }
@@ -502,7 +576,7 @@ impl Sim {
             if done(self) {
                 return true;
             }
-            self.now += STEP;
+            self.now += self.step;
             each_step(self);
             self.tick();
         }
@@ -639,6 +713,8 @@ impl Sim {
                 }
                 Ok(Output::Event(e)) => match e {
                     Event::Connected => peer.connected = true,
+                    Event::ChannelOpen(id, _) => peer.channel = Some(id),
+                    Event::ChannelData(d) => peer.channel_messages.push(d.data),
                     Event::KeyframeRequest(r) => {
                         peer.keyframe_requests += 1;
                         peer.keyframe_rids.push(r.rid.map(|r| r.to_string()));
