@@ -709,6 +709,55 @@ fn publishers_are_told_their_tier_and_which_layers_anyone_receives() {
 }
 
 #[test]
+fn a_layer_switched_off_comes_back_when_someone_wants_it_again() {
+    let mut s = Sim::new();
+    let a = s.join("m-off", "Ada");
+    let b = s.join("m-off", "Bob");
+    s.publish_with(a, &["h", "l"]);
+    s.connect_all();
+    let id_a = s.clients[a].id;
+    // Ada's browser honours publish_targets: it sends only the layers listed.
+    let obeying = |s: &mut Sim, ms: u64| {
+        s.run(Duration::from_millis(ms), |s| {
+            let keyframe = s.ms().is_multiple_of(500);
+            if keyframe || s.ms().is_multiple_of(35) {
+                let listed = camera_target(s, a).and_then(|t| t.1);
+                for rid in ["l", "h"] {
+                    if listed.as_ref().is_none_or(|l| l.iter().any(|r| r == rid)) {
+                        s.send_video_layer(a, Some(rid), keyframe);
+                    }
+                }
+            }
+        })
+    };
+    obeying(&mut s, 2000);
+    // Bob caps his downlink below "h": nobody receives it, so Ada is told to stop it, and does.
+    s.downlink_cap(b, Some(80));
+    obeying(&mut s, 3000);
+    assert_eq!(
+        camera_target(&s, a).and_then(|t| t.1),
+        Some(vec!["l".to_owned()])
+    );
+    let before = s.clients[b].received_from(id_a, MediaSource::Camera).len();
+    obeying(&mut s, 1000);
+    let last_second = &s.clients[b].received_from(id_a, MediaSource::Camera)[before..];
+    assert!(!last_second.is_empty() && last_second.iter().all(|p| p.payload[3] == b'l'));
+    // Bob lifts the cap: "h" is listed again although it is not arriving, Ada resumes it, Bob gets it.
+    s.downlink_cap(b, None);
+    obeying(&mut s, 3000);
+    assert_eq!(
+        camera_target(&s, a).and_then(|t| t.1),
+        Some(vec!["h".to_owned(), "l".to_owned()])
+    );
+    let got = s.clients[b].received_from(id_a, MediaSource::Camera);
+    assert_eq!(
+        got.last().map(|p| p.payload[3]),
+        Some(b'h'),
+        "Bob never got h back"
+    );
+}
+
+#[test]
 fn a_screen_without_simulcast_adapts_to_its_slowest_viewer() {
     let mut s = Sim::new();
     let a = s.join("m-screen", "Ada");

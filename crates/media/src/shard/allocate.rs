@@ -59,10 +59,19 @@ impl Shard {
                 .layers
                 .iter()
                 .enumerate()
-                .filter(|(_, l)| {
-                    l.rate > 0 && now.saturating_duration_since(l.last_packet) < LAYER_STALE
+                .filter_map(|(i, l)| {
+                    let arriving =
+                        l.rate > 0 && now.saturating_duration_since(l.last_packet) < LAYER_STALE;
+                    // A layer we switched off is still on offer, at the rate it had.
+                    let rate = if arriving {
+                        l.rate
+                    } else if l.switched_off {
+                        l.nominal
+                    } else {
+                        0
+                    };
+                    (rate > 0).then(|| (((rate * 8) / 1000).min(u64::from(u32::MAX)) as u32, i))
                 })
-                .map(|(i, l)| (((l.rate * 8) / 1000).min(u64::from(u32::MAX)) as u32, i))
                 .collect();
             if layers.is_empty() {
                 // Nothing measured yet: the forwarding default (best arriving layer) applies.
@@ -157,6 +166,7 @@ impl Shard {
     /// Tell each publisher what its video tracks should send: the meeting's tier, and only the simulcast
     /// layers somebody receives (the lowest always stays on, so a newcomer can start at once).
     pub(super) fn update_publish_targets(&mut self) {
+        let mut switched_off: Vec<(usize, usize, bool)> = Vec::new();
         for (_, meeting) in self.meetings.iter() {
             // Alone in a meeting, keep the 1:1 tier: whoever joins next sees video at once.
             let facts = policy::Meeting {
@@ -184,16 +194,26 @@ impl Shard {
                                     None => sub.layer.or(publication.best_layer),
                                 }
                             })
-                            .map(|l| publication.layers.get(l).map_or(0, |x| x.rate))
+                            .map(|l| publication.layers.get(l).map_or(0, |x| x.nominal))
                             .max()
                             .unwrap_or(0);
-                        let lowest = publication.layers.iter().map(|l| l.rate).min().unwrap_or(0);
-                        let mut rids: Vec<String> = publication
+                        // Nominal rates: a layer the publisher stopped keeps its place in the order.
+                        let lowest = publication
                             .layers
                             .iter()
-                            .filter(|l| l.rate <= in_use.max(lowest))
-                            .filter_map(|l| l.rid.as_ref().map(|r| r.to_string()))
-                            .collect();
+                            .map(|l| l.nominal)
+                            .min()
+                            .unwrap_or(0);
+                        let mut rids: Vec<String> = Vec::new();
+                        for (i, l) in publication.layers.iter().enumerate() {
+                            let listed = l.nominal <= in_use.max(lowest);
+                            if let Some(rid) = l.rid.as_ref() {
+                                switched_off.push((p, i, !listed));
+                                if listed {
+                                    rids.push(rid.to_string());
+                                }
+                            }
+                        }
                         rids.sort();
                         Some(rids)
                     } else {
@@ -223,6 +243,9 @@ impl Shard {
                     attendee.publish_targets_sent = targets;
                 }
             }
+        }
+        for (p, i, off) in switched_off {
+            self.publications[p].layers[i].switched_off = off;
         }
     }
 

@@ -19,6 +19,8 @@ const SPEAKING_HOLD: Duration = Duration::from_millis(600);
 /// Bytes a forwarded packet carries besides its payload: IPv4 + UDP (28), the RTP header (12), our header
 /// extensions (about 12) and the SRTP authentication tag (16).
 const PACKET_OVERHEAD_BYTES: u64 = 68;
+/// A layer whose last packet is older than this at the end of a rate window was stopping in it.
+const STEADY_GAP: Duration = Duration::from_millis(300);
 /// A layer without packets for this long is no longer "arriving".
 const LAYER_STALE: Duration = Duration::from_millis(1500);
 /// RTP ticks between the last packet of one source and the first of the next on a switch.
@@ -265,6 +267,9 @@ impl Shard {
                     last_packet: now,
                     bytes_window: 0,
                     rate: 0,
+                    nominal: 0,
+                    last_sample: 0,
+                    switched_off: false,
                     last_keyframe_request: None,
                 });
                 publication.layers.len() - 1
@@ -358,6 +363,15 @@ impl Shard {
                 } else {
                     (layer.rate + sample) / 2
                 };
+                // Only windows the layer arrived through from start to end say what it carries: the
+                // one it stops in (or starts in) would drag the figure down.
+                let steady = sample > 0
+                    && layer.last_sample > 0
+                    && now.saturating_duration_since(layer.last_packet) < STEADY_GAP;
+                if steady {
+                    layer.nominal = layer.rate;
+                }
+                layer.last_sample = sample;
                 layer.bytes_window = 0;
                 let arriving = now.saturating_duration_since(layer.last_packet) < LAYER_STALE;
                 if arriving && best.is_none_or(|(_, r)| layer.rate > r) {

@@ -107,6 +107,14 @@ pub struct Layer {
     /// Bytes seen since the last rate update, and the rate then computed (bytes/s).
     pub bytes_window: u64,
     pub rate: u64,
+    /// The rate (bytes/s) the layer carried when it last arrived steadily, kept after it stops.
+    pub nominal: u64,
+    /// The previous rate window's bytes/s (0: nothing arrived in it).
+    pub last_sample: u64,
+    /// Left out of the publisher's last `publish_targets` (nobody received it), so it may have stopped
+    /// because we said so: the allocation still offers it at its nominal rate, and choosing it lists
+    /// it again, which turns it back on. A layer that stopped on its own is not offered.
+    pub switched_off: bool,
     /// When a keyframe of this layer was last asked for (requests are throttled per layer).
     pub last_keyframe_request: Option<Instant>,
 }
