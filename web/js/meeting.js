@@ -180,7 +180,7 @@ export class Meeting {
     this.pubRunning = false;
     this.pendingPublish = null; // {resolve, reject} while a publish_offer is unanswered
     this.publishTargets = []; // the server's latest publish_targets tracks
-    this.targetsQueue = Promise.resolve();
+    this.senderQueue = Promise.resolve(); // sender parameter updates, one at a time
 
     this.subQueue = Promise.resolve();
     this.bound = new Map(); // subscribe mid -> {attendee_id, source, track, audioEl?}
@@ -353,11 +353,7 @@ export class Meeting {
     });
     s.on("publish_targets", (m) => {
       this.publishTargets = m.tracks || [];
-      // One at a time (a sender's getParameters/setParameters pairs must not interleave); each run
-      // applies the newest targets.
-      this.targetsQueue = this.targetsQueue
-        .then(() => this._applyPublishTargets())
-        .catch((e) => this._event("publish_targets_failed", { message: e.message }));
+      this._updateSenders(() => this._applyPublishTargets()); // each run applies the newest targets
     });
     s.on("hd_mode", (m) => {
       this.hdMode = m.on === true;
@@ -495,14 +491,24 @@ export class Meeting {
     }
     await pc.setRemoteDescription({ type: "answer", sdp });
     this._event("publish_answer", {});
-    await this._unscaleLoneEncoding();
+    this._updateSenders(() => this._unscaleLoneEncoding());
   }
 
   // ------------------------------------------------------------ controls
 
   /**
+   * Runs a sender parameter update after the previous one: a getParameters/setParameters pair must not
+   * interleave with another on the same sender. Failures are logged, not fatal: the old parameters stay.
+   */
+  _updateSenders(update) {
+    this.senderQueue = this.senderQueue
+      .then(update)
+      .catch((e) => this._event("sender_update_failed", { message: e.message }));
+  }
+
+  /**
    * Applies the server's publish_targets to our senders: each video track's bitrate ceiling (the
-   * meeting's tier, for all its layers together) and, with simulcast, which layers anyone receives.
+   * meeting's tier, for all its simulcast layers together; see applyTarget).
    */
   async _applyPublishTargets() {
     if (!this.pubPc) return;
