@@ -162,6 +162,9 @@ export class Meeting {
     this.sig = null;
     this.pubPc = null;
     this.subPc = null;
+    // The subscribe connection's `convene` data channel (the server opens it), and who wants it.
+    this.dataChannel = null;
+    this.onDataChannel = null;
     this.tracks = []; // the latest subscribe_offer's track list, once answered
     this.self = { audio_muted: false, camera_off: false };
     this.token = null; // the join token this session used (end-of-meeting feedback quotes it)
@@ -614,6 +617,10 @@ export class Meeting {
     const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", rtcpMuxPolicy: "require", iceServers: [] });
     this.subPc = pc;
     this._watchPc(pc, "subscribe");
+    pc.addEventListener("datachannel", (ev) => {
+      this.dataChannel = ev.channel;
+      this.onDataChannel?.(ev.channel);
+    });
     pc.addEventListener("track", (ev) => {
       this._event("track", { mid: ev.transceiver.mid, kind: ev.track.kind });
       this._applyTracks();

@@ -135,15 +135,14 @@ fn best_layer(offer: &Offer<'_>, cap: u32, remaining: f64, before: Option<usize>
 }
 
 /// What a subscriber's send-side estimator should aim for (kbps), given the offers and the allocation
-/// just made: `wanted` is everything the subscriber would receive on an unlimited link, with the headroom
-/// moving up to it takes (probe toward it);
-/// `next` is what the allocation needs for its next step up (the first stream, in priority order, below
-/// its wanted layer, moving up one layer with headroom): keeping the link that busy (padding where media
-/// is short) lets the estimate grow to it. Both equal the allocation when nothing more is wanted.
+/// just made: `allocated` is what is forwarded now (the estimator sustains it, padding only gaps), and
+/// `wanted` is everything the subscriber would receive on an unlimited link plus the headroom moving up to
+/// it takes: while the estimate is below it, str0m probes toward it. Padding continuously toward the next
+/// layer instead was tried and hurt: on a slow link with a deep queue it kept the queue full, and the
+/// delay-based estimate then fell under even the lowest layer (`tests/e2e/test_constrained_link.py`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EstimatorTargets {
     pub allocated: u32,
-    pub next: u32,
     pub wanted: u32,
 }
 
@@ -169,30 +168,14 @@ pub fn estimator_targets(
         choices.iter().map(|&(id, c)| rate_of(id, c)).sum()
     };
     let allocated = sum(decisions);
-    let wanted_total = sum(&wanted).max(allocated);
-    // `wanted` is in priority order: the first stream short of its wanted layer moves up next.
-    let step = wanted.iter().find_map(|&(id, want)| {
-        let have = decisions.iter().find(|(i, _)| *i == id).map(|(_, c)| *c)?;
-        let next_layer = match (have, want) {
-            (Choice::Layer(h), Choice::Layer(w)) if h < w => h + 1,
-            (Choice::Paused, Choice::Layer(_)) => 0,
-            _ => return None,
-        };
-        let next_rate = rate_of(id, Choice::Layer(next_layer));
-        let extra = f64::from(next_rate) * (1.0 + UPGRADE_HEADROOM) - f64::from(rate_of(id, have));
-        Some(extra.max(0.0).ceil() as u32)
-    });
-    let next = step.map_or(allocated, |s| allocated.saturating_add(s));
+    let wanted_total = sum(&wanted);
     EstimatorTargets {
         allocated,
-        next,
-        // Moving up needs headroom over the layer's rate, so the estimate must be able to grow past
-        // what is wanted by that much (and never less than the next step).
-        wanted: next.max(if wanted_total > allocated {
+        wanted: if wanted_total > allocated {
             (f64::from(wanted_total) * (1.0 + UPGRADE_HEADROOM)).ceil() as u32
         } else {
-            wanted_total
-        }),
+            allocated
+        },
     }
 }
 
@@ -413,7 +396,7 @@ mod tests {
     }
 
     #[test]
-    fn the_estimator_aims_at_the_next_step_and_probes_for_everything_wanted() {
+    fn the_estimator_probes_for_everything_wanted_with_headroom() {
         let m = meeting(3); // cap 400 per sender: the camera's 300 layer, not its 600
         let layers: &[u32] = &[100, 300, 600];
         let offers = [
@@ -437,9 +420,9 @@ mod tests {
         let plenty = run(m, 10_000, &offers, &[]);
         let t = estimator_targets(m, &offers, &plenty);
         assert_eq!(t.allocated, 32 + 300 + 1200);
-        assert_eq!((t.next, t.wanted), (t.allocated, t.allocated));
-        // Scarce: audio and the screen's low layer fit; the screen moving up is the next step
-        // (1200 + 15 % headroom in place of 320), the camera comes after it.
+        assert_eq!(t.wanted, t.allocated);
+        // Scarce: audio and the screen's low layer fit; probe toward audio + camera 300 + screen 1200
+        // with the 15 % moving up needs.
         let scarce = run(m, 400, &offers, &[]);
         assert_eq!(
             scarce,
@@ -451,8 +434,6 @@ mod tests {
         );
         let t = estimator_targets(m, &offers, &scarce);
         assert_eq!(t.allocated, 32 + 320);
-        assert_eq!(t.next, 32 + 1380);
-        // Everything wanted plus the headroom moving up to it needs.
         assert_eq!(t.wanted, 1762);
     }
 

@@ -142,13 +142,12 @@ impl Shard {
         self.aim_estimator(now, attendee, aim);
     }
 
-    /// Point the subscriber's send-side estimator at what the allocation could use: str0m pads up to
-    /// `next` (media permitting, never above its estimate), so the estimate can grow to the next layer
-    /// instead of staying at what is sent now; and it probes toward `wanted`. Without this an estimate
-    /// that fell with the link never climbs back once the link recovers.
+    /// Point the subscriber's send-side estimator at what the allocation could use (see
+    /// `policy::estimator_targets`): without a wanted rate above the estimate str0m never probes, and an
+    /// estimate that fell with the link would never climb back once the link recovers.
     fn aim_estimator(&mut self, now: Instant, attendee: usize, aim: policy::EstimatorTargets) {
         let a = &mut self.attendees[attendee];
-        let rates = (aim.next, aim.wanted);
+        let rates = (aim.allocated, aim.wanted);
         if a.estimator_aim == Some(rates) {
             return;
         }
@@ -157,7 +156,7 @@ impl Shard {
             return;
         };
         self.peers[peer].rtc.bwe().set_bitrate(
-            Bitrate::kbps(u64::from(aim.next)),
+            Bitrate::kbps(u64::from(aim.allocated)),
             Bitrate::kbps(u64::from(aim.wanted)),
         );
         self.drain(peer, now);

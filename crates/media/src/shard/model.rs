@@ -76,7 +76,7 @@ pub struct Attendee {
     pub downlink_cap_kbps: Option<u32>,
     /// The last REMB its subscribe connection reported (kbps): a cap, never an estimate.
     pub downlink_remb_kbps: Option<u32>,
-    /// The (next, wanted) kbps last given to the subscriber's estimator (see `Shard::aim_estimator`).
+    /// The (allocated, wanted) kbps last given to the subscriber's estimator (see `Shard::aim_estimator`).
     pub estimator_aim: Option<(u32, u32)>,
     /// The `publish_targets` last sent, to send only changes.
     pub publish_targets_sent: Vec<TrackTarget>,
