@@ -16,6 +16,7 @@
 
 import * as account from "./js/account.js";
 import { Meeting } from "./js/meeting.js";
+import { RemoteControl } from "./js/remote-control.js";
 import { signalUrl } from "./js/signaling.js";
 import { Banner, TileGrid } from "./js/ui.js";
 
@@ -35,6 +36,7 @@ const banner = new Banner($("banner"));
 const tiles = new TileGrid($("tiles"));
 
 let meeting = null; // current Meeting, if any
+let remote = null; // its RemoteControl, once joined
 let appState = "idle"; // state before any meeting exists
 let preview = null; // MediaStream shown on the join form
 let previewPromise = null;
@@ -58,6 +60,15 @@ window.convene = Object.freeze({
   get recording() { return meeting ? meeting.state === "joined" && meeting.recording : false; },
   get hdMode() { return meeting ? meeting.state === "joined" && meeting.hdMode : false; },
   get feedback() { return { ...feedback }; },
+  get remoteControl() {
+    return {
+      received: remote ? remote.received.map((e) => ({ ...e })) : [],
+      session: remote && remote.session ? { ...remote.session } : null,
+      controlling: remote ? remote.controlling : false,
+      controlled: remote ? remote.controlled : false,
+      sent: remote ? remote.sent : 0,
+    };
+  },
 });
 
 // ---------------------------------------------------------------- views
@@ -115,6 +126,11 @@ function render() {
   hd.textContent = meeting.hdMode ? "HD off" : "HD";
   hd.setAttribute("aria-pressed", String(Boolean(meeting.hdMode)));
   hd.disabled = state !== "joined";
+  if (remote && state === "joined") remote.render();
+  if (remote && (state === "error" || state === "left")) {
+    remote.close();
+    remote = null;
+  }
   if (state === "error" || state === "left") {
     show(state === "left" ? "left" : "join");
     if (state === "error") {
@@ -288,6 +304,8 @@ async function join() {
     if (!previewPromise) acquirePreview();
     return;
   }
+  remote = new RemoteControl({ meeting, panel: $("remote-control") });
+  meeting.onDataChannel = (channel) => remote?.attachChannel(channel);
   const url = new URL(window.location.href);
   url.search = new URLSearchParams({ meeting: meetingId, name }).toString();
   history.replaceState(null, "", url);

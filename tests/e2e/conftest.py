@@ -7,6 +7,8 @@ E2E_HEADFUL=1 to watch the browsers.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from playwright.sync_api import sync_playwright
 
@@ -24,11 +26,12 @@ def pw():
         yield p
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A fresh `convene serve` per test module; clean shutdown is asserted on teardown."""
+@contextlib.contextmanager
+def serving(tmp_path_factory, host: str = "127.0.0.1"):
+    """A fresh `convene serve` on `host` whose log goes into failing reports; clean shutdown is asserted
+    on exit. For modules that need the server elsewhere than loopback (their own `server` fixture)."""
     workdir = tmp_path_factory.mktemp("convene")
-    srv = start_server(workdir)
+    srv = start_server(workdir, host=host)
     _active_servers.append(srv)
     try:
         yield srv
@@ -40,6 +43,13 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A fresh `convene serve` per test module; clean shutdown is asserted on teardown."""
+    with serving(tmp_path_factory) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
 def host(server):
     """A Pro user of a fresh account, registered through the invitation e-mail and signed in
     (accounts.WebSession): creates the meetings the module's browsers join as guests."""
@@ -48,11 +58,13 @@ def host(server):
 
 @pytest.fixture(scope="module")
 def launch(pw):
-    """Factory: launch(name, init_scripts=()) -> Attendee (its own Chromium process). Closed at module end."""
+    """Factory: launch(name, init_scripts=(), extra_args=(), executable=None) -> Attendee (its own Chromium
+    process). Closed at module end."""
     launched: list[Attendee] = []
 
-    def _launch(name: str, init_scripts: tuple[str, ...] = (), extra_args: tuple[str, ...] = ()) -> Attendee:
-        a = Attendee.launch(pw, name, init_scripts, extra_args)
+    def _launch(name: str, init_scripts: tuple[str, ...] = (), extra_args: tuple[str, ...] = (),
+                executable: str | None = None) -> Attendee:
+        a = Attendee.launch(pw, name, init_scripts, extra_args, executable)
         launched.append(a)
         _active_attendees.append(a)
         return a

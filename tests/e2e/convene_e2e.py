@@ -69,9 +69,9 @@ def poll(fn: Callable[[], object], timeout: float, interval: float = 0.25, desc:
 # --------------------------------------------------------------------------- server
 
 
-def free_tcp_port() -> int:
+def free_tcp_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -156,10 +156,12 @@ def sum_metric(text: str, name: str) -> float:
     return total
 
 
-def start_server(workdir: Path, extra_args: tuple[str, ...] = ()) -> Server:
+def start_server(workdir: Path, extra_args: tuple[str, ...] = (), host: str = "127.0.0.1") -> Server:
+    """`convene serve` with HTTP, signaling and media on `host` (loopback unless a test made another
+    interface), a free TCP port and 64 free UDP ports."""
     if not CONVENE_BIN.exists():
         raise RuntimeError(f"server binary {CONVENE_BIN} not found (build it, or set CONVENE_BIN)")
-    http_port = free_tcp_port()
+    http_port = free_tcp_port(host)
     lo, hi = free_udp_range()
     data_dir = workdir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -167,17 +169,17 @@ def start_server(workdir: Path, extra_args: tuple[str, ...] = ()) -> Server:
     stderr_path = workdir / "convene.stderr.log"
     cmd = [
         str(CONVENE_BIN), "serve",
-        "--http", f"127.0.0.1:{http_port}",
+        "--http", f"{host}:{http_port}",
         "--data-dir", str(data_dir),
         "--media-ports", f"{lo}-{hi}",
-        "--public-ip", "127.0.0.1",
+        "--public-ip", host,
         *extra_args,
     ]
     env = dict(os.environ)
     env.setdefault("RUST_BACKTRACE", "1")
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=REPO_ROOT)
-    srv = Server(proc, f"http://127.0.0.1:{http_port}", http_port, lo, hi, data_dir, stdout_path, stderr_path)
+    srv = Server(proc, f"http://{host}:{http_port}", http_port, lo, hi, data_dir, stdout_path, stderr_path)
     deadline = time.monotonic() + 30
     while True:
         if proc.poll() is not None:
@@ -247,6 +249,7 @@ async () => {
       attendee_id: info.attendee_id || null, source: info.source || null,
       framesDecoded: s.framesDecoded || 0, framesReceived: s.framesReceived || 0,
       frameWidth: s.frameWidth || 0, frameHeight: s.frameHeight || 0,
+      freezeCount: s.freezeCount || 0, totalFreezesDuration: s.totalFreezesDuration || 0,
       packetsReceived: s.packetsReceived || 0, bytesReceived: s.bytesReceived || 0,
       totalAudioEnergy: s.totalAudioEnergy || 0, audioLevel: s.audioLevel || 0,
       codec: codecs[s.codecId] || null,
@@ -296,9 +299,10 @@ class Attendee:
 
     @classmethod
     def launch(cls, pw, name: str, init_scripts: tuple[str, ...] = (),
-               extra_args: tuple[str, ...] = ()) -> "Attendee":
+               extra_args: tuple[str, ...] = (), executable: str | None = None) -> "Attendee":
+        """`executable` replaces CHROMIUM_BIN, e.g. a wrapper that runs it in another network namespace."""
         browser = pw.chromium.launch(
-            executable_path=CHROMIUM_BIN,
+            executable_path=executable or CHROMIUM_BIN,
             headless=HEADLESS,
             args=[*CHROMIUM_ARGS, *extra_args],
             ignore_default_args=CHROMIUM_IGNORE_DEFAULT_ARGS,
@@ -419,3 +423,24 @@ def wait_media_flowing(att: Attendee, expect: list[tuple[str, str]], timeout: fl
     raise AssertionError(
         f"{att.name}: media not flowing after {timeout:.0f}s: {problems}\n"
         f"tracks={att.tracks()}\nstats={json.dumps(att.stats(), indent=1)}\nbanner={att.banner_text()!r}")
+
+
+# --------------------------------------------------------------------------- test media
+
+
+def noise_video(path, width=640, height=360, fps=24, frames=24):
+    """A Y4M file (YUV 4:2:0) of grey with fresh low-amplitude noise in every frame, for
+    --use-file-for-fake-video-capture: far more than an encoder can represent at a few hundred kbps, so
+    its rate control runs at whatever ceiling it is given (Chromium's built-in fake camera is a simple
+    animation that stays at about 165 kbps at 640x360, below most tiers). Low amplitude keeps it
+    compressible enough at coarse quantizers that rate control can meet any tier (full-range noise
+    cannot be squeezed under ~1.3 Mbps even at the coarsest H.264 quantizer, which would test the
+    codec rather than us)."""
+    luma = width * height
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            f.write(b"FRAME\n")
+            f.write(bytes(112 + (b & 31) for b in os.urandom(luma)))
+            f.write(bytes([128]) * (luma // 2))
+    return path

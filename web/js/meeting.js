@@ -43,6 +43,92 @@ function applyCodecPreferences(transceiver) {
   return false;
 }
 
+// Camera simulcast layers, lowest first. The weights split a ceiling roughly as pixels^0.8 (bits per pixel
+// fall as resolution rises); a layer whose share would fall under its minimum is not sent at all, since a
+// starved 640x360 looks worse than a clean 320x180. A layer's rate depends only on the ceiling, never on
+// which layers the receivers use: the server picks layers by their measured rate, so a layer that grew when
+// another went off would push its receivers down a layer, and so on.
+export const CAMERA_LAYERS = [
+  { rid: "q", scaleResolutionDownBy: 4, weight: 1, minKbps: 30, maxKbps: 150 },
+  { rid: "h", scaleResolutionDownBy: 2, weight: 2, minKbps: 80, maxKbps: 400 },
+  { rid: "f", scaleResolutionDownBy: 1, weight: 6, minKbps: 150, maxKbps: Infinity },
+];
+// How many of those layers a capture gets, by its height: libwebrtc encodes at most 3 simulcast streams
+// from 960x540 up, 2 from 640x360 and 1 below (it silently drops the rest), so ask for just those, keeping
+// the top ones (f, or h+f). 640x360, the app's usual capture, sends h (320x180) and f.
+const SIMULCAST_HEIGHTS = [[540, 3], [360, 2]];
+// The 1:1 tier, used until the server's first publish_targets.
+const DEFAULT_CAMERA_KBPS = 650;
+
+/**
+ * Splits a camera's ceiling (kbps, the total of all its layers) over its simulcast `layers` (lowest first):
+ * one share per layer, 0 for a layer the ceiling cannot carry (from the top down; the lowest always takes
+ * what there is). Lower layers are capped at their maxKbps and the highest layer sent takes the rest, so
+ * the shares add up to the ceiling. For h+f: 650 -> 162+487, 450 -> 112+337, 184 -> 184 on h alone.
+ */
+export function splitCeiling(totalKbps, layers = CAMERA_LAYERS) {
+  for (let used = layers.length; used > 1; used--) {
+    const sent = layers.slice(0, used);
+    const weights = sent.reduce((sum, l) => sum + l.weight, 0);
+    const shares = sent.map((l) => (totalKbps * l.weight) / weights);
+    let excess = 0;
+    for (let i = 0; i < used - 1; i++) {
+      excess += Math.max(0, shares[i] - sent[i].maxKbps);
+      shares[i] = Math.min(shares[i], sent[i].maxKbps);
+    }
+    shares[used - 1] += excess;
+    if (shares.every((kbps, i) => kbps >= sent[i].minKbps)) {
+      return layers.map((_, i) => (i < used ? Math.floor(shares[i]) : 0));
+    }
+  }
+  return layers.map((_, i) => (i === 0 ? Math.max(0, Math.floor(totalKbps)) : 0));
+}
+
+/** The layers of CAMERA_LAYERS a sender's encodings carry, lowest first. */
+function layersOf(encodings) {
+  return CAMERA_LAYERS.filter((l) => encodings.some((e) => e.rid === l.rid));
+}
+
+/** The camera's sendEncodings: simulcast layers for a large enough capture, else null (one encoding). */
+function cameraEncodings(track) {
+  const { height } = track.getSettings();
+  const count = (SIMULCAST_HEIGHTS.find(([min]) => height >= min) || [0, 1])[1];
+  if (count < 2) return null;
+  const layers = CAMERA_LAYERS.slice(CAMERA_LAYERS.length - count);
+  const shares = splitCeiling(DEFAULT_CAMERA_KBPS, layers);
+  return layers.map((l, i) => ({
+    rid: l.rid,
+    scaleResolutionDownBy: l.scaleResolutionDownBy,
+    maxBitrate: shares[i] * 1000,
+    active: shares[i] > 0,
+  }));
+}
+
+/**
+ * Applies a publish_targets entry to a sender's encodings (in place). One encoding: the ceiling is its
+ * maxBitrate. Simulcast: the ceiling is split over the layers (splitCeiling) and every layer the ceiling
+ * carries is sent. max_kbps 0 (the meeting's camera limit is reached) switches everything off.
+ *
+ * active_rids is deliberately not used to switch layers off (the protocol makes it optional): the server
+ * lists only layers it currently sees arriving and someone receives, so a layer switched off would never
+ * be listed again and no subscriber could climb back to it once its link recovers.
+ */
+export function applyTarget(encodings, target) {
+  if (encodings.length === 1 && !encodings[0].rid) {
+    encodings[0].active = target.max_kbps > 0;
+    if (target.max_kbps > 0) encodings[0].maxBitrate = target.max_kbps * 1000;
+    return;
+  }
+  const layers = layersOf(encodings);
+  const shares = splitCeiling(target.max_kbps, layers);
+  for (const enc of encodings) {
+    const i = layers.findIndex((l) => l.rid === enc.rid);
+    const share = i >= 0 ? shares[i] : 0;
+    enc.active = share > 0;
+    if (share > 0) enc.maxBitrate = share * 1000;
+  }
+}
+
 /** Adds usedtx=1 to the Opus fmtp line (the server asks for DTX). */
 export function enableOpusDtx(sdp) {
   const m = /a=rtpmap:(\d+) opus\/48000/i.exec(sdp);
@@ -76,6 +162,9 @@ export class Meeting {
     this.sig = null;
     this.pubPc = null;
     this.subPc = null;
+    // The subscribe connection's `convene` data channel (the server opens it), and who wants it.
+    this.dataChannel = null;
+    this.onDataChannel = null;
     this.tracks = []; // the latest subscribe_offer's track list, once answered
     this.self = { audio_muted: false, camera_off: false };
     this.token = null; // the join token this session used (end-of-meeting feedback quotes it)
@@ -93,6 +182,8 @@ export class Meeting {
     this.pubDirty = false;
     this.pubRunning = false;
     this.pendingPublish = null; // {resolve, reject} while a publish_offer is unanswered
+    this.publishTargets = []; // the server's latest publish_targets tracks
+    this.senderQueue = Promise.resolve(); // sender parameter updates, one at a time
 
     this.subQueue = Promise.resolve();
     this.bound = new Map(); // subscribe mid -> {attendee_id, source, track, audioEl?}
@@ -265,7 +356,7 @@ export class Meeting {
     });
     s.on("publish_targets", (m) => {
       this.publishTargets = m.tracks || [];
-      this._applyPublishTargets().catch((e) => this._event("publish_targets_failed", { message: e.message }));
+      this._updateSenders(() => this._applyPublishTargets()); // each run applies the newest targets
     });
     s.on("hd_mode", (m) => {
       this.hdMode = m.on === true;
@@ -309,9 +400,39 @@ export class Meeting {
       this.audioTx = pc.addTransceiver(this.audioTrack, { direction: "sendonly", streams });
     }
     if (this.videoTrack) {
-      this.cameraTx = pc.addTransceiver(this.videoTrack, { direction: "sendonly", streams });
+      this.cameraTx = this._addCameraTransceiver(pc, this.videoTrack, streams);
       applyCodecPreferences(this.cameraTx);
     }
+  }
+
+  /** The camera as simulcast where the capture is large enough; one encoding if the browser refuses. */
+  _addCameraTransceiver(pc, track, streams) {
+    const sendEncodings = cameraEncodings(track);
+    if (sendEncodings) {
+      try {
+        const tx = pc.addTransceiver(track, { direction: "sendonly", streams, sendEncodings });
+        this._event("camera_encodings", { rids: sendEncodings.map((e) => e.rid) });
+        return tx;
+      } catch (e) {
+        console.warn("convene: simulcast refused, sending one encoding", e);
+      }
+    }
+    return pc.addTransceiver(track, { direction: "sendonly", streams });
+  }
+
+  /**
+   * After an answer without simulcast, the browser keeps only the first (lowest) encoding, still scaled
+   * down: send that one at full resolution instead.
+   */
+  async _unscaleLoneEncoding() {
+    const sender = this.cameraTx?.sender;
+    if (!sender) return;
+    const params = sender.getParameters();
+    const encs = params.encodings || [];
+    if (encs.length !== 1 || !(encs[0].scaleResolutionDownBy > 1)) return;
+    encs[0].scaleResolutionDownBy = 1;
+    await sender.setParameters(params);
+    this._event("simulcast_declined", {});
   }
 
   _watchPc(pc, label) {
@@ -373,29 +494,33 @@ export class Meeting {
     }
     await pc.setRemoteDescription({ type: "answer", sdp });
     this._event("publish_answer", {});
+    this._updateSenders(() => this._unscaleLoneEncoding());
   }
 
   // ------------------------------------------------------------ controls
 
   /**
+   * Runs a sender parameter update after the previous one: a getParameters/setParameters pair must not
+   * interleave with another on the same sender. Failures are logged, not fatal: the old parameters stay.
+   */
+  _updateSenders(update) {
+    this.senderQueue = this.senderQueue
+      .then(update)
+      .catch((e) => this._event("sender_update_failed", { message: e.message }));
+  }
+
+  /**
    * Applies the server's publish_targets to our senders: each video track's bitrate ceiling (the
-   * meeting's tier) and, with simulcast, which encodings anyone receives.
+   * meeting's tier, for all its simulcast layers together; see applyTarget).
    */
   async _applyPublishTargets() {
     if (!this.pubPc) return;
-    for (const target of this.publishTargets || []) {
+    for (const target of this.publishTargets) {
       const tx = this.pubPc.getTransceivers().find((t) => t.mid === target.mid);
       if (!tx || !tx.sender || !tx.sender.track) continue;
       const params = tx.sender.getParameters();
       if (!params.encodings || !params.encodings.length) continue;
-      for (const enc of params.encodings) {
-        if (target.active_rids && enc.rid) enc.active = target.active_rids.includes(enc.rid);
-      }
-      if (params.encodings.length === 1) {
-        // 0: the meeting's camera limit is reached; send nothing until a slot frees up.
-        params.encodings[0].active = target.max_kbps > 0;
-        if (target.max_kbps > 0) params.encodings[0].maxBitrate = target.max_kbps * 1000;
-      }
+      applyTarget(params.encodings, target);
       await tx.sender.setParameters(params);
     }
     this._event("publish_targets", { tracks: this.publishTargets });
@@ -492,6 +617,10 @@ export class Meeting {
     const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", rtcpMuxPolicy: "require", iceServers: [] });
     this.subPc = pc;
     this._watchPc(pc, "subscribe");
+    pc.addEventListener("datachannel", (ev) => {
+      this.dataChannel = ev.channel;
+      this.onDataChannel?.(ev.channel);
+    });
     pc.addEventListener("track", (ev) => {
       this._event("track", { mid: ev.transceiver.mid, kind: ev.track.kind });
       this._applyTracks();

@@ -88,6 +88,7 @@ pub async fn join(
         role: AttendeeRole::Attendee,
         client: ClientType::Web,
         user: None,
+        remote_control: false,
         expires_at: now + TOKEN_LIFETIME_SECS,
     });
     let tcp = TcpStream::connect(server).await?;

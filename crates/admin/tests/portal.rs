@@ -190,3 +190,78 @@ async fn suspended_users_cannot_sign_in_and_lose_their_sessions() {
     .await;
     assert_eq!(unknown.body["message"], wrong.body["message"]);
 }
+
+#[tokio::test]
+async fn join_tokens_carry_the_joiners_remote_control_policy() {
+    let dir = TempDir::new("portal-rc");
+    let store = Store::open(&Store::sqlite_url(&dir.0)).await.unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let account = store
+        .create_account("Team", AccountType::Team, License::Pro, now)
+        .await
+        .unwrap();
+    let CreateUser::Created(user) = store
+        .create_user(
+            &account.id,
+            "rc@example.com",
+            "rc",
+            License::Pro,
+            UserType::PrivateUser,
+            now,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("user");
+    };
+    let invite = Invite {
+        id: "i-rc".into(),
+        account_id: account.id.clone(),
+        user_id: user.id.clone(),
+        email: user.email.clone(),
+        status: InviteStatus::Pending,
+        email_status: EmailStatus::Sent,
+    };
+    store.create_invite(&invite, "tok-rc", now).await.unwrap();
+    let issuer = JoinTokenIssuer::from_seed(&[9; 32]);
+    let verifier = issuer.verifier();
+    let app = router(PortalState::new(
+        store.clone(),
+        issuer,
+        Mailer::folder(dir.0.join("outbox"), "Convene <noreply@convene.invalid>"),
+        "http://127.0.0.1:8080",
+    ));
+    let registered = call(
+        &app,
+        "POST",
+        "/v1/register",
+        None,
+        r#"{"invite":"tok-rc","name":"Rae","password":"a good password"}"#,
+    )
+    .await;
+    let session = registered.cookie.expect("a session cookie");
+    let pin = user.personal_pin.clone();
+    let path = format!("/v1/meetings/{pin}/join");
+    let claims = |reply: Reply| {
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        let token = reply.body["token"].as_str().expect("a token").to_owned();
+        verifier.verify(&token, 0).expect("a valid token")
+    };
+
+    // By default the account allows shared control: members and guests may grant it.
+    let member = claims(call(&app, "POST", &path, Some(&session), r#"{"name":"Rae"}"#).await);
+    assert!(member.remote_control);
+    let guest = claims(call(&app, "POST", &path, None, r#"{"name":"Guest"}"#).await);
+    assert!(guest.remote_control);
+
+    // The administrator disables it: the account's members may no longer grant control; a guest, whom
+    // no organisation's policy covers, still may.
+    store
+        .update_account_settings(&account.id, Some(true), None)
+        .await
+        .unwrap();
+    let member = claims(call(&app, "POST", &path, Some(&session), r#"{"name":"Rae"}"#).await);
+    assert!(!member.remote_control);
+    let guest = claims(call(&app, "POST", &path, None, r#"{"name":"Guest"}"#).await);
+    assert!(guest.remote_control);
+}

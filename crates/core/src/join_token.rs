@@ -43,6 +43,10 @@ pub struct JoinClaims {
     /// The signed-in user behind the attendee, if any (guests have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// May the holder grant another attendee control of their shared screen? Their organisation's
+    /// policy (the account setting `DisableRemoteControl`) decides; absent means no.
+    #[serde(default)]
+    pub remote_control: bool,
     /// Expiry, seconds since the Unix epoch (UTC).
     pub expires_at: u64,
 }
@@ -157,6 +161,7 @@ mod tests {
             role: AttendeeRole::Host,
             client: ClientType::Web,
             user: Some("u-1".into()),
+            remote_control: true,
             expires_at,
         }
     }

@@ -9,7 +9,7 @@ use prometheus::{
 };
 
 /// Reasons a datagram or packet is dropped (the `reason` label of `convene_media_packets_dropped_total`).
-pub const DROP_REASONS: [&str; 8] = [
+pub const DROP_REASONS: [&str; 11] = [
     "unrecognized",
     "unknown_source",
     "not_accepted",
@@ -18,6 +18,11 @@ pub const DROP_REASONS: [&str; 8] = [
     "unknown_payload_type",
     "codec_mismatch",
     "send_failed",
+    // Data channel messages: from someone not controlling a screen, over the remote control flow's
+    // fixed rate, or for a sharer whose channel is not open.
+    "not_controlling",
+    "remote_control_rate",
+    "channel_closed",
 ];
 
 /// Every media-plane series, registered once.

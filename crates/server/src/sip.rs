@@ -74,6 +74,8 @@ impl MeetingDoor for AdmissionDoor {
                 role: admission.role,
                 client: ClientType::Sip,
                 user: None,
+                // The same rule as a web guest's: no account whose policy could forbid it.
+                remote_control: admission.remote_control,
                 expires_at: expires_at.unix_timestamp().max(0) as u64,
             };
             Ok(JoinGrant {

@@ -72,6 +72,9 @@ pub struct Admission {
     pub meeting: Meeting,
     pub host: User,
     pub role: AttendeeRole,
+    /// May the joiner grant others control of their shared screen? Their account's policy decides
+    /// (`DisableRemoteControl`); guests belong to no organisation whose policy could forbid it.
+    pub remote_control: bool,
 }
 
 /// Look the meeting ID up (stored meetings and personal PINs) and apply [`decide`].
@@ -94,10 +97,18 @@ pub async fn admit(
         .await?
         .ok_or(Refusal::UnknownMeeting)?;
     let role = decide(&host, joiner, now)?;
+    let remote_control = match joiner.and_then(|u| u.account_id.as_ref()) {
+        Some(account) => store
+            .account_settings(account)
+            .await?
+            .is_none_or(|s| !s.disable_remote_control),
+        None => true,
+    };
     Ok(Admission {
         meeting,
         host,
         role,
+        remote_control,
     })
 }
 

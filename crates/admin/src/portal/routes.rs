@@ -509,6 +509,7 @@ async fn join(
         role: admission.role,
         client,
         user: user.map(|u| u.id),
+        remote_control: admission.remote_control,
         expires_at: expires_at.unix_timestamp().max(0) as u64,
     };
     let token = state.tokens.issue(&claims);

@@ -11,6 +11,11 @@ use super::tiers::{self, SCREEN_MAX_KBPS, SCREEN_MIN_KBPS};
 /// Spare capacity (share of the layer's rate) required to move up.
 pub const UPGRADE_HEADROOM: f64 = 0.15;
 
+/// A layer in use stays in use while its measured rate is within this share above the tier's cap: a
+/// second that carried a keyframe measures above the encoder's target, and dropping the layer for it
+/// (then taking it back a second later) is exactly the flapping the headroom exists to prevent.
+pub const CAP_OVERSHOOT: f64 = 0.15;
+
 /// What a publication carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -109,7 +114,12 @@ fn best_layer(offer: &Offer<'_>, cap: u32, remaining: f64, before: Option<usize>
     };
     for (l, &rate) in offer.layers.iter().enumerate().rev() {
         // A layer above the tier's cap is not used, unless it is the only one there is.
-        if rate > cap && l > 0 {
+        let allowed = if before == Some(l) {
+            f64::from(cap) * (1.0 + CAP_OVERSHOOT)
+        } else {
+            f64::from(cap)
+        };
+        if f64::from(rate) > allowed && l > 0 {
             continue;
         }
         let needed = if before.is_none_or(|b| l > b) {
@@ -124,6 +134,51 @@ fn best_layer(offer: &Offer<'_>, cap: u32, remaining: f64, before: Option<usize>
     Choice::Paused
 }
 
+/// What a subscriber's send-side estimator should aim for (kbps), given the offers and the allocation
+/// just made: `allocated` is what is forwarded now (the estimator sustains it, padding only gaps), and
+/// `wanted` is everything the subscriber would receive on an unlimited link plus the headroom moving up to
+/// it takes: while the estimate is below it, str0m probes toward it. Padding continuously toward the next
+/// layer instead was tried and hurt: on a slow link with a deep queue it kept the queue full, and the
+/// delay-based estimate then fell under even the lowest layer (`tests/e2e/test_constrained_link.py`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EstimatorTargets {
+    pub allocated: u32,
+    pub wanted: u32,
+}
+
+pub fn estimator_targets(
+    meeting: Meeting,
+    offers: &[Offer<'_>],
+    decisions: &[(usize, Choice)],
+) -> EstimatorTargets {
+    let mut wanted = Vec::with_capacity(offers.len());
+    allocate(meeting, u32::MAX, offers, |_| None, &mut wanted);
+    let rate_of = |id: usize, choice: Choice| -> u32 {
+        match choice {
+            Choice::Layer(l) => offers
+                .iter()
+                .find(|o| o.id == id)
+                .and_then(|o| o.layers.get(l))
+                .copied()
+                .unwrap_or(0),
+            Choice::Paused => 0,
+        }
+    };
+    let sum = |choices: &[(usize, Choice)]| -> u32 {
+        choices.iter().map(|&(id, c)| rate_of(id, c)).sum()
+    };
+    let allocated = sum(decisions);
+    let wanted_total = sum(&wanted);
+    EstimatorTargets {
+        allocated,
+        wanted: if wanted_total > allocated {
+            (f64::from(wanted_total) * (1.0 + UPGRADE_HEADROOM)).ceil() as u32
+        } else {
+            allocated
+        },
+    }
+}
+
 /// What a publisher of `kind` should send in this meeting (kbps): the tier's uplink target.
 pub fn publisher_target(meeting: Meeting, kind: Kind) -> u32 {
     match kind {
@@ -131,6 +186,20 @@ pub fn publisher_target(meeting: Meeting, kind: Kind) -> u32 {
         Kind::Screen => SCREEN_MAX_KBPS,
         Kind::Camera => tiers::camera_tier(meeting.attendees, meeting.hd).up_kbps,
     }
+}
+
+/// What a single-layer screen publisher should send (kbps), given what each of its subscribers has left
+/// after audio (which always goes first). A screen without simulcast has no lower layer to give a slow
+/// viewer, so the one stream adapts to the slowest of them, with the headroom the allocation wants to
+/// (re)start it, between the guide's 320 kbps and 1.2 Mbps. Nobody watching: full quality, ready for
+/// whoever comes.
+pub fn screen_target(room_after_audio: impl IntoIterator<Item = u32>) -> u32 {
+    room_after_audio
+        .into_iter()
+        .map(|room| (f64::from(room) / (1.0 + UPGRADE_HEADROOM)) as u32)
+        .min()
+        .unwrap_or(SCREEN_MAX_KBPS)
+        .clamp(SCREEN_MIN_KBPS, SCREEN_MAX_KBPS)
 }
 
 /// The highest layer anyone receives of a publication, given every subscriber's choice for it: the
@@ -291,6 +360,104 @@ mod tests {
         assert_eq!(prev, vec![(1, Choice::Layer(0))]);
         prev = run(m, 520, &offers, &prev);
         assert_eq!(prev, vec![(1, Choice::Layer(1))]);
+    }
+
+    #[test]
+    fn a_layer_in_use_survives_a_keyframe_second_above_the_cap() {
+        // 1:1 cap 650; the top layer measures 600 normally and 680 in a second with a keyframe.
+        let normal: &[u32] = &[100, 300, 600];
+        let keyframe_second: &[u32] = &[100, 300, 680];
+        let offer = |layers| Offer {
+            id: 1,
+            kind: Kind::Camera,
+            layers,
+            speaking: false,
+            audible: false,
+        };
+        let m = meeting(2);
+        let prev = run(m, 2000, &[offer(normal)], &[]);
+        assert_eq!(prev, vec![(1, Choice::Layer(2))]);
+        // In use: kept through the keyframe second.
+        assert_eq!(
+            run(m, 2000, &[offer(keyframe_second)], &prev),
+            vec![(1, Choice::Layer(2))]
+        );
+        // Not in use: a layer above the cap is not moved to.
+        assert_eq!(
+            run(m, 2000, &[offer(keyframe_second)], &[(1, Choice::Layer(1))]),
+            vec![(1, Choice::Layer(1))]
+        );
+        // Far above the cap (a publisher ignoring its target): dropped even when in use.
+        let ignoring: &[u32] = &[100, 300, 900];
+        assert_eq!(
+            run(m, 2000, &[offer(ignoring)], &prev),
+            vec![(1, Choice::Layer(1))]
+        );
+    }
+
+    #[test]
+    fn the_estimator_probes_for_everything_wanted_with_headroom() {
+        let m = meeting(3); // cap 400 per sender: the camera's 300 layer, not its 600
+        let layers: &[u32] = &[100, 300, 600];
+        let offers = [
+            audio(1),
+            Offer {
+                id: 2,
+                kind: Kind::Camera,
+                layers,
+                speaking: true,
+                audible: false,
+            },
+            Offer {
+                id: 3,
+                kind: Kind::Screen,
+                layers: SCREEN,
+                speaking: false,
+                audible: false,
+            },
+        ];
+        // Plenty: everything wanted is allocated, nothing to probe for.
+        let plenty = run(m, 10_000, &offers, &[]);
+        let t = estimator_targets(m, &offers, &plenty);
+        assert_eq!(t.allocated, 32 + 300 + 1200);
+        assert_eq!(t.wanted, t.allocated);
+        // Scarce: audio and the screen's low layer fit; probe toward audio + camera 300 + screen 1200
+        // with the 15 % moving up needs.
+        let scarce = run(m, 400, &offers, &[]);
+        assert_eq!(
+            scarce,
+            vec![
+                (1, Choice::Layer(0)),
+                (2, Choice::Paused),
+                (3, Choice::Layer(0))
+            ]
+        );
+        let t = estimator_targets(m, &offers, &scarce);
+        assert_eq!(t.allocated, 32 + 320);
+        assert_eq!(t.wanted, 1762);
+    }
+
+    #[test]
+    fn a_single_layer_screen_adapts_to_its_slowest_viewer_within_the_guides_range() {
+        assert_eq!(screen_target([]), 1200);
+        assert_eq!(screen_target([5000, 3000]), 1200);
+        // 690 left after audio: 600 kbps plus the 15 % the allocation needs to start it.
+        assert_eq!(screen_target([5000, 690]), 600);
+        // Never below the guide's 320 kbps: a viewer with less pauses the screen instead.
+        assert_eq!(screen_target([100, 5000]), 320);
+        // And the stream at that rate fits the viewer it was sized for.
+        let room = 690;
+        let target = screen_target([room]);
+        let offer = Offer {
+            id: 1,
+            kind: Kind::Screen,
+            layers: &[target],
+            speaking: false,
+            audible: false,
+        };
+        let mut out = Vec::new();
+        allocate(meeting(3), room, &[offer], |_| None, &mut out);
+        assert_eq!(out, vec![(1, Choice::Layer(0))]);
     }
 
     #[test]

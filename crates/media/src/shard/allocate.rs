@@ -9,6 +9,7 @@
 use std::time::Instant;
 
 use convene_core::MediaSource;
+use str0m::bwe::Bitrate;
 
 use super::Shard;
 use crate::allocation::policy::{self, Choice, Kind, Offer};
@@ -23,10 +24,12 @@ impl Shard {
     fn downlink_budget(&self, attendee: usize) -> Option<u32> {
         let a = &self.attendees[attendee];
         let caps = [a.downlink_cap_kbps, a.downlink_remb_kbps];
-        match a.downlink_estimate_kbps {
+        let budget = match a.downlink_estimate_kbps {
             Some(e) => Some(caps.into_iter().flatten().fold(e, u32::min)),
             None => caps.into_iter().flatten().min(),
-        }
+        }?;
+        // A remote control flow to this attendee is fixed; media gets what is left.
+        Some(budget.saturating_sub(self.remote_control_reserved_kbps(attendee)))
     }
 
     pub(super) fn reallocate(&mut self, now: Instant, attendee: usize) {
@@ -56,10 +59,19 @@ impl Shard {
                 .layers
                 .iter()
                 .enumerate()
-                .filter(|(_, l)| {
-                    l.rate > 0 && now.saturating_duration_since(l.last_packet) < LAYER_STALE
+                .filter_map(|(i, l)| {
+                    let arriving =
+                        l.rate > 0 && now.saturating_duration_since(l.last_packet) < LAYER_STALE;
+                    // A layer we switched off is still on offer, at the rate it had.
+                    let rate = if arriving {
+                        l.rate
+                    } else if l.switched_off {
+                        l.nominal
+                    } else {
+                        0
+                    };
+                    (rate > 0).then(|| (((rate * 8) / 1000).min(u64::from(u32::MAX)) as u32, i))
                 })
-                .map(|(i, l)| (((l.rate * 8) / 1000).min(u64::from(u32::MAX)) as u32, i))
                 .collect();
             if layers.is_empty() {
                 // Nothing measured yet: the forwarding default (best arriving layer) applies.
@@ -100,6 +112,7 @@ impl Shard {
         };
         let mut decisions = Vec::with_capacity(offers.len());
         policy::allocate(facts, budget, &offers, previous, &mut decisions);
+        let aim = policy::estimator_targets(facts, &offers, &decisions);
         let mut keyframes = Vec::new();
         for (k, choice) in decisions {
             let (s, kind, _) = meta[k];
@@ -126,11 +139,33 @@ impl Shard {
         for (publication, layer) in keyframes {
             self.request_keyframe(now, publication, Some(layer));
         }
+        self.aim_estimator(now, attendee, aim);
+    }
+
+    /// Point the subscriber's send-side estimator at what the allocation could use (see
+    /// `policy::estimator_targets`): without a wanted rate above the estimate str0m never probes, and an
+    /// estimate that fell with the link would never climb back once the link recovers.
+    fn aim_estimator(&mut self, now: Instant, attendee: usize, aim: policy::EstimatorTargets) {
+        let a = &mut self.attendees[attendee];
+        let rates = (aim.allocated, aim.wanted);
+        if a.estimator_aim == Some(rates) {
+            return;
+        }
+        a.estimator_aim = Some(rates);
+        let Some(peer) = a.subscribe_peer else {
+            return;
+        };
+        self.peers[peer].rtc.bwe().set_bitrate(
+            Bitrate::kbps(u64::from(aim.allocated)),
+            Bitrate::kbps(u64::from(aim.wanted)),
+        );
+        self.drain(peer, now);
     }
 
     /// Tell each publisher what its video tracks should send: the meeting's tier, and only the simulcast
     /// layers somebody receives (the lowest always stays on, so a newcomer can start at once).
     pub(super) fn update_publish_targets(&mut self) {
+        let mut switched_off: Vec<(usize, usize, bool)> = Vec::new();
         for (_, meeting) in self.meetings.iter() {
             // Alone in a meeting, keep the 1:1 tier: whoever joins next sees video at once.
             let facts = policy::Meeting {
@@ -158,29 +193,44 @@ impl Shard {
                                     None => sub.layer.or(publication.best_layer),
                                 }
                             })
-                            .map(|l| publication.layers.get(l).map_or(0, |x| x.rate))
+                            .map(|l| publication.layers.get(l).map_or(0, |x| x.nominal))
                             .max()
                             .unwrap_or(0);
-                        let lowest = publication.layers.iter().map(|l| l.rate).min().unwrap_or(0);
-                        let mut rids: Vec<String> = publication
+                        // Nominal rates: a layer the publisher stopped keeps its place in the order.
+                        let lowest = publication
                             .layers
                             .iter()
-                            .filter(|l| l.rate <= in_use.max(lowest))
-                            .filter_map(|l| l.rid.as_ref().map(|r| r.to_string()))
-                            .collect();
+                            .map(|l| l.nominal)
+                            .min()
+                            .unwrap_or(0);
+                        let mut rids: Vec<String> = Vec::new();
+                        for (i, l) in publication.layers.iter().enumerate() {
+                            let listed = l.nominal <= in_use.max(lowest);
+                            if let Some(rid) = l.rid.as_ref() {
+                                switched_off.push((p, i, !listed));
+                                if listed {
+                                    rids.push(rid.to_string());
+                                }
+                            }
+                        }
                         rids.sort();
                         Some(rids)
                     } else {
                         None
                     };
+                    let max_kbps = if !publication.admitted {
+                        // A camera over the meeting's camera limit sends nothing until admitted.
+                        0
+                    } else if kind == Kind::Screen && active_rids.is_none() {
+                        policy::screen_target(publication.subscriptions.iter().filter_map(|&s| {
+                            self.room_after_audio(self.subscriptions[s].subscriber)
+                        }))
+                    } else {
+                        policy::publisher_target(facts, kind)
+                    };
                     targets.push(TrackTarget {
                         mid: publication.mid.to_string(),
-                        // A camera over the meeting's camera limit sends nothing until admitted.
-                        max_kbps: if publication.admitted {
-                            policy::publisher_target(facts, kind)
-                        } else {
-                            0
-                        },
+                        max_kbps,
                         active_rids,
                     });
                 }
@@ -193,6 +243,24 @@ impl Shard {
                 }
             }
         }
+        for (p, i, off) in switched_off {
+            self.publications[p].layers[i].switched_off = off;
+        }
+    }
+
+    /// What a subscriber's budget leaves after the audio it receives (None: no budget known yet).
+    fn room_after_audio(&self, attendee: usize) -> Option<u32> {
+        let budget = self.downlink_budget(attendee)?;
+        let audio: u64 = self.attendees[attendee]
+            .subscriptions
+            .iter()
+            .map(|&s| &self.subscriptions[s])
+            .filter(|sub| matches!(sub.target, Some(Choice::Layer(_))))
+            .map(|sub| &self.publications[sub.publication])
+            .filter(|p| p.source == MediaSource::Audio)
+            .map(|p| p.layers.first().map_or(0, |l| l.rate * 8 / 1000))
+            .sum();
+        Some(budget.saturating_sub(audio.min(u64::from(u32::MAX)) as u32))
     }
 
     /// Publish each meeting's allocation state (paused streams, lowest downlink budget).

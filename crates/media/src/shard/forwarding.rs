@@ -16,6 +16,11 @@ use crate::forward::{VideoCodec, starts_keyframe};
 const SPEAKING_LEVEL_DBOV: i8 = -50;
 /// ...for this long after the packet.
 const SPEAKING_HOLD: Duration = Duration::from_millis(600);
+/// Bytes a forwarded packet carries besides its payload: IPv4 + UDP (28), the RTP header (12), our header
+/// extensions (about 12) and the SRTP authentication tag (16).
+const PACKET_OVERHEAD_BYTES: u64 = 68;
+/// A layer whose last packet is older than this at the end of a rate window was stopping in it.
+const STEADY_GAP: Duration = Duration::from_millis(300);
 /// A layer without packets for this long is no longer "arriving".
 const LAYER_STALE: Duration = Duration::from_millis(1500);
 /// RTP ticks between the last packet of one source and the first of the next on a switch.
@@ -57,7 +62,9 @@ impl Shard {
         }
         let l = &mut publication.layers[layer];
         l.last_packet = now;
-        l.bytes_window += len;
+        // What the layer costs on a subscriber's link, which is what its estimate measures: the payload
+        // plus each packet's headers and SRTP tag (about a fifth more for audio and small video packets).
+        l.bytes_window += len + PACKET_OVERHEAD_BYTES;
         if publication.best_layer.is_none() {
             publication.best_layer = Some(layer);
         }
@@ -260,6 +267,9 @@ impl Shard {
                     last_packet: now,
                     bytes_window: 0,
                     rate: 0,
+                    nominal: 0,
+                    last_sample: 0,
+                    switched_off: false,
                     last_keyframe_request: None,
                 });
                 publication.layers.len() - 1
@@ -286,8 +296,10 @@ impl Shard {
             .find(|&s| self.subscriptions[s].mid == Some(req.mid));
         if let Some(s) = sub {
             let sub = &self.subscriptions[s];
-            let (publication, layer) = (sub.publication, sub.layer);
-            self.request_keyframe(now, publication, layer);
+            // During a switch, the layer being switched to: a keyframe of the old one would only
+            // crowd the (often congested) link the switch is for.
+            let layer = super::target_layer(sub.target).or(sub.layer);
+            self.request_keyframe(now, sub.publication, layer);
         }
     }
 
@@ -343,7 +355,23 @@ impl Shard {
         for (_, publication) in self.publications.iter_mut() {
             let mut best: Option<(usize, u64)> = None;
             for (i, layer) in publication.layers.iter_mut().enumerate() {
-                layer.rate = (layer.bytes_window as f64 / elapsed_secs) as u64;
+                // Averaged with the last second: one second's count swings with keyframes and frame
+                // timing, and the allocation compares it against tier caps.
+                let sample = (layer.bytes_window as f64 / elapsed_secs) as u64;
+                layer.rate = if layer.rate == 0 {
+                    sample
+                } else {
+                    (layer.rate + sample) / 2
+                };
+                // Only windows the layer arrived through from start to end say what it carries: the
+                // one it stops in (or starts in) would drag the figure down.
+                let steady = sample > 0
+                    && layer.last_sample > 0
+                    && now.saturating_duration_since(layer.last_packet) < STEADY_GAP;
+                if steady {
+                    layer.nominal = layer.rate;
+                }
+                layer.last_sample = sample;
                 layer.bytes_window = 0;
                 let arriving = now.saturating_duration_since(layer.last_packet) < LAYER_STALE;
                 if arriving && best.is_none_or(|(_, r)| layer.rate > r) {

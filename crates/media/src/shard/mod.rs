@@ -17,6 +17,7 @@ mod forwarding;
 mod model;
 mod negotiation;
 mod peer;
+mod remote_control;
 mod roster;
 
 use std::cmp::Reverse;
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 use convene_core::{AttendeeId, ClientType, EventBus, LeaveReason, MediaSource, MeetingId};
 use slab::Slab;
 use str0m::bwe::{Bitrate, BweKind};
+use str0m::channel::{ChannelData, ChannelId};
 use str0m::media::KeyframeRequest;
 use str0m::net::{DatagramRecv, Protocol, Receive, Transmit};
 use str0m::rtp::RtpPacket;
@@ -82,6 +84,8 @@ pub enum Command {
         client: ClientType,
         role: convene_core::AttendeeRole,
         user: Option<String>,
+        /// The join token lets it grant others control of its shared screen.
+        may_grant_control: bool,
         signal: SignalTx,
     },
     PublishOffer {
@@ -113,6 +117,21 @@ pub enum Command {
         attendee: AttendeeId,
         kbps: Option<u32>,
     },
+    /// The attendee asks for control of `sharer`'s shared screen.
+    RemoteControlRequest {
+        attendee: AttendeeId,
+        sharer: AttendeeId,
+    },
+    /// The sharer answers `controller`'s request.
+    RemoteControlAnswer {
+        attendee: AttendeeId,
+        controller: AttendeeId,
+        granted: bool,
+    },
+    /// The attendee ends the remote control session it is part of.
+    RemoteControlStop {
+        attendee: AttendeeId,
+    },
     Leave {
         attendee: AttendeeId,
     },
@@ -132,6 +151,8 @@ enum PeerEvent {
     Estimate(u32),
     /// A REMB the receiver sent (kbps): only ever a cap on the estimate, old clients' REMB is noisy.
     Remb(u32),
+    ChannelOpen(ChannelId),
+    ChannelData(ChannelData),
     Failed,
 }
 
@@ -240,6 +261,7 @@ impl Shard {
                 client,
                 role,
                 user,
+                may_grant_control,
                 signal,
             } => self.join(
                 now,
@@ -250,6 +272,7 @@ impl Shard {
                     client,
                     role,
                     user,
+                    may_grant_control,
                 },
                 signal,
             ),
@@ -290,6 +313,25 @@ impl Shard {
                 if let Some(&idx) = self.attendee_by_id.get(&attendee) {
                     self.attendees[idx].downlink_cap_kbps = kbps;
                     self.reallocate(now, idx);
+                }
+            }
+            Command::RemoteControlRequest { attendee, sharer } => {
+                if let Some(&idx) = self.attendee_by_id.get(&attendee) {
+                    self.request_remote_control(idx, sharer);
+                }
+            }
+            Command::RemoteControlAnswer {
+                attendee,
+                controller,
+                granted,
+            } => {
+                if let Some(&idx) = self.attendee_by_id.get(&attendee) {
+                    self.answer_remote_control(now, idx, controller, granted);
+                }
+            }
+            Command::RemoteControlStop { attendee } => {
+                if let Some(&idx) = self.attendee_by_id.get(&attendee) {
+                    self.stop_remote_control_of(now, idx);
                 }
             }
             Command::Leave { attendee } => {
@@ -459,6 +501,12 @@ impl Shard {
                     Event::EgressBitrateEstimate(BweKind::Remb { estimate, .. }) => self
                         .pending
                         .push_back((idx, PeerEvent::Remb(kbps_of(estimate)))),
+                    Event::ChannelOpen(id, _) => {
+                        self.pending.push_back((idx, PeerEvent::ChannelOpen(id)))
+                    }
+                    Event::ChannelData(data) => {
+                        self.pending.push_back((idx, PeerEvent::ChannelData(data)))
+                    }
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                         // ICE-lite: the client may come back from another address; consent decides.
                         tracing::debug!(peer = idx, "ICE disconnected");
@@ -496,6 +544,8 @@ impl Shard {
                         self.attendees[attendee].downlink_remb_kbps = Some(kbps);
                         self.reallocate(now, attendee);
                     }
+                    PeerEvent::ChannelOpen(id) => self.on_channel_open(idx, id),
+                    PeerEvent::ChannelData(data) => self.on_channel_data(now, idx, data),
                     PeerEvent::Failed => failed.push(self.peers[idx].attendee),
                 }
             }

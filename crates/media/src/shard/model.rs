@@ -35,6 +35,10 @@ pub struct Meeting {
     pub speakers: SpeakerSelector,
     /// HD mode (a host control): the 1:1 video tier becomes 1400 kbps.
     pub hd: bool,
+    /// The remote control session in progress, if any (one per meeting: one screen is shared).
+    pub remote_control: Option<super::remote_control::Session>,
+    /// Requests for control awaiting the sharer's answer: (controller, sharer).
+    pub control_requests: Vec<(usize, usize)>,
 }
 
 pub struct Attendee {
@@ -43,6 +47,11 @@ pub struct Attendee {
     pub client: ClientType,
     /// What the join token granted; host controls check it.
     pub role: AttendeeRole,
+    /// The join token lets it grant others control of its shared screen (its organisation's policy).
+    pub may_grant_control: bool,
+    /// It takes part in remote control, so its subscribe connection must exist (for the data channel)
+    /// even when it receives no media.
+    pub needs_channel: bool,
     pub meeting: MeetingId,
     pub signal: SignalTx,
     pub audio_muted: bool,
@@ -67,6 +76,8 @@ pub struct Attendee {
     pub downlink_cap_kbps: Option<u32>,
     /// The last REMB its subscribe connection reported (kbps): a cap, never an estimate.
     pub downlink_remb_kbps: Option<u32>,
+    /// The (allocated, wanted) kbps last given to the subscriber's estimator (see `Shard::aim_estimator`).
+    pub estimator_aim: Option<(u32, u32)>,
     /// The `publish_targets` last sent, to send only changes.
     pub publish_targets_sent: Vec<TrackTarget>,
 }
@@ -96,6 +107,14 @@ pub struct Layer {
     /// Bytes seen since the last rate update, and the rate then computed (bytes/s).
     pub bytes_window: u64,
     pub rate: u64,
+    /// The rate (bytes/s) the layer carried when it last arrived steadily, kept after it stops.
+    pub nominal: u64,
+    /// The previous rate window's bytes/s (0: nothing arrived in it).
+    pub last_sample: u64,
+    /// Left out of the publisher's last `publish_targets` (nobody received it), so it may have stopped
+    /// because we said so: the allocation still offers it at its nominal rate, and choosing it lists
+    /// it again, which turns it back on. A layer that stopped on its own is not offered.
+    pub switched_off: bool,
     /// When a keyframe of this layer was last asked for (requests are throttled per layer).
     pub last_keyframe_request: Option<Instant>,
 }

@@ -9,11 +9,17 @@ use str0m::media::{Direction, MediaKind, Mid};
 use super::Shard;
 use super::model::{Publication, Subscription};
 use super::peer::{Peer, Role};
+use super::remote_control::CHANNEL_LABEL;
 use crate::forward::{Rewriter, VideoCodec};
 use crate::signal::messages::{ErrorCode, PublishTrack, ServerMessage, SubscribeTrack};
 
 /// Longest `mid` we accept from a client (browsers use 1-3 characters).
 const MAX_MID_LEN: usize = 32;
+/// Each subscription's retransmission history: packets, age, and the share of its bytes that may be
+/// retransmissions before queued resends are dropped (str0m's default share).
+const RTX_CACHE_PACKETS: usize = 1024;
+const RTX_CACHE_AGE: std::time::Duration = std::time::Duration::from_millis(1000);
+const RTX_RATIO_CAP: Option<f32> = Some(0.15);
 
 impl Shard {
     /// The attendee (re)negotiates its publish connection; `tracks` is everything it publishes now.
@@ -215,6 +221,11 @@ impl Shard {
     }
 
     pub(super) fn remove_publication(&mut self, now: Instant, p: usize) {
+        let (source, owner) = (self.publications[p].source, self.publications[p].attendee);
+        if source == MediaSource::Screen {
+            // Nothing left to control.
+            self.stop_remote_control_of(now, owner);
+        }
         let publication = self.publications.remove(p);
         let freed_camera = publication.source == MediaSource::Camera && publication.admitted;
         let attendee = &mut self.attendees[publication.attendee];
@@ -279,7 +290,7 @@ impl Shard {
             .copied()
             .filter(|&s| self.subscriptions[s].mid.is_none())
             .collect();
-        if attendee.subscribe_peer.is_none() && unassigned.is_empty() {
+        if attendee.subscribe_peer.is_none() && unassigned.is_empty() && !attendee.needs_channel {
             self.attendees[idx].subscribe_dirty = false;
             return;
         }
@@ -292,7 +303,13 @@ impl Shard {
             }
         };
         let attendee = &mut self.attendees[idx];
-        let mut api = self.peers[peer_idx].rtc.sdp_api();
+        let peer = &mut self.peers[peer_idx];
+        let mut api = peer.rtc.sdp_api();
+        if peer.channel.is_none() {
+            // Every subscribe connection carries one data channel from its first offer: remote control
+            // events arrive and leave on it, and later features (chat) can share it.
+            peer.channel = Some((api.add_channel(CHANNEL_LABEL.to_owned()), false));
+        }
         for s in unassigned {
             let publication = &self.publications[self.subscriptions[s].publication];
             let kind = if publication.source.is_video() {
@@ -384,7 +401,12 @@ impl Shard {
                 .rtc
                 .direct_api()
                 .stream_tx_by_mid(mid, None)
-                .map(|tx| tx.ssrc());
+                .map(|tx| {
+                    // A repair older than a second arrives after any receiver stopped waiting for it,
+                    // and on a congested link a deep history turns every loss into more load.
+                    tx.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, RTX_RATIO_CAP);
+                    tx.ssrc()
+                });
             sub.negotiated = sub.tx_ssrc.is_some();
             if sub.negotiated && connected {
                 let layer = super::target_layer(sub.target);

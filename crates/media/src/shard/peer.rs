@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use str0m::channel::ChannelId;
 use str0m::format::{Codec, FormatParams};
 use str0m::media::{Frequency, Pt};
 use str0m::rtp::Ssrc;
@@ -40,6 +41,9 @@ pub struct Peer {
     /// The SRTP keying material str0m negotiates for this connection, for the fast path (see
     /// `fastpath::keys`). Filled once when DTLS completes; nothing reads it yet.
     pub srtp_keys: KeySlot,
+    /// Subscribe connections: the `convene` data channel we offer (remote control events), and whether
+    /// it is open.
+    pub channel: Option<(ChannelId, bool)>,
 }
 
 impl Peer {
@@ -134,6 +138,7 @@ impl Peer {
             dirty: false,
             ssrc_routes: Vec::new(),
             srtp_keys,
+            channel: None,
         }
     }
 }

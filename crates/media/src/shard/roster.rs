@@ -21,6 +21,7 @@ pub(super) struct Joining {
     pub client: ClientType,
     pub role: AttendeeRole,
     pub user: Option<String>,
+    pub may_grant_control: bool,
 }
 
 impl Shard {
@@ -32,6 +33,7 @@ impl Shard {
             client,
             role,
             user,
+            may_grant_control,
         } = joining;
         if self.attendee_by_id.contains_key(&id) {
             return;
@@ -47,6 +49,8 @@ impl Shard {
                     recording_by: None,
                     speakers: SpeakerSelector::new(0),
                     hd: false,
+                    remote_control: None,
+                    control_requests: Vec::new(),
                 },
             );
             self.metrics.meetings.inc();
@@ -60,6 +64,8 @@ impl Shard {
             name: name.clone(),
             client,
             role,
+            may_grant_control,
+            needs_channel: false,
             meeting: meeting_id.clone(),
             signal,
             audio_muted: false,
@@ -74,6 +80,7 @@ impl Shard {
             downlink_estimate_kbps: None,
             downlink_cap_kbps: None,
             downlink_remb_kbps: None,
+            estimator_aim: None,
             publish_targets_sent: Vec::new(),
         };
         let info = attendee.info();
@@ -144,6 +151,7 @@ impl Shard {
 
     /// Take an attendee out of its meeting, telling the others; ends the meeting if it was the last.
     pub(super) fn remove_attendee(&mut self, now: Instant, idx: usize, reason: LeaveReason) {
+        self.stop_remote_control_of(now, idx);
         // Its publications first: that renegotiates everyone who received them.
         for source in MediaSource::ALL {
             if let Some(publication) = self.attendees[idx].publications[source.index()] {

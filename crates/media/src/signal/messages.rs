@@ -45,13 +45,24 @@ pub enum ClientMessage {
     DownlinkCap {
         kbps: Option<u32>,
     },
+    /// Ask for control of `attendee_id`'s shared screen.
+    RemoteControlRequest {
+        attendee_id: AttendeeId,
+    },
+    /// The sharer's answer to a request from `attendee_id`.
+    RemoteControlAnswer {
+        attendee_id: AttendeeId,
+        granted: bool,
+    },
+    /// End the remote control session the sender is part of (sharer or controller).
+    RemoteControlStop,
     Leave,
     Ping,
 }
 
 impl ClientMessage {
     /// The names of every message type, for telling "unknown type" from "bad fields".
-    pub const TYPES: [&'static str; 9] = [
+    pub const TYPES: [&'static str; 12] = [
         "join",
         "publish_offer",
         "subscribe_answer",
@@ -59,6 +70,9 @@ impl ClientMessage {
         "recording",
         "hd_mode",
         "downlink_cap",
+        "remote_control_request",
+        "remote_control_answer",
+        "remote_control_stop",
         "leave",
         "ping",
     ];
@@ -123,6 +137,22 @@ pub enum ServerMessage {
     PublishTargets {
         tracks: Vec<TrackTarget>,
     },
+    /// `attendee_id` asks for control of your shared screen (to the sharer only).
+    RemoteControlRequest {
+        attendee_id: AttendeeId,
+        name: String,
+    },
+    /// The sharer declined your request (to the requester only).
+    RemoteControlDeclined {
+        attendee_id: AttendeeId,
+    },
+    /// A remote control session started (`active`) or ended (to everyone in the meeting). While it is
+    /// active, what the controller writes on its `convene` data channel reaches the sharer's.
+    RemoteControl {
+        active: bool,
+        sharer_id: AttendeeId,
+        controller_id: AttendeeId,
+    },
     Error {
         code: ErrorCode,
         message: String,
@@ -184,6 +214,9 @@ pub enum ErrorCode {
     /// The join token's role does not allow it (host controls).
     Forbidden,
     Unavailable,
+    /// Remote control cannot happen: the sharer's organisation does not allow it, nobody with that id
+    /// is sharing, or their screen is already under someone's control.
+    RemoteControlUnavailable,
 }
 
 #[cfg(test)]

@@ -217,8 +217,13 @@ impl Session {
                     Ok(n) => n,
                     Err(e) => return invalid(e.to_owned()),
                 };
-                let (attendee, client, role, user) =
-                    (claims.attendee, claims.client, claims.role, claims.user);
+                let (attendee, client, role, user, remote_control) = (
+                    claims.attendee,
+                    claims.client,
+                    claims.role,
+                    claims.user,
+                    claims.remote_control,
+                );
                 if !self.plane.claim_attendee(attendee) {
                     return Next::Reply(ServerMessage::error(
                         ErrorCode::AlreadyJoined,
@@ -234,6 +239,7 @@ impl Session {
                     client,
                     role,
                     user,
+                    may_grant_control: remote_control,
                     signal: tx,
                 };
                 if !self.plane.send(shard, join) {
@@ -324,6 +330,38 @@ impl Session {
                     Command::DownlinkCap {
                         attendee: j.attendee,
                         kbps,
+                    },
+                );
+                Next::Continue
+            }
+            (Some(j), ClientMessage::RemoteControlRequest { attendee_id }) => {
+                let command = Command::RemoteControlRequest {
+                    attendee: j.attendee,
+                    sharer: attendee_id,
+                };
+                self.plane.send(j.shard, command);
+                Next::Continue
+            }
+            (
+                Some(j),
+                ClientMessage::RemoteControlAnswer {
+                    attendee_id,
+                    granted,
+                },
+            ) => {
+                let command = Command::RemoteControlAnswer {
+                    attendee: j.attendee,
+                    controller: attendee_id,
+                    granted,
+                };
+                self.plane.send(j.shard, command);
+                Next::Continue
+            }
+            (Some(j), ClientMessage::RemoteControlStop) => {
+                self.plane.send(
+                    j.shard,
+                    Command::RemoteControlStop {
+                        attendee: j.attendee,
                     },
                 );
                 Next::Continue

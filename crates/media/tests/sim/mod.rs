@@ -7,7 +7,9 @@
 
 #![allow(dead_code)]
 
-use std::collections::VecDeque;
+pub mod netem;
+
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,9 +27,12 @@ use str0m::rtp::{ExtensionValues, RtpWrite};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
+use netem::{Link, LinkSpec};
+
 /// Decides per datagram (from, to, bytes) whether the network loses it.
 pub type DropFilter = Box<dyn FnMut(SocketAddr, SocketAddr, &[u8]) -> bool>;
 
+/// The default time step; see [`Sim::step`].
 pub const STEP: Duration = Duration::from_millis(5);
 
 /// One RTP packet a client received.
@@ -45,6 +50,11 @@ pub struct ClientPeer {
     pub connected: bool,
     pub received: Vec<Received>,
     pub keyframe_requests: usize,
+    /// The rid of every keyframe request received (None: not simulcast), oldest first.
+    pub keyframe_rids: Vec<Option<String>>,
+    /// The data channel the server opened on this connection, and the messages that arrived on it.
+    pub channel: Option<str0m::channel::ChannelId>,
+    pub channel_messages: Vec<Vec<u8>>,
 }
 
 impl ClientPeer {
@@ -57,6 +67,9 @@ impl ClientPeer {
             connected: false,
             received: Vec::new(),
             keyframe_requests: 0,
+            keyframe_rids: Vec::new(),
+            channel: None,
+            channel_messages: Vec::new(),
         }
     }
 }
@@ -120,6 +133,11 @@ pub struct Sim {
     pub queue: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
     /// Return true to drop a datagram (from, to, bytes).
     pub drop_filter: Option<DropFilter>,
+    /// Emulated links toward client addresses (see [`Sim::shape`]); others deliver at once.
+    pub links: HashMap<SocketAddr, Link>,
+    /// How far time advances per step: everything (pacing included) happens on step boundaries, so tests
+    /// of congestion control use a fine step, where 5 ms bursts would look like queueing delay.
+    pub step: Duration,
     pub events: tokio::sync::broadcast::Receiver<MeetingEvent>,
     pub event_log: Vec<MeetingEvent>,
     pub metrics: ShardMetrics,
@@ -150,6 +168,8 @@ impl Sim {
             clients: Vec::new(),
             queue: VecDeque::new(),
             drop_filter: None,
+            links: HashMap::new(),
+            step: STEP,
             events,
             event_log: Vec::new(),
             metrics,
@@ -169,6 +189,17 @@ impl Sim {
 
     /// Like [`Sim::join`], with the role a join token would grant (`Host` for host controls).
     pub fn join_as(&mut self, meeting: &str, name: &str, role: AttendeeRole) -> usize {
+        self.join_with(meeting, name, role, false)
+    }
+
+    /// Like [`Sim::join_as`], with the token's remote control permission.
+    pub fn join_with(
+        &mut self,
+        meeting: &str,
+        name: &str,
+        role: AttendeeRole,
+        may_grant_control: bool,
+    ) -> usize {
         let (tx, rx) = unbounded_channel();
         let id = AttendeeId::random();
         let index = self.clients.len() as u8;
@@ -181,6 +212,7 @@ impl Sim {
                 client: ClientType::Web,
                 role,
                 user: None,
+                may_grant_control,
                 signal: tx,
             },
         );
@@ -310,6 +342,58 @@ impl Sim {
         self.pump();
     }
 
+    /// The client's decoder gave up waiting on `from`'s `source`: a PLI on its subscribe connection, as a
+    /// browser sends when it cannot decode.
+    pub fn request_keyframe_from(
+        &mut self,
+        c: usize,
+        from: AttendeeId,
+        source: convene_core::MediaSource,
+    ) {
+        let now = self.now;
+        let client = &mut self.clients[c];
+        let Some(mid) = client
+            .sub_tracks
+            .iter()
+            .find(|t| t.attendee_id == from && t.source == source)
+            .map(|t| Mid::from(t.mid.as_str()))
+        else {
+            return;
+        };
+        let Some(peer) = client.subscribe.as_mut() else {
+            return;
+        };
+        if let Some(rx) = peer.rtc.direct_api().stream_rx_by_mid(mid, None) {
+            rx.request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+        }
+        let _ = peer.rtc.handle_input(Input::Timeout(now));
+        self.drain_client(c, false);
+    }
+
+    /// Hand the shard a command, as the front end would.
+    pub fn command(&mut self, command: Command) {
+        self.shard.handle_command(self.now, command);
+        self.pump();
+    }
+
+    /// Write a binary message on the client's subscribe data channel; false if it is not open.
+    pub fn channel_send(&mut self, c: usize, data: &[u8]) -> bool {
+        let now = self.now;
+        let Some(peer) = self.clients[c].subscribe.as_mut() else {
+            return false;
+        };
+        let Some(id) = peer.channel else {
+            return false;
+        };
+        let written = peer
+            .rtc
+            .channel(id)
+            .is_some_and(|mut ch| ch.write(true, data).unwrap_or(false));
+        let _ = peer.rtc.handle_input(Input::Timeout(now));
+        self.drain_client(c, false);
+        written
+    }
+
     pub fn leave(&mut self, c: usize) {
         let id = self.clients[c].id;
         self.shard
@@ -369,8 +453,70 @@ impl Sim {
         self.drain_client(c, true);
     }
 
+    /// Write one video frame of `bytes` on a layer as packets of at most 1100 bytes, numbered per layer,
+    /// marker on the last. Each payload starts like VP8 (descriptor, frame tag on the first packet, so
+    /// the SFU sees keyframes) and then says what it is: byte 2 the client index, 3 the layer, 4..8 the
+    /// frame number, 8 the packet's index in the frame, 9 the frame's packet count, 10 keyframe (1/0).
+    pub fn send_frame(
+        &mut self,
+        c: usize,
+        rid: Option<&str>,
+        frame: u32,
+        keyframe: bool,
+        bytes: usize,
+    ) {
+        let now = self.now;
+        let layer: u8 = rid.and_then(|r| r.bytes().next()).unwrap_or(0);
+        let client = &mut self.clients[c];
+        let (Some(peer), Some(mid)) = (client.publish.as_mut(), client.video_mid) else {
+            return;
+        };
+        let Some(pt) = peer
+            .rtc
+            .codec_config()
+            .find(|p| p.spec().codec == Codec::Vp8)
+            .map(|p| p.pt())
+        else {
+            return;
+        };
+        let packets = bytes.div_ceil(1100).max(1);
+        let size = (bytes / packets).max(11);
+        let start = (client.video_seq + u64::from(layer) * 100, client.video_ts);
+        let counter = client.layer_seq.entry(layer).or_insert(start);
+        counter.1 = counter.1.wrapping_add(3000);
+        let ts = counter.1;
+        for i in 0..packets {
+            counter.0 += 1;
+            let mut payload = vec![0u8; size];
+            payload[0] = if i == 0 { 0x10 } else { 0x00 };
+            payload[1] = if keyframe { 0x00 } else { 0x01 };
+            payload[2] = client.index;
+            payload[3] = layer;
+            payload[4..8].copy_from_slice(&frame.to_be_bytes());
+            payload[8] = i as u8;
+            payload[9] = packets as u8;
+            payload[10] = u8::from(keyframe);
+            let mut api = peer.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(mid, rid.map(str0m::media::Rid::from)) else {
+                return;
+            };
+            tx.write_rtp(
+                RtpWrite::new(pt, counter.0.into(), ts, now, payload)
+                    .marker(i + 1 == packets)
+                    .nackable(true),
+            );
+        }
+        let _ = peer.rtc.handle_input(Input::Timeout(now));
+        self.drain_client(c, true);
+    }
+
     /// Write one Opus packet with an RFC 6464 level (-dBov, so -20 is loud and -127 silence).
     pub fn send_audio(&mut self, c: usize, level: i8) {
+        self.send_audio_sized(c, level, 5);
+    }
+
+    /// Like [`Sim::send_audio`], with a payload of `bytes` (at least 2).
+    pub fn send_audio_sized(&mut self, c: usize, level: i8, bytes: usize) {
         let now = self.now;
         let client = &mut self.clients[c];
         let (Some(peer), Some(mid)) = (client.publish.as_mut(), client.audio_mid) else {
@@ -397,7 +543,12 @@ impl Sim {
             return;
         };
         tx.write_rtp(
-            RtpWrite::new(pt, seq.into(), ts, now, vec![0xfc, client.index, 1, 2, 3]).ext_vals(ext),
+            RtpWrite::new(pt, seq.into(), ts, now, {
+                let mut p = vec![0xfc, client.index, 1, 2, 3];
+                p.resize(bytes.max(2), 0);
+                p
+            })
+            .ext_vals(ext),
         );
         let _ = peer.rtc.handle_input(Input::Timeout(now));
         self.drain_client(c, true);
@@ -407,7 +558,7 @@ impl Sim {
     pub fn run(&mut self, d: Duration, mut each_step: impl FnMut(&mut Sim)) {
         let end = self.now + d;
         while self.now < end {
-            self.now += STEP;
+            self.now += self.step;
             each_step(self);
             self.tick();
         }
@@ -425,15 +576,29 @@ impl Sim {
             if done(self) {
                 return true;
             }
-            self.now += STEP;
+            self.now += self.step;
             each_step(self);
             self.tick();
         }
         done(self)
     }
 
+    /// Send everything toward `to` through an emulated link from now on.
+    pub fn shape(&mut self, to: SocketAddr, spec: LinkSpec) {
+        self.links.insert(to, Link::new(spec, self.now));
+    }
+
     fn tick(&mut self) {
         let now = self.now;
+        // Packets that crossed their links by now arrive first, each at its own arrival time.
+        let shaped: Vec<SocketAddr> = self.links.keys().copied().collect();
+        for to in shaped {
+            while let Some((at, from, to, bytes)) =
+                self.links.get_mut(&to).and_then(|l| l.poll_arrival(now))
+            {
+                self.deliver_to_client(from, to, &bytes, at);
+            }
+        }
         for c in 0..self.clients.len() {
             for publish in [true, false] {
                 let client = &mut self.clients[c];
@@ -473,8 +638,10 @@ impl Sim {
                         self.queue
                             .push_back((t.source, t.destination, t.contents.to_vec()));
                     }
+                } else if let Some(link) = self.links.get_mut(&to) {
+                    link.offer(self.now, from, to, bytes);
                 } else {
-                    self.deliver_to_client(from, to, &bytes);
+                    self.deliver_to_client(from, to, &bytes, self.now);
                 }
             }
             for c in 0..self.clients.len() {
@@ -492,8 +659,7 @@ impl Sim {
         }
     }
 
-    fn deliver_to_client(&mut self, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
-        let now = self.now;
+    fn deliver_to_client(&mut self, from: SocketAddr, to: SocketAddr, bytes: &[u8], now: Instant) {
         for c in 0..self.clients.len() {
             for publish in [true, false] {
                 let client = &mut self.clients[c];
@@ -519,14 +685,18 @@ impl Sim {
                     },
                 );
                 let _ = peer.rtc.handle_input(input);
-                self.drain_client(c, publish);
+                self.drain_client_at(c, publish, now);
                 return;
             }
         }
     }
 
     fn drain_client(&mut self, c: usize, publish: bool) {
-        let now = self.now;
+        self.drain_client_at(c, publish, self.now);
+    }
+
+    /// Drain a client connection; packets it received are stamped `now`.
+    fn drain_client_at(&mut self, c: usize, publish: bool, now: Instant) {
         let client = &mut self.clients[c];
         let peer = if publish {
             client.publish.as_mut()
@@ -543,7 +713,12 @@ impl Sim {
                 }
                 Ok(Output::Event(e)) => match e {
                     Event::Connected => peer.connected = true,
-                    Event::KeyframeRequest(_) => peer.keyframe_requests += 1,
+                    Event::ChannelOpen(id, _) => peer.channel = Some(id),
+                    Event::ChannelData(d) => peer.channel_messages.push(d.data),
+                    Event::KeyframeRequest(r) => {
+                        peer.keyframe_requests += 1;
+                        peer.keyframe_rids.push(r.rid.map(|r| r.to_string()));
+                    }
                     Event::RtpPacket(p) => {
                         let mid = peer
                             .rtc
