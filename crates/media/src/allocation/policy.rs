@@ -11,6 +11,11 @@ use super::tiers::{self, SCREEN_MAX_KBPS, SCREEN_MIN_KBPS};
 /// Spare capacity (share of the layer's rate) required to move up.
 pub const UPGRADE_HEADROOM: f64 = 0.15;
 
+/// A stream on its lowest layer keeps it while the budget holds this share of the layer's rate: the
+/// multiplicative decrease of Google Congestion Control, so one back-off of a steady estimate does not
+/// pause the video.
+pub const LOWEST_KEEP: f64 = 0.85;
+
 /// A layer in use stays in use while its measured rate is within this share above the tier's cap: a
 /// second that carried a keyframe measures above the encoder's target, and dropping the layer for it
 /// (then taking it back a second later) is exactly the flapping the headroom exists to prevent.
@@ -124,6 +129,10 @@ fn best_layer(offer: &Offer<'_>, cap: u32, remaining: f64, before: Option<usize>
         }
         let needed = if before.is_none_or(|b| l > b) {
             f64::from(rate) * (1.0 + UPGRADE_HEADROOM)
+        } else if l == 0 {
+            // Below the lowest layer is a pause (a freeze, then a keyframe to resume): an estimate
+            // backing off once (GCC's 0.85) does not take it away.
+            f64::from(rate) * LOWEST_KEEP
         } else {
             f64::from(rate)
         };
@@ -458,6 +467,21 @@ mod tests {
         let mut out = Vec::new();
         allocate(meeting(3), room, &[offer], |_| None, &mut out);
         assert_eq!(out, vec![(1, Choice::Layer(0))]);
+    }
+
+    #[test]
+    fn one_back_off_does_not_pause_a_stream_on_its_lowest_layer() {
+        let offers = [camera(1, false)];
+        let m = meeting(2);
+        let keep = |estimate: u32, previous: Choice| run(m, estimate, &offers, &[(1, previous)]);
+        // On the 150 layer, an estimate of 130 (a back-off from about 153) keeps it...
+        assert_eq!(keep(130, Choice::Layer(0)), vec![(1, Choice::Layer(0))]);
+        // ...one under 85 % pauses it...
+        assert_eq!(keep(120, Choice::Paused), vec![(1, Choice::Paused)]);
+        assert_eq!(keep(120, Choice::Layer(0)), vec![(1, Choice::Paused)]);
+        // ...and resuming still needs the full rate with headroom.
+        assert_eq!(keep(160, Choice::Paused), vec![(1, Choice::Paused)]);
+        assert_eq!(keep(173, Choice::Paused), vec![(1, Choice::Layer(0))]);
     }
 
     #[test]
