@@ -5,7 +5,7 @@ Covered: OPTIONS keep-alive, late offer (SDP answer in the ACK), a call into a m
 SDP answer, INFO DTMF and picture_fast_update, re-INVITE hold, UPDATE session refresh, BYE (UDP and TCP); an unknown meeting
 (404 with a reason); DTMF by INFO into the IVR; malformed messages answered 400/505/513/416 with the
 server still serving; baresip dialling a meeting and hanging up; BYE to live calls at shutdown (and
-`convene gateway calls` listing the live call before); the end of a meeting hanging up its calls; RFC 4733
+`convene gateway calls` listing the live call before); a SIP caller as an attendee of its meeting (roster, events); RFC 4733
 DTMF over RTP into the IVR; a CANCEL racing admission; 422 for a too-short session timer; an OPTIONS
 flood limited per source while another source is served; wrong meeting IDs limited per source
 like the web's guesses; TCP connections limited per source; 420 for a required extension we lack.
@@ -14,6 +14,7 @@ Not yet: media (the gateway answers but bridges no audio).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -550,29 +551,48 @@ def test_a_required_extension_we_lack_gets_420(server, meeting_id):
         ua.close()
 
 
-def test_the_end_of_a_meeting_hangs_up_its_calls(server, tmp_path):
-    """A SIPp call waits in a meeting; a (signaling-only) attendee joins and leaves, which ends the
-    meeting; the gateway sends the call a BYE."""
-    host = registered_user(server, name="Ending Host")
+def test_a_sip_caller_is_an_attendee_of_its_meeting(server, tmp_path):
+    """A SIPp call in a meeting is one of its attendees (client type `sip`, named after its From display
+    name): web guests joining see it in the roster; a guest leaving does not end the meeting or hang up
+    the call (the scenario fails on a BYE from the server); when the call hangs up, the others are told.
+    The meeting's events are the ones billing reads, so the host's meeting counts a SIP attendee."""
+    host = registered_user(server, name="Roster Host")
     mid = host.new_meeting()
-    cmd = ["sipp", "-sf", str(SCENARIOS / "wait_for_bye.xml"), f"127.0.0.1:{server.sip_port}",
+    cmd = ["sipp", "-sf", str(SCENARIOS / "stay_then_hang_up.xml"), f"127.0.0.1:{server.sip_port}",
            "-i", "127.0.0.1", "-p", str(free_sip_port()), "-mp", str(free_udp_port()),
            "-t", "u1", "-m", "1", "-nostdin", "-timeout", "20s", "-trace_err", "-s", mid]
     answered = server.metric_sum("convene_gateway_calls_answered_total")
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    guests = []
     try:
         deadline = time.monotonic() + 10
         while server.metric_sum("convene_gateway_calls_answered_total") < answered + 1:
             assert time.monotonic() < deadline, server.logs(tail_chars=5000)
             time.sleep(0.1)
         time.sleep(0.3)  # the ACK
-        r = Raw(server)
-        r.join(mid, guest_grant(server, mid, "Web Guest")["token"])
-        r.send({"type": "leave"})
-        r.close()
+        for name in ("First Guest", "Second Guest"):
+            r = Raw(server)
+            guests.append(r)
+            joined = r.join(mid, guest_grant(server, mid, name)["token"])
+            sip = [a for a in joined["attendees"] if a["client"] == "sip"]
+            assert len(sip) == 1 and sip[0]["name"] == "SIPp Room", joined
+        # The first guest leaves: the meeting goes on, and so does the call.
+        guests[0].send({"type": "leave"})
+        left = guests[1].recv_until("attendee_left", timeout=10)
+        assert left["attendee_id"] != sip[0]["attendee_id"], left
+        # The call hangs up by itself after 4 s: the remaining guest is told.
+        left = guests[1].recv_until("attendee_left", timeout=10)
+        assert left["attendee_id"] == sip[0]["attendee_id"], left
         out, _ = proc.communicate(timeout=20)
     finally:
+        for r in guests:
+            r.close()
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, out[-3000:] + server.logs(tail_chars=5000)
-    assert "meeting ended: hanging up" in server.logs()
+    # The caller's arrival and departure are in the event journal billing consumes, as a SIP attendee.
+    journal = (Path(server.data_dir) / "events" / "journal.jsonl").read_text().splitlines()
+    mine = [json.loads(line) for line in journal if sip[0]["attendee_id"] in line]
+    kinds = {(e.get("event"), e.get("client")) for e in mine}
+    assert ("attendee_joined", "sip") in kinds, mine
+    assert any(e.get("event") == "attendee_left" for e in mine), mine

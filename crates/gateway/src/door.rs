@@ -40,4 +40,12 @@ pub type DoorFuture<'a> = Pin<Box<dyn Future<Output = Result<JoinGrant, Refused>
 /// source lets wrong guesses of meeting IDs be limited per address, as on the web.
 pub trait MeetingDoor: Send + Sync {
     fn admit<'a>(&'a self, meeting_id: &'a str, caller: &'a str, source: IpAddr) -> DoorFuture<'a>;
+
+    /// The caller `grant` admitted is in its meeting (the call is answered): it takes its place in the
+    /// meeting's roster and events as an attendee (client type `sip`), so the others see it, billing
+    /// counts it and the meeting does not end while it is there. Media follows with the attendee port.
+    fn arrived(&self, _grant: &JoinGrant) {}
+
+    /// That call ended: the attendee leaves.
+    fn departed(&self, _grant: &JoinGrant) {}
 }

@@ -229,6 +229,7 @@ impl SipServer {
             tx,
             conns: HashMap::new(),
             rtp: HashMap::new(),
+            present: HashMap::new(),
             rtp_ports: config.rtp_ports,
             rtp_bind: config.rtp_bind,
             rtp_cursor: config.rtp_ports.0,
@@ -436,6 +437,8 @@ struct Runner {
     tx: mpsc::Sender<Input>,
     conns: HashMap<ConnId, mpsc::Sender<Vec<u8>>>,
     rtp: HashMap<CallId, JoinHandle<()>>,
+    /// Calls in their meetings (told to the door as arrived), to tell it when they end.
+    present: HashMap<CallId, JoinGrant>,
     rtp_ports: (u16, u16),
     rtp_bind: IpAddr,
     rtp_cursor: u16,
@@ -716,10 +719,15 @@ impl Runner {
                     codec = media.codec.name(),
                     "SIP caller admitted (media bridging comes with the attendee port)"
                 );
+                self.door.arrived(&grant);
+                self.present.insert(call, grant);
             }
             Event::Ended { call, .. } => {
                 if let Some(task) = self.rtp.remove(&call) {
                     task.abort();
+                }
+                if let Some(grant) = self.present.remove(&call) {
+                    self.door.departed(&grant);
                 }
             }
             Event::MediaChanged { call, media } => {

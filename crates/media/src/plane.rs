@@ -174,6 +174,11 @@ impl MediaPlane {
         self.attendees.insert(attendee)
     }
 
+    /// Whether a session holds `attendee`.
+    pub fn holds_attendee(&self, attendee: AttendeeId) -> bool {
+        self.attendees.contains(&attendee)
+    }
+
     /// The session holding `attendee` has ended.
     pub fn release_attendee(&self, attendee: AttendeeId) {
         self.attendees.remove(&attendee);

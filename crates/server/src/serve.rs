@@ -55,9 +55,6 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         mailer.clone(),
         &config.public_url,
     );
-    let sip_door = Arc::new(crate::sip::AdmissionDoor {
-        portal: portal.clone(),
-    });
     let admin = Arc::new(convene_admin::api::AdminState {
         store,
         master,
@@ -101,6 +98,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     );
     let ports: Vec<String> = plane.shard_addrs().iter().map(|a| a.to_string()).collect();
     tracing::info!(workers = config.media_workers, media = %ports.join(","), "media plane up");
+    let sip_door = Arc::new(crate::sip::AdmissionDoor {
+        portal: portal.clone(),
+        plane: plane.clone(),
+    });
     let sip = match &config.sip {
         Some(settings) => {
             let metrics = convene_gateway::GatewayMetrics::register(&registry)

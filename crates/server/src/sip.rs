@@ -9,17 +9,21 @@ use std::sync::Arc;
 use anyhow::Context;
 use convene_admin::portal::PortalState;
 use convene_admin::portal::admission::{self, AdmitError, Refusal};
-use convene_core::{AttendeeId, ClientType, JoinClaims, MeetingId};
+use convene_core::{AttendeeId, AttendeeRole, ClientType, JoinClaims, MeetingId};
 use convene_gateway::GatewayMetrics;
 use convene_gateway::door::{DoorFuture, JoinGrant, MeetingDoor, Refused};
 use convene_gateway::net::{SipConfig, SipServer, TlsListen};
 use convene_gateway::tls::{self, CertSource};
+use convene_media::plane::MediaPlane;
+use convene_media::shard::Command;
 
 use crate::config::SipSettings;
 
-/// Admission for SIP callers, through the admin plane's rule and the portal's guess limiter.
+/// Admission for SIP callers, through the admin plane's rule and the portal's guess limiter; and
+/// their presence in the meeting, through the media plane.
 pub struct AdmissionDoor {
     pub portal: Arc<PortalState>,
+    pub plane: Arc<MediaPlane>,
 }
 
 impl AdmissionDoor {
@@ -31,7 +35,60 @@ impl AdmissionDoor {
 /// Name used when a caller's From has neither a usable display name nor user part.
 const FALLBACK_NAME: &str = "Room system";
 
+/// A SIP caller in the media plane: an attendee of client type `sip` without WebRTC connections (the
+/// shard needs none to hold it in the roster; media joins with the attendee port). What the shard tells
+/// it over signaling is not for a room system and is dropped.
+fn arrive(plane: &MediaPlane, grant: &JoinGrant) {
+    if !plane.claim_attendee(grant.attendee) {
+        tracing::warn!(attendee = %grant.attendee, "SIP caller's attendee id already in use");
+        return;
+    }
+    let shard = plane.shard_for(&grant.meeting);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let join = Command::Join {
+        attendee: grant.attendee,
+        meeting: grant.meeting.clone(),
+        name: grant.name.clone(),
+        client: ClientType::Sip,
+        role: AttendeeRole::Attendee,
+        user: None,
+        may_grant_control: false,
+        signal: tx,
+    };
+    if !plane.send(shard, join) {
+        plane.release(&grant.meeting);
+        plane.release_attendee(grant.attendee);
+        return;
+    }
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+}
+
+fn depart(plane: &MediaPlane, grant: &JoinGrant) {
+    if !plane.holds_attendee(grant.attendee) {
+        return; // its arrival did not happen
+    }
+    let shard = plane.shard_for(&grant.meeting);
+    plane.send(
+        shard,
+        Command::Leave {
+            attendee: grant.attendee,
+        },
+    );
+    // Once for this lookup, once for the arrival's.
+    plane.release(&grant.meeting);
+    plane.release(&grant.meeting);
+    plane.release_attendee(grant.attendee);
+}
+
 impl MeetingDoor for AdmissionDoor {
+    fn arrived(&self, grant: &JoinGrant) {
+        arrive(&self.plane, grant);
+    }
+
+    fn departed(&self, grant: &JoinGrant) {
+        depart(&self.plane, grant);
+    }
+
     fn admit<'a>(&'a self, meeting_id: &'a str, caller: &'a str, source: IpAddr) -> DoorFuture<'a> {
         Box::pin(async move {
             let portal = &self.portal;
