@@ -14,6 +14,7 @@ Not yet: media (the gateway answers but bridges no audio).
 """
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -26,10 +27,10 @@ from pathlib import Path
 
 import pytest
 
-from accounts import guest_grant, registered_user
+from accounts import admin_call, guest_grant, registered_user
 from raw_signal import Raw
 from conftest import _active_servers
-from convene_e2e import CONVENE_BIN, start_server, stop_server
+from convene_e2e import CONVENE_BIN, poll, start_server, stop_server
 
 HERE = Path(__file__).parent
 SCENARIOS = HERE / "sip"
@@ -551,11 +552,18 @@ def test_a_required_extension_we_lack_gets_420(server, meeting_id):
         ua.close()
 
 
+def active_pro(server, account_id: str) -> list[dict]:
+    day = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    status, reply = admin_call(server, "GET", f"/accounts/{account_id}/reports/active-pro?from={day}&to={day}")
+    assert status == 200, reply
+    return reply["ActiveProUsers"]
+
+
 def test_a_sip_caller_is_an_attendee_of_its_meeting(server, tmp_path):
     """A SIPp call in a meeting is one of its attendees (client type `sip`, named after its From display
     name): web guests joining see it in the roster; a guest leaving does not end the meeting or hang up
     the call (the scenario fails on a BYE from the server); when the call hangs up, the others are told.
-    The meeting's events are the ones billing reads, so the host's meeting counts a SIP attendee."""
+    Its events reach the journal billing reads, and the host is Active Pro because a room system took part."""
     host = registered_user(server, name="Roster Host")
     mid = host.new_meeting()
     cmd = ["sipp", "-sf", str(SCENARIOS / "stay_then_hang_up.xml"), f"127.0.0.1:{server.sip_port}",
@@ -583,6 +591,7 @@ def test_a_sip_caller_is_an_attendee_of_its_meeting(server, tmp_path):
         # The call hangs up by itself after 4 s: the remaining guest is told.
         left = guests[1].recv_until("attendee_left", timeout=10)
         assert left["attendee_id"] == sip[0]["attendee_id"], left
+        guests[1].send({"type": "leave"})
         out, _ = proc.communicate(timeout=20)
     finally:
         for r in guests:
@@ -596,3 +605,8 @@ def test_a_sip_caller_is_an_attendee_of_its_meeting(server, tmp_path):
     kinds = {(e.get("event"), e.get("client")) for e in mine}
     assert ("attendee_joined", "sip") in kinds, mine
     assert any(e.get("event") == "attendee_left" for e in mine), mine
+    # With everyone gone the meeting ends, and its host is Active Pro for the day because a room system
+    # took part (and three attendees did).
+    rows = poll(lambda: active_pro(server, host.user["account_id"]), 10, desc="the host to become Active Pro")
+    assert [(r["UserId"], r["Reason"]) for r in rows] == [
+        (host.user["user_id"], "more_than_two_attendees+sip_or_h323")], rows
