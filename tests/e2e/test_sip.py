@@ -88,14 +88,18 @@ def meeting_id(server) -> str:
     return host.new_meeting()
 
 
+def sipp_command(scenario: str, sip_port: int, service: str | None = None, transport: str = "u1") -> list[str]:
+    """SIPp running one call of `scenario` against the gateway on loopback, from free local ports."""
+    cmd = ["sipp", "-sf", str(SCENARIOS / scenario), f"127.0.0.1:{sip_port}",
+           "-i", "127.0.0.1", "-p", str(free_sip_port()), "-mp", str(free_udp_port()),
+           "-t", transport, "-m", "1", "-nostdin", "-timeout", "20s", "-trace_err"]
+    return cmd + ["-s", service] if service else cmd
+
+
 def sipp(server, scenario: str, tmp_path: Path, service: str | None = None, transport: str = "u1",
          extra: tuple[str, ...] = (), timeout: float = 30) -> subprocess.CompletedProcess:
-    cmd = ["sipp", "-sf", str(SCENARIOS / scenario), f"127.0.0.1:{server.sip_port}",
-           "-i", "127.0.0.1", "-p", str(free_sip_port()), "-mp", str(free_udp_port()),
-           "-t", transport, "-m", "1", "-nostdin", "-timeout", "20s", "-trace_err", "-trace_msg",
-           "-max_recv_loops", "1000", *extra]
-    if service:
-        cmd += ["-s", service]
+    cmd = [*sipp_command(scenario, server.sip_port, service, transport), "-trace_msg", "-max_recv_loops", "1000",
+           *extra]
     result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         logs = "\n".join(p.read_text(errors="replace")[-6000:] for p in tmp_path.glob("*.log"))
@@ -289,6 +293,11 @@ def write_tone(path: Path, seconds: int = 10, rate: int = 8000, hz: int = 440) -
             int(12000 * math.sin(2 * math.pi * hz * i / rate)) for i in range(seconds * rate))))
 
 
+def sipp_call(scenario: str, sip_port: int, meeting_id: str, cwd) -> subprocess.Popen:
+    """One SIPp call over UDP running `scenario` in the background, dialling `meeting_id`."""
+    return subprocess.Popen(sipp_command(scenario, sip_port, meeting_id), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 def test_shutdown_sends_bye_to_live_calls(tmp_path_factory, tmp_path):
     """A separate server: a SIPp user agent in a call gets our BYE when the server stops."""
     workdir = tmp_path_factory.mktemp("convene-sip-bye")
@@ -300,10 +309,7 @@ def test_shutdown_sends_bye_to_live_calls(tmp_path_factory, tmp_path):
     try:
         host = registered_user(srv, name="Bye Host")
         mid = host.new_meeting()
-        cmd = ["sipp", "-sf", str(SCENARIOS / "wait_for_bye.xml"), f"127.0.0.1:{sip_port}",
-               "-i", "127.0.0.1", "-p", str(free_sip_port()), "-mp", str(free_udp_port()),
-               "-t", "u1", "-m", "1", "-nostdin", "-timeout", "20s", "-trace_err", "-s", mid]
-        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = sipp_call("wait_for_bye.xml", sip_port, mid, tmp_path)
         deadline = time.monotonic() + 10
         while srv.metric_sum("convene_gateway_calls_answered_total") < 1:
             assert time.monotonic() < deadline, srv.logs()
@@ -566,11 +572,8 @@ def test_a_sip_caller_is_an_attendee_of_its_meeting(server, tmp_path):
     Its events reach the journal billing reads, and the host is Active Pro because a room system took part."""
     host = registered_user(server, name="Roster Host")
     mid = host.new_meeting()
-    cmd = ["sipp", "-sf", str(SCENARIOS / "stay_then_hang_up.xml"), f"127.0.0.1:{server.sip_port}",
-           "-i", "127.0.0.1", "-p", str(free_sip_port()), "-mp", str(free_udp_port()),
-           "-t", "u1", "-m", "1", "-nostdin", "-timeout", "20s", "-trace_err", "-s", mid]
     answered = server.metric_sum("convene_gateway_calls_answered_total")
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = sipp_call("stay_then_hang_up.xml", server.sip_port, mid, tmp_path)
     guests = []
     try:
         deadline = time.monotonic() + 10

@@ -15,8 +15,9 @@ use convene_admin::model::{
 };
 use convene_admin::portal::{PortalState, router};
 use convene_admin::store::Store;
+use convene_admin::store::accounts::Account;
 use convene_admin::store::invites::Invite;
-use convene_admin::store::users::CreateUser;
+use convene_admin::store::users::{CreateUser, User};
 use convene_core::JoinTokenIssuer;
 use http_body_util::BodyExt;
 use support::TempDir;
@@ -65,25 +66,24 @@ async fn call(
     }
 }
 
-#[tokio::test]
-async fn suspended_users_cannot_sign_in_and_lose_their_sessions() {
-    let dir = TempDir::new("portal");
-    let store = Store::open(&Store::sqlite_url(&dir.0)).await.unwrap();
-    let now = time::OffsetDateTime::now_utc();
+/// A Pro user of a new account, invited (not yet registered) with registration token `token`.
+async fn invited_pro_user(
+    store: &Store,
+    account_type: AccountType,
+    email: &str,
+    token: &str,
+    now: time::OffsetDateTime,
+) -> (Account, User) {
     let account = store
-        .create_account(
-            "Enterprise",
-            AccountType::EnterpriseDirectory,
-            License::Pro,
-            now,
-        )
+        .create_account("Account", account_type, License::Pro, now)
         .await
         .unwrap();
+    let name = email.split('@').next().unwrap_or(email);
     let CreateUser::Created(user) = store
         .create_user(
             &account.id,
-            "sus@example.com",
-            "sus",
+            email,
+            name,
             License::Pro,
             UserType::PrivateUser,
             now,
@@ -94,14 +94,30 @@ async fn suspended_users_cannot_sign_in_and_lose_their_sessions() {
         panic!("user");
     };
     let invite = Invite {
-        id: "i-1".into(),
+        id: format!("i-{token}"),
         account_id: account.id.clone(),
         user_id: user.id.clone(),
         email: user.email.clone(),
         status: InviteStatus::Pending,
         email_status: EmailStatus::Sent,
     };
-    store.create_invite(&invite, "tok", now).await.unwrap();
+    store.create_invite(&invite, token, now).await.unwrap();
+    (account, *user)
+}
+
+#[tokio::test]
+async fn suspended_users_cannot_sign_in_and_lose_their_sessions() {
+    let dir = TempDir::new("portal");
+    let store = Store::open(&Store::sqlite_url(&dir.0)).await.unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let (account, user) = invited_pro_user(
+        &store,
+        AccountType::EnterpriseDirectory,
+        "sus@example.com",
+        "tok",
+        now,
+    )
+    .await;
     let app = router(PortalState::new(
         store.clone(),
         JoinTokenIssuer::from_seed(&[7; 32]),
@@ -196,33 +212,8 @@ async fn join_tokens_carry_the_joiners_remote_control_policy() {
     let dir = TempDir::new("portal-rc");
     let store = Store::open(&Store::sqlite_url(&dir.0)).await.unwrap();
     let now = time::OffsetDateTime::now_utc();
-    let account = store
-        .create_account("Team", AccountType::Team, License::Pro, now)
-        .await
-        .unwrap();
-    let CreateUser::Created(user) = store
-        .create_user(
-            &account.id,
-            "rc@example.com",
-            "rc",
-            License::Pro,
-            UserType::PrivateUser,
-            now,
-        )
-        .await
-        .unwrap()
-    else {
-        panic!("user");
-    };
-    let invite = Invite {
-        id: "i-rc".into(),
-        account_id: account.id.clone(),
-        user_id: user.id.clone(),
-        email: user.email.clone(),
-        status: InviteStatus::Pending,
-        email_status: EmailStatus::Sent,
-    };
-    store.create_invite(&invite, "tok-rc", now).await.unwrap();
+    let (account, user) =
+        invited_pro_user(&store, AccountType::Team, "rc@example.com", "tok-rc", now).await;
     let issuer = JoinTokenIssuer::from_seed(&[9; 32]);
     let verifier = issuer.verifier();
     let app = router(PortalState::new(

@@ -161,6 +161,11 @@ impl MediaPlane {
         entry.shard
     }
 
+    /// The shard a placed meeting lives on, without placing it or holding the placement.
+    pub fn placed_shard(&self, meeting: &MeetingId) -> Option<usize> {
+        self.placement.get(meeting).map(|p| p.shard)
+    }
+
     /// A session that called [`MediaPlane::shard_for`] is done with the meeting.
     pub fn release(&self, meeting: &MeetingId) {
         if let Some(mut entry) = self.placement.get_mut(meeting) {

@@ -180,20 +180,6 @@ fn received_kbps(packets: &[sim::Received], from: Instant, to: Instant) -> f64 {
     bytes as f64 * 8.0 / (to - from).as_secs_f64() / 1000.0
 }
 
-/// The subscriber's downlink budget as the shard's metrics report it (one subscriber: the minimum).
-fn downlink_budget_kbps(s: &Sim) -> i64 {
-    s.registry
-        .gather()
-        .iter()
-        .find(|f| f.name() == "convene_media_meeting_min_downlink_kbps")
-        .and_then(|f| {
-            f.get_metric()
-                .first()
-                .map(|m| m.get_gauge().get_value() as i64)
-        })
-        .unwrap_or(-1)
-}
-
 /// What one run through the emulated link produced, second by second.
 struct Run {
     start: Instant,
@@ -242,7 +228,7 @@ impl Run {
                     s.run(Duration::from_millis(100), |s| source.step(s));
                     decoder.check(&mut s, subscriber, publisher);
                 }
-                budgets.push(downlink_budget_kbps(&s));
+                budgets.push(s.lowest_downlink_budget_kbps().unwrap_or(-1));
             }
         }
         counters.push(s.links[&sub_addr].counters);

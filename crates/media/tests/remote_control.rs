@@ -69,20 +69,6 @@ fn granted() -> (Sim, usize, usize, usize) {
     (s, ada, bob, cy)
 }
 
-/// The lowest subscriber budget in the meeting, as the shard's metrics report it.
-fn lowest_budget_kbps(s: &Sim) -> i64 {
-    s.registry
-        .gather()
-        .iter()
-        .find(|f| f.name() == "convene_media_meeting_min_downlink_kbps")
-        .and_then(|f| {
-            f.get_metric()
-                .first()
-                .map(|m| m.get_gauge().get_value() as i64)
-        })
-        .expect("a budget is reported")
-}
-
 #[test]
 fn the_sharer_is_asked_and_a_grant_is_announced_to_everyone() {
     let (mut s, ada, bob, cy) = sharing(true);
@@ -226,11 +212,15 @@ fn stopping_or_ending_the_share_ends_control() {
         }
     };
     s.run(Duration::from_millis(2000), bob_media);
-    let held = lowest_budget_kbps(&s);
+    let held = s
+        .lowest_downlink_budget_kbps()
+        .expect("a budget is reported");
     let attendee = s.clients[bob].id;
     s.command(Command::RemoteControlStop { attendee });
     s.run(Duration::from_millis(1200), bob_media);
-    let freed = lowest_budget_kbps(&s);
+    let freed = s
+        .lowest_downlink_budget_kbps()
+        .expect("a budget is reported");
     // held = estimate - 800 (at least 0), freed = estimate; 200 kbps for the estimate's own drift.
     assert!(
         held + 800 <= freed + 200,

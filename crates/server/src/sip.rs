@@ -67,15 +67,14 @@ fn depart(plane: &MediaPlane, grant: &JoinGrant) {
     if !plane.holds_attendee(grant.attendee) {
         return; // its arrival did not happen
     }
-    let shard = plane.shard_for(&grant.meeting);
-    plane.send(
-        shard,
-        Command::Leave {
-            attendee: grant.attendee,
-        },
-    );
-    // Once for this lookup, once for the arrival's.
-    plane.release(&grant.meeting);
+    if let Some(shard) = plane.placed_shard(&grant.meeting) {
+        plane.send(
+            shard,
+            Command::Leave {
+                attendee: grant.attendee,
+            },
+        );
+    }
     plane.release(&grant.meeting);
     plane.release_attendee(grant.attendee);
 }

@@ -44,6 +44,13 @@ pub struct Received {
     pub at: Instant,
 }
 
+/// The payload type a connection negotiated for `codec`.
+fn payload_type(rtc: &Rtc, codec: Codec) -> Option<str0m::media::Pt> {
+    rtc.codec_config()
+        .find(|p| p.spec().codec == codec)
+        .map(|p| p.pt())
+}
+
 pub struct ClientPeer {
     pub rtc: Rtc,
     pub addr: SocketAddr,
@@ -420,12 +427,7 @@ impl Sim {
         let (Some(peer), Some(mid)) = (client.publish.as_mut(), client.video_mid) else {
             return;
         };
-        let Some(pt) = peer
-            .rtc
-            .codec_config()
-            .find(|p| p.spec().codec == Codec::Vp8)
-            .map(|p| p.pt())
-        else {
+        let Some(pt) = payload_type(&peer.rtc, Codec::Vp8) else {
             return;
         };
         let mut payload = vec![
@@ -471,12 +473,7 @@ impl Sim {
         let (Some(peer), Some(mid)) = (client.publish.as_mut(), client.video_mid) else {
             return;
         };
-        let Some(pt) = peer
-            .rtc
-            .codec_config()
-            .find(|p| p.spec().codec == Codec::Vp8)
-            .map(|p| p.pt())
-        else {
+        let Some(pt) = payload_type(&peer.rtc, Codec::Vp8) else {
             return;
         };
         let packets = bytes.div_ceil(1100).max(1);
@@ -522,12 +519,7 @@ impl Sim {
         let (Some(peer), Some(mid)) = (client.publish.as_mut(), client.audio_mid) else {
             return;
         };
-        let Some(pt) = peer
-            .rtc
-            .codec_config()
-            .find(|p| p.spec().codec == Codec::Opus)
-            .map(|p| p.pt())
-        else {
+        let Some(pt) = payload_type(&peer.rtc, Codec::Opus) else {
             return;
         };
         client.audio_seq += 1;
@@ -581,6 +573,19 @@ impl Sim {
             self.tick();
         }
         done(self)
+    }
+
+    /// The lowest subscriber downlink budget the shard's metrics report (None before any).
+    pub fn lowest_downlink_budget_kbps(&self) -> Option<i64> {
+        self.registry
+            .gather()
+            .iter()
+            .find(|f| f.name() == "convene_media_meeting_min_downlink_kbps")
+            .and_then(|f| {
+                f.get_metric()
+                    .first()
+                    .map(|m| m.get_gauge().get_value() as i64)
+            })
     }
 
     /// Send everything toward `to` through an emulated link from now on.
