@@ -9,7 +9,7 @@ use prometheus::{
 };
 
 /// Reasons a datagram or packet is dropped (the `reason` label of `convene_media_packets_dropped_total`).
-pub const DROP_REASONS: [&str; 11] = [
+pub const DROP_REASONS: [&str; 12] = [
     "unrecognized",
     "unknown_source",
     "not_accepted",
@@ -23,6 +23,8 @@ pub const DROP_REASONS: [&str; 11] = [
     "not_controlling",
     "remote_control_rate",
     "channel_closed",
+    // A port attendee (a bridged call) did not read its deliveries fast enough.
+    "port_full",
 ];
 
 /// Every media-plane series, registered once.

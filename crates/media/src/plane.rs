@@ -7,12 +7,13 @@ use std::sync::mpsc::{Sender, channel};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use convene_core::{AttendeeId, EventBus, MeetingId};
+use convene_core::port::{AttendeePort, PORT_DELIVERY_QUEUE, PortMedia, PortSink};
+use convene_core::{AttendeeId, ClientType, EventBus, MediaSource, MeetingId};
 use dashmap::DashMap;
 use mio::{Poll, Waker};
 
 use crate::metrics::MediaMetrics;
-use crate::shard::{Command, Shard, ShardConfig};
+use crate::shard::{Command, PortLink, Shard, ShardConfig};
 use crate::worker::{WAKER, Worker, register};
 
 /// How the media plane listens.
@@ -199,6 +200,56 @@ impl MediaPlane {
         ok
     }
 
+    /// `attendee` joins `meeting` through an attendee port (a call the gateway bridges): it publishes
+    /// `publishes` in the port's formats and receives its meeting's media into the returned port. The
+    /// port holds the meeting's placement and the attendee id until [`MediaPlane::close_port`]. None if
+    /// the id is already in use or the shard is gone.
+    pub fn open_port(&self, joining: PortJoin) -> Option<AttendeePort> {
+        if !self.claim_attendee(joining.attendee) {
+            tracing::warn!(attendee = %joining.attendee, "port attendee's id already in use");
+            return None;
+        }
+        let shard = self.shard_for(&joining.meeting);
+        let (deliveries_tx, deliveries) = tokio::sync::mpsc::channel(PORT_DELIVERY_QUEUE);
+        let join = Command::JoinPort {
+            attendee: joining.attendee,
+            meeting: joining.meeting.clone(),
+            name: joining.name,
+            client: joining.client,
+            publishes: joining.publishes,
+            port: PortLink {
+                deliveries: deliveries_tx,
+                takes_video: joining.takes_video,
+            },
+        };
+        let handle = &self.shards[shard];
+        if !self.send(shard, join) {
+            self.release(&joining.meeting);
+            self.release_attendee(joining.attendee);
+            return None;
+        }
+        Some(AttendeePort {
+            sink: Box::new(ShardPortSink {
+                attendee: joining.attendee,
+                commands: handle.commands.clone(),
+                waker: Arc::clone(&handle.waker),
+            }),
+            deliveries,
+        })
+    }
+
+    /// The port attendee leaves its meeting (the call ended); undoes [`MediaPlane::open_port`].
+    pub fn close_port(&self, meeting: &MeetingId, attendee: AttendeeId) {
+        if !self.holds_attendee(attendee) {
+            return; // never opened
+        }
+        if let Some(shard) = self.placed_shard(meeting) {
+            self.send(shard, Command::Leave { attendee });
+        }
+        self.release(meeting);
+        self.release_attendee(attendee);
+    }
+
     /// The candidate address of each shard (public IP and port).
     pub fn shard_addrs(&self) -> Vec<SocketAddr> {
         self.shards.iter().map(|s| s.addr).collect()
@@ -226,6 +277,40 @@ impl MediaPlane {
                 let _ = thread.join();
             }
         }
+    }
+}
+
+/// Who joins through an attendee port.
+#[derive(Debug, Clone)]
+pub struct PortJoin {
+    pub meeting: MeetingId,
+    pub attendee: AttendeeId,
+    pub name: String,
+    pub client: ClientType,
+    /// Its publications, open from the start (a call's audio is always on).
+    pub publishes: Vec<MediaSource>,
+    /// It receives cameras and screens too; otherwise audio only.
+    pub takes_video: bool,
+}
+
+/// The media a port attendee sends goes to its meeting's shard as commands, waking the worker.
+struct ShardPortSink {
+    attendee: AttendeeId,
+    commands: Sender<Command>,
+    waker: Arc<Waker>,
+}
+
+impl PortSink for ShardPortSink {
+    fn send(&self, media: PortMedia) -> bool {
+        let ok = self
+            .commands
+            .send(Command::PortMedia {
+                attendee: self.attendee,
+                media,
+            })
+            .is_ok();
+        let _ = self.waker.wake();
+        ok
     }
 }
 

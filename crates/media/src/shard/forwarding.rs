@@ -1,9 +1,10 @@
 //! The hot path: an incoming RTP packet goes out to every subscription of its publication.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::format::Codec;
-use str0m::media::{KeyframeRequest, KeyframeRequestKind};
+use str0m::media::{KeyframeRequest, KeyframeRequestKind, Pt};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
 
 use super::Shard;
@@ -27,6 +28,19 @@ const LAYER_STALE: Duration = Duration::from_millis(1500);
 const VIDEO_SWITCH_GAP: u32 = 3000; // one frame at 30 fps, 90 kHz
 const AUDIO_SWITCH_GAP: u32 = 960; // 20 ms at 48 kHz
 
+/// An incoming media packet, from a WebRTC publish connection or from a port: what forwarding reads.
+pub(super) struct Incoming {
+    /// Sequence number, extended to 64 bits.
+    pub seq: u64,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub pt: Pt,
+    /// Shared by every subscription it is forwarded to (a reference count, no copy).
+    pub payload: Arc<[u8]>,
+    pub arrival: Instant,
+    pub ext: ExtensionValues,
+}
+
 impl Shard {
     pub(super) fn on_rtp(&mut self, now: Instant, peer_idx: usize, packet: RtpPacket) {
         // Media only counts on a publish connection: str0m also surfaces RTP a client sends on its
@@ -47,10 +61,38 @@ impl Shard {
             self.metrics.dropped("unpublished");
             return;
         };
-        let Some(publication) = self.publications.get_mut(p).filter(|p| p.attendee == owner) else {
+        if self
+            .publications
+            .get(p)
+            .is_none_or(|publication| publication.attendee != owner)
+        {
             self.metrics.dropped("unpublished");
             return;
+        }
+        let incoming = Incoming {
+            seq: *packet.seq_no,
+            timestamp: packet.header.timestamp,
+            marker: packet.header.marker,
+            pt: packet.header.payload_type,
+            payload: packet.payload,
+            arrival: packet.timestamp,
+            ext: packet.header.ext_vals,
         };
+        self.forward(now, p, layer, Some(peer_idx), incoming);
+    }
+
+    /// One packet of publication `p`'s `layer` goes out to every subscription that should get it.
+    /// `publisher_peer` is the connection it arrived on (None for a port attendee's packet), where
+    /// an unknown payload type's parameters are looked up.
+    pub(super) fn forward(
+        &mut self,
+        now: Instant,
+        p: usize,
+        layer: usize,
+        publisher_peer: Option<usize>,
+        packet: Incoming,
+    ) {
+        let publication = &mut self.publications[p];
         let is_video = publication.source.is_video();
         let len = packet.payload.len() as u64;
         if is_video {
@@ -68,7 +110,7 @@ impl Shard {
         if publication.best_layer.is_none() {
             publication.best_layer = Some(layer);
         }
-        if !is_video && let Some(level) = packet.header.ext_vals.audio_level {
+        if !is_video && let Some(level) = packet.ext.audio_level {
             if level > SPEAKING_LEVEL_DBOV {
                 publication.speaking_until = Some(now + SPEAKING_HOLD);
             }
@@ -81,14 +123,12 @@ impl Shard {
             return;
         }
 
-        let pt = packet.header.payload_type;
+        let pt = packet.pt;
         let params = match publication.params {
             Some((cached, params)) if cached == pt => params,
             _ => {
-                let Some(params) = self.peers[peer_idx]
-                    .rtc
-                    .codec_config()
-                    .find(|c| c.pt() == pt)
+                let Some(params) = publisher_peer
+                    .and_then(|peer| self.peers[peer].rtc.codec_config().find(|c| c.pt() == pt))
                     .copied()
                 else {
                     self.metrics.dropped("unknown_payload_type");
@@ -116,13 +156,19 @@ impl Shard {
             if !sub.negotiated {
                 continue;
             }
-            let (Some(mid), Some(peer)) = (sub.mid, self.attendees[sub.subscriber].subscribe_peer)
-            else {
-                continue;
+            let subscriber = &self.attendees[sub.subscriber];
+            // Where it goes: a WebRTC subscribe connection (its m-line), or a port.
+            let egress = if subscriber.port.is_some() {
+                None
+            } else {
+                let (Some(mid), Some(peer)) = (sub.mid, subscriber.subscribe_peer) else {
+                    continue;
+                };
+                if !self.peers[peer].connected {
+                    continue;
+                }
+                Some((mid, peer))
             };
-            if !self.peers[peer].connected {
-                continue;
-            }
             // What this subscriber should get: its allocation, or (before it has an estimate) the best
             // layer arriving.
             let want = match sub.target {
@@ -158,10 +204,14 @@ impl Shard {
             } else {
                 AUDIO_SWITCH_GAP
             };
-            let Some(out) = sub
-                .rewriter
-                .rewrite(*packet.seq_no, packet.header.timestamp, gap)
-            else {
+            let Some(out) = sub.rewriter.rewrite(packet.seq, packet.timestamp, gap) else {
+                continue;
+            };
+            let Some((mid, peer)) = egress else {
+                let subscriber = sub.subscriber;
+                if self.deliver_to_port(subscriber, p, &packet, out.seq as u16, out.ts) {
+                    self.count_out(is_video, len);
+                }
                 continue;
             };
             let out_pt = match sub.pt_map {
@@ -185,11 +235,11 @@ impl Shard {
             };
             let Some(tx_ssrc) = sub.tx_ssrc else { continue };
             let ext = ExtensionValues {
-                audio_level: packet.header.ext_vals.audio_level,
-                voice_activity: packet.header.ext_vals.voice_activity,
+                audio_level: packet.ext.audio_level,
+                voice_activity: packet.ext.voice_activity,
                 // Phones signal rotation here instead of rotating frames.
-                video_orientation: packet.header.ext_vals.video_orientation,
-                video_content_type: packet.header.ext_vals.video_content_type,
+                video_orientation: packet.ext.video_orientation,
+                video_content_type: packet.ext.video_content_type,
                 ..Default::default()
             };
             let mut direct = self.peers[peer].rtc.direct_api();
@@ -201,20 +251,14 @@ impl Shard {
                     out_pt,
                     out.seq.into(),
                     out.ts,
-                    packet.timestamp,
+                    packet.arrival,
                     packet.payload.clone(),
                 )
-                .marker(packet.header.marker)
+                .marker(packet.marker)
                 .ext_vals(ext)
                 .nackable(is_video),
             );
-            if is_video {
-                self.metrics.video_out.inc();
-                self.metrics.video_bytes_out.inc_by(len);
-            } else {
-                self.metrics.audio_out.inc();
-                self.metrics.audio_bytes_out.inc_by(len);
-            }
+            self.count_out(is_video, len);
             self.drain(peer, now);
             // str0m releases written packets on its next timeout pass; one per connection per batch.
             self.mark_dirty(peer);
@@ -224,6 +268,16 @@ impl Shard {
             let l = keyframes_wanted.trailing_zeros() as usize;
             keyframes_wanted &= keyframes_wanted - 1;
             self.request_keyframe(now, p, Some(l));
+        }
+    }
+
+    fn count_out(&self, is_video: bool, len: u64) {
+        if is_video {
+            self.metrics.video_out.inc();
+            self.metrics.video_bytes_out.inc_by(len);
+        } else {
+            self.metrics.audio_out.inc();
+            self.metrics.audio_bytes_out.inc_by(len);
         }
     }
 
@@ -312,10 +366,21 @@ impl Shard {
         if !publication.source.is_video() {
             return;
         }
+        let due = |last: Option<Instant>| last.is_none_or(|t| now >= t + interval);
+        if self.attendees[publication.attendee].port.is_some() {
+            // A bridged call's video has one layer; the gateway turns this into the device's own
+            // keyframe request.
+            if due(publication.last_keyframe_request) {
+                publication.last_keyframe_request = Some(now);
+                let (owner, source) = (publication.attendee, publication.source);
+                self.request_port_keyframe(owner, source);
+                self.metrics.keyframe_requests.inc();
+            }
+            return;
+        }
         let Some(peer_idx) = self.attendees[publication.attendee].publish_peer else {
             return;
         };
-        let due = |last: Option<Instant>| last.is_none_or(|t| now >= t + interval);
         let mut targets: [Option<Ssrc>; 4] = [None; 4];
         match layer.or(publication.best_layer) {
             Some(l) => {

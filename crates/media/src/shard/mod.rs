@@ -17,6 +17,7 @@ mod forwarding;
 mod model;
 mod negotiation;
 mod peer;
+mod port;
 mod remote_control;
 mod roster;
 
@@ -42,6 +43,7 @@ use crate::signal::messages::PublishTrack;
 pub use model::SignalTx;
 use model::{Attendee, Meeting, Publication, Subscription};
 use peer::{Peer, Role};
+pub use port::PortLink;
 
 /// How a shard behaves. Defaults are the documented ones.
 #[derive(Debug, Clone)]
@@ -131,6 +133,21 @@ pub enum Command {
     /// The attendee ends the remote control session it is part of.
     RemoteControlStop {
         attendee: AttendeeId,
+    },
+    /// An attendee whose media crosses an attendee port (a call the gateway bridges), admitted by the
+    /// gateway's admission. It publishes `publishes` from the start and receives into `port`.
+    JoinPort {
+        attendee: AttendeeId,
+        meeting: MeetingId,
+        name: String,
+        client: ClientType,
+        publishes: Vec<MediaSource>,
+        port: PortLink,
+    },
+    /// A packet a port attendee sends into its meeting.
+    PortMedia {
+        attendee: AttendeeId,
+        media: convene_core::port::PortMedia,
     },
     Leave {
         attendee: AttendeeId,
@@ -273,9 +290,44 @@ impl Shard {
                     role,
                     user,
                     may_grant_control,
+                    port: None,
                 },
                 signal,
             ),
+            Command::JoinPort {
+                attendee,
+                meeting,
+                name,
+                client,
+                publishes,
+                port,
+            } => {
+                // Nothing reads a port attendee's signaling: the roster and speaking updates are for
+                // WebRTC clients' screens. Its receiver is dropped, so sends to it are no-ops.
+                let (signal, _) = tokio::sync::mpsc::unbounded_channel();
+                self.join(
+                    now,
+                    roster::Joining {
+                        id: attendee,
+                        meeting,
+                        name,
+                        client,
+                        role: convene_core::AttendeeRole::Attendee,
+                        user: None,
+                        may_grant_control: false,
+                        port: Some(port),
+                    },
+                    signal,
+                );
+                if let Some(&idx) = self.attendee_by_id.get(&attendee) {
+                    self.open_port_publications(now, idx, &publishes);
+                }
+            }
+            Command::PortMedia { attendee, media } => {
+                if let Some(&idx) = self.attendee_by_id.get(&attendee) {
+                    self.on_port_media(now, idx, media);
+                }
+            }
             Command::PublishOffer {
                 attendee,
                 sdp,

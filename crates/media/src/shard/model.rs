@@ -80,6 +80,9 @@ pub struct Attendee {
     pub estimator_aim: Option<(u32, u32)>,
     /// The `publish_targets` last sent, to send only changes.
     pub publish_targets_sent: Vec<TrackTarget>,
+    /// Set for an attendee whose media crosses an attendee port (a bridged call) instead of WebRTC
+    /// connections: it has no peers, and what it receives goes into this port.
+    pub port: Option<super::port::PortLink>,
 }
 
 impl Attendee {
@@ -148,6 +151,9 @@ pub struct Publication {
     /// Audio only: RFC 6464 levels (dBov) summed since the last tick, and how many packets.
     pub level_sum: u32,
     pub level_packets: u32,
+    /// A port attendee's publication: its 16-bit sequence numbers extended here (str0m does that for
+    /// WebRTC publications).
+    pub port_seq: Option<convene_core::port::SeqExtender>,
 }
 
 /// One attendee receiving one publication.

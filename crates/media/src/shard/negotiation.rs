@@ -128,7 +128,13 @@ impl Shard {
         }
     }
 
-    fn add_publication(&mut self, now: Instant, idx: usize, source: MediaSource, mid: Mid) {
+    pub(super) fn add_publication(
+        &mut self,
+        now: Instant,
+        idx: usize,
+        source: MediaSource,
+        mid: Mid,
+    ) {
         let attendee = &self.attendees[idx];
         let attendee_id = attendee.id;
         let meeting = attendee.meeting.clone();
@@ -153,6 +159,7 @@ impl Shard {
             admitted,
             level_sum: 0,
             level_packets: 0,
+            port_seq: None,
         });
         self.attendees[idx].publications[source.index()] = Some(p);
         self.metrics.tracks(source).inc();
@@ -259,11 +266,18 @@ impl Shard {
     }
 
     pub(super) fn add_subscription(&mut self, publication: usize, subscriber: usize) {
+        // A port has nothing to negotiate: it receives from the first packet, and only what it takes.
+        let port = self.attendees[subscriber].port.as_ref();
+        if port.is_some_and(|port| {
+            !port.takes_video && self.publications[publication].source.is_video()
+        }) {
+            return;
+        }
         let s = self.subscriptions.insert(Subscription {
             publication,
             subscriber,
             mid: None,
-            negotiated: false,
+            negotiated: port.is_some(),
             layer: None,
             target: None,
             rewriter: Rewriter::new(),
@@ -280,6 +294,11 @@ impl Shard {
 
     /// Offer the subscribe connection's changes, unless an offer is already out.
     pub(super) fn negotiate_subscriptions(&mut self, now: Instant, idx: usize) {
+        let attendee = &mut self.attendees[idx];
+        if attendee.port.is_some() {
+            attendee.subscribe_dirty = false;
+            return;
+        }
         let attendee = &self.attendees[idx];
         if attendee.pending_offer.is_some() || !attendee.subscribe_dirty {
             return;

@@ -22,6 +22,8 @@ pub(super) struct Joining {
     pub role: AttendeeRole,
     pub user: Option<String>,
     pub may_grant_control: bool,
+    /// Its media crosses an attendee port (a bridged call), not WebRTC connections.
+    pub port: Option<super::port::PortLink>,
 }
 
 impl Shard {
@@ -34,6 +36,7 @@ impl Shard {
             role,
             user,
             may_grant_control,
+            port,
         } = joining;
         if self.attendee_by_id.contains_key(&id) {
             return;
@@ -82,6 +85,7 @@ impl Shard {
             downlink_remb_kbps: None,
             estimator_aim: None,
             publish_targets_sent: Vec::new(),
+            port,
         };
         let info = attendee.info();
         let idx = self.attendees.insert(attendee);

@@ -1,0 +1,162 @@
+//! Port attendees: attendees whose media crosses an attendee port (`convene_core::port`) instead of
+//! WebRTC connections, such as the calls the SIP gateway bridges.
+//!
+//! A port attendee is an ordinary attendee of the roster (it joins, leaves, speaks, keeps its meeting
+//! going) with no peers. Its publications are created when it joins, in the port's fixed formats, and
+//! its packets enter the same forwarding as a browser's (`Shard::forward`). What it receives is
+//! delivered into its port's queue; a full queue drops the packet and counts it, never blocks the shard.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use convene_core::MediaSource;
+use convene_core::port::{PortDelivery, PortMedia, PortPacket, SeqExtender};
+use str0m::format::{Codec, CodecConfig, PayloadParams};
+use str0m::media::Mid;
+use str0m::rtp::ExtensionValues;
+use tokio::sync::mpsc::Sender;
+use tokio::sync::mpsc::error::TrySendError;
+
+use super::Shard;
+use super::forwarding::Incoming;
+use super::model::Layer;
+
+/// The shard's end of a port.
+#[derive(Debug)]
+pub struct PortLink {
+    pub deliveries: Sender<PortDelivery>,
+    /// It receives cameras and screens too (a video-capable bridged call); otherwise audio only,
+    /// so nobody is asked for keyframes on its behalf.
+    pub takes_video: bool,
+}
+
+/// The RTP parameters a port's audio is forwarded with: the Opus every WebRTC client negotiates
+/// (str0m's default configuration, which is what our subscribe offers carry).
+fn port_audio_params() -> Option<PayloadParams> {
+    CodecConfig::new_with_defaults()
+        .find(|p| p.spec().codec == Codec::Opus)
+        .copied()
+}
+
+impl Shard {
+    /// A port attendee joined: its publications exist from the start (a call's audio is always on).
+    pub(super) fn open_port_publications(
+        &mut self,
+        now: Instant,
+        idx: usize,
+        sources: &[MediaSource],
+    ) {
+        for &source in sources {
+            if source.is_video() {
+                // Video through the port comes with H.264 bridging; until then only audio is taken.
+                tracing::warn!(
+                    source = source.as_str(),
+                    "port video publications are not supported yet"
+                );
+                continue;
+            }
+            if self.attendees[idx].publications[source.index()].is_some() {
+                continue;
+            }
+            let Some(params) = port_audio_params() else {
+                tracing::error!("no Opus in the default codec configuration");
+                return;
+            };
+            self.add_publication(now, idx, source, Mid::from(source.as_str()));
+            if let Some(p) = self.attendees[idx].publications[source.index()] {
+                let publication = &mut self.publications[p];
+                publication.params = Some((params.pt(), params));
+                publication.port_seq = Some(SeqExtender::default());
+            }
+        }
+    }
+
+    /// A packet a port attendee sent into its meeting.
+    pub(super) fn on_port_media(&mut self, now: Instant, idx: usize, media: PortMedia) {
+        let Some(p) = self.attendees[idx].publications[media.source.index()] else {
+            self.metrics.dropped("unpublished");
+            return;
+        };
+        let publication = &mut self.publications[p];
+        let (Some(seq), Some((pt, _))) = (publication.port_seq.as_mut(), publication.params) else {
+            self.metrics.dropped("unpublished");
+            return;
+        };
+        let seq = seq.extend(media.packet.seq);
+        if publication.layers.is_empty() {
+            // A port publication has one layer, on an SSRC of its own making (nobody sees it: each
+            // subscription is sent on the subscriber's SSRC).
+            publication.layers.push(Layer {
+                rid: None,
+                ssrc: (fastrand::u32(..)).into(),
+                last_packet: now,
+                bytes_window: 0,
+                rate: 0,
+                nominal: 0,
+                last_sample: 0,
+                switched_off: false,
+                last_keyframe_request: None,
+            });
+        }
+        let packet = media.packet;
+        let incoming = Incoming {
+            seq,
+            timestamp: packet.timestamp,
+            marker: packet.marker,
+            pt,
+            payload: packet.payload,
+            arrival: now,
+            ext: ExtensionValues {
+                // Our own audio levels are -dBov like RFC 6464's; str0m's are their negation.
+                audio_level: packet.audio_level.map(|l| -(l.min(127) as i8)),
+                ..Default::default()
+            },
+        };
+        self.forward(now, p, 0, None, incoming);
+    }
+
+    /// Hand a forwarded packet to a port subscriber. A full queue drops it (counted): the call's
+    /// jitter buffer conceals a lost frame, while a blocked shard would stall the whole meeting.
+    pub(super) fn deliver_to_port(
+        &self,
+        subscriber: usize,
+        publication: usize,
+        packet: &Incoming,
+        seq: u16,
+        timestamp: u32,
+    ) -> bool {
+        let Some(port) = &self.attendees[subscriber].port else {
+            return false;
+        };
+        let from = &self.publications[publication];
+        let delivery = PortDelivery::Media {
+            from: from.attendee_id,
+            source: from.source,
+            packet: PortPacket {
+                seq,
+                timestamp,
+                marker: packet.marker,
+                audio_level: packet.ext.audio_level.map(|l| l.unsigned_abs().min(127)),
+                payload: Arc::clone(&packet.payload),
+            },
+        };
+        match port.deliveries.try_send(delivery) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                self.metrics.dropped("port_full");
+                false
+            }
+            // The call is hanging up; its leave follows.
+            Err(TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// A keyframe request for a port attendee's publication goes into its port.
+    pub(super) fn request_port_keyframe(&self, publisher: usize, source: MediaSource) {
+        if let Some(port) = &self.attendees[publisher].port {
+            let _ = port
+                .deliveries
+                .try_send(PortDelivery::KeyframeRequest { source });
+        }
+    }
+}
