@@ -12,7 +12,7 @@
 //! The API:
 //! - [`AudioBridge::new`]`(device: DeviceAudio, ssrc: u32) -> Result<AudioBridge, AudioError>`:
 //!   `device` is what SDP agreed ([`DeviceAudio::from`] a [`crate::sdp::Negotiated`]), `ssrc` ours
-//!   toward the device.
+//!   toward the device (its first sequence number and timestamp are random, RFC 3550 §5.1).
 //! - [`AudioBridge::device_rtp`]`(&mut self, now: Instant, packet: &[u8])`: one whole RTP packet from
 //!   the device. Other payload types (telephone-event, which the call layer reads; comfort noise;
 //!   anything else) and malformed packets are counted in [`BridgeStats`] and ignored.
@@ -173,11 +173,12 @@ struct Stream {
     /// Decoded samples at the decoder's rate (packets need not be 20 ms long).
     pending: VecDeque<i16>,
     decoded: Vec<i16>,
-    last_packet: Instant,
+    /// When its last packet arrived (for forgetting idle meeting sources).
+    last_packet: Option<Instant>,
 }
 
 impl Stream {
-    fn new(codec: Codec, now: Instant) -> Result<Self, AudioError> {
+    fn new(codec: Codec) -> Result<Self, AudioError> {
         let decoder = Decoder::new(codec)?;
         Ok(Self {
             jitter: JitterBuffer::new(rtp_clock(codec)),
@@ -186,7 +187,7 @@ impl Stream {
             ),
             decoded: Vec::new(),
             decoder,
-            last_packet: now,
+            last_packet: None,
         })
     }
 
@@ -277,12 +278,10 @@ impl AudioBridge {
             });
         }
         let rate = audio_rate(device.codec);
-        // `now` is not known yet; the idle clock only matters for meeting sources.
-        let now = Instant::now();
         Ok(Self {
             device,
             stats: BridgeStats::default(),
-            device_in: Stream::new(device.codec, now)?,
+            device_in: Stream::new(device.codec)?,
             device_ssrc: None,
             device_started: false,
             device_pcm: vec![0; samples_per_frame(rate)],
@@ -360,7 +359,6 @@ impl AudioBridge {
         match pushed {
             Pushed::Accepted => {
                 self.device_started = true;
-                self.device_in.last_packet = now;
             }
             Pushed::Late | Pushed::Duplicate => self.stats.device_late += 1,
         }
@@ -385,7 +383,7 @@ impl AudioBridge {
                 self.stats.meeting_sources_refused += 1;
                 return;
             }
-            match Stream::new(Codec::Opus, now) {
+            match Stream::new(Codec::Opus) {
                 Ok(stream) => {
                     self.sources.insert(source, stream);
                 }
@@ -398,7 +396,7 @@ impl AudioBridge {
         let Some(stream) = self.sources.get_mut(&source) else {
             return;
         };
-        stream.last_packet = now;
+        stream.last_packet = Some(now);
         match stream.jitter.push(now, seq, timestamp, payload.to_vec()) {
             Pushed::Accepted => {}
             Pushed::Late | Pushed::Duplicate => self.stats.meeting_late += 1,
@@ -419,8 +417,10 @@ impl AudioBridge {
 
     fn mix_for_device(&mut self, now: Instant, out: &mut Vec<u8>) {
         out.clear();
-        self.sources
-            .retain(|_, s| now.saturating_duration_since(s.last_packet) < SOURCE_IDLE);
+        self.sources.retain(|_, s| {
+            s.last_packet
+                .is_some_and(|t| now.saturating_duration_since(t) < SOURCE_IDLE)
+        });
         self.mixer.clear();
         for stream in self.sources.values_mut() {
             let filled = stream.fill(now, &mut self.source_pcm);

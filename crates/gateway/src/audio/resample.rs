@@ -70,10 +70,16 @@ impl Resampler {
     /// Convert one 20 ms chunk: `input` must hold [`Self::input_len`] samples and `out`
     /// [`Self::output_len`].
     pub fn process(&mut self, input: &[i16], out: &mut [i16]) -> Result<(), AudioError> {
-        if input.len() != self.input.len() || out.len() != self.output.len() {
+        if input.len() != self.input.len() {
             return Err(AudioError::FrameSize {
                 expected: self.input.len(),
                 got: input.len(),
+            });
+        }
+        if out.len() != self.output.len() {
+            return Err(AudioError::FrameSize {
+                expected: self.output.len(),
+                got: out.len(),
             });
         }
         let Some(fft) = self.fft.as_mut() else {
