@@ -8,11 +8,14 @@
 //! [`door::MeetingDoor`] trait that `crates/server` implements with the admin plane's one
 //! admission rule.
 //!
+//! [`audio::AudioBridge`] is a call's sans-IO audio: the device's codec to and from the meeting's Opus.
+//!
 //! The two types that matter: [`call::Gateway`], the sans-IO core (time and messages in, messages
 //! and events out; every protocol rule lives there and below), and [`net::SipServer`], the tokio
 //! edge that owns the sockets and runs the core.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod audio;
 pub mod call;
 pub mod dialplan;
 pub mod door;
