@@ -27,11 +27,11 @@ def pw():
 
 
 @contextlib.contextmanager
-def serving(tmp_path_factory, host: str = "127.0.0.1"):
-    """A fresh `convene serve` on `host` whose log goes into failing reports; clean shutdown is asserted
-    on exit. For modules that need the server elsewhere than loopback (their own `server` fixture)."""
+def serving(tmp_path_factory, host: str = "127.0.0.1", extra_args: tuple[str, ...] = ()):
+    """A fresh `convene serve` on `host` (with `extra_args`) whose log goes into failing reports; clean
+    shutdown is asserted on exit. For modules that need their own `server` fixture."""
     workdir = tmp_path_factory.mktemp("convene")
-    srv = start_server(workdir, host=host)
+    srv = start_server(workdir, extra_args, host=host)
     _active_servers.append(srv)
     try:
         yield srv

@@ -14,6 +14,7 @@ Not yet: media (the gateway answers but bridges no audio).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -29,7 +30,7 @@ import pytest
 
 from accounts import admin_call, guest_grant, registered_user
 from raw_signal import Raw
-from conftest import _active_servers
+from conftest import _active_servers, serving
 from convene_e2e import CONVENE_BIN, poll, start_server, stop_server
 
 HERE = Path(__file__).parent
@@ -64,22 +65,20 @@ def free_udp_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`convene serve` with the gateway on a free loopback port and its own RTP range."""
-    workdir = tmp_path_factory.mktemp("convene-sip")
-    sip_port = free_sip_port()
-    rtp_lo = 41000 + (os.getpid() % 400) * 20
-    tls_port = free_sip_port()
-    srv = start_server(workdir, ("--sip", f"127.0.0.1:{sip_port}", "--sip-tls", f"127.0.0.1:{tls_port}",
-                                 "--sip-rtp-ports", f"{rtp_lo}-{rtp_lo + 19}"))
-    srv.sip_port = sip_port
-    srv.sip_tls_port = tls_port
-    _active_servers.append(srv)
-    try:
+    with serving_sip(tmp_path_factory, rtp_lo=41000 + (os.getpid() % 400) * 20) as srv:
         yield srv
-    finally:
-        _active_servers.remove(srv)
-        problems = stop_server(srv)
-        if problems:
-            pytest.fail("server shutdown: " + "; ".join(problems) + "\n" + srv.logs(), pytrace=False)
+
+
+@contextlib.contextmanager
+def serving_sip(tmp_path_factory, rtp_lo: int):
+    """`convene serve` with its gateway on free loopback ports (`sip_port`, `sip_tls_port`) and 20 RTP ports
+    from `rtp_lo`."""
+    sip_port, tls_port = free_sip_port(), free_sip_port()
+    with serving(tmp_path_factory, extra_args=("--sip", f"127.0.0.1:{sip_port}", "--sip-tls", f"127.0.0.1:{tls_port}",
+                                               "--sip-rtp-ports", f"{rtp_lo}-{rtp_lo + 19}")) as srv:
+        srv.sip_port = sip_port
+        srv.sip_tls_port = tls_port
+        yield srv
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
+use convene_core::port::AttendeePort;
 use convene_core::{AttendeeId, MeetingId};
 
 /// What admission hands a caller it lets in: the join token a signaling front end checks, and who
@@ -43,8 +44,11 @@ pub trait MeetingDoor: Send + Sync {
 
     /// The caller `grant` admitted is in its meeting (the call is answered): it takes its place in the
     /// meeting's roster and events as an attendee (client type `sip`), so the others see it, billing
-    /// counts it and the meeting does not end while it is there. Media follows with the attendee port.
-    fn arrived(&self, _grant: &JoinGrant) {}
+    /// counts it and the meeting does not end while it is there. The returned port carries its audio
+    /// both ways; None leaves the call in the meeting without media (a door without a media plane).
+    fn arrived(&self, _grant: &JoinGrant) -> Option<AttendeePort> {
+        None
+    }
 
     /// That call ended: the attendee leaves.
     fn departed(&self, _grant: &JoinGrant) {}

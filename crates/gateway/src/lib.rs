@@ -20,6 +20,7 @@ pub mod call;
 pub mod dialplan;
 pub mod door;
 pub mod dtmf;
+mod media_task;
 pub mod metrics;
 pub mod net;
 pub mod sdp;

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use crate::call::{CallId, Config, Event, Gateway, Output};
 use crate::dialplan::Dial;
 use crate::door::{JoinGrant, MeetingDoor, Refused};
+use crate::media_task::{self, MediaCommand};
 use crate::metrics::GatewayMetrics;
 use crate::sip::transport::StreamFramer;
 use crate::sip::{ConnId, Peer, Transport};
@@ -79,7 +80,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long shutdown waits for BYEs to be answered.
 const SHUTDOWN_LINGER: Duration = Duration::from_secs(2);
 
-enum Input {
+pub(crate) enum Input {
     Message {
         peer: Peer,
         bytes: Vec<u8>,
@@ -200,7 +201,7 @@ impl SipServer {
         core_config.local.tls = tls.as_ref().map(|(_, addr, _)| *addr);
         core_config.local.public_host = config.public_ip;
         core_config.media_ip = config.public_ip.unwrap_or(config.rtp_bind);
-        let core = Gateway::new(core_config, metrics);
+        let core = Gateway::new(core_config, metrics.clone());
         let (stop, stopped) = watch::channel(false);
         let (tx, rx) = mpsc::channel(4096);
         let tx_events = tx.clone();
@@ -230,6 +231,7 @@ impl SipServer {
             conns: HashMap::new(),
             rtp: HashMap::new(),
             present: HashMap::new(),
+            metrics,
             rtp_ports: config.rtp_ports,
             rtp_bind: config.rtp_bind,
             rtp_cursor: config.rtp_ports.0,
@@ -436,7 +438,9 @@ struct Runner {
     udp: Arc<UdpSocket>,
     tx: mpsc::Sender<Input>,
     conns: HashMap<ConnId, mpsc::Sender<Vec<u8>>>,
-    rtp: HashMap<CallId, JoinHandle<()>>,
+    /// Each call's media task, and how to reach it.
+    rtp: HashMap<CallId, (JoinHandle<()>, mpsc::Sender<MediaCommand>)>,
+    metrics: GatewayMetrics,
     /// Calls in their meetings (told to the door as arrived), to tell it when they end.
     present: HashMap<CallId, JoinGrant>,
     rtp_ports: (u16, u16),
@@ -543,7 +547,7 @@ impl Runner {
                 break;
             }
         }
-        for (_, task) in self.rtp.drain() {
+        for (_, (task, _)) in self.rtp.drain() {
             task.abort();
         }
         if let Some(s) = &self.status {
@@ -646,28 +650,29 @@ impl Runner {
             let Ok(socket) = UdpSocket::bind(SocketAddr::new(self.rtp_bind, port)).await else {
                 continue;
             };
-            let tx = self.tx.clone();
-            let task = tokio::spawn(async move {
-                let mut buf = vec![0u8; 2048];
-                while let Ok((n, from)) = socket.recv_from(&mut buf).await {
-                    // Only DTMF is read until the audio path lands; cheap enough to pass all.
-                    if tx
-                        .send(Input::Rtp {
-                            call,
-                            from,
-                            bytes: buf[..n].to_vec(),
-                        })
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-            });
-            self.rtp.insert(call, task);
+            let (commands, commands_rx) = mpsc::channel(8);
+            let task = tokio::spawn(media_task::run(
+                call,
+                socket,
+                self.tx.clone(),
+                commands_rx,
+                self.metrics.clone(),
+            ));
+            self.rtp.insert(call, (task, commands));
             return Some(port);
         }
         None
+    }
+
+    fn tell_media(&self, call: CallId, command: MediaCommand) {
+        if let Some((_, commands)) = self.rtp.get(&call)
+            && commands.try_send(command).is_err()
+        {
+            tracing::warn!(
+                call,
+                "call's media task is gone or busy; media command dropped"
+            );
+        }
     }
 
     async fn event(&mut self, e: Event) {
@@ -717,13 +722,14 @@ impl Runner {
                     attendee = %grant.attendee,
                     name = %grant.name,
                     codec = media.codec.name(),
-                    "SIP caller admitted (media bridging comes with the attendee port)"
+                    "SIP caller admitted"
                 );
-                self.door.arrived(&grant);
+                let port = self.door.arrived(&grant);
                 self.present.insert(call, grant);
+                self.tell_media(call, MediaCommand::Join { media, port });
             }
             Event::Ended { call, .. } => {
-                if let Some(task) = self.rtp.remove(&call) {
+                if let Some((task, _)) = self.rtp.remove(&call) {
                     task.abort();
                 }
                 if let Some(grant) = self.present.remove(&call) {
@@ -732,6 +738,7 @@ impl Runner {
             }
             Event::MediaChanged { call, media } => {
                 tracing::debug!(call, direction = ?media.direction, "SIP call media changed");
+                self.tell_media(call, MediaCommand::Update { media });
             }
             Event::Dtmf { call, digit } => tracing::debug!(call, %digit, "DTMF"),
             Event::KeyframeRequested { call } => tracing::debug!(call, "keyframe requested"),

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use convene_admin::portal::PortalState;
 use convene_admin::portal::admission::{self, AdmitError, Refusal};
-use convene_core::{AttendeeId, AttendeeRole, ClientType, JoinClaims, MeetingId};
+use convene_core::port::AttendeePort;
+use convene_core::{AttendeeId, ClientType, JoinClaims, MediaSource, MeetingId};
 use convene_gateway::GatewayMetrics;
 use convene_gateway::door::{DoorFuture, JoinGrant, MeetingDoor, Refused};
 use convene_gateway::net::{SipConfig, SipServer, TlsListen};
 use convene_gateway::tls::{self, CertSource};
-use convene_media::plane::MediaPlane;
-use convene_media::shard::Command;
+use convene_media::plane::{MediaPlane, PortJoin};
 
 use crate::config::SipSettings;
 
@@ -35,57 +35,27 @@ impl AdmissionDoor {
 /// Name used when a caller's From has neither a usable display name nor user part.
 const FALLBACK_NAME: &str = "Room system";
 
-/// A SIP caller in the media plane: an attendee of client type `sip` without WebRTC connections (the
-/// shard needs none to hold it in the roster; media joins with the attendee port). What the shard tells
-/// it over signaling is not for a room system and is dropped.
-fn arrive(plane: &MediaPlane, grant: &JoinGrant) {
-    if !plane.claim_attendee(grant.attendee) {
-        tracing::warn!(attendee = %grant.attendee, "SIP caller's attendee id already in use");
-        return;
-    }
-    let shard = plane.shard_for(&grant.meeting);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let join = Command::Join {
-        attendee: grant.attendee,
+/// A SIP caller in the media plane: an attendee of client type `sip` whose audio crosses an attendee
+/// port (no WebRTC connections), publishing its microphone and hearing the meeting's voices.
+fn arrive(plane: &MediaPlane, grant: &JoinGrant) -> Option<AttendeePort> {
+    plane.open_port(PortJoin {
         meeting: grant.meeting.clone(),
+        attendee: grant.attendee,
         name: grant.name.clone(),
         client: ClientType::Sip,
-        role: AttendeeRole::Attendee,
-        user: None,
-        may_grant_control: false,
-        signal: tx,
-    };
-    if !plane.send(shard, join) {
-        plane.release(&grant.meeting);
-        plane.release_attendee(grant.attendee);
-        return;
-    }
-    tokio::spawn(async move { while rx.recv().await.is_some() {} });
-}
-
-fn depart(plane: &MediaPlane, grant: &JoinGrant) {
-    if !plane.holds_attendee(grant.attendee) {
-        return; // its arrival did not happen
-    }
-    if let Some(shard) = plane.placed_shard(&grant.meeting) {
-        plane.send(
-            shard,
-            Command::Leave {
-                attendee: grant.attendee,
-            },
-        );
-    }
-    plane.release(&grant.meeting);
-    plane.release_attendee(grant.attendee);
+        publishes: vec![MediaSource::Audio],
+        // Audio only until the gateway bridges H.264.
+        takes_video: false,
+    })
 }
 
 impl MeetingDoor for AdmissionDoor {
-    fn arrived(&self, grant: &JoinGrant) {
-        arrive(&self.plane, grant);
+    fn arrived(&self, grant: &JoinGrant) -> Option<AttendeePort> {
+        arrive(&self.plane, grant)
     }
 
     fn departed(&self, grant: &JoinGrant) {
-        depart(&self.plane, grant);
+        self.plane.close_port(&grant.meeting, grant.attendee);
     }
 
     fn admit<'a>(&'a self, meeting_id: &'a str, caller: &'a str, source: IpAddr) -> DoorFuture<'a> {
