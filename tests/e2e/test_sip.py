@@ -601,12 +601,16 @@ def test_a_sip_caller_is_an_attendee_of_its_meeting(server, tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, out[-3000:] + server.logs(tail_chars=5000)
-    # The caller's arrival and departure are in the event journal billing consumes, as a SIP attendee.
-    journal = (Path(server.data_dir) / "events" / "journal.jsonl").read_text().splitlines()
-    mine = [json.loads(line) for line in journal if sip[0]["attendee_id"] in line]
+    # The caller's arrival and departure are in the event journal billing consumes, as a SIP attendee
+    # (its writer thread appends them a moment after the shard publishes them).
+    def journalled_with_leave() -> list[dict] | None:
+        journal = (Path(server.data_dir) / "events" / "journal.jsonl").read_text().splitlines()
+        mine = [json.loads(line) for line in journal if sip[0]["attendee_id"] in line]
+        return mine if any(e.get("event") == "attendee_left" for e in mine) else None
+
+    mine = poll(journalled_with_leave, 5, desc="the SIP caller's attendee_left in the journal")
     kinds = {(e.get("event"), e.get("client")) for e in mine}
     assert ("attendee_joined", "sip") in kinds, mine
-    assert any(e.get("event") == "attendee_left" for e in mine), mine
     # With everyone gone the meeting ends, and its host is Active Pro for the day because a room system
     # took part (and three attendees did).
     rows = poll(lambda: active_pro(server, host.user["account_id"]), 10, desc="the host to become Active Pro")

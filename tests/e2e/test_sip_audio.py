@@ -161,6 +161,7 @@ def test_a_room_and_a_browser_hear_each_other(server, pw, tmp_path, codec):
     browser_tone = tmp_path / "browser-tone.wav"
     write_tone(browser_tone, BROWSER_HZ, 48000, 1)
     answered = server.metric_sum("convene_gateway_calls_answered_total")
+    frames = server.metric_sum("convene_gateway_audio_frames_total")
     att = Attendee.launch(pw, "Listener", extra_args=(f"--use-file-for-fake-audio-capture={browser_tone}",))
     room = None
     try:
@@ -182,6 +183,9 @@ def test_a_room_and_a_browser_hear_each_other(server, pw, tmp_path, codec):
         att.close()
         out = room.finish() if room else ""
     assert "call established" in out.lower(), out[-3000:]
+    # Operators see the bridging: several seconds of 20 ms frames each way, and the time it cost.
+    assert server.metric_sum("convene_gateway_audio_frames_total") - frames > 2 * 200
+    assert server.metric_sum("convene_gateway_transcode_seconds_total") > 0
     recordings = room.heard()
     assert recordings, f"baresip recorded nothing\n{out[-3000:]}"
     samples, rate = read_mono(recordings[0])

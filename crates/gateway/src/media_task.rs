@@ -59,7 +59,9 @@ pub(crate) async fn run(
                 let Ok((n, from)) = r else { break };
                 let packet = &buf[..n];
                 if let Some(b) = bridged.as_mut() {
-                    b.device_packet(Instant::now(), from, packet);
+                    let started = Instant::now();
+                    b.device_packet(started, from, packet);
+                    metrics.transcode_seconds.inc_by(started.elapsed().as_secs_f64());
                 }
                 // DTMF and reception statistics are the signaling core's.
                 let input = Input::Rtp { call, from, bytes: packet.to_vec() };
@@ -89,18 +91,29 @@ pub(crate) async fn run(
                     }
                 }
             },
-            Some(delivery) = recv_delivery(&mut bridged) => {
-                if let Some(b) = bridged.as_mut() {
-                    b.meeting_delivery(Instant::now(), delivery);
+            delivery = recv_delivery(&mut bridged) => match (delivery, bridged.as_mut()) {
+                (Some(delivery), Some(b)) => {
+                    let started = Instant::now();
+                    b.meeting_delivery(started, delivery);
+                    metrics.transcode_seconds.inc_by(started.elapsed().as_secs_f64());
                 }
-            }
+                // The meeting side closed the port (the attendee was removed): keep the call's
+                // RTP going (it may be hung up next), without a port to wait on.
+                (None, Some(b)) => b.port = None,
+                _ => {}
+            },
             _ = ticker.tick(), if bridged.is_some() => {
                 let Some(b) = bridged.as_mut() else { continue };
-                let frame = b.bridge.tick(Instant::now(), &mut to_device);
+                let started = Instant::now();
+                let frame = b.bridge.tick(started, &mut to_device);
+                metrics.transcode_seconds.inc_by(started.elapsed().as_secs_f64());
                 if let Some(frame) = frame {
+                    metrics.audio_frames.with_label_values(&["to_meeting"]).inc();
                     b.send_to_meeting(frame);
                 }
+                b.report_concealment(&metrics);
                 if !to_device.is_empty() {
+                    metrics.audio_frames.with_label_values(&["to_device"]).inc();
                     if let Some(dest) = b.destination() {
                         // A full socket buffer or an unreachable device costs this frame only.
                         let _ = socket.send_to(&to_device, dest).await;
@@ -132,6 +145,8 @@ struct Bridged {
     sends: bool,
     /// A stable number per meeting publication, for the bridge's per-source state.
     sources: Vec<(convene_core::AttendeeId, u64)>,
+    /// The bridge's concealment counts already reported (device, meeting).
+    concealed_reported: (u64, u64),
 }
 
 impl Bridged {
@@ -148,6 +163,7 @@ impl Bridged {
             receives: true,
             sends: true,
             sources: Vec::new(),
+            concealed_reported: (0, 0),
         };
         b.update(media);
         Ok(b)
@@ -165,6 +181,23 @@ impl Bridged {
             // On hold with 0.0.0.0 (RFC 3264 §8.4): nothing goes to the device.
             self.receives = false;
         }
+    }
+
+    /// Turn the bridge's running concealment counts into metric increments.
+    fn report_concealment(&mut self, metrics: &GatewayMetrics) {
+        let stats = self.bridge.stats();
+        let (device, meeting) = (stats.device_concealed, stats.meeting_concealed);
+        let (device_before, meeting_before) = self.concealed_reported;
+        // Frames concealed from the device were going to the meeting, and the other way round.
+        metrics
+            .audio_concealed
+            .with_label_values(&["to_meeting"])
+            .inc_by(device.saturating_sub(device_before));
+        metrics
+            .audio_concealed
+            .with_label_values(&["to_device"])
+            .inc_by(meeting.saturating_sub(meeting_before));
+        self.concealed_reported = (device, meeting);
     }
 
     fn destination(&self) -> Option<SocketAddr> {

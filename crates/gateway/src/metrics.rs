@@ -1,9 +1,9 @@
 //! Prometheus series of the gateway, registered into the registry the binary passes in.
 
-use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{Counter, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// Label values of `convene_gateway_refused_total{reason}`: messages refused before a transaction.
-pub const REFUSAL_REASONS: [&str; 9] = [
+pub const REFUSAL_REASONS: [&str; 10] = [
     "malformed",
     "wrong_version",
     "too_large",
@@ -13,7 +13,11 @@ pub const REFUSAL_REASONS: [&str; 9] = [
     "unanswerable",
     "overloaded",
     "rtp_foreign_source",
+    "audio_bridge",
 ];
+
+/// Directions of `convene_gateway_audio_frames_total` and `convene_gateway_audio_concealed_total`.
+pub const AUDIO_DIRECTIONS: [&str; 2] = ["to_meeting", "to_device"];
 
 /// Call states for `convene_gateway_calls{state}`.
 pub const CALL_STATES: [&str; 3] = ["admitting", "ivr", "meeting"];
@@ -31,6 +35,9 @@ pub struct GatewayMetrics {
     pub rtp_packets: IntCounter,
     pub rtp_lost: IntCounter,
     pub rtp_dropped: IntCounter,
+    pub audio_frames: IntCounterVec,
+    pub audio_concealed: IntCounterVec,
+    pub transcode_seconds: Counter,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
@@ -116,8 +123,32 @@ impl GatewayMetrics {
                 "convene_gateway_rtp_dropped_total",
                 "Datagrams on gateway RTP ports that are not RTP",
             )?,
+            audio_frames: counter_vec(
+                r,
+                "convene_gateway_audio_frames_total",
+                "20 ms audio frames bridged, by direction (to_meeting: the room's voice as Opus; to_device: the meeting's mix in the device's codec)",
+                "direction",
+            )?,
+            audio_concealed: counter_vec(
+                r,
+                "convene_gateway_audio_concealed_total",
+                "Audio frames concealed because their packet was lost or late, by the direction they were going (to_meeting: from the device; to_device: from the meeting)",
+                "direction",
+            )?,
+            transcode_seconds: {
+                let c = Counter::new(
+                    "convene_gateway_transcode_seconds_total",
+                    "Time calls' media tasks spent decoding, mixing and encoding audio, summed over calls (its rate is the cores transcoding takes)",
+                )?;
+                r.register(Box::new(c.clone()))?;
+                c
+            },
         };
         // Pre-create the known series so dashboards see zeros.
+        for direction in AUDIO_DIRECTIONS {
+            m.audio_frames.with_label_values(&[direction]);
+            m.audio_concealed.with_label_values(&[direction]);
+        }
         for reason in REFUSAL_REASONS {
             m.refused.with_label_values(&[reason]);
         }
