@@ -1,7 +1,7 @@
 //! What a synthetic packet carries: a codec-valid prefix, filler, and a [`Stamp`] trailer.
 //!
 //! The SFU only looks at the first bytes of a payload (the Opus TOC, the VP8 payload descriptor and frame tag
-//! that `convene_media::forward::keyframe` reads), so the measurement data rides at the *end* of the payload,
+//! that `convene_core::keyframe` reads), so the measurement data rides at the *end* of the payload,
 //! where it can be found without knowing the codec. The trailer is fixed-size and written in place, so
 //! building a packet costs one buffer and no parsing.
 

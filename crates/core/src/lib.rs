@@ -15,6 +15,7 @@ pub mod events;
 pub mod ids;
 pub mod join_token;
 pub mod journal;
+pub mod keyframe;
 pub mod port;
 
 pub use events::{EventBus, InProcessBus, LeaveReason, MeetingEvent, MeetingEventKind};

@@ -29,6 +29,25 @@ pub struct PortFormat {
     pub clock_rate: u32,
 }
 
+/// What a port attendee publishes, and in which format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortPublication {
+    /// Its microphone, as [`PORT_AUDIO`].
+    Audio,
+    /// Its camera, H.264 with packetization mode 1 (RFC 6184), passed through as the device sends it;
+    /// `profile_level_id` is the device's (six hex digits), so receivers are told what it really is.
+    H264Camera { profile_level_id: Option<String> },
+}
+
+impl PortPublication {
+    pub fn source(&self) -> MediaSource {
+        match self {
+            Self::Audio => MediaSource::Audio,
+            Self::H264Camera { .. } => MediaSource::Camera,
+        }
+    }
+}
+
 /// One RTP packet's worth of media crossing the port, in the clear. The header fields the forwarding
 /// needs are fields; the payload is shared, not copied, when the meeting forwards one packet to many.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +86,10 @@ pub enum PortDelivery {
 /// `false` means the meeting side is gone (the attendee left or the server is stopping).
 pub trait PortSink: Send + Sync {
     fn send(&self, media: PortMedia) -> bool;
+
+    /// Ask `from`'s publication `source` for a keyframe (the port attendee starts showing it, or its
+    /// device lost the picture). Throttled by the meeting side like any subscriber's request.
+    fn request_keyframe(&self, from: AttendeeId, source: MediaSource) -> bool;
 }
 
 /// A port as the port attendee holds it: where its media goes, and what the meeting sends it.

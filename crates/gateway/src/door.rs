@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
-use convene_core::port::AttendeePort;
+use convene_core::port::{AttendeePort, PortPublication};
 use convene_core::{AttendeeId, MeetingId};
 
 /// What admission hands a caller it lets in: the join token a signaling front end checks, and who
@@ -18,6 +18,30 @@ pub struct JoinGrant {
     pub meeting: MeetingId,
     pub attendee: AttendeeId,
     pub name: String,
+}
+
+/// What an answered call brings into its meeting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallMedia {
+    /// Its publications: audio always, a camera when H.264 video was agreed.
+    pub publishes: Vec<PortPublication>,
+    /// It shows the meeting's active speaker (H.264 video agreed).
+    pub takes_video: bool,
+}
+
+impl CallMedia {
+    pub fn of(negotiated: &crate::sdp::Negotiated) -> Self {
+        let mut publishes = vec![PortPublication::Audio];
+        if let Some(video) = &negotiated.video {
+            publishes.push(PortPublication::H264Camera {
+                profile_level_id: video.profile_level_id(),
+            });
+        }
+        Self {
+            publishes,
+            takes_video: negotiated.video.is_some(),
+        }
+    }
 }
 
 /// Why a caller was not let in.
@@ -44,9 +68,10 @@ pub trait MeetingDoor: Send + Sync {
 
     /// The caller `grant` admitted is in its meeting (the call is answered): it takes its place in the
     /// meeting's roster and events as an attendee (client type `sip`), so the others see it, billing
-    /// counts it and the meeting does not end while it is there. The returned port carries its audio
-    /// both ways; None leaves the call in the meeting without media (a door without a media plane).
-    fn arrived(&self, _grant: &JoinGrant) -> Option<AttendeePort> {
+    /// counts it and the meeting does not end while it is there. The returned port carries its media
+    /// both ways (`media` says what the call publishes and whether it takes video); None leaves the
+    /// call in the meeting without media (a door without a media plane).
+    fn arrived(&self, _grant: &JoinGrant, _media: &CallMedia) -> Option<AttendeePort> {
         None
     }
 

@@ -26,6 +26,7 @@ pub mod net;
 pub mod sdp;
 pub mod sip;
 pub mod tls;
+pub mod video;
 
 pub use call::{CallId, Config, EndReason, Event, Gateway, Output};
 pub use door::{JoinGrant, MeetingDoor, Refused};

@@ -22,7 +22,15 @@ use crate::audio::{AudioBridge, DeviceAudio};
 use crate::call::CallId;
 use crate::metrics::GatewayMetrics;
 use crate::net::Input;
-use crate::sdp::{Direction, Negotiated};
+use crate::sdp::{Direction, Negotiated, VideoNegotiated};
+use crate::video::{VideoAction, VideoRelay};
+
+/// A call's sockets: audio RTP, video RTP and video RTCP (the device's keyframe requests).
+pub(crate) struct CallSockets {
+    pub audio: UdpSocket,
+    pub video: UdpSocket,
+    pub video_rtcp: UdpSocket,
+}
 
 /// What the signaling side tells a call's media task.
 #[derive(Debug)]
@@ -34,6 +42,8 @@ pub(crate) enum MediaCommand {
     },
     /// The device changed its audio (re-INVITE: hold, resume, a new address).
     Update { media: Negotiated },
+    /// The device asked for a keyframe by SIP INFO (`picture_fast_update`, RFC 5168).
+    DeviceWantsKeyframe,
 }
 
 /// Audio frames are 20 ms each way.
@@ -42,13 +52,16 @@ const FRAME: Duration = Duration::from_millis(20);
 /// Run a call's media until the socket fails or the signaling side drops `commands`.
 pub(crate) async fn run(
     call: CallId,
-    socket: UdpSocket,
+    sockets: CallSockets,
     to_core: mpsc::Sender<Input>,
     mut commands: mpsc::Receiver<MediaCommand>,
     metrics: GatewayMetrics,
 ) {
-    let socket = Arc::new(socket);
+    let socket = Arc::new(sockets.audio);
+    let (video_socket, video_rtcp) = (sockets.video, sockets.video_rtcp);
     let mut buf = vec![0u8; 2048];
+    let mut video_buf = vec![0u8; 2048];
+    let mut rtcp_buf = vec![0u8; 1500];
     let mut bridged: Option<Bridged> = None;
     let mut ticker = tokio::time::interval(FRAME);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -67,6 +80,18 @@ pub(crate) async fn run(
                 let input = Input::Rtp { call, from, bytes: packet.to_vec() };
                 if to_core.send(input).await.is_err() {
                     break;
+                }
+            }
+            r = video_socket.recv_from(&mut video_buf) => {
+                let Ok((n, from)) = r else { break };
+                if let Some(b) = bridged.as_mut() {
+                    b.device_video(from, &video_buf[..n], &metrics);
+                }
+            }
+            r = video_rtcp.recv_from(&mut rtcp_buf) => {
+                let Ok((n, from)) = r else { break };
+                if let Some(b) = bridged.as_mut() {
+                    b.device_video_rtcp(from, &rtcp_buf[..n]);
                 }
             }
             command = commands.recv() => match command {
@@ -90,12 +115,24 @@ pub(crate) async fn run(
                         b.update(&media);
                     }
                 }
+                Some(MediaCommand::DeviceWantsKeyframe) => {
+                    if let Some(b) = bridged.as_mut() {
+                        let action = b.video.as_ref().and_then(|v| v.relay.device_wants_keyframe());
+                        b.act(action);
+                    }
+                }
             },
             delivery = recv_delivery(&mut bridged) => match (delivery, bridged.as_mut()) {
                 (Some(delivery), Some(b)) => {
                     let started = Instant::now();
-                    b.meeting_delivery(started, delivery);
+                    if let Some((packet, dest)) = b.meeting_delivery(started, delivery) {
+                        metrics.video_packets.with_label_values(&["to_device"]).inc();
+                        let _ = video_socket.send_to(&packet, dest).await;
+                    }
                     metrics.transcode_seconds.inc_by(started.elapsed().as_secs_f64());
+                    if let Some((rtcp, dest)) = b.take_keyframe_request() {
+                        let _ = video_rtcp.send_to(&rtcp, dest).await;
+                    }
                 }
                 // The meeting side closed the port (the attendee was removed): keep the call's
                 // RTP going (it may be hung up next), without a port to wait on.
@@ -147,6 +184,68 @@ struct Bridged {
     sources: Vec<(convene_core::AttendeeId, u64)>,
     /// The bridge's concealment counts already reported (device, meeting).
     concealed_reported: (u64, u64),
+    /// The call's video, when H.264 was agreed.
+    video: Option<CallVideo>,
+}
+
+/// A call's video: the relay, and where the device's video and its RTCP go.
+struct CallVideo {
+    relay: VideoRelay,
+    /// Latched from the device's packets (symmetric RTP), else its SDP address.
+    latched: Option<SocketAddr>,
+    remote: Option<SocketAddr>,
+    rtcp_latched: Option<SocketAddr>,
+    receives: bool,
+    sends: bool,
+    /// A keyframe request for the device, waiting to be sent on the RTCP socket.
+    keyframe_request: Option<Vec<u8>>,
+}
+
+impl CallVideo {
+    fn new(video: &VideoNegotiated) -> Self {
+        let mut v = Self {
+            relay: VideoRelay::new(video.format.pt, fastrand::u32(..)),
+            latched: None,
+            remote: None,
+            rtcp_latched: None,
+            receives: true,
+            sends: true,
+            keyframe_request: None,
+        };
+        v.update(video);
+        v
+    }
+
+    fn update(&mut self, video: &VideoNegotiated) {
+        self.remote = video.remote.map(|(ip, port)| SocketAddr::new(ip, port));
+        (self.sends, self.receives) = directions(video.direction, self.remote.is_some());
+    }
+
+    fn destination(&self) -> Option<SocketAddr> {
+        self.receives
+            .then_some(self.latched.or(self.remote))
+            .flatten()
+    }
+
+    /// The device's RTCP: where it comes from, or RFC 3550's video port + 1.
+    fn rtcp_destination(&self) -> Option<SocketAddr> {
+        self.rtcp_latched.or_else(|| {
+            let rtp = self.latched.or(self.remote)?;
+            Some(SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1)))
+        })
+    }
+}
+
+/// (device sends, device receives) for its SDP direction; nothing goes to a device without an address.
+fn directions(direction: Direction, has_address: bool) -> (bool, bool) {
+    let (sends, receives) = match direction {
+        Direction::SendRecv => (true, true),
+        Direction::SendOnly => (true, false),
+        Direction::RecvOnly => (false, true),
+        Direction::Inactive => (false, false),
+    };
+    // On hold with 0.0.0.0 (RFC 3264 §8.4): nothing goes to the device.
+    (sends, receives && has_address)
 }
 
 impl Bridged {
@@ -164,6 +263,7 @@ impl Bridged {
             sends: true,
             sources: Vec::new(),
             concealed_reported: (0, 0),
+            video: media.video.as_deref().map(CallVideo::new),
         };
         b.update(media);
         Ok(b)
@@ -171,15 +271,140 @@ impl Bridged {
 
     fn update(&mut self, media: &Negotiated) {
         self.remote = media.remote.map(|(ip, port)| SocketAddr::new(ip, port));
-        (self.sends, self.receives) = match media.direction {
-            Direction::SendRecv => (true, true),
-            Direction::SendOnly => (true, false),
-            Direction::RecvOnly => (false, true),
-            Direction::Inactive => (false, false),
+        (self.sends, self.receives) = directions(media.direction, self.remote.is_some());
+        match (&mut self.video, &media.video) {
+            (Some(v), Some(n)) => v.update(n),
+            // Video dropped by a re-INVITE: stop relaying it (a camera publication stays open, idle).
+            (Some(_), None) => self.video = None,
+            _ => {}
+        }
+    }
+
+    /// Carry out what the video relay asks.
+    fn act(&mut self, action: Option<VideoAction>) {
+        if let (Some(VideoAction::RequestKeyframe(from)), Some(port)) = (action, &self.port) {
+            port.sink.request_keyframe(from, MediaSource::Camera);
+        }
+    }
+
+    /// A packet on the call's video port: the device's camera into the meeting (or its muxed RTCP).
+    fn device_video(&mut self, from: SocketAddr, packet: &[u8], metrics: &GatewayMetrics) {
+        let Some(video) = self.video.as_mut() else {
+            return;
         };
-        if self.remote.is_none() {
-            // On hold with 0.0.0.0 (RFC 3264 §8.4): nothing goes to the device.
-            self.receives = false;
+        // RFC 5761: RTCP packet types 200-204 on the RTP port.
+        if packet.len() > 1 && (200..=204).contains(&packet[1]) {
+            return self.device_video_rtcp(from, packet);
+        }
+        video.latched = Some(from);
+        if !video.sends {
+            return;
+        }
+        metrics
+            .video_packets
+            .with_label_values(&["to_meeting"])
+            .inc();
+        let (Some(packet), Some(port)) = (video.relay.device_rtp(packet), &self.port) else {
+            return;
+        };
+        port.sink.send(PortMedia {
+            source: MediaSource::Camera,
+            packet,
+        });
+    }
+
+    /// The device's RTCP for its video: a PLI or FIR asks the shown speaker for a keyframe.
+    fn device_video_rtcp(&mut self, from: SocketAddr, packet: &[u8]) {
+        let Some(video) = self.video.as_mut() else {
+            return;
+        };
+        video.rtcp_latched = Some(from);
+        if video.relay.device_rtcp(packet) {
+            let action = video.relay.device_wants_keyframe();
+            self.act(action);
+        }
+    }
+
+    /// A keyframe request for the device's camera, and where to send it.
+    fn take_keyframe_request(&mut self) -> Option<(Vec<u8>, SocketAddr)> {
+        let video = self.video.as_mut()?;
+        let request = video.keyframe_request.take()?;
+        Some((request, video.rtcp_destination()?))
+    }
+
+    fn destination(&self) -> Option<SocketAddr> {
+        if !self.receives {
+            return None;
+        }
+        self.latched.or(self.remote)
+    }
+
+    fn device_packet(&mut self, now: Instant, from: SocketAddr, packet: &[u8]) {
+        self.latched = Some(from);
+        if self.sends {
+            self.bridge.device_rtp(now, packet);
+        }
+    }
+
+    /// What the meeting sent: audio into the bridge (and its level to the video relay, which shows
+    /// the speaker); video through the relay, returned with where it goes; keyframe requests for the
+    /// device's camera queued as RTCP.
+    fn meeting_delivery(
+        &mut self,
+        now: Instant,
+        delivery: PortDelivery,
+    ) -> Option<(Vec<u8>, SocketAddr)> {
+        match delivery {
+            PortDelivery::Media {
+                from,
+                source: MediaSource::Audio,
+                packet,
+            } => {
+                let source = self.source_number(from);
+                self.bridge.meeting_audio(
+                    now,
+                    source,
+                    packet.seq,
+                    packet.timestamp,
+                    &packet.payload,
+                );
+                let action = self
+                    .video
+                    .as_mut()
+                    .and_then(|v| v.relay.heard(now, from, packet.audio_level));
+                self.act(action);
+                None
+            }
+            PortDelivery::Media {
+                from,
+                source: MediaSource::Camera,
+                packet,
+            } => {
+                let video = self.video.as_mut()?;
+                let (out, action) = video.relay.meeting_rtp(now, from, &packet);
+                let dest = video.destination();
+                self.act(action);
+                Some((out?, dest?))
+            }
+            // Screen shares come with content (BFCP, H.239) later.
+            PortDelivery::Media { .. } => None,
+            PortDelivery::KeyframeRequest { .. } => {
+                let video = self.video.as_mut()?;
+                video.keyframe_request = video.relay.keyframe_request();
+                None
+            }
+        }
+    }
+
+    /// A stable number per meeting publication, for the bridge's per-source state.
+    fn source_number(&mut self, from: convene_core::AttendeeId) -> u64 {
+        match self.sources.iter().find(|(a, _)| *a == from) {
+            Some(&(_, n)) => n,
+            None => {
+                let n = self.sources.len() as u64 + 1;
+                self.sources.push((from, n));
+                n
+            }
         }
     }
 
@@ -198,41 +423,6 @@ impl Bridged {
             .with_label_values(&["to_device"])
             .inc_by(meeting.saturating_sub(meeting_before));
         self.concealed_reported = (device, meeting);
-    }
-
-    fn destination(&self) -> Option<SocketAddr> {
-        if !self.receives {
-            return None;
-        }
-        self.latched.or(self.remote)
-    }
-
-    fn device_packet(&mut self, now: Instant, from: SocketAddr, packet: &[u8]) {
-        self.latched = Some(from);
-        if self.sends {
-            self.bridge.device_rtp(now, packet);
-        }
-    }
-
-    fn meeting_delivery(&mut self, now: Instant, delivery: PortDelivery) {
-        let PortDelivery::Media {
-            from,
-            source: MediaSource::Audio,
-            packet,
-        } = delivery
-        else {
-            return; // video and keyframe requests come with video bridging
-        };
-        let source = match self.sources.iter().find(|(a, _)| *a == from) {
-            Some(&(_, n)) => n,
-            None => {
-                let n = self.sources.len() as u64 + 1;
-                self.sources.push((from, n));
-                n
-            }
-        };
-        self.bridge
-            .meeting_audio(now, source, packet.seq, packet.timestamp, &packet.payload);
     }
 
     fn send_to_meeting(&self, frame: crate::audio::MeetingFrame) {

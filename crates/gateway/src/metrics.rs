@@ -38,6 +38,7 @@ pub struct GatewayMetrics {
     pub audio_frames: IntCounterVec,
     pub audio_concealed: IntCounterVec,
     pub transcode_seconds: Counter,
+    pub video_packets: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
@@ -135,6 +136,12 @@ impl GatewayMetrics {
                 "Audio frames concealed because their packet was lost or late, by the direction they were going (to_meeting: from the device; to_device: from the meeting)",
                 "direction",
             )?,
+            video_packets: counter_vec(
+                r,
+                "convene_gateway_video_packets_total",
+                "H.264 packets relayed, by direction (to_meeting: the room's camera; to_device: the speaker shown to the room)",
+                "direction",
+            )?,
             transcode_seconds: {
                 let c = Counter::new(
                     "convene_gateway_transcode_seconds_total",
@@ -148,6 +155,7 @@ impl GatewayMetrics {
         for direction in AUDIO_DIRECTIONS {
             m.audio_frames.with_label_values(&[direction]);
             m.audio_concealed.with_label_values(&[direction]);
+            m.video_packets.with_label_values(&[direction]);
         }
         for reason in REFUSAL_REASONS {
             m.refused.with_label_values(&[reason]);

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::call::{CallId, Config, Event, Gateway, Output};
 use crate::dialplan::Dial;
-use crate::door::{JoinGrant, MeetingDoor, Refused};
+use crate::door::{CallMedia, JoinGrant, MeetingDoor, Refused};
 use crate::media_task::{self, MediaCommand};
 use crate::metrics::GatewayMetrics;
 use crate::sip::transport::StreamFramer;
@@ -29,7 +29,7 @@ use crate::sip::{ConnId, Peer, Transport};
 pub struct SipConfig {
     /// UDP and TCP listen address.
     pub listen: SocketAddr,
-    /// Inclusive RTP port range, one port per call, bound on `rtp_bind`.
+    /// Inclusive RTP port range, four ports per call (audio, video and their RTCP), bound on `rtp_bind`.
     pub rtp_ports: (u16, u16),
     pub rtp_bind: IpAddr,
     /// The address put in Contact, Via and SDP (None: the bound address).
@@ -637,6 +637,10 @@ impl Runner {
         }
     }
 
+    /// Bind a call's media ports: audio RTP on an even port P, video RTP on P+2 and its RTCP on P+3
+    /// (the answer names P and, when video is agreed, P+2: `sdp::Session::video_port`). P+1 is left
+    /// for audio RTCP, which we do not read. Four ports per call, so the range takes a quarter as
+    /// many calls as it has ports.
     async fn bind_rtp(&mut self, call: CallId) -> Option<u16> {
         let (lo, hi) = self.rtp_ports;
         let count = u32::from(hi - lo) + 1;
@@ -644,16 +648,16 @@ impl Runner {
             let port = self.rtp_cursor;
             self.rtp_cursor = if port >= hi { lo } else { port + 1 };
             // Even ports only, so RTCP can take port+1 as devices expect.
-            if port % 2 == 1 && lo != hi {
+            if port % 2 == 1 || u32::from(port) + 3 > u32::from(hi) {
                 continue;
             }
-            let Ok(socket) = UdpSocket::bind(SocketAddr::new(self.rtp_bind, port)).await else {
+            let Some(sockets) = self.bind_call_ports(port).await else {
                 continue;
             };
             let (commands, commands_rx) = mpsc::channel(8);
             let task = tokio::spawn(media_task::run(
                 call,
-                socket,
+                sockets,
                 self.tx.clone(),
                 commands_rx,
                 self.metrics.clone(),
@@ -662,6 +666,15 @@ impl Runner {
             return Some(port);
         }
         None
+    }
+
+    async fn bind_call_ports(&self, port: u16) -> Option<media_task::CallSockets> {
+        let bind = |p: u16| UdpSocket::bind(SocketAddr::new(self.rtp_bind, p));
+        Some(media_task::CallSockets {
+            audio: bind(port).await.ok()?,
+            video: bind(port + 2).await.ok()?,
+            video_rtcp: bind(port + 3).await.ok()?,
+        })
     }
 
     fn tell_media(&self, call: CallId, command: MediaCommand) {
@@ -724,7 +737,7 @@ impl Runner {
                     codec = media.codec.name(),
                     "SIP caller admitted"
                 );
-                let port = self.door.arrived(&grant);
+                let port = self.door.arrived(&grant, &CallMedia::of(&media));
                 self.present.insert(call, grant);
                 self.tell_media(call, MediaCommand::Join { media, port });
             }
@@ -741,7 +754,10 @@ impl Runner {
                 self.tell_media(call, MediaCommand::Update { media });
             }
             Event::Dtmf { call, digit } => tracing::debug!(call, %digit, "DTMF"),
-            Event::KeyframeRequested { call } => tracing::debug!(call, "keyframe requested"),
+            Event::KeyframeRequested { call } => {
+                tracing::debug!(call, "keyframe requested by SIP INFO");
+                self.tell_media(call, MediaCommand::DeviceWantsKeyframe);
+            }
         }
     }
 }

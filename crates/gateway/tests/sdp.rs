@@ -112,7 +112,7 @@ fn m_lines(answer: &str) -> Vec<&str> {
 }
 
 #[test]
-fn cisco_gets_g722_and_video_bfcp_h224_declined() {
+fn cisco_gets_g722_and_h264_video_with_bfcp_and_h224_declined() {
     let offer = sdp::parse(CISCO.as_bytes()).unwrap();
     let (answer, n) = sdp::answer(&offer, &session()).unwrap();
     assert_eq!(n.codec, Codec::G722);
@@ -123,11 +123,21 @@ fn cisco_gets_g722_and_video_bfcp_h224_declined() {
         m_lines(&answer),
         vec![
             "m=audio 20000 RTP/AVP 9 101",
-            "m=video 0 RTP/AVP 97 126",
+            // Its packetization-mode 1 format (126), not the mode 0 one (97), two ports above audio.
+            "m=video 20002 RTP/AVP 126",
             "m=application 0 TCP/BFCP *",
             "m=application 0 RTP/AVP 107",
         ]
     );
+    let video = n.video.expect("video negotiated");
+    assert_eq!(video.format.pt, 126);
+    assert_eq!(video.profile_level_id().as_deref(), Some("428016"));
+    assert_eq!(video.remote, Some(("192.0.2.20".parse().unwrap(), 2328)));
+    // The fmtp is echoed exactly, and keyframe requests are offered both ways.
+    assert!(answer.contains(
+        "a=fmtp:126 profile-level-id=428016;packetization-mode=1;max-br=5000;max-mbps=245000;max-fs=8160\r\n"
+    ));
+    assert!(answer.contains("a=rtcp-fb:126 nack pli\r\na=rtcp-fb:126 ccm fir\r\n"));
     assert!(answer.contains("a=rtpmap:9 G722/8000\r\n"));
     assert!(answer.contains("a=fmtp:101 0-15\r\n"));
     assert!(answer.contains("a=sendrecv\r\n"));
@@ -140,7 +150,31 @@ fn polycom_with_a_large_crypto_lifetime_parses_and_gets_g722() {
     let (answer, n) = sdp::answer(&offer, &session()).unwrap();
     assert_eq!(n.codec, Codec::G722);
     assert_eq!(n.telephone_event, Some(101));
+    // Its H.264 has no packetization-mode (mode 0 only): video is declined, audio goes on.
     assert_eq!(m_lines(&answer)[1], "m=video 0 RTP/AVP 109 96 34 31");
+}
+
+#[test]
+fn content_video_is_declined_and_the_main_camera_taken() {
+    let offer = "v=0\r\nc=IN IP4 192.0.2.9\r\nm=audio 4000 RTP/AVP 0\r\n\
+        m=video 4002 RTP/AVP 99\r\na=rtpmap:99 H264/90000\r\na=fmtp:99 packetization-mode=1\r\n\
+        a=content:slides\r\na=sendonly\r\n\
+        m=video 4004 RTP/AVP 98\r\na=rtpmap:98 H264/90000\r\na=fmtp:98 packetization-mode=1\r\n\
+        a=content:main\r\na=sendonly\r\n";
+    let (answer, n) = sdp::answer(&sdp::parse(offer.as_bytes()).unwrap(), &session()).unwrap();
+    assert_eq!(
+        m_lines(&answer),
+        vec![
+            "m=audio 20000 RTP/AVP 0",
+            "m=video 0 RTP/AVP 99",
+            "m=video 20002 RTP/AVP 98"
+        ]
+    );
+    // The device only sends its camera: we only receive it.
+    assert!(answer.ends_with("a=content:main\r\na=recvonly\r\n"));
+    let video = n.video.unwrap();
+    assert_eq!((video.index, video.direction), (2, Direction::SendOnly));
+    assert_eq!(video.remote, Some(("192.0.2.9".parse().unwrap(), 4004)));
 }
 
 #[test]
@@ -263,16 +297,16 @@ fn recorded_baresip_offers() {
     assert!(answer.contains("a=fmtp:96 stereo=1;sprop-stereo=1\r\n"));
     assert!(answer.contains("a=fmtp:101 0-15\r\n"));
 
-    // With video, baresip reuses payload type 96 for H.264 on its own m-line.
+    // With video, baresip reuses payload type 96 for H.264 (mode 0) on its own m-line; we take 97
+    // (mode 1), whatever its other formats.
     let (answer, n) = sdp::answer(&recorded("baresip-1.0.0-video.sdp"), &session()).unwrap();
     assert_eq!((n.codec, n.format.pt), (Codec::Opus, 96));
     assert_eq!(
         m_lines(&answer),
-        vec![
-            "m=audio 20000 RTP/AVP 96 101",
-            "m=video 0 RTP/AVP 96 97 34 98 99"
-        ]
+        vec!["m=audio 20000 RTP/AVP 96 101", "m=video 20002 RTP/AVP 97"]
     );
+    assert!(answer.contains("a=fmtp:97 packetization-mode=1;profile-level-id=42e01f\r\n"));
+    assert_eq!(n.video.map(|v| v.format.pt), Some(97));
 
     // SDES-SRTP only: refused until SRTP lands (the call gets 488).
     assert_eq!(

@@ -7,7 +7,7 @@ use std::sync::mpsc::{Sender, channel};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use convene_core::port::{AttendeePort, PORT_DELIVERY_QUEUE, PortMedia, PortSink};
+use convene_core::port::{AttendeePort, PORT_DELIVERY_QUEUE, PortMedia, PortPublication, PortSink};
 use convene_core::{AttendeeId, ClientType, EventBus, MediaSource, MeetingId};
 use dashmap::DashMap;
 use mio::{Poll, Waker};
@@ -288,7 +288,7 @@ pub struct PortJoin {
     pub name: String,
     pub client: ClientType,
     /// Its publications, open from the start (a call's audio is always on).
-    pub publishes: Vec<MediaSource>,
+    pub publishes: Vec<PortPublication>,
     /// It receives cameras and screens too; otherwise audio only.
     pub takes_video: bool,
 }
@@ -308,6 +308,15 @@ impl PortSink for ShardPortSink {
                 attendee: self.attendee,
                 media,
             })
+            .is_ok();
+        let _ = self.waker.wake();
+        ok
+    }
+
+    fn request_keyframe(&self, from: AttendeeId, source: MediaSource) -> bool {
+        let ok = self
+            .commands
+            .send(Command::PortKeyframeRequest { from, source })
             .is_ok();
         let _ = self.waker.wake();
         ok

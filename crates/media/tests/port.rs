@@ -6,7 +6,7 @@ mod sim;
 use std::sync::Arc;
 use std::time::Duration;
 
-use convene_core::port::{PortDelivery, PortMedia, PortPacket};
+use convene_core::port::{PortDelivery, PortMedia, PortPacket, PortPublication};
 use convene_core::{AttendeeId, ClientType, MediaSource, MeetingEventKind};
 use convene_media::shard::{Command, PortLink};
 use convene_media::signal::messages::ServerMessage;
@@ -15,6 +15,16 @@ use tokio::sync::mpsc::Receiver;
 
 /// A port attendee in meeting `meeting`, publishing audio; returns its id and its deliveries.
 fn join_port(s: &mut Sim, meeting: &str, queue: usize) -> (AttendeeId, Receiver<PortDelivery>) {
+    join_port_with(s, meeting, queue, vec![PortPublication::Audio], false)
+}
+
+fn join_port_with(
+    s: &mut Sim,
+    meeting: &str,
+    queue: usize,
+    publishes: Vec<PortPublication>,
+    takes_video: bool,
+) -> (AttendeeId, Receiver<PortDelivery>) {
     let id = AttendeeId::random();
     let (tx, rx) = tokio::sync::mpsc::channel(queue);
     s.command(Command::JoinPort {
@@ -22,13 +32,33 @@ fn join_port(s: &mut Sim, meeting: &str, queue: usize) -> (AttendeeId, Receiver<
         meeting: meeting.parse().expect("meeting id"),
         name: "Room 4".into(),
         client: ClientType::Sip,
-        publishes: vec![MediaSource::Audio],
+        publishes,
         port: PortLink {
             deliveries: tx,
-            takes_video: false,
+            takes_video,
         },
     });
     (id, rx)
+}
+
+/// One H.264 packet of the port's camera: an IDR slice (keyframe) or a P slice.
+fn port_video(s: &mut Sim, id: AttendeeId, seq: u16, keyframe: bool) {
+    let nal = if keyframe { 0x65 } else { 0x41 };
+    let payload: Arc<[u8]> =
+        Arc::from(vec![nal, 0x88, 0x84, (seq & 0xff) as u8].into_boxed_slice());
+    s.command(Command::PortMedia {
+        attendee: id,
+        media: PortMedia {
+            source: MediaSource::Camera,
+            packet: PortPacket {
+                seq,
+                timestamp: u32::from(seq).wrapping_mul(3000),
+                marker: true,
+                audio_level: None,
+                payload,
+            },
+        },
+    });
 }
 
 fn port_audio(s: &mut Sim, id: AttendeeId, seq: u16, level: u8) {
@@ -203,4 +233,82 @@ fn a_full_port_queue_drops_and_counts_without_stalling_the_meeting() {
         .map(|m| m.get_counter().get_value())
         .sum::<f64>();
     assert!(dropped > 30.0, "dropped {dropped}");
+}
+
+#[test]
+fn a_video_port_shows_its_h264_camera_and_receives_cameras_and_keyframe_requests() {
+    let mut s = Sim::new();
+    let a = s.join("m4", "Ada");
+    s.publish(a);
+    s.connect_all();
+    let id_a = s.clients[a].id;
+    let (port, mut deliveries) = join_port_with(
+        &mut s,
+        "m4",
+        2048,
+        vec![
+            PortPublication::Audio,
+            PortPublication::H264Camera {
+                profile_level_id: Some("42e01f".into()),
+            },
+        ],
+        true,
+    );
+    s.run(Duration::from_millis(200), |_| {});
+    // The browser is offered the room's audio and camera.
+    let mut offered: Vec<_> = s.clients[a]
+        .sub_tracks
+        .iter()
+        .filter(|t| t.attendee_id == port)
+        .map(|t| t.source)
+        .collect();
+    offered.sort_by_key(|source| source.index());
+    assert_eq!(offered, vec![MediaSource::Audio, MediaSource::Camera]);
+    // The browser's subscription asked the room for a keyframe, through the port.
+    let early = drain(&mut deliveries);
+    assert!(
+        early.iter().any(|d| matches!(
+            d,
+            PortDelivery::KeyframeRequest {
+                source: MediaSource::Camera
+            }
+        )),
+        "{early:?}"
+    );
+
+    // The room's H.264 (a keyframe first) reaches the browser; the browser's camera reaches the room.
+    let mut seq: u16 = 1;
+    s.send_video(a, true);
+    s.run(Duration::from_secs(2), |s| {
+        let t = s.ms();
+        if t.is_multiple_of(35) {
+            port_video(s, port, seq, seq == 1);
+            seq += 1;
+            s.send_video(a, false);
+        }
+    });
+    let shown = s.clients[a].received_from(port, MediaSource::Camera);
+    assert!(
+        shown.len() > 40,
+        "browser got {} video packets",
+        shown.len()
+    );
+    assert_eq!(shown[0].payload[0], 0x65, "starts on the keyframe");
+    let got = drain(&mut deliveries);
+    let cameras = got
+        .iter()
+        .filter(|d| matches!(d, PortDelivery::Media { from, source: MediaSource::Camera, .. } if *from == id_a))
+        .count();
+    assert!(cameras > 40, "port got {cameras} camera packets");
+
+    // The room asks for a keyframe of the browser's camera: the publisher is asked (past the
+    // per-layer throttle, and nothing else asking meanwhile).
+    s.run(Duration::from_millis(400), |_| {});
+    let requests_before = s.clients[a].publish.as_ref().unwrap().keyframe_requests;
+    s.command(Command::PortKeyframeRequest {
+        from: id_a,
+        source: MediaSource::Camera,
+    });
+    s.run(Duration::from_millis(100), |_| {});
+    assert!(s.clients[a].publish.as_ref().unwrap().keyframe_requests > requests_before);
 }

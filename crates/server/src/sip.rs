@@ -10,9 +10,9 @@ use anyhow::Context;
 use convene_admin::portal::PortalState;
 use convene_admin::portal::admission::{self, AdmitError, Refusal};
 use convene_core::port::AttendeePort;
-use convene_core::{AttendeeId, ClientType, JoinClaims, MediaSource, MeetingId};
+use convene_core::{AttendeeId, ClientType, JoinClaims, MeetingId};
 use convene_gateway::GatewayMetrics;
-use convene_gateway::door::{DoorFuture, JoinGrant, MeetingDoor, Refused};
+use convene_gateway::door::{CallMedia, DoorFuture, JoinGrant, MeetingDoor, Refused};
 use convene_gateway::net::{SipConfig, SipServer, TlsListen};
 use convene_gateway::tls::{self, CertSource};
 use convene_media::plane::{MediaPlane, PortJoin};
@@ -35,23 +35,23 @@ impl AdmissionDoor {
 /// Name used when a caller's From has neither a usable display name nor user part.
 const FALLBACK_NAME: &str = "Room system";
 
-/// A SIP caller in the media plane: an attendee of client type `sip` whose audio crosses an attendee
-/// port (no WebRTC connections), publishing its microphone and hearing the meeting's voices.
-fn arrive(plane: &MediaPlane, grant: &JoinGrant) -> Option<AttendeePort> {
+/// A SIP caller in the media plane: an attendee of client type `sip` whose media crosses an attendee
+/// port (no WebRTC connections): its microphone (and camera, with H.264), and the meeting's voices (and
+/// cameras, of which the gateway shows the speaker's).
+fn arrive(plane: &MediaPlane, grant: &JoinGrant, media: &CallMedia) -> Option<AttendeePort> {
     plane.open_port(PortJoin {
         meeting: grant.meeting.clone(),
         attendee: grant.attendee,
         name: grant.name.clone(),
         client: ClientType::Sip,
-        publishes: vec![MediaSource::Audio],
-        // Audio only until the gateway bridges H.264.
-        takes_video: false,
+        publishes: media.publishes.clone(),
+        takes_video: media.takes_video,
     })
 }
 
 impl MeetingDoor for AdmissionDoor {
-    fn arrived(&self, grant: &JoinGrant) -> Option<AttendeePort> {
-        arrive(&self.plane, grant)
+    fn arrived(&self, grant: &JoinGrant, media: &CallMedia) -> Option<AttendeePort> {
+        arrive(&self.plane, grant, media)
     }
 
     fn departed(&self, grant: &JoinGrant) {

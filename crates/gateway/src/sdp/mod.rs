@@ -1,4 +1,5 @@
-//! SDP offer/answer for room systems (RFC 3264), audio only in this increment.
+//! SDP offer/answer for room systems (RFC 3264): the audio line, and the main video line when the
+//! device offers H.264 with packetization mode 1 (what WebRTC senders packetize).
 //!
 //! A small tolerant reader of our own rather than a crate: of the three SDP crates tried
 //! (docs/research/sip-stack.md), webrtc-rs `sdp` rejects offers with a BFCP m-line, Mozilla's
@@ -78,6 +79,8 @@ pub struct Media {
     pub formats: Vec<Format>,
     pub direction: Direction,
     pub connection: Option<IpAddr>,
+    /// `a=content` (RFC 4796): `main` for the camera, `slides` for BFCP content; None if absent.
+    pub content: Option<String>,
 }
 
 /// A parsed offer.
@@ -129,6 +132,66 @@ pub struct Negotiated {
     /// Where the device wants its audio (None: on hold with 0.0.0.0, or not given).
     pub remote: Option<(IpAddr, u16)>,
     pub direction: Direction,
+    /// The camera line, when the device offered H.264 we can take (boxed: most calls are audio-only,
+    /// and this travels inside every call event).
+    pub video: Option<Box<VideoNegotiated>>,
+}
+
+/// What was agreed for the call's main video: H.264, passed through without transcoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoNegotiated {
+    /// The device's H.264 format (payload type and fmtp exactly as offered).
+    pub format: Format,
+    /// Where the device wants its video.
+    pub remote: Option<(IpAddr, u16)>,
+    pub direction: Direction,
+    /// Its m-line's index in the offer.
+    pub index: usize,
+}
+
+impl VideoNegotiated {
+    /// The `profile-level-id` the device offered, lowercase hex (RFC 6184 §8.1).
+    pub fn profile_level_id(&self) -> Option<String> {
+        fmtp_value(self.format.fmtp.as_deref()?, "profile-level-id").map(|v| v.to_ascii_lowercase())
+    }
+}
+
+/// One `name=value` of an fmtp line (parameters are separated by `;`, names are case-insensitive).
+fn fmtp_value<'a>(fmtp: &'a str, name: &str) -> Option<&'a str> {
+    fmtp.split(';').find_map(|p| {
+        let (n, v) = p.split_once('=')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// The main video line we take: the first `video` m-line that is not content (BFCP slides) and offers
+/// H.264 with packetization mode 1. Mode 0 (one NAL unit per packet) cannot carry what browsers send
+/// (fragmented NAL units), so a mode-0-only device gets audio only.
+fn choose_video(offer: &Offer) -> Option<VideoNegotiated> {
+    let (index, m) = offer
+        .media
+        .iter()
+        .enumerate()
+        .find(|(_, m)| m.kind == "video" && m.content.as_deref().is_none_or(|c| c == "main"))?;
+    if m.port == 0 || !matches!(m.proto.as_str(), "RTP/AVP" | "RTP/AVPF") {
+        return None;
+    }
+    let format = m.formats.iter().find(|f| {
+        f.name.eq_ignore_ascii_case("H264")
+            && f.clock == 90_000
+            && m.fmts.iter().any(|x| x.parse::<u8>() == Ok(f.pt))
+            && f.fmtp
+                .as_deref()
+                .and_then(|p| fmtp_value(p, "packetization-mode"))
+                == Some("1")
+    })?;
+    let ip = m.connection.or(offer.connection);
+    Some(VideoNegotiated {
+        format: format.clone(),
+        remote: ip.filter(|ip| !ip.is_unspecified()).map(|ip| (ip, m.port)),
+        direction: m.direction,
+        index,
+    })
 }
 
 fn static_format(pt: u8) -> Option<Format> {
@@ -203,6 +266,7 @@ pub fn parse(body: &[u8]) -> Result<Offer, SdpError> {
                     formats,
                     direction: Direction::SendRecv,
                     connection: None,
+                    content: None,
                 });
             }
             "a" => {
@@ -234,6 +298,7 @@ fn attribute(m: &mut Media, value: &str) {
         "sendonly" => m.direction = Direction::SendOnly,
         "recvonly" => m.direction = Direction::RecvOnly,
         "inactive" => m.direction = Direction::Inactive,
+        "content" => m.content = Some(rest.trim().to_owned()),
         "rtpmap" => {
             let Some((pt, enc)) = rest.split_once(' ') else {
                 return;
@@ -284,7 +349,15 @@ pub struct Session {
     pub id: u64,
     pub version: u64,
     pub ip: IpAddr,
+    /// The call's audio RTP port; its video uses the next even port ([`Session::video_port`]).
     pub port: u16,
+}
+
+impl Session {
+    /// Where we take a call's video: two above its audio port (RTCP of each at +1), bound with it.
+    pub fn video_port(&self) -> u16 {
+        self.port.wrapping_add(2)
+    }
 }
 
 /// The audio line we take, and the codec on it.
@@ -318,6 +391,7 @@ pub fn choose(offer: &Offer) -> Result<(usize, Negotiated), SdpError> {
                         telephone_event,
                         remote,
                         direction: m.direction,
+                        video: choose_video(offer).map(Box::new),
                     },
                 ));
             }
@@ -327,7 +401,8 @@ pub fn choose(offer: &Offer) -> Result<(usize, Negotiated), SdpError> {
 }
 
 /// Write the answer: the chosen audio line with its codec and telephone-event echoed exactly as
-/// offered, every other m-line declined with port 0 (video, BFCP and H.224 come later).
+/// offered, the main video line with the device's H.264 format echoed (when it offered one we take),
+/// every other m-line declined with port 0 (BFCP, content video and H.224 come later).
 pub fn answer(offer: &Offer, session: &Session) -> Result<(String, Negotiated), SdpError> {
     let (chosen, negotiated) = choose(offer)?;
     let family = if session.ip.is_ipv4() { "IP4" } else { "IP6" };
@@ -343,6 +418,30 @@ pub fn answer(offer: &Offer, session: &Session) -> Result<(String, Negotiated), 
         .telephone_event
         .and_then(|pt| offer.media[chosen].formats.iter().find(|f| f.pt == pt));
     for (i, m) in offer.media.iter().enumerate() {
+        if let Some(video) = negotiated.video.as_ref().filter(|v| v.index == i) {
+            let f = &video.format;
+            let _ = write!(
+                s,
+                "m=video {} {} {}\r\na=rtpmap:{} {}/{}\r\n",
+                session.video_port(),
+                m.proto,
+                f.pt,
+                f.pt,
+                f.name,
+                f.clock
+            );
+            if let Some(fmtp) = &f.fmtp {
+                let _ = write!(s, "a=fmtp:{} {fmtp}\r\n", f.pt);
+            }
+            // Keyframe requests both ways: PLI, and FIR (RFC 5104), which room systems prefer.
+            let _ = write!(
+                s,
+                "a=rtcp-fb:{pt} nack pli\r\na=rtcp-fb:{pt} ccm fir\r\na=content:main\r\na={}\r\n",
+                video.direction.answer().attr(),
+                pt = f.pt
+            );
+            continue;
+        }
         if i != chosen {
             let fmts = if m.fmts.is_empty() {
                 "0".to_owned()

@@ -1,9 +1,9 @@
-//! Per-subscription forwarding helpers: keyframe detection and RTP rewriting.
+//! Per-subscription forwarding helpers: keyframe detection (from `convene_core::keyframe`) and RTP
+//! rewriting.
 //!
 //! These are pure functions and small state machines; the shard applies them per packet.
 
-mod keyframe;
 mod rewrite;
 
-pub use keyframe::{VideoCodec, starts_keyframe};
+pub use convene_core::keyframe::{VideoCodec, starts_keyframe};
 pub use rewrite::{Rewriter, Rewritten};

@@ -141,8 +141,13 @@ pub enum Command {
         meeting: MeetingId,
         name: String,
         client: ClientType,
-        publishes: Vec<MediaSource>,
+        publishes: Vec<convene_core::port::PortPublication>,
         port: PortLink,
+    },
+    /// A port attendee asks for a keyframe of `from`'s publication `source`.
+    PortKeyframeRequest {
+        from: AttendeeId,
+        source: MediaSource,
     },
     /// A packet a port attendee sends into its meeting.
     PortMedia {
@@ -321,6 +326,15 @@ impl Shard {
                 );
                 if let Some(&idx) = self.attendee_by_id.get(&attendee) {
                     self.open_port_publications(now, idx, &publishes);
+                }
+            }
+            Command::PortKeyframeRequest { from, source } => {
+                let publication = self
+                    .attendee_by_id
+                    .get(&from)
+                    .and_then(|&idx| self.attendees[idx].publications[source.index()]);
+                if let Some(p) = publication {
+                    self.request_keyframe(now, p, None);
                 }
             }
             Command::PortMedia { attendee, media } => {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use convene_core::MediaSource;
-use convene_core::port::{PortDelivery, PortMedia, PortPacket, SeqExtender};
+use convene_core::port::{PortDelivery, PortMedia, PortPacket, PortPublication, SeqExtender};
 use str0m::format::{Codec, CodecConfig, PayloadParams};
 use str0m::media::Mid;
 use str0m::rtp::ExtensionValues;
@@ -20,6 +20,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use super::Shard;
 use super::forwarding::Incoming;
 use super::model::Layer;
+use crate::forward::VideoCodec;
 
 /// The shard's end of a port.
 #[derive(Debug)]
@@ -38,34 +39,61 @@ fn port_audio_params() -> Option<PayloadParams> {
         .copied()
 }
 
+/// The RTP parameters of a port's H.264 camera: the default configuration's packetization-mode 1
+/// H.264 with the device's profile, or constrained baseline (42e01f) when the device's profile is not
+/// among those browsers are offered. Subscribers are matched against these.
+fn port_h264_params(profile_level_id: Option<&str>) -> Option<PayloadParams> {
+    let wanted = profile_level_id.and_then(|p| u32::from_str_radix(p, 16).ok());
+    let config = CodecConfig::new_with_defaults();
+    let h264 = |profile: Option<u32>| {
+        config
+            .find(|p| {
+                let spec = p.spec();
+                spec.codec == Codec::H264
+                    && spec.format.packetization_mode == Some(1)
+                    && profile.is_none_or(|want| spec.format.profile_level_id == Some(want))
+            })
+            .copied()
+    };
+    wanted
+        .and_then(|w| h264(Some(w)))
+        .or_else(|| h264(Some(0x42e01f)))
+        .or_else(|| h264(None))
+}
+
 impl Shard {
-    /// A port attendee joined: its publications exist from the start (a call's audio is always on).
+    /// A port attendee joined: its publications exist from the start (a call's audio is always on,
+    /// and a camera the device agreed to send gets its tile at once).
     pub(super) fn open_port_publications(
         &mut self,
         now: Instant,
         idx: usize,
-        sources: &[MediaSource],
+        publishes: &[PortPublication],
     ) {
-        for &source in sources {
-            if source.is_video() {
-                // Video through the port comes with H.264 bridging; until then only audio is taken.
-                tracing::warn!(
-                    source = source.as_str(),
-                    "port video publications are not supported yet"
-                );
-                continue;
-            }
+        for publication in publishes {
+            let source = publication.source();
             if self.attendees[idx].publications[source.index()].is_some() {
                 continue;
             }
-            let Some(params) = port_audio_params() else {
-                tracing::error!("no Opus in the default codec configuration");
-                return;
+            let (params, video_codec) = match publication {
+                PortPublication::Audio => (port_audio_params(), None),
+                PortPublication::H264Camera { profile_level_id } => (
+                    port_h264_params(profile_level_id.as_deref()),
+                    Some(VideoCodec::H264),
+                ),
+            };
+            let Some(params) = params else {
+                tracing::error!(
+                    source = source.as_str(),
+                    "no codec parameters for a port publication"
+                );
+                continue;
             };
             self.add_publication(now, idx, source, Mid::from(source.as_str()));
             if let Some(p) = self.attendees[idx].publications[source.index()] {
                 let publication = &mut self.publications[p];
                 publication.params = Some((params.pt(), params));
+                publication.video_codec = video_codec;
                 publication.port_seq = Some(SeqExtender::default());
             }
         }

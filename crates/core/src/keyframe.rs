@@ -1,11 +1,12 @@
 //! Does this RTP payload start a keyframe?
 //!
-//! The SFU needs this on every video packet to start a new subscription (or a layer switch) cleanly.
+//! The SFU needs this on every video packet to start a new subscription (or a layer switch) cleanly,
+//! and the gateway to switch a room system's picture between speakers; both planes share it here.
 //! str0m's RTP mode hands us payloads without depacketizing them, and its depacketizers are built to
 //! assemble frames, not to answer this one question cheaply; so the two checks are written here from the
 //! payload formats (RFC 7741 for VP8, RFC 6184 for H.264). They read a few bytes and never allocate.
 
-/// Video codecs the SFU forwards.
+/// Video codecs the SFU forwards (and the gateway passes through: H.264).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VideoCodec {
     Vp8,

@@ -1,8 +1,9 @@
-"""SIP audio end to end: baresip (a real SIP user agent from Debian) dials a meeting with a 440 Hz tone as
+"""SIP media end to end: baresip (a real SIP user agent from Debian) dials a meeting with a 440 Hz tone as
 its microphone while a headless Chromium attendee plays a 1 kHz tone as its own. The browser must hear
 the room's 440 Hz (a WebAudio analyser on the room's track finds the peak there), and the room must hear
 the browser's 1 kHz (baresip's recording of what it received, read with numpy-free Goertzel filters),
-over each device codec the gateway bridges: Opus, G.722 and PCMU.
+over each device codec the gateway bridges: Opus, G.722 and PCMU. With video, the browser decodes the
+room's H.264 camera and the room decodes the browser's (the speaker shown to it).
 """
 from __future__ import annotations
 
@@ -71,7 +72,9 @@ class Baresip:
     """baresip as a room system: dials `uri`, a tone as microphone, records what it hears, and stays in the
     call until `quit()` (or `seconds`)."""
 
-    def __init__(self, tmp_path: Path, uri: str, codec: str, seconds: int = 25):
+    def __init__(self, tmp_path: Path, uri: str, codec: str, seconds: int = 25, video: bool = False):
+        """With `video`, it also sends a test pattern as H.264 (libx264 through avcodec) and decodes
+        what it receives; `snapshot()` saves the next decoded picture."""
         conf = tmp_path / "baresip"
         conf.mkdir()
         self.records = tmp_path / "heard"
@@ -81,8 +84,18 @@ class Baresip:
         write_tone(tone, ROOM_HZ, 48000, 2 if codec.startswith("opus") else 1)
         sip_port = free_sip_port()
         rtp = free_udp_port() & ~1
+        # Its video codecs are not pinned: pinning "H264" keeps only its first, packetization-mode 0 one.
         (conf / "accounts").write_text(
             f"\"Room 440\" <sip:room@127.0.0.1>;regint=0;answermode=manual;audio_codecs={codec}\n")
+        video_lines = """video_source fakevideo,nil
+video_display fakevideo,nil
+video_size 352x288
+video_bitrate 300000
+video_fps 15
+module avcodec.so
+module fakevideo.so
+module snapshot.so
+""" if video else ""
         (conf / "contacts").write_text("")
         (conf / "config").write_text(f"""poll_method epoll
 sip_listen 127.0.0.1:{sip_port}
@@ -100,14 +113,21 @@ module g722.so
 module opus.so
 module aufile.so
 module sndfile.so
-module_app account.so
+module stdio.so
+{video_lines}module_app account.so
 module_app menu.so
 module_app contact.so
 rtp_ports {rtp}-{rtp + 10}
 """)
         self.proc = subprocess.Popen(["baresip", "-f", str(conf), "-e", f"/dial {uri}", "-t", str(seconds)],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, errors="replace")
+
+    def command(self, line: str) -> None:
+        """A command on baresip's console (the stdio module), e.g. `/snapshot_recv FILE`."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
 
     def finish(self) -> str:
         """Hang up (baresip quits on SIGINT, ending the call with a BYE) and return its output."""
@@ -119,6 +139,12 @@ rtp_ports {rtp}-{rtp + 10}
             self.proc.kill()
             out, _ = self.proc.communicate()
         return out
+
+    @staticmethod
+    def readable(out: str) -> str:
+        """Its output without the console's status lines and typed-command echoes."""
+        lines = out.replace("\r", "\n").splitlines()
+        return "\n".join(l for l in lines if l.strip() and "efps=" not in l and not l.startswith("/"))
 
     def heard(self) -> list[Path]:
         return sorted(self.records.glob("*dec*.wav"))
@@ -182,19 +208,51 @@ def test_a_room_and_a_browser_hear_each_other(server, pw, tmp_path, codec):
     finally:
         att.close()
         out = room.finish() if room else ""
-    assert "call established" in out.lower(), out[-3000:]
+    assert "call established" in out.lower(), Baresip.readable(out)[-3000:]
     # Operators see the bridging: several seconds of 20 ms frames each way, and the time it cost.
     assert server.metric_sum("convene_gateway_audio_frames_total") - frames > 2 * 200
     assert server.metric_sum("convene_gateway_transcode_seconds_total") > 0
     recordings = room.heard()
-    assert recordings, f"baresip recorded nothing\n{out[-3000:]}"
+    assert recordings, f"baresip recorded nothing\n{Baresip.readable(out)[-3000:]}"
     samples, rate = read_mono(recordings[0])
     # The loudest second of what the room heard (the browser talked for part of the call only).
     second = rate
     windows = [samples[i:i + second] for i in range(0, max(1, len(samples) - second), second // 2)]
     loudest = max(windows, key=lambda w: sum(x * x for x in w))
     rms = math.sqrt(sum(x * x for x in loudest) / max(1, len(loudest)))
-    assert rms > 300, f"the room heard silence (rms {rms:.0f}) in {recordings[0].name}\n{out[-2000:]}"
+    assert rms > 300, f"the room heard silence (rms {rms:.0f}) in {recordings[0].name}\n{Baresip.readable(out)[-2000:]}"
     at_tone = goertzel_power(loudest, rate, BROWSER_HZ)
     others = max(goertzel_power(loudest, rate, hz) for hz in (300, 440, 700, 1500, 2500))
     assert at_tone > 10 * others, (at_tone, others, rms)
+
+
+def test_a_room_and_a_browser_see_each_other(server, pw, tmp_path):
+    """H.264 both ways without transcoding: the browser decodes the room's camera (baresip's test pattern
+    through libx264), and the room receives the browser's camera, the meeting's only speaker, and decodes
+    it (baresip saves a decoded picture)."""
+    host = registered_user(server, name="Video Host")
+    mid = host.new_meeting()
+    sent = server.metric_sum("convene_gateway_video_packets_total")
+    att = Attendee.launch(pw, "Viewer")
+    room = None
+    try:
+        att.open_and_join(server.base_url, mid)
+        room = Baresip(tmp_path, f"sip:{mid}@127.0.0.1:{server.sip_port}", "opus/48000/2", video=True)
+        room_id = poll(lambda: next((t["attendee_id"] for t in att.tracks() if t["source"] == "camera"), None),
+                       15, desc="the room's camera track in the browser")
+        flowing = wait_media_flowing(att, [(room_id, "camera"), (room_id, "audio")], timeout=25)
+        assert any("H264" in c for c in flowing[(room_id, "camera")]["codecs"]), flowing
+        # The room shows the browser (the only camera) and decodes it.
+        picture = tmp_path / "room-saw.png"
+        poll(lambda: server.metric_sum("convene_gateway_video_packets_total") - sent > 100, 15,
+             desc="video relayed")
+        for _ in range(10):
+            room.command(f"/snapshot_recv {picture}")
+            time.sleep(1)
+            if picture.exists() and picture.stat().st_size > 0:
+                break
+    finally:
+        att.close()
+        out = room.finish() if room else ""
+    assert picture.exists() and picture.stat().st_size > 1000, f"baresip decoded no picture\n{Baresip.readable(out)[-4000:]}"
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
