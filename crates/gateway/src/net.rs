@@ -742,6 +742,8 @@ impl Runner {
             }
             Event::Dtmf { call, digit } => tracing::debug!(call, %digit, "DTMF"),
             Event::KeyframeRequested { call } => tracing::debug!(call, "keyframe requested"),
+            // Not played yet: the call's media task gets it next (AudioBridge::play_prompt).
+            Event::Prompt { call, prompt } => tracing::debug!(call, %prompt, "IVR prompt due"),
         }
     }
 }
