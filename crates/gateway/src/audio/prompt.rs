@@ -45,7 +45,7 @@ pub enum Prompt {
 }
 
 impl Prompt {
-    /// Every prompt, in the order of [`Prompt::index`].
+    /// Every prompt, in declaration order.
     pub const ALL: [Prompt; 4] = [
         Prompt::EnterMeetingId,
         Prompt::TryAgain,
