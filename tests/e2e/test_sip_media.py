@@ -3,12 +3,15 @@ its microphone while a headless Chromium attendee plays a 1 kHz tone as its own.
 the room's 440 Hz (a WebAudio analyser on the room's track finds the peak there), and the room must hear
 the browser's 1 kHz (baresip's recording of what it received, read with numpy-free Goertzel filters),
 over each device codec the gateway bridges: Opus, G.722 and PCMU. With video, the browser decodes the
-room's H.264 camera and the room decodes the browser's (the speaker shown to it).
+room's H.264 camera and the room decodes the browser's (the speaker shown to it). A caller of `meet`
+hears the IVR's spoken welcome and keys its way into a meeting.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -256,3 +259,43 @@ def test_a_room_and_a_browser_see_each_other(server, pw, tmp_path):
         out = room.finish() if room else ""
     assert picture.exists() and picture.stat().st_size > 1000, f"baresip decoded no picture\n{Baresip.readable(out)[-4000:]}"
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_ivr_speaks_and_a_room_keys_its_way_into_the_meeting(server, tmp_path):
+    """baresip dials `meet`: it hears the spoken welcome (speech-like energy in what it recorded before
+    keying anything), keys the meeting ID and `#` as RFC 4733 DTMF on its console, and joins the meeting
+    as its SIP attendee."""
+    host = registered_user(server, name="IVR Host")
+    mid = host.new_meeting()
+    answered = server.metric_sum("convene_gateway_calls_answered_total")
+    digits = server.metric_sum("convene_gateway_dtmf_digits_total")
+    room = Baresip(tmp_path, f"sip:meet@127.0.0.1:{server.sip_port}", "PCMU/8000/1")
+    try:
+        poll(lambda: server.metric_sum("convene_gateway_calls_answered_total") > answered, 15,
+             desc="the IVR call to be answered")
+        time.sleep(6)  # the welcome prompt (about 5 s)
+        for key in f"{mid}#":
+            room.command(key)
+            time.sleep(0.25)
+        poll(lambda: re.search(rf"IVR caller admitted call=\d+ meeting={mid}", server.logs()), 10,
+             desc="the keyed meeting ID to admit the room")
+        time.sleep(2)  # the "joining" prompt
+    finally:
+        out = room.finish()
+    assert server.metric_sum("convene_gateway_dtmf_digits_total") - digits == 11, Baresip.readable(out)[-3000:]
+    events = [json.loads(line) for line in
+              (Path(server.data_dir) / "events" / "journal.jsonl").read_text().splitlines()]
+    assert any(e.get("meeting") == mid and e.get("event") == "attendee_joined" and e.get("client") == "sip"
+               for e in events), [e for e in events if e.get("meeting") == mid]
+    recordings = room.heard()
+    assert recordings, Baresip.readable(out)[-3000:]
+    samples, rate = read_mono(recordings[0])
+    # What it heard in its first five seconds: the welcome, a voice (energy in most 100 ms windows,
+    # unlike the silence a prompt-less IVR sends), spread over speech frequencies rather than one tone.
+    first = samples[: 5 * rate]
+    window = rate // 10
+    loud = [i for i in range(0, len(first) - window, window)
+            if math.sqrt(sum(x * x for x in first[i:i + window]) / window) > 200]
+    assert len(loud) > 15, f"{len(loud)} of 50 windows carried sound"
+    bands = [goertzel_power(first, rate, hz) for hz in (300, 500, 800, 1200, 2000)]
+    assert sum(1 for b in bands if b > max(bands) / 1000) >= 3, bands

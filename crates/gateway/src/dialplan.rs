@@ -2,8 +2,8 @@
 //!
 //! `sip:1234567890@host` names a meeting (its 10-digit ID, the same namespace web users type);
 //! `sip:meet@host` and `sip:u@host` reach the IVR, which asks for the ID by DTMF. Anything else is
-//! refused at once with 404 and a reason phrase saying so: a room system shows that phrase, which
-//! tells its user more than a prompt-less IVR could in this increment (see docs/sip.md).
+//! refused at once with 404 and a reason phrase saying so: a room system shows that phrase at once,
+//! where answering to say it would cost a call setup and a prompt's length (see docs/sip.md).
 
 /// Where a call goes.
 #[derive(Debug, Clone, PartialEq, Eq)]

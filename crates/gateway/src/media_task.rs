@@ -18,7 +18,7 @@ use convene_core::port::{AttendeePort, PortDelivery, PortMedia, PortPacket};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::audio::{AudioBridge, DeviceAudio};
+use crate::audio::{AudioBridge, DeviceAudio, Prompt};
 use crate::call::CallId;
 use crate::metrics::GatewayMetrics;
 use crate::net::Input;
@@ -44,6 +44,8 @@ pub(crate) enum MediaCommand {
     Update { media: Negotiated },
     /// The device asked for a keyframe by SIP INFO (`picture_fast_update`, RFC 5168).
     DeviceWantsKeyframe,
+    /// Play an IVR prompt to the device (the call may not be in a meeting yet).
+    Prompt { media: Negotiated, prompt: Prompt },
 }
 
 /// Audio frames are 20 ms each way.
@@ -97,17 +99,14 @@ pub(crate) async fn run(
             command = commands.recv() => match command {
                 None => break,
                 Some(MediaCommand::Join { media, port }) => {
-                    match Bridged::new(&media, port) {
-                        Ok(b) => {
-                            bridged = Some(b);
-                            // The first frame now, then every 20 ms (not a burst of the ticks
-                            // missed while the call was in the IVR).
-                            ticker.reset_immediately();
-                        }
-                        Err(e) => {
-                            tracing::warn!(call, error = %e, codec = media.codec.name(), "call audio cannot be bridged");
-                            metrics.refused.with_label_values(&["audio_bridge"]).inc();
-                        }
+                    if let Some(b) = start_bridge(call, &mut bridged, &media, &mut ticker, &metrics) {
+                        b.port = port;
+                        b.update(&media);
+                    }
+                }
+                Some(MediaCommand::Prompt { media, prompt }) => {
+                    if let Some(b) = start_bridge(call, &mut bridged, &media, &mut ticker, &metrics) {
+                        b.bridge.play_prompt(prompt);
                     }
                 }
                 Some(MediaCommand::Update { media }) => {
@@ -160,6 +159,32 @@ pub(crate) async fn run(
             }
         }
     }
+}
+
+/// The call's bridge, made on first need (an IVR prompt, or joining the meeting). None if the audio
+/// cannot be bridged (logged and counted once).
+fn start_bridge<'a>(
+    call: CallId,
+    bridged: &'a mut Option<Bridged>,
+    media: &Negotiated,
+    ticker: &mut tokio::time::Interval,
+    metrics: &GatewayMetrics,
+) -> Option<&'a mut Bridged> {
+    if bridged.is_none() {
+        match Bridged::new(media, None) {
+            Ok(b) => {
+                *bridged = Some(b);
+                // The first frame now, then every 20 ms (not a burst of ticks missed before).
+                ticker.reset_immediately();
+            }
+            Err(e) => {
+                tracing::warn!(call, error = %e, codec = media.codec.name(), "call audio cannot be bridged");
+                metrics.refused.with_label_values(&["audio_bridge"]).inc();
+                return None;
+            }
+        }
+    }
+    bridged.as_mut()
 }
 
 /// The next delivery from the meeting, or never when the call is not bridged (yet).
@@ -276,7 +301,8 @@ impl Bridged {
             (Some(v), Some(n)) => v.update(n),
             // Video dropped by a re-INVITE: stop relaying it (a camera publication stays open, idle).
             (Some(_), None) => self.video = None,
-            _ => {}
+            (None, Some(n)) => self.video = Some(CallVideo::new(n)),
+            (None, None) => {}
         }
     }
 

@@ -758,6 +758,13 @@ impl Runner {
                 tracing::debug!(call, "keyframe requested by SIP INFO");
                 self.tell_media(call, MediaCommand::DeviceWantsKeyframe);
             }
+            Event::Prompt { call, prompt } => match self.core.media_of(call) {
+                Some(media) => {
+                    let media = media.clone();
+                    self.tell_media(call, MediaCommand::Prompt { media, prompt });
+                }
+                None => tracing::debug!(call, %prompt, "prompt for a call without agreed audio"),
+            },
         }
     }
 }

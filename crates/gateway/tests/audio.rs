@@ -1,12 +1,14 @@
 //! The audio bridge end to end, per device codec: a device's tone reaches the meeting as Opus, the
 //! meeting's speakers reach the device in its codec, through reordering, loss, DTX pauses and
-//! garbage. Everything is decoded here with codecs independent of the bridge's own wrappers, and
+//! garbage; IVR prompts are spoken to the device in its codec. Everything is decoded here with codecs independent of the bridge's own wrappers, and
 //! time is simulated (20 ms steps), so nothing depends on the machine's speed.
 
 use std::f64::consts::PI;
 use std::time::{Duration, Instant};
 
-use convene_gateway::audio::{AudioBridge, AudioError, BridgeStats, DeviceAudio, MeetingFrame};
+use convene_gateway::audio::{
+    AudioBridge, AudioError, BridgeStats, DeviceAudio, MeetingFrame, PROMPT_RATE, Prompt,
+};
 use convene_gateway::sdp::Codec;
 use ezk_g722::libg722::{self, Bitrate};
 
@@ -727,4 +729,188 @@ fn garbage_never_panics() {
         assert!(b.meeting_sources() <= 16);
         assert_eq!(s.internal_errors, 0, "{codec:?}: {s:?}");
     }
+}
+
+/// RMS of each 20 ms frame of `samples` at `rate`.
+fn frame_rms(samples: &[i16], rate: u32) -> Vec<f64> {
+    samples
+        .chunks(rate as usize / 50)
+        .map(|f| (f.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / f.len() as f64).sqrt())
+        .collect()
+}
+
+/// A 20 ms frame of speech, as opposed to the pauses between words (the prompts peak at -6 dBFS).
+const SPOKEN: f64 = 300.0;
+/// A 20 ms frame of silence after a lossy codec.
+const SILENT: f64 = 30.0;
+
+/// Ticks a prompt takes: its samples in 20 ms chunks, the last one padded.
+fn prompt_ticks(prompt: Prompt) -> usize {
+    prompt.samples().len().div_ceil(PROMPT_RATE as usize / 50)
+}
+
+/// Ticks the bridge until its prompt ends; how many ticks that took.
+fn tick_through_prompt(
+    b: &mut AudioBridge,
+    t0: Instant,
+    from: usize,
+    ear: &mut DeviceEar,
+    meeting_ear: &mut MeetingEar,
+) -> usize {
+    let mut k = from;
+    while b.prompt_playing() {
+        assert!(k < from + 1000, "a prompt never ends");
+        run(b, t0, k..k + 1, ear, meeting_ear, |_, _, _| {});
+        k += 1;
+    }
+    k - from
+}
+
+#[test]
+fn a_prompt_is_spoken_to_the_device_in_its_codec_then_silence() {
+    // The longest prompt in every codec, and every prompt in one.
+    let cases = ALL
+        .into_iter()
+        .map(|c| (c, Prompt::EnterMeetingId))
+        .chain(Prompt::ALL.into_iter().map(|p| (Codec::G722, p)));
+    for (codec, prompt) in cases {
+        let what = format!("{codec:?} {prompt}");
+        let mut b = bridge(codec);
+        let (mut ear, mut meeting_ear) = (DeviceEar::new(codec), MeetingEar::new());
+        let t0 = Instant::now();
+        const BEFORE: usize = 5;
+        run(
+            &mut b,
+            t0,
+            0..BEFORE,
+            &mut ear,
+            &mut meeting_ear,
+            |_, _, _| {},
+        );
+        assert!(!b.prompt_playing());
+        b.play_prompt(prompt);
+        assert!(b.prompt_playing());
+        let ticks = tick_through_prompt(&mut b, t0, BEFORE, &mut ear, &mut meeting_ear);
+        assert_eq!(ticks, prompt_ticks(prompt), "{what}: one tick per 20 ms");
+        const AFTER: usize = 25;
+        let end = BEFORE + ticks;
+        run(
+            &mut b,
+            t0,
+            end..end + AFTER,
+            &mut ear,
+            &mut meeting_ear,
+            |_, _, _| {},
+        );
+        assert_eq!(b.stats().prompt_frames, ticks as u64, "{what}");
+        assert_eq!(b.stats().internal_errors, 0, "{what}");
+
+        let rate = audio_rate(codec);
+        let heard = frame_rms(&ear.heard, rate);
+        let said = frame_rms(prompt.samples(), PROMPT_RATE);
+        assert_eq!(heard.len(), end + AFTER);
+        assert!(
+            heard[..BEFORE].iter().all(|&r| r < SILENT),
+            "{what}: silence before the prompt: {:?}",
+            &heard[..BEFORE]
+        );
+        // Speech where the prompt speaks: as many spoken frames, ending where its speech ends (the
+        // resampler and codec delay the audio by well under a frame or two).
+        let spoken = |rms: &[f64]| rms.iter().filter(|&&r| r > SPOKEN).count();
+        let last_spoken = |rms: &[f64]| rms.iter().rposition(|&r| r > SPOKEN);
+        let (heard_spoken, said_spoken) = (spoken(&heard), spoken(&said));
+        assert!(
+            heard_spoken.abs_diff(said_spoken) <= said_spoken / 10 + 2,
+            "{what}: {heard_spoken} spoken frames heard, {said_spoken} said"
+        );
+        let (heard_last, said_last) = (last_spoken(&heard), last_spoken(&said));
+        let (Some(heard_last), Some(said_last)) = (heard_last, said_last) else {
+            panic!("{what}: no speech heard ({heard_last:?}) or said ({said_last:?})");
+        };
+        assert!(
+            (BEFORE + said_last..=BEFORE + said_last + 2).contains(&heard_last),
+            "{what}: speech heard until frame {heard_last}, said until {}",
+            BEFORE + said_last
+        );
+        // At its level: resampling and the codec keep the loudness.
+        let level =
+            |rms: &[f64]| (rms.iter().map(|r| r * r).sum::<f64>() / rms.len() as f64).sqrt();
+        let (heard_level, said_level) = (level(&heard[BEFORE..end]), level(&said));
+        assert!(
+            (0.7..1.4).contains(&(heard_level / said_level)),
+            "{what}: level {heard_level:.0} heard, {said_level:.0} said"
+        );
+        // Then silence again (nobody in the meeting speaks).
+        assert!(
+            heard[end + 2..].iter().all(|&r| r < SILENT),
+            "{what}: silence after the prompt: {:?}",
+            &heard[end..]
+        );
+    }
+}
+
+#[test]
+fn a_prompt_covers_the_meeting_which_comes_back_after_it() {
+    for codec in ALL {
+        let mut b = bridge(codec);
+        let mut speaker = Speaker::new(7);
+        let (mut ear, mut meeting_ear) = (DeviceEar::new(codec), MeetingEar::new());
+        let t0 = Instant::now();
+        let talking = |k: usize, now: Instant, b: &mut AudioBridge| {
+            let (seq, ts, payload) = speaker.frame(1000.0, k);
+            b.meeting_audio(now, 1, seq, ts, &payload);
+        };
+        let mut talking = talking;
+        run(&mut b, t0, 0..25, &mut ear, &mut meeting_ear, &mut talking);
+        b.play_prompt(Prompt::Joining);
+        let ticks = prompt_ticks(Prompt::Joining);
+        run(
+            &mut b,
+            t0,
+            25..25 + ticks,
+            &mut ear,
+            &mut meeting_ear,
+            &mut talking,
+        );
+        assert!(!b.prompt_playing());
+        run(
+            &mut b,
+            t0,
+            25 + ticks..50 + ticks,
+            &mut ear,
+            &mut meeting_ear,
+            &mut talking,
+        );
+        let rate = audio_rate(codec);
+        let n = rate as usize / 50;
+        let what = format!("{codec:?}");
+        // The meeting's 1 kHz before and after the prompt, and not under it.
+        let before = &ear.heard[10 * n..25 * n];
+        let during = &ear.heard[27 * n..(23 + ticks) * n];
+        let after = &ear.heard[(30 + ticks) * n..];
+        assert_dominates(before, rate, 1000.0, &[440.0, 2000.0], &what);
+        assert_dominates(after, rate, 1000.0, &[440.0, 2000.0], &what);
+        let per_sample = |s: &[i16]| power(s, 1000.0, rate) / (s.len() as f64).powi(2);
+        assert!(
+            per_sample(during) < per_sample(before) / 100.0,
+            "{what}: the meeting is heard under the prompt"
+        );
+        // The meeting was decoded all along: nothing late or piled up when it comes back.
+        let s = b.stats();
+        assert_eq!((s.meeting_late, s.meeting_concealed), (0, 0), "{what}");
+    }
+}
+
+#[test]
+fn a_new_prompt_replaces_the_one_playing() {
+    let mut b = bridge(Codec::Pcmu);
+    let (mut ear, mut meeting_ear) = (DeviceEar::new(Codec::Pcmu), MeetingEar::new());
+    let t0 = Instant::now();
+    b.play_prompt(Prompt::EnterMeetingId);
+    run(&mut b, t0, 0..10, &mut ear, &mut meeting_ear, |_, _, _| {});
+    assert!(b.prompt_playing());
+    b.play_prompt(Prompt::Joining);
+    let ticks = tick_through_prompt(&mut b, t0, 10, &mut ear, &mut meeting_ear);
+    assert_eq!(ticks, prompt_ticks(Prompt::Joining));
+    assert_eq!(b.stats().prompt_frames, 10 + ticks as u64);
 }

@@ -6,7 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use convene_gateway::call::{EndReason, Event};
+use convene_gateway::audio::Prompt;
+use convene_gateway::call::{EndReason, Event, GOODBYE_TAIL};
 use convene_gateway::dialplan::Dial;
 use convene_gateway::door::Refused;
 
@@ -461,6 +462,14 @@ fn ivr_says_goodbye_after_three_failed_tries() {
     // Try 3: nothing, the try times out.
     h.take_sent();
     h.advance(Duration::from_secs(31));
+    // The BYE no longer goes at the third failure itself: the goodbye prompt is spoken first, and
+    // the BYE follows once it has been heard (tests/ivr.rs times it exactly).
+    assert!(h.take_events().contains(&Event::Prompt {
+        call,
+        prompt: Prompt::GoodbyeNotFound
+    }));
+    assert!(h.take_sent().is_empty());
+    h.advance(Prompt::GoodbyeNotFound.duration() + GOODBYE_TAIL);
     let sent = h.take_sent();
     assert!(sent.iter().any(|m| m.starts_with("BYE ")), "{sent:?}");
     assert!(h.take_events().contains(&Event::Ended {

@@ -53,7 +53,7 @@ pub struct SipSettings {
 /// Default SIP ports (RFC 3261).
 pub const SIP_PORT: u16 = 5060;
 pub const SIP_TLS_PORT: u16 = 5061;
-/// Default RTP ports of gateway calls (one per call).
+/// Default RTP ports of gateway calls (four per call: audio and video, RTP and RTCP).
 pub const SIP_RTP_PORTS: PortRange = PortRange {
     lo: 20000,
     hi: 20999,
@@ -213,7 +213,7 @@ pub struct ServeArgs {
     /// PEM private key of --sip-tls-cert.
     #[arg(long, env = "CONVENE_SIP_TLS_KEY", value_name = "FILE")]
     pub sip_tls_key: Option<PathBuf>,
-    /// UDP ports for SIP calls' RTP, one per call [default: 20000-20999].
+    /// UDP ports for SIP calls' RTP, four per call (audio, video and their RTCP) [default: 20000-20999].
     #[arg(long, env = "CONVENE_SIP_RTP_PORTS", value_name = "LO-HI")]
     pub sip_rtp_ports: Option<PortRange>,
     /// Address put in SIP Contact/Via and SDP [default: --public-ip].

@@ -27,6 +27,11 @@
 //!   encoded silence while nobody talks: room systems expect a steady stream). The meeting frame is
 //!   `None` until the device's first audio packet, then one per tick (silence is encoded too, with
 //!   level 127 and `voice: false`, so the caller may drop it).
+//! - [`AudioBridge::play_prompt`]`(&mut self, prompt: Prompt)`: speak an IVR [`Prompt`] to the
+//!   device. From the next tick on, the device hears the prompt instead of the meeting's mix until
+//!   it ends (the mix is still decoded meanwhile, so no jitter buffer backs up and the meeting comes
+//!   back live); a new prompt replaces one still playing. [`AudioBridge::prompt_playing`] says
+//!   whether one is.
 //! - [`AudioBridge::stats`]`(&self) -> &BridgeStats`.
 //!
 //! Never panics on input: every packet is parsed with checks, and a payload a codec refuses is a
@@ -36,6 +41,7 @@ pub mod codec;
 pub mod jitter;
 pub mod level;
 pub mod mix;
+pub mod prompt;
 pub mod resample;
 
 use std::collections::{HashMap, VecDeque};
@@ -50,6 +56,7 @@ use codec::{Decoder, Encoder, audio_rate, rtp_clock};
 use jitter::{JitterBuffer, Playout, Pushed};
 use level::{VoiceActivity, audio_level};
 use mix::Mixer;
+pub use prompt::{PROMPT_RATE, Prompt};
 use resample::{Resampler, samples_per_frame};
 
 /// The meeting's audio: Opus at 48 kHz.
@@ -155,6 +162,16 @@ pub struct BridgeStats {
     pub frames_to_meeting: u64,
     /// Frames an encoder or resampler failed on (not expected; silence or nothing was sent).
     pub internal_errors: u64,
+    /// Frames sent to the device that carried a prompt instead of the meeting's mix.
+    pub prompt_frames: u64,
+}
+
+/// A prompt being spoken to the device.
+#[derive(Debug)]
+struct Playing {
+    prompt: Prompt,
+    /// Samples of it already sent, at [`PROMPT_RATE`].
+    sent: usize,
 }
 
 /// What [`Stream::fill`] did, for the counters.
@@ -261,6 +278,11 @@ pub struct AudioBridge {
     device_seq: u16,
     device_timestamp: u32,
     first_to_device: bool,
+
+    // Prompts -> device (they join the meeting -> device path at 48 kHz, in place of the mix).
+    prompt: Option<Playing>,
+    prompt_pcm: Vec<i16>,
+    prompt_upsample: Resampler,
 }
 
 impl AudioBridge {
@@ -303,6 +325,9 @@ impl AudioBridge {
             device_seq: fastrand::u16(..),
             device_timestamp: fastrand::u32(..),
             first_to_device: true,
+            prompt: None,
+            prompt_pcm: vec![0; samples_per_frame(PROMPT_RATE)],
+            prompt_upsample: Resampler::new(PROMPT_RATE, MEETING_RATE)?,
         })
     }
 
@@ -319,6 +344,17 @@ impl AudioBridge {
     /// Remote speakers currently mixed.
     pub fn meeting_sources(&self) -> usize {
         self.sources.len()
+    }
+
+    /// Speak `prompt` to the device from the next tick on, in place of the meeting's mix, until it
+    /// ends. A prompt still playing is cut off: the newest is what the caller needs to hear.
+    pub fn play_prompt(&mut self, prompt: Prompt) {
+        self.prompt = Some(Playing { prompt, sent: 0 });
+    }
+
+    /// Whether a prompt is still being spoken (the next tick sends more of it).
+    pub fn prompt_playing(&self) -> bool {
+        self.prompt.is_some()
     }
 
     /// One whole RTP packet from the device.
@@ -430,6 +466,9 @@ impl AudioBridge {
             self.mixer.add(&self.source_pcm);
         }
         self.mixer.finish(&mut self.mixed);
+        // The meeting was decoded above even when a prompt covers it: its jitter buffers keep
+        // draining, so the live mix follows the prompt without a backlog.
+        self.prompt_over_mix();
         if self
             .downsample
             .process(&self.mixed, &mut self.device_out_pcm)
@@ -464,6 +503,32 @@ impl AudioBridge {
             .device_timestamp
             .wrapping_add(rtp_clock(self.device.codec) / 50);
         self.stats.frames_to_device += 1;
+    }
+
+    /// If a prompt is playing, put its next 20 ms (at 48 kHz) in place of the mix.
+    fn prompt_over_mix(&mut self) {
+        let Some(playing) = self.prompt.as_mut() else {
+            return;
+        };
+        let samples = playing.prompt.samples();
+        let rest = samples.get(playing.sent..).unwrap_or_default();
+        let n = rest.len().min(self.prompt_pcm.len());
+        self.prompt_pcm[..n].copy_from_slice(&rest[..n]);
+        // The last chunk of a prompt is rarely whole: silence after it.
+        self.prompt_pcm[n..].fill(0);
+        playing.sent += n;
+        if playing.sent >= samples.len() {
+            self.prompt = None;
+        }
+        if self
+            .prompt_upsample
+            .process(&self.prompt_pcm, &mut self.mixed)
+            .is_err()
+        {
+            self.stats.internal_errors += 1;
+            self.mixed.fill(0);
+        }
+        self.stats.prompt_frames += 1;
     }
 
     fn encode_for_meeting(&mut self, now: Instant) -> Option<MeetingFrame> {

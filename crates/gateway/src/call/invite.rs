@@ -166,6 +166,7 @@ impl Gateway {
                         collector,
                         tries_left,
                         checking: false,
+                        greeted: false,
                     },
                 );
             }
@@ -205,25 +206,30 @@ impl Gateway {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        if c.negotiated.is_some() || !c.answered {
+        if !c.answered {
             return;
         }
-        match sdp::read_answer(&req.body) {
-            Ok(media) => {
-                c.negotiated = Some(media.clone());
-                self.metrics
-                    .calls_answered
-                    .with_label_values(&[media.codec.name()])
-                    .inc();
-                if let (Some(grant), Phase::InMeeting) = (c.grant.clone(), &c.phase) {
-                    self.event(Event::Joined { call, grant, media });
+        if c.negotiated.is_none() {
+            match sdp::read_answer(&req.body) {
+                Ok(media) => {
+                    c.negotiated = Some(media.clone());
+                    self.metrics
+                        .calls_answered
+                        .with_label_values(&[media.codec.name()])
+                        .inc();
+                    if let (Some(grant), Phase::InMeeting) = (c.grant.clone(), &c.phase) {
+                        self.event(Event::Joined { call, grant, media });
+                    }
+                }
+                Err(e) => {
+                    tracing::info!(call, error = %e, "the ACK carried no usable answer to our offer");
+                    return self.bye(now, call, EndReason::NoAnswer);
                 }
             }
-            Err(e) => {
-                tracing::info!(call, error = %e, "the ACK carried no usable answer to our offer");
-                self.bye(now, call, EndReason::NoAnswer);
-            }
         }
+        // The IVR speaks once the call is established: before the ACK the device may not play
+        // our audio yet (and the media of a late offer is known only now).
+        self.ivr_greet(call);
     }
 
     pub(super) fn on_cancel(&mut self, now: Instant, req: &SipRequest) {

@@ -1,6 +1,17 @@
 //! The IVR: meeting IDs keyed as DTMF (RTP telephone-events or INFO), three tries, then goodbye.
+//!
+//! What the caller hears, as [`Event::Prompt`]s: [`Prompt::EnterMeetingId`] once the call is
+//! established (its ACK); after an ID that is unknown, refused or not 10 digits,
+//! [`Prompt::TryAgain`]; after 30 s without `#`, [`Prompt::EnterMeetingId`] again; on admission,
+//! [`Prompt::Joining`]; after the last failed try, [`Prompt::GoodbyeNotFound`] and the BYE once it
+//! has been heard ([`GOODBYE_TAIL`] after its end).
 
 use super::*;
+
+/// How long after the end of the goodbye prompt the BYE waits: the prompt's last packets are still
+/// in flight and in the device's jitter buffer when the gateway has sent them, and a BYE that
+/// overtakes them cuts the caller's "Goodbye" short.
+pub const GOODBYE_TAIL: Duration = Duration::from_millis(500);
 
 impl Gateway {
     /// The IVR's entered meeting ID admitted the caller.
@@ -17,6 +28,12 @@ impl Gateway {
         if let Some(media) = media {
             self.event(Event::Joined { call, grant, media });
         }
+        // After Joined: the call's audio is in its meeting by then, and the prompt plays over the
+        // first second of the meeting's mix.
+        self.event(Event::Prompt {
+            call,
+            prompt: Prompt::Joining,
+        });
     }
 
     /// The IVR's entered meeting ID did not admit the caller: another try, or goodbye.
@@ -28,10 +45,30 @@ impl Gateway {
             Refused::TooManyGuesses(_) => "too_many_guesses",
         };
         self.metrics.ivr_failures.with_label_values(&[label]).inc();
-        self.ivr_failed_try(now, call);
+        self.ivr_failed_try(now, call, Prompt::TryAgain);
     }
 
-    pub(super) fn ivr_failed_try(&mut self, now: Instant, call: CallId) {
+    /// The welcome prompt, once per IVR call.
+    pub(super) fn ivr_greet(&mut self, call: CallId) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Phase::Ivr { greeted, .. } = &mut c.phase else {
+            return;
+        };
+        if *greeted {
+            return;
+        }
+        *greeted = true;
+        self.event(Event::Prompt {
+            call,
+            prompt: Prompt::EnterMeetingId,
+        });
+    }
+
+    /// A try failed: `again` asks for the next one, or after the last the goodbye is spoken and
+    /// the BYE follows it.
+    pub(super) fn ivr_failed_try(&mut self, now: Instant, call: CallId, again: Prompt) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -39,6 +76,7 @@ impl Gateway {
             collector,
             tries_left,
             checking,
+            ..
         } = &mut c.phase
         else {
             return;
@@ -46,11 +84,24 @@ impl Gateway {
         *tries_left = tries_left.saturating_sub(1);
         *checking = false;
         collector.reset(now);
-        // Prompts ("that meeting ID is not valid, please try again") come with the audio path.
-        if *tries_left == 0 {
-            tracing::info!(call, "IVR: no valid meeting ID after all tries, goodbye");
-            self.bye(now, call, EndReason::IvrGaveUp);
+        if *tries_left > 0 {
+            return self.event(Event::Prompt {
+                call,
+                prompt: again,
+            });
         }
+        tracing::info!(call, "IVR: no valid meeting ID after all tries, goodbye");
+        let goodbye = Prompt::GoodbyeNotFound;
+        self.set_phase(
+            call,
+            Phase::Farewell {
+                bye_at: now + goodbye.duration() + GOODBYE_TAIL,
+            },
+        );
+        self.event(Event::Prompt {
+            call,
+            prompt: goodbye,
+        });
     }
 
     pub(super) fn key(&mut self, now: Instant, call: CallId, digit: char) {
@@ -82,7 +133,7 @@ impl Gateway {
                     .ivr_failures
                     .with_label_values(&["not_a_meeting_id"])
                     .inc();
-                self.ivr_failed_try(now, call);
+                self.ivr_failed_try(now, call, Prompt::TryAgain);
             }
         }
     }

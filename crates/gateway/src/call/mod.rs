@@ -11,6 +11,10 @@
 //! [`Gateway::refuse`] -> ACK -> in the meeting, or in the IVR collecting a meeting ID by DTMF
 //! ([`Event::IvrEntered`] -> [`Gateway::ivr_admitted`] / [`Gateway::ivr_refused`]) -> BYE from
 //! either side.
+//!
+//! The IVR speaks through [`Event::Prompt`]: the core decides which prompt is due and when (the
+//! welcome at the ACK, "try again" after a failed try, "joining" on admission, the goodbye, whose
+//! BYE waits until it has been heard), and the user plays it into the call's audio.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -18,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use rsipstack::sip::Method;
 
+use crate::audio::Prompt;
 use crate::dialplan::{self, Dial};
 use crate::door::{JoinGrant, Refused};
 use crate::dtmf::{self, Collector, Entry, EventDeduper};
@@ -34,6 +39,7 @@ mod invite;
 mod ivr;
 mod limiter;
 mod rtp;
+pub use ivr::GOODBYE_TAIL;
 use limiter::Limiter;
 pub use limiter::RateLimit;
 pub use rtp::{RtpHeader, RtpStats};
@@ -147,6 +153,11 @@ pub enum Event {
     MediaChanged { call: CallId, media: Negotiated },
     /// A DTMF key from the device.
     Dtmf { call: CallId, digit: char },
+    /// Speak `prompt` to the caller now (`AudioBridge::play_prompt` of the call's audio), in place
+    /// of whatever prompt is still playing. Only IVR calls get prompts; the core times its own
+    /// steps after one (the goodbye's BYE waits for [`Prompt::duration`]), so nothing is to be
+    /// reported back.
+    Prompt { call: CallId, prompt: Prompt },
     /// The device asked for a keyframe (SIP INFO picture_fast_update, RFC 5168).
     KeyframeRequested { call: CallId },
     /// The call is over; its RTP port can be released.
@@ -171,6 +182,12 @@ enum Phase {
         tries_left: u32,
         /// An entered ID is being checked: key presses wait.
         checking: bool,
+        /// The welcome prompt was asked for (at the first ACK; ACKs may repeat).
+        greeted: bool,
+    },
+    /// The IVR gave up and its goodbye prompt is playing; BYE at `bye_at`.
+    Farewell {
+        bye_at: Instant,
     },
     InMeeting,
     /// We sent BYE and wait for its answer (or timer F).
@@ -208,7 +225,8 @@ impl Call {
     fn state_label(&self) -> Option<&'static str> {
         match self.phase {
             Phase::Admitting { .. } => Some("admitting"),
-            Phase::Ivr { .. } => Some("ivr"),
+            // A caller hearing the IVR's goodbye is still the IVR's for operators.
+            Phase::Ivr { .. } | Phase::Farewell { .. } => Some("ivr"),
             Phase::InMeeting => Some("meeting"),
             Phase::Ending => None,
         }
@@ -261,6 +279,11 @@ impl Gateway {
             out: VecDeque::new(),
             metrics,
         }
+    }
+
+    /// The audio (and video) a live call agreed on, once its offer/answer is done.
+    pub fn media_of(&self, call: CallId) -> Option<&Negotiated> {
+        self.calls.get(&call)?.negotiated.as_ref()
     }
 
     /// Live calls.
@@ -485,6 +508,7 @@ impl Gateway {
                     ..
                 } => Some(collector.deadline()),
                 Phase::Admitting { deadline } => Some(*deadline),
+                Phase::Farewell { bye_at } => Some(*bye_at),
                 _ => None,
             };
             [timer, ivr].into_iter().flatten()
@@ -512,7 +536,13 @@ impl Gateway {
         let mut refresh = Vec::new();
         let mut ivr_timeouts = Vec::new();
         let mut admission_timeouts = Vec::new();
+        let mut farewells = Vec::new();
         for c in self.calls.values() {
+            if let Phase::Farewell { bye_at } = c.phase
+                && bye_at <= now
+            {
+                farewells.push(c.id);
+            }
             if let Phase::Admitting { deadline } = c.phase
                 && deadline <= now
             {
@@ -555,7 +585,11 @@ impl Gateway {
                 .ivr_failures
                 .with_label_values(&["timeout"])
                 .inc();
-            self.ivr_failed_try(now, call);
+            // Silence is not a wrong ID: ask again rather than say "not found".
+            self.ivr_failed_try(now, call, Prompt::EnterMeetingId);
+        }
+        for call in farewells {
+            self.bye(now, call, EndReason::IvrGaveUp);
         }
     }
 }

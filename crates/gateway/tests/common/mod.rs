@@ -73,7 +73,8 @@ impl Harness {
         }
     }
 
-    fn drain(&mut self) {
+    /// Collect what the gateway has to say (after calling it directly, e.g. `h.gw.ivr_refused`).
+    pub fn drain(&mut self) {
         while let Some(o) = self.gw.poll_output() {
             match o {
                 Output::Transmit { peer, bytes } => {
