@@ -71,13 +71,27 @@ def read_mono(path: Path) -> tuple[list[float], int]:
     return [float(v) for v in values[::channels]], rate
 
 
+def free_sip_port_pair() -> int:
+    """A SIP port whose next port is free too (baresip opens TLS on `sip_listen` + 1)."""
+    while True:
+        port = free_sip_port()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                t.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+
+
 class Baresip:
     """baresip as a room system: dials `uri`, a tone as microphone, records what it hears, and stays in the
     call until `quit()` (or `seconds`)."""
 
-    def __init__(self, tmp_path: Path, uri: str, codec: str, seconds: int = 25, video: bool = False):
+    def __init__(self, tmp_path: Path, uri: str, codec: str, seconds: int = 25, video: bool = False,
+                 tls_dir: Path | None = None):
         """With `video`, it also sends a test pattern as H.264 (libx264 through avcodec) and decodes
-        what it receives; `snapshot()` saves the next decoded picture."""
+        what it receives; `snapshot()` saves the next decoded picture. With `tls_dir` (the server's
+        self-signed certificate), it trusts that certificate and requires SRTP (SDES) for its media."""
         conf = tmp_path / "baresip"
         conf.mkdir()
         self.records = tmp_path / "heard"
@@ -85,11 +99,18 @@ class Baresip:
         tone = tmp_path / "room-tone.wav"
         # baresip reads its source at ausrc_srate; with Opus it opens two channels.
         write_tone(tone, ROOM_HZ, 48000, 2 if codec.startswith("opus") else 1)
-        sip_port = free_sip_port()
+        sip_port = free_sip_port_pair()
         rtp = free_udp_port() & ~1
+        tls_lines, mediaenc = "", ""
+        if tls_dir is not None:
+            # baresip takes certificate and key in one file; the server's certificate is its CA.
+            certkey = tmp_path / "certkey.pem"
+            certkey.write_text((tls_dir / "cert.pem").read_text() + (tls_dir / "key.pem").read_text())
+            tls_lines = f"sip_certificate {certkey}\nsip_cafile {tls_dir / 'cert.pem'}\nmodule srtp.so\n"
+            mediaenc = ";mediaenc=srtp-mand"
         # Its video codecs are not pinned: pinning "H264" keeps only its first, packetization-mode 0 one.
         (conf / "accounts").write_text(
-            f"\"Room 440\" <sip:room@127.0.0.1>;regint=0;answermode=manual;audio_codecs={codec}\n")
+            f"\"Room 440\" <sip:room@127.0.0.1>;regint=0;answermode=manual;audio_codecs={codec}{mediaenc}\n")
         video_lines = """video_source fakevideo,nil
 video_display fakevideo,nil
 video_size 352x288
@@ -102,7 +123,7 @@ module snapshot.so
         (conf / "contacts").write_text("")
         (conf / "config").write_text(f"""poll_method epoll
 sip_listen 127.0.0.1:{sip_port}
-net_interface 127.0.0.1
+{tls_lines}net_interface 127.0.0.1
 audio_player aufile,/dev/null
 audio_source aufile,{tone}
 audio_alert aufile,/dev/null
@@ -183,8 +204,12 @@ async (attendeeId) => {
 """
 
 
-@pytest.mark.parametrize("codec", ["opus/48000/2", "G722/8000/1", "PCMU/8000/1"])
-def test_a_room_and_a_browser_hear_each_other(server, pw, tmp_path, codec):
+@pytest.mark.parametrize("codec,transport", [
+    ("opus/48000/2", "udp"), ("G722/8000/1", "udp"), ("PCMU/8000/1", "udp"),
+    # Over TLS with SDES-SRTP, which baresip makes mandatory: the call only works encrypted.
+    ("G722/8000/1", "tls"),
+])
+def test_a_room_and_a_browser_hear_each_other(server, pw, tmp_path, codec, transport):
     host = registered_user(server, name="Audio Host")
     mid = host.new_meeting()
     browser_tone = tmp_path / "browser-tone.wav"
@@ -195,9 +220,16 @@ def test_a_room_and_a_browser_hear_each_other(server, pw, tmp_path, codec):
     room = None
     try:
         att.open_and_join(server.base_url, mid)
-        room = Baresip(tmp_path, f"sip:{mid}@127.0.0.1:{server.sip_port}", codec)
+        if transport == "tls":
+            room = Baresip(tmp_path, f"sip:{mid}@127.0.0.1:{server.sip_tls_port};transport=tls", codec,
+                           tls_dir=Path(server.data_dir) / "sip-tls")
+        else:
+            room = Baresip(tmp_path, f"sip:{mid}@127.0.0.1:{server.sip_port}", codec)
         poll(lambda: server.metric_sum("convene_gateway_calls_answered_total") > answered, 15,
              desc="the call to be answered")
+        if transport == "tls":
+            assert re.search(rf"SIP caller admitted call=\d+ meeting={mid} .*srtp=true", server.logs()), \
+                server.logs(tail_chars=3000)
         room_id = poll(lambda: next((t["attendee_id"] for t in att.tracks() if t["source"] == "audio"), None),
                        15, desc="the room's audio track in the browser")
         wait_media_flowing(att, [(room_id, "audio")], timeout=20)

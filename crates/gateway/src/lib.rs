@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod net;
 pub mod sdp;
 pub mod sip;
+pub mod srtp;
 pub mod tls;
 pub mod video;
 

@@ -22,7 +22,8 @@ use crate::audio::{AudioBridge, DeviceAudio, Prompt};
 use crate::call::CallId;
 use crate::metrics::GatewayMetrics;
 use crate::net::Input;
-use crate::sdp::{Direction, Negotiated, VideoNegotiated};
+use crate::sdp::{Direction, Negotiated, SrtpNegotiated, VideoNegotiated};
+use crate::srtp::SrtpPair;
 use crate::video::{VideoAction, VideoRelay};
 
 /// A call's sockets: audio RTP, video RTP and video RTCP (the device's keyframe requests).
@@ -72,7 +73,16 @@ pub(crate) async fn run(
         tokio::select! {
             r = socket.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { break };
-                let packet = &buf[..n];
+                let mut packet = &buf[..n];
+                let clear;
+                if let Some(srtp) = bridged.as_mut().and_then(|b| b.audio_srtp.as_mut()) {
+                    let Some(p) = srtp.unprotect_rtp(packet) else {
+                        metrics.refused.with_label_values(&["srtp"]).inc();
+                        continue;
+                    };
+                    clear = p;
+                    packet = &clear;
+                }
                 if let Some(b) = bridged.as_mut() {
                     let started = Instant::now();
                     b.device_packet(started, from, packet);
@@ -93,7 +103,7 @@ pub(crate) async fn run(
             r = video_rtcp.recv_from(&mut rtcp_buf) => {
                 let Ok((n, from)) = r else { break };
                 if let Some(b) = bridged.as_mut() {
-                    b.device_video_rtcp(from, &rtcp_buf[..n]);
+                    b.device_video_rtcp(from, &rtcp_buf[..n], &metrics);
                 }
             }
             command = commands.recv() => match command {
@@ -126,10 +136,14 @@ pub(crate) async fn run(
                     let started = Instant::now();
                     if let Some((packet, dest)) = b.meeting_delivery(started, delivery) {
                         metrics.video_packets.with_label_values(&["to_device"]).inc();
-                        let _ = video_socket.send_to(&packet, dest).await;
+                        if let Some(packet) = b.protect_video(packet, false) {
+                            let _ = video_socket.send_to(&packet, dest).await;
+                        }
                     }
                     metrics.transcode_seconds.inc_by(started.elapsed().as_secs_f64());
-                    if let Some((rtcp, dest)) = b.take_keyframe_request() {
+                    if let Some((rtcp, dest)) = b.take_keyframe_request()
+                        && let Some(rtcp) = b.protect_video(rtcp, true)
+                    {
                         let _ = video_rtcp.send_to(&rtcp, dest).await;
                     }
                 }
@@ -151,8 +165,14 @@ pub(crate) async fn run(
                 if !to_device.is_empty() {
                     metrics.audio_frames.with_label_values(&["to_device"]).inc();
                     if let Some(dest) = b.destination() {
+                        let packet = match b.audio_srtp.as_mut() {
+                            Some(srtp) => srtp.protect_rtp(&to_device),
+                            None => Some(std::mem::take(&mut to_device)),
+                        };
                         // A full socket buffer or an unreachable device costs this frame only.
-                        let _ = socket.send_to(&to_device, dest).await;
+                        if let Some(packet) = packet {
+                            let _ = socket.send_to(&packet, dest).await;
+                        }
                     }
                     to_device.clear();
                 }
@@ -211,6 +231,8 @@ struct Bridged {
     concealed_reported: (u64, u64),
     /// The call's video, when H.264 was agreed.
     video: Option<CallVideo>,
+    /// SDES-SRTP of the audio line, when agreed (a call over TLS).
+    audio_srtp: Option<SrtpPair>,
 }
 
 /// A call's video: the relay, and where the device's video and its RTCP go.
@@ -224,6 +246,8 @@ struct CallVideo {
     sends: bool,
     /// A keyframe request for the device, waiting to be sent on the RTCP socket.
     keyframe_request: Option<Vec<u8>>,
+    /// SDES-SRTP of the video line, when agreed.
+    srtp: Option<SrtpPair>,
 }
 
 impl CallVideo {
@@ -236,6 +260,7 @@ impl CallVideo {
             receives: true,
             sends: true,
             keyframe_request: None,
+            srtp: None,
         };
         v.update(video);
         v
@@ -244,6 +269,7 @@ impl CallVideo {
     fn update(&mut self, video: &VideoNegotiated) {
         self.remote = video.remote.map(|(ip, port)| SocketAddr::new(ip, port));
         (self.sends, self.receives) = directions(video.direction, self.remote.is_some());
+        update_srtp(&mut self.srtp, video.srtp.as_ref());
     }
 
     fn destination(&self) -> Option<SocketAddr> {
@@ -258,6 +284,19 @@ impl CallVideo {
             let rtp = self.latched.or(self.remote)?;
             Some(SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1)))
         })
+    }
+}
+
+/// Keep, make or drop an m-line's SRTP contexts to match what is now agreed.
+fn update_srtp(current: &mut Option<SrtpPair>, agreed: Option<&SrtpNegotiated>) {
+    match agreed {
+        Some(n) if current.as_ref().is_some_and(|c| c.matches(n)) => {}
+        Some(n) => {
+            *current = SrtpPair::new(n)
+                .map_err(|e| tracing::warn!(error = %e, "SRTP keys refused; media dropped"))
+                .ok();
+        }
+        None => *current = None,
     }
 }
 
@@ -289,6 +328,7 @@ impl Bridged {
             sources: Vec::new(),
             concealed_reported: (0, 0),
             video: media.video.as_deref().map(CallVideo::new),
+            audio_srtp: None,
         };
         b.update(media);
         Ok(b)
@@ -297,6 +337,7 @@ impl Bridged {
     fn update(&mut self, media: &Negotiated) {
         self.remote = media.remote.map(|(ip, port)| SocketAddr::new(ip, port));
         (self.sends, self.receives) = directions(media.direction, self.remote.is_some());
+        update_srtp(&mut self.audio_srtp, media.srtp.as_ref());
         match (&mut self.video, &media.video) {
             (Some(v), Some(n)) => v.update(n),
             // Video dropped by a re-INVITE: stop relaying it (a camera publication stays open, idle).
@@ -313,6 +354,15 @@ impl Bridged {
         }
     }
 
+    /// Our video packet (RTP, or RTCP when `rtcp`) as the device must get it: SRTP when agreed.
+    fn protect_video(&mut self, packet: Vec<u8>, rtcp: bool) -> Option<Vec<u8>> {
+        match self.video.as_mut().and_then(|v| v.srtp.as_mut()) {
+            Some(srtp) if rtcp => srtp.protect_rtcp(&packet),
+            Some(srtp) => srtp.protect_rtp(&packet),
+            None => Some(packet),
+        }
+    }
+
     /// A packet on the call's video port: the device's camera into the meeting (or its muxed RTCP).
     fn device_video(&mut self, from: SocketAddr, packet: &[u8], metrics: &GatewayMetrics) {
         let Some(video) = self.video.as_mut() else {
@@ -320,8 +370,20 @@ impl Bridged {
         };
         // RFC 5761: RTCP packet types 200-204 on the RTP port.
         if packet.len() > 1 && (200..=204).contains(&packet[1]) {
-            return self.device_video_rtcp(from, packet);
+            return self.device_video_rtcp(from, packet, metrics);
         }
+        let clear;
+        let packet = match video.srtp.as_mut() {
+            Some(srtp) => {
+                let Some(p) = srtp.unprotect_rtp(packet) else {
+                    metrics.refused.with_label_values(&["srtp"]).inc();
+                    return;
+                };
+                clear = p;
+                &clear[..]
+            }
+            None => packet,
+        };
         video.latched = Some(from);
         if !video.sends {
             return;
@@ -340,9 +402,21 @@ impl Bridged {
     }
 
     /// The device's RTCP for its video: a PLI or FIR asks the shown speaker for a keyframe.
-    fn device_video_rtcp(&mut self, from: SocketAddr, packet: &[u8]) {
+    fn device_video_rtcp(&mut self, from: SocketAddr, packet: &[u8], metrics: &GatewayMetrics) {
         let Some(video) = self.video.as_mut() else {
             return;
+        };
+        let clear;
+        let packet = match video.srtp.as_mut() {
+            Some(srtp) => {
+                let Some(p) = srtp.unprotect_rtcp(packet) else {
+                    metrics.refused.with_label_values(&["srtp"]).inc();
+                    return;
+                };
+                clear = p;
+                &clear[..]
+            }
+            None => packet,
         };
         video.rtcp_latched = Some(from);
         if video.relay.device_rtcp(packet) {

@@ -3,7 +3,7 @@
 use prometheus::{Counter, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// Label values of `convene_gateway_refused_total{reason}`: messages refused before a transaction.
-pub const REFUSAL_REASONS: [&str; 10] = [
+pub const REFUSAL_REASONS: [&str; 11] = [
     "malformed",
     "wrong_version",
     "too_large",
@@ -14,6 +14,7 @@ pub const REFUSAL_REASONS: [&str; 10] = [
     "overloaded",
     "rtp_foreign_source",
     "audio_bridge",
+    "srtp",
 ];
 
 /// Directions of `convene_gateway_audio_frames_total` and `convene_gateway_audio_concealed_total`.

@@ -735,6 +735,8 @@ impl Runner {
                     attendee = %grant.attendee,
                     name = %grant.name,
                     codec = media.codec.name(),
+                    video = media.video.is_some(),
+                    srtp = media.srtp.is_some(),
                     "SIP caller admitted"
                 );
                 let port = self.door.arrived(&grant, &CallMedia::of(&media));

@@ -662,9 +662,11 @@ fn construction_refuses_what_cannot_be_bridged() {
     ));
     // From what SDP agreed.
     let offer = "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 4000 RTP/AVP 9 101\r\na=rtpmap:101 telephone-event/8000\r\n";
-    let (_, negotiated) =
-        convene_gateway::sdp::choose(&convene_gateway::sdp::parse(offer.as_bytes()).unwrap())
-            .unwrap();
+    let (_, negotiated) = convene_gateway::sdp::choose(
+        &convene_gateway::sdp::parse(offer.as_bytes()).unwrap(),
+        None,
+    )
+    .unwrap();
     let device = DeviceAudio::from(&negotiated);
     assert_eq!(device, device_audio(Codec::G722));
     assert!(AudioBridge::new(device, 1).is_ok());

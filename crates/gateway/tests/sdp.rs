@@ -5,7 +5,10 @@
 
 use std::net::IpAddr;
 
-use convene_gateway::sdp::{self, Codec, Direction, SdpError, Session};
+use base64::Engine as _;
+use convene_gateway::sdp::{
+    self, Codec, Direction, SRTP_KEY_LEN, SdpError, Session, SrtpKeys, SrtpSuite,
+};
 
 fn session() -> Session {
     Session {
@@ -13,6 +16,7 @@ fn session() -> Session {
         version: 1,
         ip: "127.0.0.1".parse::<IpAddr>().unwrap(),
         port: 20000,
+        srtp: None,
     }
 }
 
@@ -308,9 +312,93 @@ fn recorded_baresip_offers() {
     assert!(answer.contains("a=fmtp:97 packetization-mode=1;profile-level-id=42e01f\r\n"));
     assert_eq!(n.video.map(|v| v.format.pt), Some(97));
 
-    // SDES-SRTP only: refused until SRTP lands (the call gets 488).
+    // SDES-SRTP only: refused without keys (a call not over TLS gets 488)...
     assert_eq!(
         sdp::answer(&recorded("baresip-1.0.0-srtp.sdp"), &session()).unwrap_err(),
         SdpError::NoCommonCodec
     );
+    // ...and over TLS answered with its crypto tag and suite and our key.
+    let keys = SrtpKeys {
+        audio: [0x11; SRTP_KEY_LEN],
+        video: [0x22; SRTP_KEY_LEN],
+    };
+    let tls = Session {
+        srtp: Some(keys),
+        ..session()
+    };
+    let (answer, n) = sdp::answer(&recorded("baresip-1.0.0-srtp.sdp"), &tls).unwrap();
+    assert_eq!(m_lines(&answer), vec!["m=audio 20000 RTP/SAVP 96 101"]);
+    let ours = base64::engine::general_purpose::STANDARD.encode([0x11; SRTP_KEY_LEN]);
+    assert!(answer.contains(&format!(
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{ours}\r\n"
+    )));
+    let srtp = n.srtp.expect("SRTP agreed");
+    assert_eq!((srtp.tag, srtp.suite), (1, SrtpSuite::AesCm128HmacSha1_80));
+    // The device's key as it offered it (base64 of 30 bytes).
+    let theirs = base64::engine::general_purpose::STANDARD
+        .decode("YdYNTdAaDmOX1FnLEa3cwxicZq3UO4PcReMHc7EK")
+        .unwrap();
+    assert_eq!(srtp.remote_key.to_vec(), theirs);
+    assert_eq!(srtp.local_key, [0x11; SRTP_KEY_LEN]);
+}
+
+#[test]
+fn sdes_suites_lines_and_best_effort_srtp() {
+    let keys = SrtpKeys {
+        audio: [0x33; SRTP_KEY_LEN],
+        video: [0x44; SRTP_KEY_LEN],
+    };
+    let tls = Session {
+        srtp: Some(keys),
+        ..session()
+    };
+    let key = base64::engine::general_purpose::STANDARD.encode([7u8; SRTP_KEY_LEN]);
+    // An unknown suite, one with an MKI, then the 32-bit tag: the last is taken; video gets its own key.
+    let offer = format!(
+        "v=0\r\nc=IN IP4 192.0.2.5\r\nm=audio 4000 RTP/SAVP 0\r\n\
+         a=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:{key}\r\n\
+         a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:{key}|2^20|1:4\r\n\
+         a=crypto:3 AES_CM_128_HMAC_SHA1_32 inline:{key}|2^31\r\n\
+         m=video 4002 RTP/SAVP 97\r\na=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mode=1\r\n\
+         a=crypto:5 AES_CM_128_HMAC_SHA1_80 inline:{key}\r\n"
+    );
+    let (answer, n) = sdp::answer(&sdp::parse(offer.as_bytes()).unwrap(), &tls).unwrap();
+    assert_eq!(
+        m_lines(&answer),
+        vec!["m=audio 20000 RTP/SAVP 0", "m=video 20002 RTP/SAVP 97"]
+    );
+    let audio = n.srtp.unwrap();
+    assert_eq!(
+        (audio.tag, audio.suite),
+        (3, SrtpSuite::AesCm128HmacSha1_32)
+    );
+    let video = n.video.unwrap().srtp.unwrap();
+    assert_eq!((video.tag, video.local_key), (5, [0x44; SRTP_KEY_LEN]));
+    assert!(answer.contains("a=crypto:3 AES_CM_128_HMAC_SHA1_32 inline:"));
+    assert!(answer.contains("a=crypto:5 AES_CM_128_HMAC_SHA1_80 inline:"));
+
+    // Best effort (RTP/AVP with crypto lines): SRTP over TLS, plain RTP without keys.
+    let best_effort = format!(
+        "v=0\r\nm=audio 4000 RTP/AVP 8\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key}\r\n"
+    );
+    let offer = sdp::parse(best_effort.as_bytes()).unwrap();
+    let (answer, n) = sdp::answer(&offer, &tls).unwrap();
+    assert!(
+        n.srtp.is_some()
+            && answer.contains("m=audio 20000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=crypto:1 ")
+    );
+    let (answer, n) = sdp::answer(&offer, &session()).unwrap();
+    assert!(n.srtp.is_none() && !answer.contains("a=crypto"));
+
+    // A key of the wrong length, or not base64: no usable crypto, so SAVP is refused.
+    for bad in ["inline:c2hvcnQ=", "inline:!!!!", "inline:", "nothing"] {
+        let offer = format!(
+            "v=0\r\nm=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 {bad}\r\n"
+        );
+        assert_eq!(
+            sdp::answer(&sdp::parse(offer.as_bytes()).unwrap(), &tls).unwrap_err(),
+            SdpError::NoCommonCodec,
+            "{bad}"
+        );
+    }
 }

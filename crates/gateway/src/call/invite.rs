@@ -27,6 +27,10 @@ impl Gateway {
                 Reply::new(422).header("Min-SE", min_se.to_string()),
             );
         }
+        // SDES keys travel in the SDP: only a call whose signaling is encrypted may use them.
+        let srtp = (peer.transport == crate::sip::Transport::Tls)
+            .then(srtp_keys)
+            .flatten();
         let offer = if req.body.is_empty() {
             // Late offer: we offer in the 200 OK, the device answers in its ACK.
             None
@@ -37,7 +41,7 @@ impl Gateway {
                 Reply::new(415).header("Accept", "application/sdp"),
             );
         } else {
-            match sdp::parse(&req.body).and_then(|o| sdp::choose(&o).map(|_| o)) {
+            match sdp::parse(&req.body).and_then(|o| sdp::choose(&o, srtp.as_ref()).map(|_| o)) {
                 Ok(o) => Some(o),
                 Err(e) => {
                     return self.reply(
@@ -74,6 +78,7 @@ impl Gateway {
                 version: 1,
                 ip: self.config.media_ip,
                 port: 0,
+                srtp,
             },
             negotiated: None,
             timer: None,
@@ -307,4 +312,17 @@ impl Gateway {
         self.set_phase(call, Phase::Ending);
         self.remove(call, reason);
     }
+}
+
+/// Fresh SRTP master keys for a call's audio and video, from the system's secure random source. None if
+/// it fails (the call then takes plain RTP only).
+fn srtp_keys() -> Option<sdp::SrtpKeys> {
+    let mut keys = sdp::SrtpKeys {
+        audio: [0; sdp::SRTP_KEY_LEN],
+        video: [0; sdp::SRTP_KEY_LEN],
+    };
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    aws_lc_rs::rand::SecureRandom::fill(&rng, &mut keys.audio).ok()?;
+    aws_lc_rs::rand::SecureRandom::fill(&rng, &mut keys.video).ok()?;
+    Some(keys)
 }

@@ -25,7 +25,9 @@ pub enum SdpError {
     NoMedia,
     #[error("SDP too large")]
     TooLarge,
-    #[error("no audio codec in common (we take Opus, G.722, PCMU, PCMA over RTP/AVP)")]
+    #[error(
+        "no audio codec in common (we take Opus, G.722, PCMU, PCMA over RTP/AVP; RTP/SAVP with SDES over TLS)"
+    )]
     NoCommonCodec,
 }
 
@@ -81,6 +83,102 @@ pub struct Media {
     pub connection: Option<IpAddr>,
     /// `a=content` (RFC 4796): `main` for the camera, `slides` for BFCP content; None if absent.
     pub content: Option<String>,
+    /// `a=crypto` lines (RFC 4568 SDES) in the device's order.
+    pub crypto: Vec<Crypto>,
+}
+
+/// One `a=crypto` line: `tag suite inline:KEY||SALT[|lifetime][|MKI:len]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crypto {
+    pub tag: u32,
+    pub suite: String,
+    /// The master key and salt, base64-decoded (30 bytes for the AES-128 suites).
+    pub key: Vec<u8>,
+    /// An MKI was given (`|MKI:len`): we do not use MKIs, so such a line is not taken.
+    pub mki: bool,
+}
+
+/// SRTP suites we take (RFC 4568 §6.2), strongest authentication first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SrtpSuite {
+    AesCm128HmacSha1_80,
+    AesCm128HmacSha1_32,
+}
+
+impl SrtpSuite {
+    const PREFERENCE: [SrtpSuite; 2] = [Self::AesCm128HmacSha1_80, Self::AesCm128HmacSha1_32];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AesCm128HmacSha1_80 => "AES_CM_128_HMAC_SHA1_80",
+            Self::AesCm128HmacSha1_32 => "AES_CM_128_HMAC_SHA1_32",
+        }
+    }
+}
+
+/// Master key (16) and salt (14) of the AES-128 suites.
+pub const SRTP_KEY_LEN: usize = 30;
+
+/// Our SRTP master keys for a call's audio and video, drawn when a call over TLS arrives.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SrtpKeys {
+    pub audio: [u8; SRTP_KEY_LEN],
+    pub video: [u8; SRTP_KEY_LEN],
+}
+
+impl std::fmt::Debug for SrtpKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SrtpKeys(..)") // never in logs
+    }
+}
+
+/// What SDES agreed for one m-line: both directions' master keys.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SrtpNegotiated {
+    pub tag: u32,
+    pub suite: SrtpSuite,
+    /// The device's key: it encrypts with it, we decrypt.
+    pub remote_key: [u8; SRTP_KEY_LEN],
+    /// Ours: we encrypt with it, it decrypts.
+    pub local_key: [u8; SRTP_KEY_LEN],
+}
+
+impl std::fmt::Debug for SrtpNegotiated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SrtpNegotiated")
+            .field("tag", &self.tag)
+            .field("suite", &self.suite)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The device's first crypto line we can take, with our key for it.
+fn choose_crypto(m: &Media, local: &[u8; SRTP_KEY_LEN]) -> Option<SrtpNegotiated> {
+    SrtpSuite::PREFERENCE.into_iter().find_map(|suite| {
+        let c = m
+            .crypto
+            .iter()
+            .find(|c| c.suite.eq_ignore_ascii_case(suite.name()) && !c.mki)?;
+        Some(SrtpNegotiated {
+            tag: c.tag,
+            suite,
+            remote_key: c.key.as_slice().try_into().ok()?,
+            local_key: *local,
+        })
+    })
+}
+
+/// Is this m-line's transport one we can answer, and with SRTP? `None`: not usable. SRTP profiles
+/// (`RTP/SAVP`) need keys (a call over TLS: SDES keys in clear text would protect nothing) and a crypto
+/// line we take; a plain profile with crypto lines (best-effort SRTP, as some room systems offer) gets
+/// SRTP when we have keys, plain RTP otherwise.
+fn transport(m: &Media, local: Option<&[u8; SRTP_KEY_LEN]>) -> Option<Option<SrtpNegotiated>> {
+    let srtp = local.and_then(|k| choose_crypto(m, k));
+    match m.proto.as_str() {
+        "RTP/AVP" | "RTP/AVPF" => Some(srtp),
+        "RTP/SAVP" | "RTP/SAVPF" => srtp.map(Some),
+        _ => None,
+    }
 }
 
 /// A parsed offer.
@@ -135,6 +233,8 @@ pub struct Negotiated {
     /// The camera line, when the device offered H.264 we can take (boxed: most calls are audio-only,
     /// and this travels inside every call event).
     pub video: Option<Box<VideoNegotiated>>,
+    /// SDES-SRTP of the audio line, when agreed.
+    pub srtp: Option<SrtpNegotiated>,
 }
 
 /// What was agreed for the call's main video: H.264, passed through without transcoding.
@@ -147,6 +247,8 @@ pub struct VideoNegotiated {
     pub direction: Direction,
     /// Its m-line's index in the offer.
     pub index: usize,
+    /// SDES-SRTP of the video line, when agreed.
+    pub srtp: Option<SrtpNegotiated>,
 }
 
 impl VideoNegotiated {
@@ -167,15 +269,16 @@ fn fmtp_value<'a>(fmtp: &'a str, name: &str) -> Option<&'a str> {
 /// The main video line we take: the first `video` m-line that is not content (BFCP slides) and offers
 /// H.264 with packetization mode 1. Mode 0 (one NAL unit per packet) cannot carry what browsers send
 /// (fragmented NAL units), so a mode-0-only device gets audio only.
-fn choose_video(offer: &Offer) -> Option<VideoNegotiated> {
+fn choose_video(offer: &Offer, keys: Option<&SrtpKeys>) -> Option<VideoNegotiated> {
     let (index, m) = offer
         .media
         .iter()
         .enumerate()
         .find(|(_, m)| m.kind == "video" && m.content.as_deref().is_none_or(|c| c == "main"))?;
-    if m.port == 0 || !matches!(m.proto.as_str(), "RTP/AVP" | "RTP/AVPF") {
+    if m.port == 0 {
         return None;
     }
+    let srtp = transport(m, keys.map(|k| &k.video))?;
     let format = m.formats.iter().find(|f| {
         f.name.eq_ignore_ascii_case("H264")
             && f.clock == 90_000
@@ -191,6 +294,7 @@ fn choose_video(offer: &Offer) -> Option<VideoNegotiated> {
         remote: ip.filter(|ip| !ip.is_unspecified()).map(|ip| (ip, m.port)),
         direction: m.direction,
         index,
+        srtp,
     })
 }
 
@@ -267,6 +371,7 @@ pub fn parse(body: &[u8]) -> Result<Offer, SdpError> {
                     direction: Direction::SendRecv,
                     connection: None,
                     content: None,
+                    crypto: Vec::new(),
                 });
             }
             "a" => {
@@ -284,6 +389,27 @@ pub fn parse(body: &[u8]) -> Result<Offer, SdpError> {
     Ok(offer)
 }
 
+/// `1 AES_CM_128_HMAC_SHA1_80 inline:KEYSALT|2^20|1:32 [session params]`; None if unreadable.
+fn crypto(value: &str) -> Option<Crypto> {
+    use base64::Engine as _;
+    let mut parts = value.split_whitespace();
+    let tag = parts.next()?.parse().ok()?;
+    let suite = parts.next()?.to_owned();
+    let inline = parts.next()?.strip_prefix("inline:")?;
+    let mut fields = inline.split('|');
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(fields.next()?)
+        .ok()?;
+    // After the key: an optional lifetime, then an optional "MKI:length" (the one with a colon).
+    let mki = fields.any(|f| f.contains(':'));
+    Some(Crypto {
+        tag,
+        suite,
+        key,
+        mki,
+    })
+}
+
 fn connection(value: &str) -> Option<IpAddr> {
     let mut parts = value.split_whitespace();
     let (_net, _family, addr) = (parts.next()?, parts.next()?, parts.next()?);
@@ -299,6 +425,11 @@ fn attribute(m: &mut Media, value: &str) {
         "recvonly" => m.direction = Direction::RecvOnly,
         "inactive" => m.direction = Direction::Inactive,
         "content" => m.content = Some(rest.trim().to_owned()),
+        "crypto" => {
+            if let Some(c) = crypto(rest) {
+                m.crypto.push(c);
+            }
+        }
         "rtpmap" => {
             let Some((pt, enc)) = rest.split_once(' ') else {
                 return;
@@ -351,6 +482,8 @@ pub struct Session {
     pub ip: IpAddr,
     /// The call's audio RTP port; its video uses the next even port ([`Session::video_port`]).
     pub port: u16,
+    /// Our SDES-SRTP keys, for a call that came over TLS (None: plain RTP only).
+    pub srtp: Option<SrtpKeys>,
 }
 
 impl Session {
@@ -360,13 +493,16 @@ impl Session {
     }
 }
 
-/// The audio line we take, and the codec on it.
-pub fn choose(offer: &Offer) -> Result<(usize, Negotiated), SdpError> {
+/// The audio line we take, and the codec on it. `keys` are ours for SDES-SRTP (a call over TLS); without
+/// them only plain RTP lines are taken.
+pub fn choose(offer: &Offer, keys: Option<&SrtpKeys>) -> Result<(usize, Negotiated), SdpError> {
     for (i, m) in offer.media.iter().enumerate() {
-        // SRTP (RTP/SAVP) comes with TLS in a later increment; plain RTP only for now.
-        if m.kind != "audio" || m.port == 0 || !matches!(m.proto.as_str(), "RTP/AVP" | "RTP/AVPF") {
+        if m.kind != "audio" || m.port == 0 {
             continue;
         }
+        let Some(srtp) = transport(m, keys.map(|k| &k.audio)) else {
+            continue;
+        };
         // The device's order among formats of the same codec, ours among codecs.
         for codec in Codec::PREFERENCE {
             if let Some(format) = m
@@ -391,7 +527,8 @@ pub fn choose(offer: &Offer) -> Result<(usize, Negotiated), SdpError> {
                         telephone_event,
                         remote,
                         direction: m.direction,
-                        video: choose_video(offer).map(Box::new),
+                        video: choose_video(offer, keys).map(Box::new),
+                        srtp,
                     },
                 ));
             }
@@ -404,7 +541,7 @@ pub fn choose(offer: &Offer) -> Result<(usize, Negotiated), SdpError> {
 /// offered, the main video line with the device's H.264 format echoed (when it offered one we take),
 /// every other m-line declined with port 0 (BFCP, content video and H.224 come later).
 pub fn answer(offer: &Offer, session: &Session) -> Result<(String, Negotiated), SdpError> {
-    let (chosen, negotiated) = choose(offer)?;
+    let (chosen, negotiated) = choose(offer, session.srtp.as_ref())?;
     let family = if session.ip.is_ipv4() { "IP4" } else { "IP6" };
     let mut s = String::new();
     let _ = write!(
@@ -436,10 +573,11 @@ pub fn answer(offer: &Offer, session: &Session) -> Result<(String, Negotiated), 
             // Keyframe requests both ways: PLI, and FIR (RFC 5104), which room systems prefer.
             let _ = write!(
                 s,
-                "a=rtcp-fb:{pt} nack pli\r\na=rtcp-fb:{pt} ccm fir\r\na=content:main\r\na={}\r\n",
-                video.direction.answer().attr(),
+                "a=rtcp-fb:{pt} nack pli\r\na=rtcp-fb:{pt} ccm fir\r\na=content:main\r\n",
                 pt = f.pt
             );
+            write_crypto(&mut s, video.srtp.as_ref());
+            let _ = write!(s, "a={}\r\n", video.direction.answer().attr());
             continue;
         }
         if i != chosen {
@@ -467,6 +605,7 @@ pub fn answer(offer: &Offer, session: &Session) -> Result<(String, Negotiated), 
                 let _ = write!(s, "a=fmtp:{} {fmtp}\r\n", f.pt);
             }
         }
+        write_crypto(&mut s, negotiated.srtp.as_ref());
         let _ = write!(
             s,
             "a=ptime:20\r\na={}\r\n",
@@ -474,6 +613,15 @@ pub fn answer(offer: &Offer, session: &Session) -> Result<(String, Negotiated), 
         );
     }
     Ok((s, negotiated))
+}
+
+/// Our crypto line answering the device's (its tag and suite, our key; RFC 4568 §7.1.2).
+fn write_crypto(s: &mut String, srtp: Option<&SrtpNegotiated>) {
+    use base64::Engine as _;
+    if let Some(c) = srtp {
+        let key = base64::engine::general_purpose::STANDARD.encode(c.local_key);
+        let _ = write!(s, "a=crypto:{} {} inline:{key}\r\n", c.tag, c.suite.name());
+    }
 }
 
 /// Our offer, for a caller that sent none (an INVITE without SDP, "late offer"): every audio codec we
@@ -498,5 +646,5 @@ pub fn offer(session: &Session) -> String {
 pub fn read_answer(body: &[u8]) -> Result<Negotiated, SdpError> {
     let answer = parse(body)?;
     // Formats in an answer use our payload types; the offer's static ones need no rtpmap.
-    choose(&answer).map(|(_, negotiated)| negotiated)
+    choose(&answer, None).map(|(_, negotiated)| negotiated)
 }
