@@ -174,6 +174,14 @@ rtp_ports {rtp}-{rtp + 10}
         return sorted(self.records.glob("*dec*.wav"))
 
 
+def dial(server, tmp_path: Path, mid: str, codec: str, transport: str, video: bool = False) -> Baresip:
+    """baresip dials meeting `mid` over UDP, or over TLS with mandatory SRTP."""
+    if transport == "tls":
+        return Baresip(tmp_path, f"sip:{mid}@127.0.0.1:{server.sip_tls_port};transport=tls", codec,
+                       video=video, tls_dir=Path(server.data_dir) / "sip-tls")
+    return Baresip(tmp_path, f"sip:{mid}@127.0.0.1:{server.sip_port}", codec, video=video)
+
+
 # The room's track in the browser: a WebAudio analyser over its receiver's track; the peak frequency
 # over a second and a half of audio.
 PEAK_JS = """
@@ -220,11 +228,7 @@ def test_a_room_and_a_browser_hear_each_other(server, pw, tmp_path, codec, trans
     room = None
     try:
         att.open_and_join(server.base_url, mid)
-        if transport == "tls":
-            room = Baresip(tmp_path, f"sip:{mid}@127.0.0.1:{server.sip_tls_port};transport=tls", codec,
-                           tls_dir=Path(server.data_dir) / "sip-tls")
-        else:
-            room = Baresip(tmp_path, f"sip:{mid}@127.0.0.1:{server.sip_port}", codec)
+        room = dial(server, tmp_path, mid, codec, transport)
         poll(lambda: server.metric_sum("convene_gateway_calls_answered_total") > answered, 15,
              desc="the call to be answered")
         if transport == "tls":
@@ -261,10 +265,11 @@ def test_a_room_and_a_browser_hear_each_other(server, pw, tmp_path, codec, trans
     assert at_tone > 10 * others, (at_tone, others, rms)
 
 
-def test_a_room_and_a_browser_see_each_other(server, pw, tmp_path):
+@pytest.mark.parametrize("transport", ["udp", "tls"])
+def test_a_room_and_a_browser_see_each_other(server, pw, tmp_path, transport):
     """H.264 both ways without transcoding: the browser decodes the room's camera (baresip's test pattern
     through libx264), and the room receives the browser's camera, the meeting's only speaker, and decodes
-    it (baresip saves a decoded picture)."""
+    it (baresip saves a decoded picture). Over TLS the video (and its RTCP) is SRTP."""
     host = registered_user(server, name="Video Host")
     mid = host.new_meeting()
     sent = server.metric_sum("convene_gateway_video_packets_total")
@@ -272,7 +277,7 @@ def test_a_room_and_a_browser_see_each_other(server, pw, tmp_path):
     room = None
     try:
         att.open_and_join(server.base_url, mid)
-        room = Baresip(tmp_path, f"sip:{mid}@127.0.0.1:{server.sip_port}", "opus/48000/2", video=True)
+        room = dial(server, tmp_path, mid, "opus/48000/2", transport, video=True)
         room_id = poll(lambda: next((t["attendee_id"] for t in att.tracks() if t["source"] == "camera"), None),
                        15, desc="the room's camera track in the browser")
         flowing = wait_media_flowing(att, [(room_id, "camera"), (room_id, "audio")], timeout=25)
