@@ -27,7 +27,12 @@ pub struct CallMedia {
     pub publishes: Vec<PortPublication>,
     /// It shows the meeting's active speaker (H.264 video agreed).
     pub takes_video: bool,
+    /// The most it wants to receive (kbps, its audio included), from its offer; None: no limit said.
+    pub downlink_kbps: Option<u32>,
 }
+
+/// Room for the meeting's voices in a room's downlink (the loudest three at the guide's audio rate).
+const AUDIO_KBPS: u32 = 3 * 54;
 
 impl CallMedia {
     pub fn of(negotiated: &crate::sdp::Negotiated) -> Self {
@@ -40,6 +45,11 @@ impl CallMedia {
         Self {
             publishes,
             takes_video: negotiated.video.is_some(),
+            downlink_kbps: negotiated
+                .video
+                .as_ref()
+                .and_then(|v| v.max_kbps)
+                .map(|video| video.saturating_add(AUDIO_KBPS)),
         }
     }
 }

@@ -135,6 +135,8 @@ fn cisco_gets_g722_and_h264_video_with_bfcp_and_h224_declined() {
     );
     let video = n.video.expect("video negotiated");
     assert_eq!(video.format.pt, 126);
+    // b=TIAS:6000000 and max-br=5000 (max-fs=8160 is 1080p, no limit): the least, 5000 kbps.
+    assert_eq!(video.max_kbps, Some(5000));
     assert_eq!(video.profile_level_id().as_deref(), Some("428016"));
     assert_eq!(video.remote, Some(("192.0.2.20".parse().unwrap(), 2328)));
     // The fmtp is echoed exactly, and keyframe requests are offered both ways.
@@ -401,4 +403,36 @@ fn sdes_suites_lines_and_best_effort_srtp() {
             "{bad}"
         );
     }
+}
+
+#[test]
+fn a_small_screen_or_a_slow_line_limits_the_video_a_room_receives() {
+    let offer = |lines: &str| {
+        let text = format!(
+            "v=0\r\nc=IN IP4 192.0.2.9\r\nm=audio 4000 RTP/AVP 0\r\nm=video 4002 RTP/AVP 98\r\n{lines}\
+             a=rtpmap:98 H264/90000\r\n"
+        );
+        let (_, n) = sdp::answer(&sdp::parse(text.as_bytes()).unwrap(), &session()).unwrap();
+        n.video.map(|v| v.max_kbps)
+    };
+    // CIF (396 macroblocks) is worth about 384 kbps; b=AS is kbps, b=TIAS bit/s; the least wins.
+    // An fmtp before its rtpmap counts too (SDP does not order attributes).
+    assert_eq!(
+        offer("a=fmtp:98 packetization-mode=1;max-fs=396\r\n"),
+        Some(Some(384))
+    );
+    let fmtp = |extra: &str| {
+        format!("a=rtpmap:98 H264/90000\r\na=fmtp:98 packetization-mode=1{extra}\r\n")
+    };
+    assert_eq!(offer(&fmtp(";max-fs=396")), Some(Some(384)));
+    assert_eq!(
+        offer(&format!("b=AS:256\r\n{}", fmtp(";max-fs=3600"))),
+        Some(Some(256))
+    );
+    assert_eq!(
+        offer(&format!("b=TIAS:1500000\r\n{}", fmtp(""))),
+        Some(Some(1500))
+    );
+    assert_eq!(offer(&fmtp(";max-br=900")), Some(Some(900)));
+    assert_eq!(offer(&fmtp("")), Some(None));
 }

@@ -220,6 +220,7 @@ impl MediaPlane {
             port: PortLink {
                 deliveries: deliveries_tx,
                 takes_video: joining.takes_video,
+                downlink_kbps: joining.downlink_kbps,
             },
         };
         let handle = &self.shards[shard];
@@ -291,6 +292,9 @@ pub struct PortJoin {
     pub publishes: Vec<PortPublication>,
     /// It receives cameras and screens too; otherwise audio only.
     pub takes_video: bool,
+    /// The most it can receive (kbps): the bandwidth allocation chooses its layers within it, as for
+    /// a browser's "low bandwidth" cap. None: the best layers arriving.
+    pub downlink_kbps: Option<u32>,
 }
 
 /// The media a port attendee sends goes to its meeting's shard as commands, waking the worker.

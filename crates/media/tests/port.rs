@@ -15,7 +15,7 @@ use tokio::sync::mpsc::Receiver;
 
 /// A port attendee in meeting `meeting`, publishing audio; returns its id and its deliveries.
 fn join_port(s: &mut Sim, meeting: &str, queue: usize) -> (AttendeeId, Receiver<PortDelivery>) {
-    join_port_with(s, meeting, queue, vec![PortPublication::Audio], false)
+    join_port_with(s, meeting, queue, vec![PortPublication::Audio], false, None)
 }
 
 fn join_port_with(
@@ -24,6 +24,7 @@ fn join_port_with(
     queue: usize,
     publishes: Vec<PortPublication>,
     takes_video: bool,
+    downlink_kbps: Option<u32>,
 ) -> (AttendeeId, Receiver<PortDelivery>) {
     let id = AttendeeId::random();
     let (tx, rx) = tokio::sync::mpsc::channel(queue);
@@ -36,6 +37,7 @@ fn join_port_with(
         port: PortLink {
             deliveries: tx,
             takes_video,
+            downlink_kbps,
         },
     });
     (id, rx)
@@ -253,6 +255,7 @@ fn a_video_port_shows_its_h264_camera_and_receives_cameras_and_keyframe_requests
             },
         ],
         true,
+        None,
     );
     s.run(Duration::from_millis(200), |_| {});
     // The browser is offered the room's audio and camera.
@@ -311,4 +314,63 @@ fn a_video_port_shows_its_h264_camera_and_receives_cameras_and_keyframe_requests
     });
     s.run(Duration::from_millis(100), |_| {});
     assert!(s.clients[a].publish.as_ref().unwrap().keyframe_requests > requests_before);
+}
+
+#[test]
+fn a_room_that_asks_for_less_gets_the_simulcast_layer_that_fits() {
+    let mut s = Sim::new();
+    let a = s.join("m5", "Ada");
+    s.publish_with(a, &["h", "l"]);
+    s.connect_all();
+    let id_a = s.clients[a].id;
+    // Its offer said 80 kbps (e.g. max-fs of a small screen); another room said nothing.
+    let (_small, mut small) = join_port_with(
+        &mut s,
+        "m5",
+        4096,
+        vec![PortPublication::Audio],
+        true,
+        Some(80),
+    );
+    let (_big, mut big) =
+        join_port_with(&mut s, "m5", 4096, vec![PortPublication::Audio], true, None);
+    // "h" is about 91 kbps and "l" about 37 kbps in the sim.
+    s.run(Duration::from_millis(3000), |s| {
+        let keyframe = s.ms().is_multiple_of(500);
+        if keyframe || s.ms().is_multiple_of(35) {
+            s.send_video_layer(a, Some("l"), keyframe);
+            s.send_video_layer(a, Some("h"), keyframe);
+        }
+    });
+    let layers = |rx: &mut Receiver<PortDelivery>| -> Vec<(u16, u8)> {
+        drain(rx)
+            .into_iter()
+            .filter_map(|d| match d {
+                PortDelivery::Media {
+                    from,
+                    source: MediaSource::Camera,
+                    packet,
+                } if from == id_a => Some((packet.seq, packet.payload[3])),
+                _ => None,
+            })
+            .collect()
+    };
+    let small = layers(&mut small);
+    let big = layers(&mut big);
+    assert!(
+        small.len() > 20 && big.len() > 20,
+        "{} {}",
+        small.len(),
+        big.len()
+    );
+    assert!(
+        small.iter().rev().take(10).all(|&(_, l)| l == b'l'),
+        "{small:?}"
+    );
+    assert!(
+        big.iter().rev().take(10).all(|&(_, l)| l == b'h'),
+        "{big:?}"
+    );
+    // One continuous stream for the capped room across its switch down.
+    assert!(small.windows(2).all(|w| w[1].0 == w[0].0.wrapping_add(1)));
 }

@@ -46,6 +46,7 @@ fn arrive(plane: &MediaPlane, grant: &JoinGrant, media: &CallMedia) -> Option<At
         client: ClientType::Sip,
         publishes: media.publishes.clone(),
         takes_video: media.takes_video,
+        downlink_kbps: media.downlink_kbps,
     })
 }
 

@@ -85,6 +85,8 @@ pub struct Media {
     pub content: Option<String>,
     /// `a=crypto` lines (RFC 4568 SDES) in the device's order.
     pub crypto: Vec<Crypto>,
+    /// The line's `b=TIAS` (RFC 3890) or `b=AS` bandwidth, in kbps.
+    pub bandwidth_kbps: Option<u32>,
 }
 
 /// One `a=crypto` line: `tag suite inline:KEY||SALT[|lifetime][|MKI:len]`.
@@ -249,6 +251,9 @@ pub struct VideoNegotiated {
     pub index: usize,
     /// SDES-SRTP of the video line, when agreed.
     pub srtp: Option<SrtpNegotiated>,
+    /// The most video the device wants to receive (kbps), from its line's bandwidth and its H.264
+    /// `max-br`/`max-fs`; None if it says nothing.
+    pub max_kbps: Option<u32>,
 }
 
 impl VideoNegotiated {
@@ -256,6 +261,34 @@ impl VideoNegotiated {
     pub fn profile_level_id(&self) -> Option<String> {
         fmtp_value(self.format.fmtp.as_deref()?, "profile-level-id").map(|v| v.to_ascii_lowercase())
     }
+}
+
+/// The video rate a receiver of at most `max_fs` macroblocks per frame (RFC 6184 §8.1) can use: the
+/// usual rate of the largest picture that fits, so the speaker's simulcast layer near that size is
+/// chosen (QCIF 99, CIF 396, VGA-ish 1200, 720p 3600 macroblocks).
+fn kbps_for_frame_size(max_fs: u32) -> Option<u32> {
+    match max_fs {
+        0..=99 => Some(128),
+        100..=396 => Some(384),
+        397..=1200 => Some(768),
+        1201..=3600 => Some(2000),
+        _ => None,
+    }
+}
+
+/// The device's wish for received video, the least of: its line's bandwidth, `max-br` (RFC 6184: in
+/// units of 1000 bit/s for the VCL, close enough to kbps for a cap) and what `max-fs` implies.
+fn video_max_kbps(m: &Media, format: &Format) -> Option<u32> {
+    let fmtp = format.fmtp.as_deref().unwrap_or("");
+    let number = |name| fmtp_value(fmtp, name).and_then(|v| v.parse::<u32>().ok());
+    [
+        m.bandwidth_kbps,
+        number("max-br"),
+        number("max-fs").and_then(kbps_for_frame_size),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
 }
 
 /// One `name=value` of an fmtp line (parameters are separated by `;`, names are case-insensitive).
@@ -290,6 +323,7 @@ fn choose_video(offer: &Offer, keys: Option<&SrtpKeys>) -> Option<VideoNegotiate
     })?;
     let ip = m.connection.or(offer.connection);
     Some(VideoNegotiated {
+        max_kbps: video_max_kbps(m, format),
         format: format.clone(),
         remote: ip.filter(|ip| !ip.is_unspecified()).map(|ip| (ip, m.port)),
         direction: m.direction,
@@ -372,6 +406,7 @@ pub fn parse(body: &[u8]) -> Result<Offer, SdpError> {
                     connection: None,
                     content: None,
                     crypto: Vec::new(),
+                    bandwidth_kbps: None,
                 });
             }
             "a" => {
@@ -380,6 +415,13 @@ pub fn parse(body: &[u8]) -> Result<Offer, SdpError> {
                 };
                 attribute(m, value);
             }
+            "b" => {
+                // Media-level only: a session-level b= covers every line together.
+                if let (Some(m), Some(kbps)) = (offer.media.last_mut(), bandwidth(value)) {
+                    // TIAS is the more precise of the two (RFC 3890); keep the smaller if both appear.
+                    m.bandwidth_kbps = Some(m.bandwidth_kbps.map_or(kbps, |b| b.min(kbps)));
+                }
+            }
             _ => {}
         }
     }
@@ -387,6 +429,18 @@ pub fn parse(body: &[u8]) -> Result<Offer, SdpError> {
         return Err(SdpError::NoMedia);
     }
     Ok(offer)
+}
+
+/// `TIAS:6000000` (bits/s) or `AS:768` (kbps), in kbps.
+fn bandwidth(value: &str) -> Option<u32> {
+    let (kind, n) = value.split_once(':')?;
+    let n: u64 = n.trim().parse().ok()?;
+    let kbps = match kind.trim() {
+        "TIAS" => n / 1000,
+        "AS" => n,
+        _ => return None,
+    };
+    Some(kbps.min(u64::from(u32::MAX)) as u32)
 }
 
 /// `1 AES_CM_128_HMAC_SHA1_80 inline:KEYSALT|2^20|1:32 [session params]`; None if unreadable.
@@ -466,8 +520,17 @@ fn attribute(m: &mut Media, value: &str) {
             let Ok(pt) = pt.trim().parse::<u8>() else {
                 return;
             };
-            if let Some(f) = m.formats.iter_mut().find(|f| f.pt == pt) {
-                f.fmtp = Some(params.trim().to_owned());
+            match m.formats.iter_mut().find(|f| f.pt == pt) {
+                Some(f) => f.fmtp = Some(params.trim().to_owned()),
+                // Before its rtpmap (SDP does not order attributes): kept until the rtpmap names it;
+                // nameless, it matches no codec if none comes.
+                None => m.formats.push(Format {
+                    pt,
+                    name: String::new(),
+                    clock: 0,
+                    params: None,
+                    fmtp: Some(params.trim().to_owned()),
+                }),
             }
         }
         _ => {}

@@ -325,6 +325,11 @@ impl Shard {
                     signal,
                 );
                 if let Some(&idx) = self.attendee_by_id.get(&attendee) {
+                    let cap = self.attendees[idx]
+                        .port
+                        .as_ref()
+                        .and_then(|p| p.downlink_kbps);
+                    self.attendees[idx].downlink_cap_kbps = cap;
                     self.open_port_publications(now, idx, &publishes);
                 }
             }

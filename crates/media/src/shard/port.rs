@@ -29,6 +29,9 @@ pub struct PortLink {
     /// It receives cameras and screens too (a video-capable bridged call); otherwise audio only,
     /// so nobody is asked for keyframes on its behalf.
     pub takes_video: bool,
+    /// What its device can receive (kbps), a cap on its allocation like a browser's own; None: the
+    /// best layers arriving (an in-process port has no link to estimate).
+    pub downlink_kbps: Option<u32>,
 }
 
 /// The RTP parameters a port's audio is forwarded with: the Opus every WebRTC client negotiates
