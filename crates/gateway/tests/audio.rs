@@ -27,6 +27,7 @@ fn device_audio(codec: Codec) -> DeviceAudio {
         codec,
         payload_type,
         clock,
+        comfort_noise: None,
     }
 }
 
@@ -915,4 +916,87 @@ fn a_new_prompt_replaces_the_one_playing() {
     let ticks = tick_through_prompt(&mut b, t0, 10, &mut ear, &mut meeting_ear);
     assert_eq!(ticks, prompt_ticks(Prompt::Joining));
     assert_eq!(b.stats().prompt_frames, 10 + ticks as u64);
+}
+
+/// RFC 3389 comfort noise, both ways, for a G.711 device that agreed CN (payload type 13).
+#[test]
+fn comfort_noise_fills_the_devices_pauses_and_stands_for_the_meetings_silence() {
+    let device = DeviceAudio {
+        comfort_noise: Some(13),
+        ..device_audio(Codec::Pcmu)
+    };
+    let mut b = AudioBridge::new(device, OUR_SSRC).unwrap();
+    let t0 = Instant::now();
+    let mut to_device = Vec::new();
+    let mut sent = Vec::new();
+    let mut meeting_levels = Vec::new();
+    let mut speaker = Speaker::new(500);
+    for k in 0..200usize {
+        let now = t0 + TICK * k as u32;
+        let ts = (k as u32) * 160;
+        if k < 10 {
+            // The device talks (a loud tone), then stops and sends one CN packet: its room at -50 dBov.
+            let pcm = tone(440.0, 8000, k * 160, 160, 8000.0);
+            let payload: Vec<u8> = pcm.iter().map(|&x| ezk_g711::mulaw::encode(x)).collect();
+            b.device_rtp(now, &rtp(0, k as u16, ts, 0x1234, &payload));
+        } else if k == 10 {
+            b.device_rtp(now, &rtp(13, k as u16, ts, 0x1234, &[50]));
+        }
+        // The meeting is silent until frame 120, then someone talks.
+        if k >= 120 {
+            let (seq, ts, payload) = speaker.frame(1000.0, k - 120);
+            b.meeting_audio(now, 1, seq, ts, &payload);
+        }
+        if let Some(frame) = b.tick(now, &mut to_device) {
+            meeting_levels.push(frame.level);
+        }
+        if !to_device.is_empty() {
+            sent.push((k, to_device.clone()));
+        }
+    }
+    // Device -> meeting: in its pause the meeting hears noise near -50 dBov, not dead silence (127).
+    let pause = &meeting_levels[40..100];
+    assert!(pause.iter().all(|&l| (45..=56).contains(&l)), "{pause:?}");
+    assert_eq!(b.stats().device_comfort_noise, 1);
+    assert_eq!(b.stats().device_other_pt, 0);
+
+    // Meeting -> device: while silent, a CN packet every 10 frames (not 50 packets a second)...
+    let cn: Vec<usize> = sent
+        .iter()
+        .filter(|(_, p)| p[1] & 0x7f == 13)
+        .map(|(k, _)| *k)
+        .collect();
+    assert_eq!(cn.first(), Some(&0));
+    assert!(cn.windows(2).all(|w| w[1] - w[0] == 10), "{cn:?}");
+    assert!(
+        sent.iter()
+            .filter(|(k, _)| *k < 120)
+            .all(|(_, p)| p[1] & 0x7f == 13)
+    );
+    assert!(
+        sent.iter()
+            .filter(|(_, p)| p[1] & 0x7f == 13)
+            .all(|(_, p)| p[12..] == [80])
+    );
+    // ...with the timestamps of the time that passed; then the talkspurt, marker bit on its first packet.
+    let ts_of = |p: &[u8]| u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+    assert_eq!(ts_of(&sent[1].1).wrapping_sub(ts_of(&sent[0].1)), 10 * 160);
+    let first_audio = sent
+        .iter()
+        .position(|(_, p)| p[1] & 0x7f == 0)
+        .expect("audio after the silence");
+    assert_eq!(
+        sent[first_audio].1[1] & 0x80,
+        0x80,
+        "marker on the talkspurt's first packet"
+    );
+    assert_eq!(sent[first_audio + 1].1[1] & 0x80, 0);
+    assert!(sent[first_audio..].iter().all(|(_, p)| p[1] & 0x7f == 0));
+    // Sequence numbers stay consecutive across CN and audio.
+    let seq_of = |p: &[u8]| u16::from_be_bytes([p[2], p[3]]);
+    assert!(
+        sent.windows(2)
+            .all(|w| seq_of(&w[1].1) == seq_of(&w[0].1).wrapping_add(1))
+    );
+    assert_eq!(b.stats().comfort_noise_to_device, cn.len() as u64);
 }

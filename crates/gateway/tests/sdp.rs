@@ -436,3 +436,24 @@ fn a_small_screen_or_a_slow_line_limits_the_video_a_room_receives() {
     assert_eq!(offer(&fmtp(";max-br=900")), Some(Some(900)));
     assert_eq!(offer(&fmtp("")), Some(None));
 }
+
+#[test]
+fn comfort_noise_is_echoed_beside_g711_and_g722_only() {
+    let answer =
+        |offer: &str| sdp::answer(&sdp::parse(offer.as_bytes()).unwrap(), &session()).unwrap();
+    let (text, n) = answer(
+        "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 4000 RTP/AVP 0 13 101\r\na=rtpmap:101 telephone-event/8000\r\n",
+    );
+    assert_eq!(n.comfort_noise, Some(13));
+    assert_eq!(m_lines(&text), vec!["m=audio 20000 RTP/AVP 0 101 13"]);
+    assert!(text.contains("a=rtpmap:13 CN/8000\r\n"));
+    // A dynamic CN/8000 is found by its rtpmap; CN/16000 does not go with G.722's 8000 Hz RTP clock.
+    let (_, n) = answer("v=0\r\nm=audio 4000 RTP/AVP 9 118\r\na=rtpmap:118 CN/8000\r\n");
+    assert_eq!(n.comfort_noise, Some(118));
+    let (_, n) = answer("v=0\r\nm=audio 4000 RTP/AVP 9 119\r\na=rtpmap:119 CN/16000\r\n");
+    assert_eq!(n.comfort_noise, None);
+    // Opus has its own comfort noise.
+    let (text, n) = answer("v=0\r\nm=audio 4000 RTP/AVP 96 13\r\na=rtpmap:96 opus/48000/2\r\n");
+    assert_eq!((n.codec, n.comfort_noise), (Codec::Opus, None));
+    assert_eq!(m_lines(&text), vec!["m=audio 20000 RTP/AVP 96"]);
+}

@@ -38,6 +38,7 @@
 //! counted drop concealed like a loss.
 
 pub mod codec;
+pub mod comfort;
 pub mod jitter;
 pub mod level;
 pub mod mix;
@@ -100,6 +101,8 @@ pub struct DeviceAudio {
     pub payload_type: u8,
     /// The RTP clock from the `rtpmap` (checked against the codec's).
     pub clock: u32,
+    /// RFC 3389 comfort noise payload type, when agreed (G.711, G.722).
+    pub comfort_noise: Option<u8>,
 }
 
 impl From<&Negotiated> for DeviceAudio {
@@ -108,6 +111,7 @@ impl From<&Negotiated> for DeviceAudio {
             codec: n.codec,
             payload_type: n.format.pt,
             clock: n.format.clock,
+            comfort_noise: n.comfort_noise,
         }
     }
 }
@@ -164,6 +168,9 @@ pub struct BridgeStats {
     pub internal_errors: u64,
     /// Frames sent to the device that carried a prompt instead of the meeting's mix.
     pub prompt_frames: u64,
+    /// Comfort noise packets the device sent (RFC 3389), and that we sent it.
+    pub device_comfort_noise: u64,
+    pub comfort_noise_to_device: u64,
 }
 
 /// A prompt being spoken to the device.
@@ -180,6 +187,8 @@ struct Filled {
     decoded: u64,
     concealed: u64,
     malformed: u64,
+    /// Some of the frame was silence (nothing to play: a pause in the stream).
+    silent: bool,
 }
 
 /// One incoming stream: its jitter buffer, decoder, and decoded audio not played yet.
@@ -232,6 +241,7 @@ impl Stream {
                     filled.concealed += 1;
                 }
                 Playout::Silence => {
+                    filled.silent = true;
                     self.decoder.pause();
                     let missing = out.len() - self.pending.len();
                     self.pending.extend(std::iter::repeat_n(0, missing));
@@ -279,6 +289,12 @@ pub struct AudioBridge {
     device_timestamp: u32,
     first_to_device: bool,
 
+    // Comfort noise: the level the device last announced (played in its pauses), how long the mix
+    // has been silent (frames), and the noise source.
+    device_noise: Option<u8>,
+    silent_frames: u32,
+    noise: fastrand::Rng,
+
     // Prompts -> device (they join the meeting -> device path at 48 kHz, in place of the mix).
     prompt: Option<Playing>,
     prompt_pcm: Vec<i16>,
@@ -325,6 +341,9 @@ impl AudioBridge {
             device_seq: fastrand::u16(..),
             device_timestamp: fastrand::u32(..),
             first_to_device: true,
+            device_noise: None,
+            silent_frames: 0,
+            noise: fastrand::Rng::new(),
             prompt: None,
             prompt_pcm: vec![0; samples_per_frame(PROMPT_RATE)],
             prompt_upsample: Resampler::new(PROMPT_RATE, MEETING_RATE)?,
@@ -366,6 +385,12 @@ impl AudioBridge {
         };
         if packet.header.version != 2 {
             self.stats.device_malformed += 1;
+            return;
+        }
+        if Some(packet.header.payload_type) == self.device.comfort_noise {
+            // The device went quiet and says how loud its room is: played in the pause that follows.
+            self.stats.device_comfort_noise += 1;
+            self.device_noise = comfort::level_of(&packet.payload);
             return;
         }
         if packet.header.payload_type != self.device.payload_type {
@@ -469,6 +494,25 @@ impl AudioBridge {
         // The meeting was decoded above even when a prompt covers it: its jitter buffers keep
         // draining, so the live mix follows the prompt without a backlog.
         self.prompt_over_mix();
+        if let Some(cn) = self.device.comfort_noise {
+            if self.mixed.iter().all(|&s| s == 0) {
+                self.silent_frames = self.silent_frames.saturating_add(1);
+                // Silence: a CN packet now and then instead of encoded silence every 20 ms.
+                if (self.silent_frames - 1).is_multiple_of(comfort::CN_EVERY_FRAMES) {
+                    self.write_to_device(cn, &[comfort::MEETING_SILENCE_LEVEL], out);
+                    self.stats.comfort_noise_to_device += 1;
+                }
+                self.device_timestamp = self
+                    .device_timestamp
+                    .wrapping_add(rtp_clock(self.device.codec) / 50);
+                return;
+            }
+            if self.silent_frames > 0 {
+                // The talkspurt after a pause starts with the marker bit (RFC 3551 §4.1).
+                self.silent_frames = 0;
+                self.first_to_device = true;
+            }
+        }
         if self
             .downsample
             .process(&self.mixed, &mut self.device_out_pcm)
@@ -505,6 +549,26 @@ impl AudioBridge {
         self.stats.frames_to_device += 1;
     }
 
+    /// One packet for the device that is not audio of its codec (a CN packet): header and payload.
+    fn write_to_device(&mut self, pt: u8, payload: &[u8], out: &mut Vec<u8>) {
+        let header = Header {
+            version: 2,
+            payload_type: pt,
+            sequence_number: self.device_seq,
+            timestamp: self.device_timestamp,
+            ssrc: self.ssrc,
+            ..Default::default()
+        };
+        out.resize(RTP_HEADER_LEN, 0);
+        if header.marshal_to(&mut out[..]).is_err() {
+            self.stats.internal_errors += 1;
+            out.clear();
+            return;
+        }
+        out.extend_from_slice(payload);
+        self.device_seq = self.device_seq.wrapping_add(1);
+    }
+
     /// If a prompt is playing, put its next 20 ms (at 48 kHz) in place of the mix.
     fn prompt_over_mix(&mut self) {
         let Some(playing) = self.prompt.as_mut() else {
@@ -539,6 +603,12 @@ impl AudioBridge {
         self.stats.device_decoded += filled.decoded;
         self.stats.device_concealed += filled.concealed;
         self.stats.device_malformed += filled.malformed;
+        if let Some(level) = self
+            .device_noise
+            .filter(|_| filled.silent && filled.decoded == 0)
+        {
+            comfort::generate(level, &mut self.noise, &mut self.device_pcm);
+        }
         if self
             .upsample
             .process(&self.device_pcm, &mut self.meeting_pcm)

@@ -229,6 +229,9 @@ pub struct Negotiated {
     pub format: Format,
     /// RFC 4733 telephone-event payload type, if the device offered it.
     pub telephone_event: Option<u8>,
+    /// RFC 3389 comfort noise payload type (`CN/8000`), if the device offered it beside an 8 kHz-clock
+    /// codec (Opus has its own).
+    pub comfort_noise: Option<u8>,
     /// Where the device wants its audio (None: on hold with 0.0.0.0, or not given).
     pub remote: Option<(IpAddr, u16)>,
     pub direction: Direction,
@@ -337,6 +340,7 @@ fn static_format(pt: u8) -> Option<Format> {
         0 => ("PCMU", 8000),
         8 => ("PCMA", 8000),
         9 => ("G722", 8000),
+        13 => ("CN", 8000),
         _ => return None,
     };
     Some(Format {
@@ -580,6 +584,13 @@ pub fn choose(offer: &Offer, keys: Option<&SrtpKeys>) -> Result<(usize, Negotiat
                     .filter(|f| m.fmts.iter().any(|x| x.parse::<u8>() == Ok(f.pt)))
                     .min_by_key(|f| f.clock != format.clock)
                     .map(|f| f.pt);
+                let comfort_noise = m
+                    .formats
+                    .iter()
+                    .filter(|f| f.name.eq_ignore_ascii_case("CN") && f.clock == 8000)
+                    .filter(|_| format.clock == 8000 && codec != Codec::Opus)
+                    .find(|f| m.fmts.iter().any(|x| x.parse::<u8>() == Ok(f.pt)))
+                    .map(|f| f.pt);
                 let ip = m.connection.or(offer.connection);
                 let remote = ip.filter(|ip| !ip.is_unspecified()).map(|ip| (ip, m.port));
                 return Ok((
@@ -588,6 +599,7 @@ pub fn choose(offer: &Offer, keys: Option<&SrtpKeys>) -> Result<(usize, Negotiat
                         codec,
                         format: format.clone(),
                         telephone_event,
+                        comfort_noise,
                         remote,
                         direction: m.direction,
                         video: choose_video(offer, keys).map(Box::new),
@@ -614,9 +626,11 @@ pub fn answer(offer: &Offer, session: &Session) -> Result<(String, Negotiated), 
         session.version,
         ip = session.ip
     );
-    let event_format = negotiated
-        .telephone_event
-        .and_then(|pt| offer.media[chosen].formats.iter().find(|f| f.pt == pt));
+    let extra_formats: Vec<&Format> = [negotiated.telephone_event, negotiated.comfort_noise]
+        .into_iter()
+        .flatten()
+        .filter_map(|pt| offer.media[chosen].formats.iter().find(|f| f.pt == pt))
+        .collect();
     for (i, m) in offer.media.iter().enumerate() {
         if let Some(video) = negotiated.video.as_ref().filter(|v| v.index == i) {
             let f = &video.format;
@@ -654,11 +668,11 @@ pub fn answer(offer: &Offer, session: &Session) -> Result<(String, Negotiated), 
         }
         let f = &negotiated.format;
         let mut pts = f.pt.to_string();
-        if let Some(ev) = event_format {
-            let _ = write!(pts, " {}", ev.pt);
+        for extra in &extra_formats {
+            let _ = write!(pts, " {}", extra.pt);
         }
         let _ = write!(s, "m=audio {} {} {pts}\r\n", session.port, m.proto);
-        for f in std::iter::once(f).chain(event_format) {
+        for f in std::iter::once(f).chain(extra_formats.iter().copied()) {
             let _ = write!(s, "a=rtpmap:{} {}/{}", f.pt, f.name, f.clock);
             if let Some(p) = &f.params {
                 let _ = write!(s, "/{p}");
