@@ -13,6 +13,7 @@ fn session() -> Session {
         version: 1,
         ip: "127.0.0.1".parse::<IpAddr>().unwrap(),
         port: 20000,
+        srtp: None,
     }
 }
 
@@ -225,4 +226,33 @@ fn every_device_offer_is_answered_line_for_line() {
         let back = sdp::parse(answer.as_bytes()).unwrap();
         assert_eq!(back.media.len(), offer.media.len(), "{name}");
     }
+}
+
+#[test]
+fn cisco_e20_over_tls_gets_srtp_on_both_lines_from_its_plain_crypto_lines() {
+    let keys = sdp::SrtpKeys {
+        audio: [1; sdp::SRTP_KEY_LEN],
+        video: [2; sdp::SRTP_KEY_LEN],
+    };
+    let tls = Session {
+        srtp: Some(keys),
+        ..session()
+    };
+    let (answer, n) = sdp::answer(&offer("cisco-e20-te4.1.1.sdp"), &tls).unwrap();
+    // Best-effort SRTP (crypto on RTP/AVP): tag 0, the first _80 line without session parameters
+    // (tag 1 asks for UNENCRYPTED_SRTCP, which we do not apply).
+    let audio = n.srtp.expect("audio SRTP");
+    assert_eq!(
+        (audio.tag, audio.suite),
+        (0, sdp::SrtpSuite::AesCm128HmacSha1_80)
+    );
+    let video = n.video.expect("video").srtp.expect("video SRTP");
+    assert_eq!((video.tag, video.local_key), (0, [2; sdp::SRTP_KEY_LEN]));
+    assert_eq!(
+        answer
+            .matches("a=crypto:0 AES_CM_128_HMAC_SHA1_80 inline:")
+            .count(),
+        2
+    );
+    assert!(answer.contains("m=audio 20000 RTP/AVP "));
 }

@@ -98,6 +98,9 @@ pub struct Crypto {
     pub key: Vec<u8>,
     /// An MKI was given (`|MKI:len`): we do not use MKIs, so such a line is not taken.
     pub mki: bool,
+    /// Session parameters follow the key (e.g. `UNENCRYPTED_SRTCP`, RFC 4568 §6.3): we apply none,
+    /// so such a line is not taken.
+    pub session_params: bool,
 }
 
 /// SRTP suites we take (RFC 4568 §6.2), strongest authentication first.
@@ -160,7 +163,7 @@ fn choose_crypto(m: &Media, local: &[u8; SRTP_KEY_LEN]) -> Option<SrtpNegotiated
         let c = m
             .crypto
             .iter()
-            .find(|c| c.suite.eq_ignore_ascii_case(suite.name()) && !c.mki)?;
+            .find(|c| c.suite.eq_ignore_ascii_case(suite.name()) && !c.mki && !c.session_params)?;
         Some(SrtpNegotiated {
             tag: c.tag,
             suite,
@@ -465,6 +468,7 @@ fn crypto(value: &str) -> Option<Crypto> {
         suite,
         key,
         mki,
+        session_params: parts.next().is_some(),
     })
 }
 
