@@ -23,7 +23,7 @@ use crate::call::CallId;
 use crate::metrics::GatewayMetrics;
 use crate::net::Input;
 use crate::sdp::{Direction, Negotiated, SrtpNegotiated, VideoNegotiated};
-use crate::srtp::SrtpPair;
+use crate::srtp::{self, SrtpPair};
 use crate::video::{VideoAction, VideoRelay};
 
 /// A call's sockets: audio RTP, video RTP and video RTCP (the device's keyframe requests).
@@ -73,19 +73,14 @@ pub(crate) async fn run(
         tokio::select! {
             r = socket.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { break };
-                let mut packet = &buf[..n];
-                let clear;
-                if let Some(srtp) = bridged.as_mut().and_then(|b| b.audio_srtp.as_mut()) {
-                    let Some(p) = srtp.unprotect_rtp(packet) else {
-                        metrics.refused.with_label_values(&["srtp"]).inc();
-                        continue;
-                    };
-                    clear = p;
-                    packet = &clear;
-                }
+                let srtp = bridged.as_mut().and_then(|b| b.audio_srtp.as_mut());
+                let Some(packet) = srtp::unprotect(srtp, &buf[..n], false) else {
+                    metrics.refused.with_label_values(&["srtp"]).inc();
+                    continue;
+                };
                 if let Some(b) = bridged.as_mut() {
                     let started = Instant::now();
-                    b.device_packet(started, from, packet);
+                    b.device_packet(started, from, &packet);
                     metrics.transcode_seconds.inc_by(started.elapsed().as_secs_f64());
                 }
                 // DTMF and reception statistics are the signaling core's.
@@ -372,17 +367,9 @@ impl Bridged {
         if packet.len() > 1 && (200..=204).contains(&packet[1]) {
             return self.device_video_rtcp(from, packet, metrics);
         }
-        let clear;
-        let packet = match video.srtp.as_mut() {
-            Some(srtp) => {
-                let Some(p) = srtp.unprotect_rtp(packet) else {
-                    metrics.refused.with_label_values(&["srtp"]).inc();
-                    return;
-                };
-                clear = p;
-                &clear[..]
-            }
-            None => packet,
+        let Some(packet) = srtp::unprotect(video.srtp.as_mut(), packet, false) else {
+            metrics.refused.with_label_values(&["srtp"]).inc();
+            return;
         };
         video.latched = Some(from);
         if !video.sends {
@@ -392,7 +379,7 @@ impl Bridged {
             .video_packets
             .with_label_values(&["to_meeting"])
             .inc();
-        let (Some(packet), Some(port)) = (video.relay.device_rtp(packet), &self.port) else {
+        let (Some(packet), Some(port)) = (video.relay.device_rtp(&packet), &self.port) else {
             return;
         };
         port.sink.send(PortMedia {
@@ -406,20 +393,12 @@ impl Bridged {
         let Some(video) = self.video.as_mut() else {
             return;
         };
-        let clear;
-        let packet = match video.srtp.as_mut() {
-            Some(srtp) => {
-                let Some(p) = srtp.unprotect_rtcp(packet) else {
-                    metrics.refused.with_label_values(&["srtp"]).inc();
-                    return;
-                };
-                clear = p;
-                &clear[..]
-            }
-            None => packet,
+        let Some(packet) = srtp::unprotect(video.srtp.as_mut(), packet, true) else {
+            metrics.refused.with_label_values(&["srtp"]).inc();
+            return;
         };
         video.rtcp_latched = Some(from);
-        if video.relay.device_rtcp(packet) {
+        if video.relay.device_rtcp(&packet) {
             let action = video.relay.device_wants_keyframe();
             self.act(action);
         }

@@ -76,6 +76,21 @@ impl SrtpPair {
     }
 }
 
+/// A packet from the device in the clear: unprotected when the line has SRTP, as it came otherwise.
+/// None if SRTP is agreed and the packet does not authenticate.
+pub fn unprotect<'a>(
+    srtp: Option<&mut SrtpPair>,
+    packet: &'a [u8],
+    rtcp: bool,
+) -> Option<std::borrow::Cow<'a, [u8]>> {
+    use std::borrow::Cow;
+    match srtp {
+        None => Some(Cow::Borrowed(packet)),
+        Some(s) if rtcp => s.unprotect_rtcp(packet).map(Cow::Owned),
+        Some(s) => s.unprotect_rtp(packet).map(Cow::Owned),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
