@@ -435,6 +435,13 @@ fn a_small_screen_or_a_slow_line_limits_the_video_a_room_receives() {
     );
     assert_eq!(offer(&fmtp(";max-br=900")), Some(Some(900)));
     assert_eq!(offer(&fmtp("")), Some(None));
+    // Without max-fs, the profile's level says the largest frame: level 1.3 (0d) is CIF, 3.1 (1f) 720p,
+    // 4.0 (28) more than we cap; an explicit max-fs overrides it.
+    assert_eq!(offer(&fmtp(";profile-level-id=42e00d")), Some(Some(384)));
+    assert_eq!(offer(&fmtp(";profile-level-id=42e01f")), Some(Some(2000)));
+    assert_eq!(offer(&fmtp(";profile-level-id=640028")), Some(None));
+    assert_eq!(offer(&fmtp(";profile-level-id=42e00d;max-fs=3600")), Some(Some(2000)));
+    assert_eq!(offer(&fmtp(";profile-level-id=zz")), Some(None));
 }
 
 #[test]

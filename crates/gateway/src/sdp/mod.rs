@@ -282,15 +282,35 @@ fn kbps_for_frame_size(max_fs: u32) -> Option<u32> {
     }
 }
 
+/// The largest frame (macroblocks) an H.264 level allows (ITU-T H.264 Table A-1, MaxFS), from the
+/// `level_idc` byte of `profile-level-id`; level 1b (11 with constraint_set3) is 99 like level 1.
+fn level_max_frame_size(profile_level_id: &str) -> Option<u32> {
+    let level_idc = u8::from_str_radix(profile_level_id.get(4..6)?, 16).ok()?;
+    Some(match level_idc {
+        9 | 10 => 99,
+        11..=20 => 396,
+        21 => 792,
+        22 | 30 => 1620,
+        31 => 3600,
+        32 => 5120,
+        40 | 41 => 8192,
+        42 => 8704,
+        _ => return None,
+    })
+}
+
 /// The device's wish for received video, the least of: its line's bandwidth, `max-br` (RFC 6184: in
-/// units of 1000 bit/s for the VCL, close enough to kbps for a cap) and what `max-fs` implies.
+/// units of 1000 bit/s for the VCL, close enough to kbps for a cap), and what its largest frame implies:
+/// `max-fs` if given (RFC 6184 §8.1: it may only raise the level's), else its level's.
 fn video_max_kbps(m: &Media, format: &Format) -> Option<u32> {
     let fmtp = format.fmtp.as_deref().unwrap_or("");
     let number = |name| fmtp_value(fmtp, name).and_then(|v| v.parse::<u32>().ok());
+    let frame_size = number("max-fs")
+        .or_else(|| fmtp_value(fmtp, "profile-level-id").and_then(level_max_frame_size));
     [
         m.bandwidth_kbps,
         number("max-br"),
-        number("max-fs").and_then(kbps_for_frame_size),
+        frame_size.and_then(kbps_for_frame_size),
     ]
     .into_iter()
     .flatten()
