@@ -215,7 +215,7 @@ struct Bridged {
     bridge: AudioBridge,
     port: Option<AttendeePort>,
     /// Where the device's packets come from (symmetric RTP), once one has.
-    latched: Option<SocketAddr>,
+    latched: Latch,
     /// Where its SDP says it listens, and whether it wants to receive at all.
     remote: Option<SocketAddr>,
     receives: bool,
@@ -234,9 +234,9 @@ struct Bridged {
 struct CallVideo {
     relay: VideoRelay,
     /// Latched from the device's packets (symmetric RTP), else its SDP address.
-    latched: Option<SocketAddr>,
+    latched: Latch,
     remote: Option<SocketAddr>,
-    rtcp_latched: Option<SocketAddr>,
+    rtcp_latched: Latch,
     receives: bool,
     sends: bool,
     /// A keyframe request for the device, waiting to be sent on the RTCP socket.
@@ -249,9 +249,9 @@ impl CallVideo {
     fn new(video: &VideoNegotiated) -> Self {
         let mut v = Self {
             relay: VideoRelay::new(video.format.pt, fastrand::u32(..)),
-            latched: None,
+            latched: Latch::default(),
             remote: None,
-            rtcp_latched: None,
+            rtcp_latched: Latch::default(),
             receives: true,
             sends: true,
             keyframe_request: None,
@@ -269,16 +269,32 @@ impl CallVideo {
 
     fn destination(&self) -> Option<SocketAddr> {
         self.receives
-            .then_some(self.latched.or(self.remote))
+            .then_some(self.latched.addr().or(self.remote))
             .flatten()
     }
 
     /// The device's RTCP: where it comes from, or RFC 3550's video port + 1.
     fn rtcp_destination(&self) -> Option<SocketAddr> {
-        self.rtcp_latched.or_else(|| {
-            let rtp = self.latched.or(self.remote)?;
+        self.rtcp_latched.addr().or_else(|| {
+            let rtp = self.latched.addr().or(self.remote)?;
             Some(SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1)))
         })
+    }
+}
+
+/// Symmetric RTP (RFC 4961) with the signaling core's rule: the first source a stream's packets come
+/// from is the device's, and packets from anywhere else are ignored.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Latch(Option<SocketAddr>);
+
+impl Latch {
+    /// Whether a packet from `from` is the device's (latching the first source seen).
+    fn accept(&mut self, from: SocketAddr) -> bool {
+        *self.0.get_or_insert(from) == from
+    }
+
+    fn addr(&self) -> Option<SocketAddr> {
+        self.0
     }
 }
 
@@ -316,7 +332,7 @@ impl Bridged {
         let mut b = Self {
             bridge,
             port,
-            latched: None,
+            latched: Latch::default(),
             remote: None,
             receives: true,
             sends: true,
@@ -371,7 +387,9 @@ impl Bridged {
             metrics.refused.with_label_values(&["srtp"]).inc();
             return;
         };
-        video.latched = Some(from);
+        if !video.latched.accept(from) {
+            return; // another source's packets (counted by the signaling core for audio)
+        }
         if !video.sends {
             return;
         }
@@ -397,7 +415,9 @@ impl Bridged {
             metrics.refused.with_label_values(&["srtp"]).inc();
             return;
         };
-        video.rtcp_latched = Some(from);
+        if !video.rtcp_latched.accept(from) {
+            return;
+        }
         if video.relay.device_rtcp(&packet) {
             let action = video.relay.device_wants_keyframe();
             self.act(action);
@@ -415,11 +435,15 @@ impl Bridged {
         if !self.receives {
             return None;
         }
-        self.latched.or(self.remote)
+        self.latched.addr().or(self.remote)
     }
 
     fn device_packet(&mut self, now: Instant, from: SocketAddr, packet: &[u8]) {
-        self.latched = Some(from);
+        if !self.latched.accept(from) {
+            // Not the device: the core counts it (rtp_foreign_source); nothing of it is played or
+            // followed, so nobody on the path can inject audio or steal the return stream.
+            return;
+        }
         if self.sends {
             self.bridge.device_rtp(now, packet);
         }
@@ -519,5 +543,22 @@ impl Bridged {
                 payload: frame.payload.into(),
             },
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_source_is_the_device_and_no_other_is_taken() {
+        let device: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        let other: SocketAddr = "192.0.2.66:4000".parse().unwrap();
+        let mut latch = Latch::default();
+        assert_eq!(latch.addr(), None);
+        assert!(latch.accept(device));
+        assert!(!latch.accept(other));
+        assert!(latch.accept(device));
+        assert_eq!(latch.addr(), Some(device));
     }
 }

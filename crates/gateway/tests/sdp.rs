@@ -440,7 +440,10 @@ fn a_small_screen_or_a_slow_line_limits_the_video_a_room_receives() {
     assert_eq!(offer(&fmtp(";profile-level-id=42e00d")), Some(Some(384)));
     assert_eq!(offer(&fmtp(";profile-level-id=42e01f")), Some(Some(2000)));
     assert_eq!(offer(&fmtp(";profile-level-id=640028")), Some(None));
-    assert_eq!(offer(&fmtp(";profile-level-id=42e00d;max-fs=3600")), Some(Some(2000)));
+    assert_eq!(
+        offer(&fmtp(";profile-level-id=42e00d;max-fs=3600")),
+        Some(Some(2000))
+    );
     assert_eq!(offer(&fmtp(";profile-level-id=zz")), Some(None));
 }
 
