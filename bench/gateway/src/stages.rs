@@ -70,6 +70,10 @@ pub struct WhatIf {
     /// and libopus codes only the band the device has.
     pub opus_encode_device_rate_us: f64,
     pub opus_encode_device_rate_complexity5_us: f64,
+    /// The bridge's encoder on a silent room (noise at about -70 dBov): what every muted or quiet
+    /// device costs today, since the bridge encodes every frame and leaves dropping silence to its
+    /// caller.
+    pub opus_encode_silence_us: f64,
     /// A meeting speaker decoded straight to the device's rate: no downsampling, a smaller mix.
     pub opus_decode_device_rate_us: f64,
     /// A call's sum with Opus at the device's rate both ways (no resamplers; mix and level as
@@ -229,6 +233,11 @@ pub fn measure(
     let opus_encode_complexity5_us = encode_with(&meeting_pcm, MEETING_RATE, Some(5))?;
     let opus_encode_device_rate_us = encode_with(&device_pcm, rate, None)?;
     let opus_encode_device_rate_complexity5_us = encode_with(&device_pcm, rate, Some(5))?;
+    let mut rng = fastrand::Rng::with_seed(9);
+    let hush: Vec<Vec<i16>> = (0..len)
+        .map(|_| (0..MEETING_FRAME).map(|_| rng.i16(-10..=10)).collect())
+        .collect();
+    let opus_encode_silence_us = encode_with(&hush, MEETING_RATE, None)?;
     let mut low = opus::Decoder::new(rate, opus::Channels::Mono)?;
     let mut out_low = vec![0i16; rate as usize / 50 * 6];
     let opus_decode_device_rate_us = per_frame(frames, |i| {
@@ -245,6 +254,7 @@ pub fn measure(
         opus_encode_complexity5_us,
         opus_encode_device_rate_us,
         opus_encode_device_rate_complexity5_us,
+        opus_encode_silence_us,
         opus_decode_device_rate_us,
         per_call_device_rate_us: device_rate_rest + opus_encode_device_rate_us,
         per_call_device_rate_complexity5_us: device_rate_rest
