@@ -1,0 +1,82 @@
+//! The benchmark's machinery works: frames flow through a few bridges and the numbers it reports are
+//! sane. No timing is asserted (performance is measured by `bench/run --gateway`, not tested).
+
+use std::time::{Duration, Instant};
+
+use convene_gateway::sdp::Codec;
+use convene_gateway_bench::calls::{Calls, Flow};
+use convene_gateway_bench::stages;
+use convene_gateway_bench::streams::{DeviceStream, MeetingStream};
+
+/// Three calls for 0.5 s of simulated rounds.
+fn run(codec: Codec) {
+    let meeting = MeetingStream::new(3).unwrap();
+    let mut calls = Calls::new(DeviceStream::new(codec).unwrap(), meeting);
+    calls.resize(3).unwrap();
+    let t0 = Instant::now();
+    let mut flow = Flow::default();
+    for k in 0..25 {
+        flow += calls.round(t0 + Duration::from_millis(20 * k));
+    }
+    // One packet each way per call and round: the device sent from the first round on.
+    assert_eq!(flow.to_device, 75, "{codec:?}");
+    assert_eq!(flow.to_meeting, 75, "{codec:?}");
+    // The device's speech reaches the meeting as speech (after the jitter buffer's start-up).
+    assert!(flow.to_meeting_voice > 30, "{codec:?}: {flow:?}");
+    let stats = calls.stats();
+    assert_eq!(stats.device_packets, 75);
+    assert_eq!(stats.meeting_frames, 3 * 75);
+    assert!(stats.device_decoded > 50, "{stats:?}");
+    assert!(stats.meeting_decoded > 3 * 50, "{stats:?}");
+    assert_eq!(
+        (
+            stats.device_malformed,
+            stats.meeting_malformed,
+            stats.internal_errors
+        ),
+        (0, 0, 0)
+    );
+    // Packets arrive on time: nothing is late, and only the buffers' start-up is concealed.
+    assert_eq!((stats.device_late, stats.meeting_late), (0, 0));
+    // G.722 and G.711 send one byte per 8 kHz clock tick: 160 + the RTP header.
+    assert_eq!(flow.bytes_to_device, 75 * 172);
+    // 32 kbit/s Opus is 80 bytes a frame on average.
+    let opus = flow.bytes_to_meeting / flow.to_meeting;
+    assert!((20..300).contains(&opus), "{opus} bytes per Opus frame");
+
+    calls.resize(1).unwrap();
+    assert_eq!(calls.len(), 1);
+}
+
+#[test]
+fn frames_flow_through_g722_bridges() {
+    run(Codec::G722);
+}
+
+#[test]
+fn frames_flow_through_pcmu_bridges() {
+    run(Codec::Pcmu);
+}
+
+#[test]
+fn stage_numbers_are_sane() {
+    let meeting = MeetingStream::new(3).unwrap();
+    let device = DeviceStream::new(Codec::G722).unwrap();
+    let s = stages::measure(&device, &meeting, 30).unwrap();
+    let all = [
+        s.opus_encode_us,
+        s.opus_decode_us,
+        s.device_decode_us,
+        s.upsample_us,
+        s.mix_us,
+        s.downsample_us,
+        s.device_encode_us,
+        s.bridge_alone_us,
+        s.what_if.opus_encode_device_rate_us,
+        s.what_if.opus_decode_device_rate_us,
+    ];
+    assert!(all.iter().all(|v| v.is_finite() && *v > 0.0), "{s:?}");
+    assert_eq!(s.baseline_opus_us, s.opus_encode_us + s.opus_decode_us);
+    assert!(s.per_call_sum_us > s.baseline_opus_us);
+    assert!((0..=10).contains(&s.what_if.default_complexity));
+}
