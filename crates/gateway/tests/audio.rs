@@ -223,7 +223,14 @@ impl MeetingEar {
     fn hear(&mut self, frame: MeetingFrame) {
         if let Some(last) = self.frames.last() {
             assert_eq!(frame.seq, last.seq.wrapping_add(1));
-            assert_eq!(frame.timestamp, last.timestamp.wrapping_add(960));
+            // Consecutive frames, or a DTX pause of whole frames the receiver plays as silence.
+            let gap = frame.timestamp.wrapping_sub(last.timestamp);
+            assert!(
+                gap >= 960 && gap.is_multiple_of(960),
+                "timestamp step {gap}"
+            );
+            let skipped = (gap / 960 - 1) as usize;
+            self.heard.extend(std::iter::repeat_n(0, skipped * 960));
         }
         let mut out = vec![0; 960];
         let got = self
@@ -310,10 +317,16 @@ fn a_device_tone_reaches_the_meeting_for_every_codec() {
                 b.device_rtp(now, &device.tone_packet(440.0, k));
             },
         );
-        // A frame every tick from the device's first packet; the first two are the jitter buffer's
-        // cushion (60 ms) filling, in silence.
-        assert_eq!(meet_ear.frames.len(), 50, "{codec:?}");
+        // The jitter buffer's cushion (60 ms) fills in silence: sent as the first frame of a pause
+        // (then DTX), and from the tone on a frame every tick.
         assert_eq!(meet_ear.frames[0].level, 127);
+        assert!(meet_ear.frames[1..].iter().all(|f| f.voice), "{codec:?}");
+        assert!(
+            meet_ear.frames.len() >= 47,
+            "{codec:?}: {}",
+            meet_ear.frames.len()
+        );
+        assert_eq!(meet_ear.frames.len() as u64, b.stats().frames_to_meeting);
         let steady = &meet_ear.heard[meet_ear.heard.len() / 2..];
         assert_dominates(
             steady,
@@ -339,7 +352,7 @@ fn a_device_tone_reaches_the_meeting_for_every_codec() {
                 s.device_packets,
                 s.device_decoded,
                 s.device_concealed,
-                s.frames_to_meeting
+                s.frames_to_meeting + s.frames_not_sent_quiet
             ),
             (50, 48, 0, 50),
             "{codec:?}"
@@ -571,12 +584,21 @@ fn levels_tell_silence_from_a_loud_tone() {
             b.device_rtp(now, &device.packet(&pcm));
         },
     );
-    let silent = &meet_ear.frames[5..30];
+    // Frames by their tick (20 ms of timestamp each; quiet ones are sent only now and then).
+    let at = |ticks: std::ops::Range<u32>| -> Vec<&MeetingFrame> {
+        let frames = meet_ear.frames.iter();
+        frames
+            .filter(|f| ticks.contains(&(f.timestamp / 960)))
+            .collect()
+    };
+    let silent = at(5..30);
+    assert!(!silent.is_empty());
     assert!(
         silent.iter().all(|f| f.level == 127 && !f.voice),
         "{silent:?}"
     );
-    let loud = &meet_ear.frames[50..];
+    let loud = at(50..80);
+    assert!(loud.len() >= 25);
     assert!(loud.iter().all(|f| f.level <= 5 && f.voice), "{loud:?}");
 }
 
@@ -948,14 +970,19 @@ fn comfort_noise_fills_the_devices_pauses_and_stands_for_the_meetings_silence() 
             b.meeting_audio(now, 1, seq, ts, &payload);
         }
         if let Some(frame) = b.tick(now, &mut to_device) {
-            meeting_levels.push(frame.level);
+            meeting_levels.push((k, frame.level));
         }
         if !to_device.is_empty() {
             sent.push((k, to_device.clone()));
         }
     }
     // Device -> meeting: in its pause the meeting hears noise near -50 dBov, not dead silence (127).
-    let pause = &meeting_levels[40..100];
+    let pause: Vec<u8> = meeting_levels
+        .iter()
+        .filter(|(k, _)| (40..100).contains(k))
+        .map(|&(_, l)| l)
+        .collect();
+    assert!(pause.len() >= 3, "{meeting_levels:?}");
     assert!(pause.iter().all(|&l| (45..=56).contains(&l)), "{pause:?}");
     assert_eq!(b.stats().device_comfort_noise, 1);
     assert_eq!(b.stats().device_other_pt, 0);
@@ -999,4 +1026,52 @@ fn comfort_noise_fills_the_devices_pauses_and_stands_for_the_meetings_silence() 
             .all(|w| seq_of(&w[1].1) == seq_of(&w[0].1).wrapping_add(1))
     );
     assert_eq!(b.stats().comfort_noise_to_device, cn.len() as u64);
+}
+
+/// A quiet room is not encoded 50 times a second: one frame in 20 goes to the meeting (Opus DTX's
+/// pace), consecutive in sequence numbers with the time in between in its timestamps; speech is sent
+/// whole again at once.
+#[test]
+fn a_quiet_room_is_sent_discontinuously() {
+    let mut b = bridge(Codec::Pcmu);
+    let t0 = Instant::now();
+    let mut to_device = Vec::new();
+    let mut frames = Vec::new();
+    for k in 0..120usize {
+        let now = t0 + TICK * k as u32;
+        // Silence for 2 s, then a loud tone.
+        let amplitude = if k < 100 { 0.0 } else { 8000.0 };
+        let pcm = tone(440.0, 8000, k * 160, 160, amplitude);
+        let payload: Vec<u8> = pcm.iter().map(|&x| ezk_g711::mulaw::encode(x)).collect();
+        b.device_rtp(now, &rtp(0, k as u16, (k as u32) * 160, 0x99, &payload));
+        if let Some(frame) = b.tick(now, &mut to_device) {
+            frames.push((k, frame));
+        }
+    }
+    let quiet: Vec<&(usize, MeetingFrame)> = frames.iter().filter(|(k, _)| *k < 100).collect();
+    assert!(
+        (4..=6).contains(&quiet.len()),
+        "{} quiet frames sent",
+        quiet.len()
+    );
+    assert!(quiet.iter().all(|(_, f)| !f.voice));
+    let gaps: Vec<u32> = quiet
+        .windows(2)
+        .map(|w| w[1].1.timestamp - w[0].1.timestamp)
+        .collect();
+    assert!(gaps.iter().all(|&g| g == 20 * 960), "{gaps:?}");
+    assert!(
+        frames
+            .windows(2)
+            .all(|w| w[1].1.seq == w[0].1.seq.wrapping_add(1))
+    );
+    // Speech: every frame (after the jitter buffer's cushion lets the tone through).
+    let talking: Vec<usize> = frames
+        .iter()
+        .filter(|(_, f)| f.voice)
+        .map(|(k, _)| *k)
+        .collect();
+    assert!(talking.len() >= 12, "{talking:?}");
+    assert!(talking.windows(2).all(|w| w[1] == w[0] + 1));
+    assert!(b.stats().frames_not_sent_quiet > 80);
 }
