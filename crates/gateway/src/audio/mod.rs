@@ -633,7 +633,7 @@ impl AudioBridge {
             self.quiet_frames = 0;
         } else {
             self.quiet_frames = self.quiet_frames.saturating_add(1);
-            if (self.quiet_frames - 1) % DTX_EVERY_FRAMES != 0 {
+            if !(self.quiet_frames - 1).is_multiple_of(DTX_EVERY_FRAMES) {
                 self.meeting_timestamp = self.meeting_timestamp.wrapping_add(MEETING_FRAME as u32);
                 self.stats.frames_not_sent_quiet += 1;
                 return None;
