@@ -95,6 +95,7 @@ impl Calls {
             codec: self.device.codec,
             payload_type: self.device.payload_type,
             clock: rtp_clock(self.device.codec),
+            comfort_noise: None,
         };
         while self.calls.len() < n {
             let k = self.created;
