@@ -177,6 +177,7 @@ impl Calls {
             t.meeting_late += s.meeting_late;
             t.meeting_malformed += s.meeting_malformed;
             t.meeting_sources_refused += s.meeting_sources_refused;
+            t.frames_not_sent_quiet += s.frames_not_sent_quiet;
             t.frames_to_device += s.frames_to_device;
             t.frames_to_meeting += s.frames_to_meeting;
             t.internal_errors += s.internal_errors;
