@@ -1,16 +1,16 @@
-//! One call's media, as a tokio task: the call's RTP socket, its [`AudioBridge`] and its attendee
-//! port into the meeting.
+//! One call's media, as a tokio task: the call's RTP sockets (audio, video, video RTCP), its
+//! [`AudioBridge`], its [`VideoRelay`] and its attendee port into the meeting.
 //!
-//! The task starts when the call's RTP port is bound (before the call is answered: the IVR reads DTMF
-//! from it) and passes every packet on to the signaling core, which reads telephone-events and keeps
-//! the reception statistics. Once the caller is in its meeting ([`MediaCommand::Join`]) the task
-//! also bridges audio: every 20 ms the bridge yields one frame each way, the device's toward the
-//! meeting as Opus and the meeting's mix toward the device in its codec. Audio goes back where the
-//! device's packets come from (symmetric RTP, for devices behind NAT), or to its SDP address before
-//! the first packet.
+//! The task starts when the call's ports are bound (before the call is answered: the IVR reads DTMF
+//! from the audio port) and passes every audio packet on to the signaling core, which reads
+//! telephone-events and keeps the reception statistics. The bridge starts at the first IVR prompt or
+//! when the caller joins its meeting ([`MediaCommand::Join`]): every 20 ms it yields one frame each way,
+//! the device's toward the meeting as Opus and the meeting's mix (or a prompt) toward the device in its
+//! codec. Video is relayed packet by packet. SRTP, when agreed, is removed and applied here at the
+//! socket edge, so the bridge and the relay see plain RTP. Media goes back where the device's packets
+//! come from (symmetric RTP, for devices behind NAT), or to its SDP address before the first packet.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use convene_core::MediaSource;
@@ -60,7 +60,7 @@ pub(crate) async fn run(
     mut commands: mpsc::Receiver<MediaCommand>,
     metrics: GatewayMetrics,
 ) {
-    let socket = Arc::new(sockets.audio);
+    let socket = sockets.audio;
     let (video_socket, video_rtcp) = (sockets.video, sockets.video_rtcp);
     let mut buf = vec![0u8; 2048];
     let mut video_buf = vec![0u8; 2048];
