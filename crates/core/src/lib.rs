@@ -17,6 +17,7 @@ pub mod join_token;
 pub mod journal;
 pub mod keyframe;
 pub mod port;
+pub mod rewrite;
 
 pub use events::{EventBus, InProcessBus, LeaveReason, MeetingEvent, MeetingEventKind};
 pub use ids::{AttendeeId, ClientType, EventId, IdError, MediaSource, MeetingId};

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use convene_core::AttendeeId;
 use convene_core::keyframe::{VideoCodec, starts_keyframe};
-use convene_core::port::PortPacket;
+use convene_core::port::{PortPacket, SeqExtender};
+use convene_core::rewrite::Rewriter;
 use rtcp::payload_feedbacks::full_intra_request::{FirEntry, FullIntraRequest};
 use rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use webrtc_util::{Marshal as _, Unmarshal as _};
@@ -32,7 +33,7 @@ const LEVEL_STALE: Duration = Duration::from_millis(1000);
 /// A camera without packets this long is not shown.
 const CAMERA_STALE: Duration = Duration::from_secs(2);
 /// Timestamp step put between the last frame of one speaker and the first of the next (one frame at
-/// 30 fps, 90 kHz clock).
+/// 30 fps, 90 kHz clock), as the SFU does across a layer switch.
 const SWITCH_GAP: u32 = 3000;
 
 /// What the relay asks of the call's media task.
@@ -54,6 +55,8 @@ struct Heard {
 struct Camera {
     attendee: AttendeeId,
     last_packet: Instant,
+    /// Its 16-bit sequence numbers, extended for the rewriter.
+    seq: SeqExtender,
 }
 
 /// Counters of one call's video.
@@ -83,10 +86,8 @@ pub struct VideoRelay {
     pending: Option<AttendeeId>,
     /// Since when `pending`'s voice has been the one to show (the hold).
     candidate: Option<(AttendeeId, Instant)>,
-    /// Rewriting toward the device: last (source seq, source ts) and our (seq, ts) offsets.
-    seq_out: u16,
-    ts_out: u32,
-    last_in: Option<(u16, u32)>,
+    /// One continuous stream toward the device across speakers (the SFU's rewriter).
+    rewriter: Rewriter,
     stats: VideoStats,
 }
 
@@ -102,9 +103,7 @@ impl VideoRelay {
             shown: None,
             pending: None,
             candidate: None,
-            seq_out: fastrand::u16(..),
-            ts_out: fastrand::u32(..),
-            last_in: None,
+            rewriter: Rewriter::new(),
             stats: VideoStats::default(),
         }
     }
@@ -222,13 +221,20 @@ impl VideoRelay {
         from: AttendeeId,
         packet: &PortPacket,
     ) -> (Option<Vec<u8>>, Option<VideoAction>) {
-        match self.cameras.iter_mut().find(|c| c.attendee == from) {
-            Some(c) => c.last_packet = now,
-            None => self.cameras.push(Camera {
-                attendee: from,
-                last_packet: now,
-            }),
-        }
+        let camera = match self.cameras.iter().position(|c| c.attendee == from) {
+            Some(i) => &mut self.cameras[i],
+            None => {
+                self.cameras.push(Camera {
+                    attendee: from,
+                    last_packet: now,
+                    seq: SeqExtender::default(),
+                });
+                let last = self.cameras.len() - 1;
+                &mut self.cameras[last]
+            }
+        };
+        camera.last_packet = now;
+        let in_seq = camera.seq.extend(packet.seq);
         let mut action = None;
         if self.shown.is_none() && self.pending.is_none() {
             // Nobody spoke yet: show the first camera there is.
@@ -247,37 +253,19 @@ impl VideoRelay {
         if self.pending == Some(from) && starts_keyframe(VideoCodec::H264, &packet.payload) {
             if self.shown.is_some() {
                 self.stats.speaker_switches += 1;
-                // Continue our numbering: one step on, and a frame's worth of time.
-                self.seq_out = self.seq_out.wrapping_add(1);
-                self.ts_out = self.ts_out.wrapping_add(SWITCH_GAP);
+                self.rewriter.switch_source();
             }
             self.shown = Some(from);
             self.pending = None;
-            self.last_in = None;
         }
         if self.shown != Some(from) {
             return (None, action);
         }
-        let (seq, ts) = match self.last_in {
-            None => (self.seq_out, self.ts_out),
-            Some((last_seq, last_ts)) => {
-                let dseq = packet.seq.wrapping_sub(last_seq) as i16;
-                let dts = packet.timestamp.wrapping_sub(last_ts) as i32;
-                // Reordered packets keep their place; far jumps (a restarted stream) count as one step.
-                let dseq = if dseq.unsigned_abs() > 1000 { 1 } else { dseq };
-                (
-                    self.seq_out.wrapping_add(dseq as u16),
-                    self.ts_out.wrapping_add(dts as u32),
-                )
-            }
+        // Older than the shown speaker's first packet: its number went to the previous speaker.
+        let Some(out) = self.rewriter.rewrite(in_seq, packet.timestamp, SWITCH_GAP) else {
+            return (None, action);
         };
-        if self.last_in.is_none()
-            || (packet.seq.wrapping_sub(self.last_in.map_or(0, |l| l.0)) as i16) > 0
-        {
-            self.last_in = Some((packet.seq, packet.timestamp));
-            self.seq_out = seq;
-            self.ts_out = ts;
-        }
+        let (seq, ts) = (out.seq as u16, out.ts);
         let header = rtp::header::Header {
             version: 2,
             marker: packet.marker,

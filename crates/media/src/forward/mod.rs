@@ -1,9 +1,7 @@
-//! Per-subscription forwarding helpers: keyframe detection (from `convene_core::keyframe`) and RTP
-//! rewriting.
+//! Per-subscription forwarding helpers: keyframe detection and RTP rewriting, shared with the gateway
+//! through `convene_core` (`keyframe`, `rewrite`).
 //!
 //! These are pure functions and small state machines; the shard applies them per packet.
 
-mod rewrite;
-
 pub use convene_core::keyframe::{VideoCodec, starts_keyframe};
-pub use rewrite::{Rewriter, Rewritten};
+pub use convene_core::rewrite::{Rewriter, Rewritten};

@@ -1,4 +1,5 @@
-//! Sequence number and timestamp rewriting for one subscription.
+//! Sequence number and timestamp rewriting for one subscription (the SFU's) or one outgoing stream
+//! fed by several sources in turn (the gateway's picture of the active speaker).
 //!
 //! A subscriber must see one continuous RTP stream even though what we forward to it changes: it may
 //! start in the middle of a publisher's stream (a late joiner), and the source layer may switch. The
