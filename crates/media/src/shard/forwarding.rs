@@ -315,17 +315,7 @@ impl Shard {
                 i
             }
             None => {
-                publication.layers.push(Layer {
-                    rid,
-                    ssrc,
-                    last_packet: now,
-                    bytes_window: 0,
-                    rate: 0,
-                    nominal: 0,
-                    last_sample: 0,
-                    switched_off: false,
-                    last_keyframe_request: None,
-                });
+                publication.layers.push(Layer::new(rid, ssrc, now));
                 publication.layers.len() - 1
             }
         };

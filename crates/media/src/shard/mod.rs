@@ -306,33 +306,20 @@ impl Shard {
                 client,
                 publishes,
                 port,
-            } => {
-                // Nothing reads a port attendee's signaling: the roster and speaking updates are for
-                // WebRTC clients' screens. Its receiver is dropped, so sends to it are no-ops.
-                let (signal, _) = tokio::sync::mpsc::unbounded_channel();
-                self.join(
-                    now,
-                    roster::Joining {
-                        id: attendee,
-                        meeting,
-                        name,
-                        client,
-                        role: convene_core::AttendeeRole::Attendee,
-                        user: None,
-                        may_grant_control: false,
-                        port: Some(port),
-                    },
-                    signal,
-                );
-                if let Some(&idx) = self.attendee_by_id.get(&attendee) {
-                    let cap = self.attendees[idx]
-                        .port
-                        .as_ref()
-                        .and_then(|p| p.downlink_kbps);
-                    self.attendees[idx].downlink_cap_kbps = cap;
-                    self.open_port_publications(now, idx, &publishes);
-                }
-            }
+            } => self.join_port(
+                now,
+                roster::Joining {
+                    id: attendee,
+                    meeting,
+                    name,
+                    client,
+                    role: convene_core::AttendeeRole::Attendee,
+                    user: None,
+                    may_grant_control: false,
+                    port: Some(port),
+                },
+                &publishes,
+            ),
             Command::PortKeyframeRequest { from, source } => {
                 let publication = self
                     .attendee_by_id

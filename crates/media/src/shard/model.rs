@@ -122,6 +122,23 @@ pub struct Layer {
     pub last_keyframe_request: Option<Instant>,
 }
 
+impl Layer {
+    /// A layer first seen at `now`, nothing measured yet.
+    pub fn new(rid: Option<Rid>, ssrc: Ssrc, now: Instant) -> Self {
+        Self {
+            rid,
+            ssrc,
+            last_packet: now,
+            bytes_window: 0,
+            rate: 0,
+            nominal: 0,
+            last_sample: 0,
+            switched_off: false,
+            last_keyframe_request: None,
+        }
+    }
+}
+
 /// One incoming track: an attendee's microphone, camera or screen.
 pub struct Publication {
     /// Unique on this shard for its lifetime: names the track in subscribers' SDP (`a=msid`), which

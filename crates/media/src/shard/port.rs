@@ -65,6 +65,26 @@ fn port_h264_params(profile_level_id: Option<&str>) -> Option<PayloadParams> {
 }
 
 impl Shard {
+    /// An attendee joins through a port (`Command::JoinPort`): a roster member like any other, whose
+    /// downlink is capped by what its device takes and whose publications open at once.
+    pub(super) fn join_port(
+        &mut self,
+        now: Instant,
+        joining: super::roster::Joining,
+        publishes: &[PortPublication],
+    ) {
+        let id = joining.id;
+        let cap = joining.port.as_ref().and_then(|p| p.downlink_kbps);
+        // Nothing reads a port attendee's signaling: the roster and speaking updates are for WebRTC
+        // clients' screens. Its receiver is dropped, so sends to it are no-ops.
+        let (signal, _) = tokio::sync::mpsc::unbounded_channel();
+        self.join(now, joining, signal);
+        if let Some(&idx) = self.attendee_by_id.get(&id) {
+            self.attendees[idx].downlink_cap_kbps = cap;
+            self.open_port_publications(now, idx, publishes);
+        }
+    }
+
     /// A port attendee joined: its publications exist from the start (a call's audio is always on,
     /// and a camera the device agreed to send gets its tile at once).
     pub(super) fn open_port_publications(
@@ -117,17 +137,8 @@ impl Shard {
         if publication.layers.is_empty() {
             // A port publication has one layer, on an SSRC of its own making (nobody sees it: each
             // subscription is sent on the subscriber's SSRC).
-            publication.layers.push(Layer {
-                rid: None,
-                ssrc: (fastrand::u32(..)).into(),
-                last_packet: now,
-                bytes_window: 0,
-                rate: 0,
-                nominal: 0,
-                last_sample: 0,
-                switched_off: false,
-                last_keyframe_request: None,
-            });
+            let ssrc = fastrand::u32(..).into();
+            publication.layers.push(Layer::new(None, ssrc, now));
         }
         let packet = media.packet;
         let incoming = Incoming {
