@@ -206,28 +206,35 @@ def test_malformed_messages_get_errors_and_the_server_keeps_serving(server):
     assert server.metric_sum("convene_gateway_refused_total") >= 7
 
 
+def free_sip_port_pair() -> int:
+    """A SIP port whose next port is free too (baresip opens TLS on `sip_listen` + 1)."""
+    while True:
+        port = free_sip_port()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                t.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+
+
+def baresip_tls_lines(tls_dir: Path, tmp_path: Path) -> str:
+    """baresip config lines trusting the server's self-signed certificate in `tls_dir` (baresip takes
+    certificate and key in one file; the certificate is also its CA)."""
+    certkey = tmp_path / "certkey.pem"
+    certkey.write_text((tls_dir / "cert.pem").read_text() + (tls_dir / "key.pem").read_text())
+    return f"sip_certificate {certkey}\nsip_cafile {tls_dir / 'cert.pem'}\n"
+
+
 def baresip_dial(server, tmp_path: Path, uri: str, tls: bool = False) -> str:
     """baresip dials `uri` with a tone as its microphone, hangs up after 4 s; returns its output."""
     conf = tmp_path / "baresip"
     conf.mkdir()
-    while True:
-        sip_port = free_sip_port()
-        try:  # baresip opens TLS on sip_listen's port + 1
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                t.bind(("127.0.0.1", sip_port + 1))
-            break
-        except OSError:
-            continue
+    sip_port = free_sip_port_pair()
     rtp = free_udp_port() & ~1
     tone = tmp_path / "tone.wav"
     write_tone(tone)
-    tls_lines = ""
-    if tls:
-        # baresip takes certificate and key in one file; the server's self-signed certificate is its CA.
-        tls_dir = Path(server.data_dir) / "sip-tls"
-        certkey = tmp_path / "certkey.pem"
-        certkey.write_text((tls_dir / "cert.pem").read_text() + (tls_dir / "key.pem").read_text())
-        tls_lines = f"sip_certificate {certkey}\nsip_cafile {tls_dir / 'cert.pem'}\n"
+    tls_lines = baresip_tls_lines(Path(server.data_dir) / "sip-tls", tmp_path) if tls else ""
     (conf / "accounts").write_text("<sip:room@127.0.0.1>;regint=0;answermode=manual\n")
     (conf / "contacts").write_text("")
     (conf / "config").write_text(f"""poll_method epoll

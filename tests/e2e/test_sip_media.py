@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import time
@@ -25,7 +24,7 @@ import pytest
 
 from accounts import registered_user
 from convene_e2e import Attendee, poll, wait_media_flowing
-from test_sip import free_sip_port, free_udp_port, serving_sip
+from test_sip import baresip_tls_lines, free_sip_port_pair, free_udp_port, serving_sip
 
 pytestmark = pytest.mark.skipif(
     shutil.which("baresip") is None, reason="baresip is not installed"
@@ -71,18 +70,6 @@ def read_mono(path: Path) -> tuple[list[float], int]:
     return [float(v) for v in values[::channels]], rate
 
 
-def free_sip_port_pair() -> int:
-    """A SIP port whose next port is free too (baresip opens TLS on `sip_listen` + 1)."""
-    while True:
-        port = free_sip_port()
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                t.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-
-
 class Baresip:
     """baresip as a room system: dials `uri`, a tone as microphone, records what it hears, and stays in the
     call until `quit()` (or `seconds`)."""
@@ -103,10 +90,7 @@ class Baresip:
         rtp = free_udp_port() & ~1
         tls_lines, mediaenc = "", ""
         if tls_dir is not None:
-            # baresip takes certificate and key in one file; the server's certificate is its CA.
-            certkey = tmp_path / "certkey.pem"
-            certkey.write_text((tls_dir / "cert.pem").read_text() + (tls_dir / "key.pem").read_text())
-            tls_lines = f"sip_certificate {certkey}\nsip_cafile {tls_dir / 'cert.pem'}\nmodule srtp.so\n"
+            tls_lines = baresip_tls_lines(tls_dir, tmp_path) + "module srtp.so\n"
             mediaenc = ";mediaenc=srtp-mand"
         # Its video codecs are not pinned: pinning "H264" keeps only its first, packetization-mode 0 one.
         (conf / "accounts").write_text(
