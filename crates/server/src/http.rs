@@ -12,7 +12,8 @@ use axum::routing::get;
 use prometheus::{Encoder, Registry, TextEncoder};
 use rust_embed::RustEmbed;
 
-/// The browser app, embedded at build time (read from `web/` on disk in debug builds).
+/// The browser app, embedded at build time in every profile (`debug-embed`): a debug binary that read
+/// `web/` from the path it was built at would serve 404s once run from another clone sharing the target dir.
 #[derive(RustEmbed)]
 #[folder = "../../web/"]
 struct WebAssets;
