@@ -177,6 +177,8 @@ def start_server(workdir: Path, extra_args: tuple[str, ...] = (), host: str = "1
     ]
     env = dict(os.environ)
     env.setdefault("RUST_BACKTRACE", "1")
+    # The SFU's decisions (allocation changes, layer switches) are in the log a failure prints.
+    env.setdefault("RUST_LOG", "info,convene_media::shard=debug")
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=REPO_ROOT)
     srv = Server(proc, f"http://{host}:{http_port}", http_port, lo, hi, data_dir, stdout_path, stderr_path)
@@ -251,6 +253,9 @@ async () => {
       frameWidth: s.frameWidth || 0, frameHeight: s.frameHeight || 0,
       freezeCount: s.freezeCount || 0, totalFreezesDuration: s.totalFreezesDuration || 0,
       packetsReceived: s.packetsReceived || 0, bytesReceived: s.bytesReceived || 0,
+      packetsLost: s.packetsLost || 0, nackCount: s.nackCount || 0, pliCount: s.pliCount || 0,
+      framesDropped: s.framesDropped || 0,
+      jitterBufferDelay: s.jitterBufferDelay || 0, jitterBufferEmittedCount: s.jitterBufferEmittedCount || 0,
       totalAudioEnergy: s.totalAudioEnergy || 0, audioLevel: s.audioLevel || 0,
       codec: codecs[s.codecId] || null,
     });

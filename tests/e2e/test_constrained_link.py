@@ -232,6 +232,21 @@ def longest_freeze(samples: list[dict]) -> float:
     return longest
 
 
+def print_timeline(samples: list[dict]) -> None:
+    """The subscriber's receive side once a second, for whoever reads a failure: a stall shows as frames
+    received but not decoded (a keyframe awaited), NACKs that keep growing (a repair that never comes) or a
+    jitter buffer delay that climbs (a queue filling)."""
+    prev = None
+    for s in samples:
+        if prev is not None and int(s["t"]) != int(prev["t"]):
+            emitted = max(1, s["jitterBufferEmittedCount"] - prev["jitterBufferEmittedCount"])
+            jb_ms = (s["jitterBufferDelay"] - prev["jitterBufferDelay"]) / emitted * 1000
+            print(f"t={s['t']:5.1f} s {s['frameWidth']} px decoded {s['framesDecoded']} received "
+                  f"{s['framesReceived']} lost {s['packetsLost']} nacks {s['nackCount']} plis {s['pliCount']} "
+                  f"{s['bytesReceived'] // 1000} kB jitter buffer {jb_ms:.0f} ms")
+        prev = s
+
+
 # What the limited subscriber showed, for the stricter test after it (same meeting, file order).
 _observed: dict = {}
 
@@ -260,6 +275,7 @@ def test_a_constrained_subscriber_drops_a_layer_and_keeps_decoding(link, room):
     print(f"{LIMIT_KBIT} kbps, {QUEUE_MS} ms queue: {top} px -> {lower[0]['frameWidth']} px after {drop_s:.1f} s "
           f"(layers sent {sent}); {freezes} freezes, {frozen:.2f} s in all, longest {longest_freeze(samples):.2f} s; "
           f"steady state {steady_fps:.1f} fps; sample intervals without a new frame: {len(stalls)}")
+    print_timeline(samples)
     _observed.update(samples=samples, top=top, drop_s=drop_s, steady=steady, steady_fps=steady_fps, frozen=frozen)
     assert drop_s <= MAX_DROP_S, f"the lower layer arrived only {drop_s:.1f} s after the limit"
     assert lower[0]["frameWidth"] in sent.values(), f"{lower[0]['frameWidth']} px is no layer of {sent}"

@@ -11,10 +11,16 @@ use super::tiers::{self, SCREEN_MAX_KBPS, SCREEN_MIN_KBPS};
 /// Spare capacity (share of the layer's rate) required to move up.
 pub const UPGRADE_HEADROOM: f64 = 0.15;
 
-/// A stream on its lowest layer keeps it while the budget holds this share of the layer's rate: the
-/// multiplicative decrease of Google Congestion Control, so one back-off of a steady estimate does not
-/// pause the video.
-pub const LOWEST_KEEP: f64 = 0.85;
+/// A stream on its lowest layer keeps it while the budget holds this share of the layer's rate. Below
+/// the lowest layer is a pause: a frozen picture, then a keyframe to resume, which on a slow link
+/// congests it again. And on a link that buffers, Google Congestion Control's estimate sits well under
+/// the capacity: each back-off sets it to 0.85 of the throughput, and a second one can follow before it
+/// climbs (measured in `tests/netem.rs` on a 300 kbps link with a one-second queue: 190-300 kbps, and
+/// the lower layer of a 1:1 camera plus audio need about 235). So only an estimate under 60 % of the
+/// layer pauses it. What this sends above the estimate is bounded: one stream's lowest layer, by at most
+/// 40 % (the next streams find nothing left), and str0m's pacer, which runs at 1.1 times the estimate,
+/// carries it as soon as the estimate grows with the throughput it sees.
+pub const LOWEST_KEEP: f64 = 0.6;
 
 /// A layer in use stays in use while its measured rate is within this share above the tier's cap: a
 /// second that carried a keyframe measures above the encoder's target, and dropping the layer for it
@@ -131,7 +137,7 @@ fn best_layer(offer: &Offer<'_>, cap: u32, remaining: f64, before: Option<usize>
             f64::from(rate) * (1.0 + UPGRADE_HEADROOM)
         } else if l == 0 {
             // Below the lowest layer is a pause (a freeze, then a keyframe to resume): an estimate
-            // backing off once (GCC's 0.85) does not take it away.
+            // backing off (see LOWEST_KEEP) does not take it away.
             f64::from(rate) * LOWEST_KEEP
         } else {
             f64::from(rate)
@@ -144,14 +150,21 @@ fn best_layer(offer: &Offer<'_>, cap: u32, remaining: f64, before: Option<usize>
 }
 
 /// What a subscriber's send-side estimator should aim for (kbps), given the offers and the allocation
-/// just made: `allocated` is what is forwarded now (the estimator sustains it, padding only gaps), and
-/// `wanted` is everything the subscriber would receive on an unlimited link plus the headroom moving up to
-/// it takes: while the estimate is below it, str0m probes toward it. Padding continuously toward the next
-/// layer instead was tried and hurt: on a slow link with a deep queue it kept the queue full, and the
+/// just made.
+///
+/// `sustain` is what the link should keep carrying, padding filling gaps up to the estimate: what is
+/// forwarded now, plus, when a stream the subscriber wants is paused, what resuming the first of them
+/// (in priority order) on its lowest layer takes. Without that, a paused camera never comes back: audio
+/// alone keeps the estimate where it fell, since an estimate grows only with traffic that tests it
+/// (`tests/netem.rs`, the deep-queued link). Padding toward a *higher layer* of a stream that is
+/// playing was tried and hurt: on a slow link with a deep queue it kept the queue full, and the
 /// delay-based estimate then fell under even the lowest layer (`tests/e2e/test_constrained_link.py`).
+///
+/// `wanted` is everything the subscriber would receive on an unlimited link plus the headroom moving up
+/// to it takes: while the estimate is below it, str0m probes toward it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EstimatorTargets {
-    pub allocated: u32,
+    pub sustain: u32,
     pub wanted: u32,
 }
 
@@ -178,10 +191,21 @@ pub fn estimator_targets(
     };
     let allocated = sum(decisions);
     let wanted_total = sum(&wanted);
+    // Decisions come in priority order: the first paused stream that an unlimited link would carry.
+    let resume = decisions
+        .iter()
+        .filter(|&&(_, c)| c == Choice::Paused)
+        .find(|&&(id, _)| wanted.iter().any(|&(w, c)| w == id && c != Choice::Paused))
+        .and_then(|&(id, _)| offers.iter().find(|o| o.id == id))
+        .and_then(|o| o.layers.first())
+        .map_or(0, |&lowest| {
+            (f64::from(lowest) * (1.0 + UPGRADE_HEADROOM)).ceil() as u32
+        });
+    let sustain = allocated + resume;
     EstimatorTargets {
-        allocated,
+        sustain,
         wanted: if wanted_total > allocated {
-            (f64::from(wanted_total) * (1.0 + UPGRADE_HEADROOM)).ceil() as u32
+            ((f64::from(wanted_total) * (1.0 + UPGRADE_HEADROOM)).ceil() as u32).max(sustain)
         } else {
             allocated
         },
@@ -428,8 +452,8 @@ mod tests {
         // Plenty: everything wanted is allocated, nothing to probe for.
         let plenty = run(m, 10_000, &offers, &[]);
         let t = estimator_targets(m, &offers, &plenty);
-        assert_eq!(t.allocated, 32 + 300 + 1200);
-        assert_eq!(t.wanted, t.allocated);
+        assert_eq!(t.sustain, 32 + 300 + 1200);
+        assert_eq!(t.wanted, t.sustain);
         // Scarce: audio and the screen's low layer fit; probe toward audio + camera 300 + screen 1200
         // with the 15 % moving up needs.
         let scarce = run(m, 400, &offers, &[]);
@@ -441,8 +465,10 @@ mod tests {
                 (3, Choice::Layer(0))
             ]
         );
+        // The link keeps carrying what resuming the paused camera on its lowest layer takes (100 + 15 %),
+        // so the estimate can grow to it.
         let t = estimator_targets(m, &offers, &scarce);
-        assert_eq!(t.allocated, 32 + 320);
+        assert_eq!(t.sustain, 32 + 320 + 115);
         assert_eq!(t.wanted, 1762);
     }
 
@@ -470,15 +496,18 @@ mod tests {
     }
 
     #[test]
-    fn one_back_off_does_not_pause_a_stream_on_its_lowest_layer() {
+    fn back_offs_do_not_pause_a_stream_on_its_lowest_layer() {
         let offers = [camera(1, false)];
         let m = meeting(2);
         let keep = |estimate: u32, previous: Choice| run(m, estimate, &offers, &[(1, previous)]);
-        // On the 150 layer, an estimate of 130 (a back-off from about 153) keeps it...
+        // On the 150 layer, an estimate of 130 (a back-off from about 153) keeps it, and so does 95
+        // (two back-offs before the estimate climbs again)...
         assert_eq!(keep(130, Choice::Layer(0)), vec![(1, Choice::Layer(0))]);
-        // ...one under 85 % pauses it...
+        assert_eq!(keep(95, Choice::Layer(0)), vec![(1, Choice::Layer(0))]);
+        // ...one under 60 % pauses it...
+        assert_eq!(keep(89, Choice::Paused), vec![(1, Choice::Paused)]);
+        assert_eq!(keep(89, Choice::Layer(0)), vec![(1, Choice::Paused)]);
         assert_eq!(keep(120, Choice::Paused), vec![(1, Choice::Paused)]);
-        assert_eq!(keep(120, Choice::Layer(0)), vec![(1, Choice::Paused)]);
         // ...and resuming still needs the full rate with headroom.
         assert_eq!(keep(160, Choice::Paused), vec![(1, Choice::Paused)]);
         assert_eq!(keep(173, Choice::Paused), vec![(1, Choice::Layer(0))]);

@@ -147,7 +147,7 @@ impl Shard {
     /// estimate that fell with the link would never climb back once the link recovers.
     fn aim_estimator(&mut self, now: Instant, attendee: usize, aim: policy::EstimatorTargets) {
         let a = &mut self.attendees[attendee];
-        let rates = (aim.allocated, aim.wanted);
+        let rates = (aim.sustain, aim.wanted);
         if a.estimator_aim == Some(rates) {
             return;
         }
@@ -156,7 +156,7 @@ impl Shard {
             return;
         };
         self.peers[peer].rtc.bwe().set_bitrate(
-            Bitrate::kbps(u64::from(aim.allocated)),
+            Bitrate::kbps(u64::from(aim.sustain)),
             Bitrate::kbps(u64::from(aim.wanted)),
         );
         self.drain(peer, now);

@@ -195,6 +195,7 @@ impl Shard {
                 if sub.rewriter.has_started() {
                     sub.rewriter.switch_source();
                 }
+                tracing::debug!(subscription = s, from = ?sub.layer, to = layer, "layer switched");
                 sub.layer = Some(layer);
             } else if is_video && layer != want {
                 keyframes_wanted |= 1 << (want.min(31) as u32);
@@ -394,6 +395,7 @@ impl Shard {
                 }
             }
         }
+        tracing::trace!(publication = p, ?layer, ?targets, "keyframe requested");
         let rtc = &mut self.peers[peer_idx].rtc;
         let mut direct = rtc.direct_api();
         for ssrc in targets.into_iter().flatten() {

@@ -1,6 +1,6 @@
 //! SDP negotiation of both connections, and the publications and subscriptions it creates.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use convene_core::{MediaSource, MeetingEvent, MeetingEventKind};
 use str0m::change::{SdpAnswer, SdpOffer};
@@ -17,9 +17,23 @@ use crate::signal::messages::{ErrorCode, PublishTrack, ServerMessage, SubscribeT
 const MAX_MID_LEN: usize = 32;
 /// Each subscription's retransmission history: packets, age, and the share of its bytes that may be
 /// retransmissions before queued resends are dropped (str0m's default share).
-const RTX_CACHE_PACKETS: usize = 1024;
-const RTX_CACHE_AGE: std::time::Duration = std::time::Duration::from_millis(1000);
-const RTX_RATIO_CAP: Option<f32> = Some(0.15);
+pub(super) const RTX_CACHE_PACKETS: usize = 1024;
+/// The history's age while the round trip is short: a repair older than a second arrives after the
+/// receiver stopped waiting for it, and on a congested link a deep history turns every loss into more load.
+pub(super) const RTX_CACHE_AGE: Duration = Duration::from_millis(1000);
+/// The longest history: behind a deep queue (an access link that buffers a second or more) the
+/// receiver's NACK arrives only a round trip after the loss, and the packet must still be there.
+const RTX_CACHE_AGE_MAX: Duration = Duration::from_millis(4000);
+pub(super) const RTX_RATIO_CAP: Option<f32> = Some(0.15);
+
+/// How long a subscription's retransmission history should keep packets given its round-trip time: three
+/// round trips, as libwebrtc's packet history does (a NACK, its retransmission, and one retry), never
+/// under [`RTX_CACHE_AGE`]. Rounded up to half seconds, since every change empties str0m's history.
+pub(super) fn rtx_history_for(rtt: Duration) -> Duration {
+    let wanted = (rtt * 3).max(RTX_CACHE_AGE).min(RTX_CACHE_AGE_MAX);
+    let half_seconds = wanted.as_millis().div_ceil(500) as u32;
+    (Duration::from_millis(500) * half_seconds).min(RTX_CACHE_AGE_MAX)
+}
 
 impl Shard {
     /// The attendee (re)negotiates its publish connection; `tracks` is everything it publishes now.
@@ -284,6 +298,7 @@ impl Shard {
             pt_map: None,
             tx_ssrc: None,
             nacks_seen: 0,
+            rtx_history: RTX_CACHE_AGE,
             plis_seen: 0,
         });
         self.publications[publication].subscriptions.push(s);
@@ -421,8 +436,6 @@ impl Shard {
                 .direct_api()
                 .stream_tx_by_mid(mid, None)
                 .map(|tx| {
-                    // A repair older than a second arrives after any receiver stopped waiting for it,
-                    // and on a congested link a deep history turns every loss into more load.
                     tx.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, RTX_RATIO_CAP);
                     tx.ssrc()
                 });
@@ -487,5 +500,21 @@ impl Shard {
         tracing::debug!(attendee = %self.attendees[idx].id, ?code, %message, "request rejected");
         self.metrics.signal_errors.inc();
         self.attendees[idx].send(ServerMessage::error(code, message));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_retransmission_history_is_three_round_trips_in_half_seconds_between_one_and_four() {
+        let ms = Duration::from_millis;
+        assert_eq!(rtx_history_for(ms(20)), ms(1000));
+        assert_eq!(rtx_history_for(ms(333)), ms(1000));
+        assert_eq!(rtx_history_for(ms(400)), ms(1500));
+        // Behind a one-second queue.
+        assert_eq!(rtx_history_for(ms(1100)), ms(3500));
+        assert_eq!(rtx_history_for(ms(5000)), ms(4000));
     }
 }
