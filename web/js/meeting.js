@@ -106,12 +106,12 @@ function cameraEncodings(track) {
 
 /**
  * Applies a publish_targets entry to a sender's encodings (in place). One encoding: the ceiling is its
- * maxBitrate. Simulcast: the ceiling is split over the layers (splitCeiling) and every layer the ceiling
- * carries is sent. max_kbps 0 (the meeting's camera limit is reached) switches everything off.
- *
- * active_rids is deliberately not used to switch layers off (the protocol makes it optional): the server
- * lists only layers it currently sees arriving and someone receives, so a layer switched off would never
- * be listed again and no subscriber could climb back to it once its link recovers.
+ * maxBitrate. Simulcast: the ceiling is split over the layers (splitCeiling), and a layer is sent when the
+ * ceiling carries it and the server lists it in active_rids (someone receives it: no uplink or encoder
+ * time goes to a layer nobody watches). The server keeps offering a layer it had switched off, at the rate
+ * it had, and lists it again as soon as a subscriber's link can take it. The split stays over all layers,
+ * so a layer coming back gets the same share as before. max_kbps 0 (the meeting's camera limit is
+ * reached) switches everything off.
  */
 export function applyTarget(encodings, target) {
   if (encodings.length === 1 && !encodings[0].rid) {
@@ -121,10 +121,11 @@ export function applyTarget(encodings, target) {
   }
   const layers = layersOf(encodings);
   const shares = splitCeiling(target.max_kbps, layers);
+  const listed = Array.isArray(target.active_rids) ? new Set(target.active_rids) : null;
   for (const enc of encodings) {
     const i = layers.findIndex((l) => l.rid === enc.rid);
     const share = i >= 0 ? shares[i] : 0;
-    enc.active = share > 0;
+    enc.active = share > 0 && (!listed || listed.has(enc.rid));
     if (share > 0) enc.maxBitrate = share * 1000;
   }
 }

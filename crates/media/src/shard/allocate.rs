@@ -17,6 +17,10 @@ use crate::signal::messages::{ServerMessage, TrackTarget};
 
 /// A layer that has not carried a packet for this long is not offered.
 const LAYER_STALE: std::time::Duration = std::time::Duration::from_millis(1500);
+/// A simulcast layer nobody has received for this long is switched off at its publisher. Not at once: a
+/// subscriber's estimate wobbling around the layer would turn it off and on, each time costing the
+/// publisher a keyframe and the subscriber a wait for it.
+const LAYER_OFF_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Shard {
     /// The subscriber's budget: its send-side estimate, capped by its own setting and by REMB. None until
@@ -62,11 +66,12 @@ impl Shard {
                 .filter_map(|(i, l)| {
                     let arriving =
                         l.rate > 0 && now.saturating_duration_since(l.last_packet) < LAYER_STALE;
-                    // A layer we switched off is still on offer, at the rate it had.
-                    let rate = if arriving {
-                        l.rate
-                    } else if l.switched_off {
+                    // A layer we switched off is still on offer, at the rate it had: also while its
+                    // last packets trickle in, when its measured rate is falling toward nothing.
+                    let rate = if l.switched_off {
                         l.nominal
+                    } else if arriving {
+                        l.rate
                     } else {
                         0
                     };
@@ -163,9 +168,11 @@ impl Shard {
     }
 
     /// Tell each publisher what its video tracks should send: the meeting's tier, and only the simulcast
-    /// layers somebody receives (the lowest always stays on, so a newcomer can start at once).
-    pub(super) fn update_publish_targets(&mut self) {
-        let mut switched_off: Vec<(usize, usize, bool)> = Vec::new();
+    /// layers somebody received in the last [`LAYER_OFF_AFTER`] (the lowest always stays on, so a
+    /// newcomer can start at once).
+    pub(super) fn update_publish_targets(&mut self, now: Instant) {
+        // (publication, layer, in use now, listed)
+        let mut listing: Vec<(usize, usize, bool, bool)> = Vec::new();
         for (_, meeting) in self.meetings.iter() {
             // Alone in a meeting, keep the 1:1 tier: whoever joins next sees video at once.
             let facts = policy::Meeting {
@@ -205,9 +212,13 @@ impl Shard {
                             .unwrap_or(0);
                         let mut rids: Vec<String> = Vec::new();
                         for (i, l) in publication.layers.iter().enumerate() {
-                            let listed = l.nominal <= in_use.max(lowest);
+                            let in_use_now = l.nominal <= in_use.max(lowest);
+                            let listed = in_use_now
+                                || l.last_in_use.is_some_and(|t| {
+                                    now.saturating_duration_since(t) < LAYER_OFF_AFTER
+                                });
                             if let Some(rid) = l.rid.as_ref() {
-                                switched_off.push((p, i, !listed));
+                                listing.push((p, i, in_use_now, listed));
                                 if listed {
                                     rids.push(rid.to_string());
                                 }
@@ -243,8 +254,12 @@ impl Shard {
                 }
             }
         }
-        for (p, i, off) in switched_off {
-            self.publications[p].layers[i].switched_off = off;
+        for (p, i, in_use_now, listed) in listing {
+            let layer = &mut self.publications[p].layers[i];
+            layer.switched_off = !listed;
+            if in_use_now {
+                layer.last_in_use = Some(now);
+            }
         }
     }
 

@@ -93,7 +93,7 @@ impl Shard {
             self.attendees[o].send(ServerMessage::HdMode { on });
         }
         // New tiers apply at once: publishers' ceilings and every subscriber's allocation.
-        self.update_publish_targets();
+        self.update_publish_targets(now);
         for o in attendees {
             self.reallocate(now, o);
         }

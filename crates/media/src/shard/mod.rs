@@ -725,7 +725,7 @@ impl Shard {
             self.next_rate_update = now + Duration::from_secs(1);
             self.update_layer_rates(now, elapsed);
             self.reallocate_all(now);
-            self.update_publish_targets();
+            self.update_publish_targets(now);
             self.report_allocation();
         }
         let mut expired = Vec::new();

@@ -120,6 +120,8 @@ pub struct Layer {
     pub switched_off: bool,
     /// When a keyframe of this layer was last asked for (requests are throttled per layer).
     pub last_keyframe_request: Option<Instant>,
+    /// When somebody last received it (or a higher layer): it stays switched on for a while after.
+    pub last_in_use: Option<Instant>,
 }
 
 impl Layer {
@@ -134,6 +136,7 @@ impl Layer {
             nominal: 0,
             last_sample: 0,
             switched_off: false,
+            last_in_use: Some(now),
             last_keyframe_request: None,
         }
     }
