@@ -22,8 +22,7 @@ runs: 650 -> 565-650 kbps, 450 -> 413-435, 184 -> 151-171. Below 70 % a ceiling 
 unused; above 115 % a ceiling is not applied.
 
 The last test checks that the SFU really forwards different layers: the viewer's "Low bandwidth" button
-caps its downlink at 300 kbps, which carries the lower layer (h, 320x180) but not the top one; the
-publisher then stops the top layer nobody receives, and resumes it when the cap is lifted."""
+caps its downlink at 300 kbps, which carries the lower layer (h, 320x180) but not the top one."""
 
 from __future__ import annotations
 
@@ -179,15 +178,5 @@ def test_a_capped_subscriber_receives_a_lower_layer(pair):
                   desc="the lower layer (320 px) under the 300 kbps cap")
     time.sleep(1)
     assert camera(b, a_id)["framesDecoded"] > capped["framesDecoded"], "the viewer stopped decoding at 320 px"
-    # Nobody receives the publisher's top layer now: after the server's hold (5 s) it is no longer listed
-    # in active_rids, and the publisher stops encoding it.
-    poll(lambda: active_layers(a.page) == {"h"}, 12, desc="the publisher to stop its unwatched top layer")
     b.click("#lowbw-button")
-    # The cap lifted, the server lists the top layer again and the viewer gets it once it is back.
     poll(lambda: camera(b, a_id)["frameWidth"] == 640, 20, desc="the top layer again once the cap is lifted")
-    assert active_layers(a.page) == {"h", "f"}
-
-
-def active_layers(page) -> set[str]:
-    s = page.evaluate(SENDER_JS)
-    return {e["rid"] for e in s["encodings"] if e["active"]} if s else set()

@@ -106,12 +106,15 @@ function cameraEncodings(track) {
 
 /**
  * Applies a publish_targets entry to a sender's encodings (in place). One encoding: the ceiling is its
- * maxBitrate. Simulcast: the ceiling is split over the layers (splitCeiling), and a layer is sent when the
- * ceiling carries it and the server lists it in active_rids (someone receives it: no uplink or encoder
- * time goes to a layer nobody watches). The server keeps offering a layer it had switched off, at the rate
- * it had, and lists it again as soon as a subscriber's link can take it. The split stays over all layers,
- * so a layer coming back gets the same share as before. max_kbps 0 (the meeting's camera limit is
- * reached) switches everything off.
+ * maxBitrate. Simulcast: the ceiling is split over the layers (splitCeiling) and every layer the ceiling
+ * carries is sent. max_kbps 0 (the meeting's camera limit is reached) switches everything off.
+ *
+ * active_rids is not used to switch layers off (the protocol makes it optional). Tried: a layer switched
+ * off has to be restarted (a new keyframe, a reconfigured encoder) before a subscriber whose link recovered
+ * can climb back to it: behind a slow link that recovers (tests/e2e/test_constrained_link.py), three runs
+ * in six then took over 15 s or froze the picture for over a second climbing back, and a late joiner
+ * waited for the restart too.
+ * Sending every layer the ceiling carries costs uplink, not picture.
  */
 export function applyTarget(encodings, target) {
   if (encodings.length === 1 && !encodings[0].rid) {
@@ -121,11 +124,10 @@ export function applyTarget(encodings, target) {
   }
   const layers = layersOf(encodings);
   const shares = splitCeiling(target.max_kbps, layers);
-  const listed = Array.isArray(target.active_rids) ? new Set(target.active_rids) : null;
   for (const enc of encodings) {
     const i = layers.findIndex((l) => l.rid === enc.rid);
     const share = i >= 0 ? shares[i] : 0;
-    enc.active = share > 0 && (!listed || listed.has(enc.rid));
+    enc.active = share > 0;
     if (share > 0) enc.maxBitrate = share * 1000;
   }
 }

@@ -169,7 +169,7 @@ impl Shard {
 
     /// Tell each publisher what its video tracks should send: the meeting's tier, and only the simulcast
     /// layers somebody received in the last [`LAYER_OFF_AFTER`] (the lowest always stays on, so a
-    /// newcomer can start at once).
+    /// newcomer can start at once; with nobody subscribed, all of them do).
     pub(super) fn update_publish_targets(&mut self, now: Instant) {
         // (publication, layer, in use now, listed)
         let mut listing: Vec<(usize, usize, bool, bool)> = Vec::new();
@@ -212,7 +212,10 @@ impl Shard {
                             .unwrap_or(0);
                         let mut rids: Vec<String> = Vec::new();
                         for (i, l) in publication.layers.iter().enumerate() {
-                            let in_use_now = l.nominal <= in_use.max(lowest);
+                            // Nobody subscribed yet (alone in the meeting): every layer stays on, so
+                            // whoever joins next starts at the quality their link allows at once.
+                            let in_use_now = publication.subscriptions.is_empty()
+                                || l.nominal <= in_use.max(lowest);
                             let listed = in_use_now
                                 || l.last_in_use.is_some_and(|t| {
                                     now.saturating_duration_since(t) < LAYER_OFF_AFTER
