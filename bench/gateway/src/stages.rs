@@ -1,14 +1,15 @@
 //! Where a bridge's time goes: each stage of `AudioBridge::tick`'s pipeline timed alone, with the
-//! gateway's own pieces (`audio::codec`, `audio::resample`, `audio::mix`, `audio::level`,
-//! `audio::jitter`) on the same pre-encoded media, in this thread's CPU time per 20 ms frame.
+//! gateway's own pieces (`audio::codec`, `audio::mix`, `audio::level`, `audio::jitter`) on the same
+//! pre-encoded media, in this thread's CPU time per 20 ms frame. The bridge runs Opus at the device's
+//! audio rate both ways (16 kHz for G.722, 8 kHz for G.711): no resampling.
 //!
 //! The bridge itself cannot be opened up from outside (`crates/gateway` is not the benchmark's to
 //! change), so the breakdown is the stages run separately with hot caches; what a whole bridge
 //! costs beyond their sum ([`Stages::unaccounted_us`]) is the glue between them: RTP parsing and
 //! writing, payload copies, the per-source map and sample queues, and cache misses at scale.
 //!
-//! The first two numbers are the baseline the issue compares against: one Opus encode and one Opus
-//! decode of a 20 ms frame, the least any transcoding bridge into an Opus meeting must spend.
+//! The baseline the report compares against is one full-band (48 kHz) Opus encode and decode of a
+//! 20 ms frame: what an Opus leg costs a bridge that does not narrow Opus to the device's band.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -29,19 +30,18 @@ use crate::streams::{DeviceStream, MeetingStream};
 /// CPU microseconds per 20 ms frame of each stage, for one call of a device codec.
 #[derive(Debug, Clone, Serialize)]
 pub struct Stages {
-    /// Opus encode of 20 ms at 48 kHz (the bridge's settings: VoIP, 32 kbit/s, in-band FEC).
+    /// Opus encode of the device's 20 ms at its own rate (the bridge's settings: VoIP, 32 kbit/s,
+    /// in-band FEC).
     pub opus_encode_us: f64,
-    /// Opus decode of one meeting speaker's 20 ms frame.
+    /// Opus decode of one meeting speaker's 20 ms frame to the device's rate.
     pub opus_decode_us: f64,
-    /// Baseline: `opus_encode_us + opus_decode_us`.
+    /// Baseline: one full-band (48 kHz) Opus encode and decode of 20 ms, same settings and audio.
     pub baseline_opus_us: f64,
     /// Device -> meeting.
     pub device_decode_us: f64,
-    pub upsample_us: f64,
     pub level_us: f64,
     /// Meeting -> device: `speakers` decodes (counted in `per_call_sum_us`), then these.
     pub mix_us: f64,
-    pub downsample_us: f64,
     pub device_encode_us: f64,
     /// One packet through a jitter buffer (push and pop), per stream (`speakers + 1` per call).
     pub jitter_us: f64,
@@ -52,35 +52,30 @@ pub struct Stages {
     pub bridge_alone_us: f64,
     /// `bridge_alone_us - per_call_sum_us`: the glue between stages.
     pub unaccounted_us: f64,
-    /// Measured alternatives the gateway could adopt, same audio.
+    /// Measured alternatives, same audio.
     pub what_if: WhatIf,
 }
 
 /// Opus run differently from the bridge, on the same audio: the numbers behind the report's
-/// suggestions. Encoder settings are the bridge's (VoIP, 32 kbit/s, in-band FEC, 10 % loss) except
-/// where named. An Opus stream is 48 kHz on the wire whatever rate its encoder was fed, and a
-/// decoder can give any of 8/12/16/24/48 kHz, so both sides could stay at the device's rate.
+/// comparisons. Encoder settings are the bridge's (VoIP, 32 kbit/s, in-band FEC, 10 % loss) except
+/// where named.
 #[derive(Debug, Clone, Serialize)]
 pub struct WhatIf {
     /// The complexity libopus uses when none is set, as the bridge's encoder does (0-10).
     pub default_complexity: i32,
-    /// The encoder at complexity 5 instead of the library's default.
+    /// The bridge's encoder (device rate) at complexity 5 instead of the library's default.
     pub opus_encode_complexity5_us: f64,
-    /// The encoder fed the device's own rate (16 kHz for G.722, 8 kHz for G.711): no upsampling,
-    /// and libopus codes only the band the device has.
-    pub opus_encode_device_rate_us: f64,
-    pub opus_encode_device_rate_complexity5_us: f64,
-    /// The bridge's encoder on a silent room (noise at about -70 dBov): what every muted or quiet
-    /// device costs today, since the bridge encodes every frame and leaves dropping silence to its
-    /// caller.
+    /// The encoder on a silent room (noise at about -70 dBov) at the device's rate: what a quiet
+    /// room's frame costs when it is encoded (the bridge sends one in 20 while quiet).
     pub opus_encode_silence_us: f64,
-    /// A meeting speaker decoded straight to the device's rate: no downsampling, a smaller mix.
-    pub opus_decode_device_rate_us: f64,
-    /// A call's sum with Opus at the device's rate both ways (no resamplers; mix and level as
-    /// measured at 48 kHz, an overestimate).
-    pub per_call_device_rate_us: f64,
-    /// The same with the encoder at complexity 5.
-    pub per_call_device_rate_complexity5_us: f64,
+    /// The design before: Opus at 48 kHz both ways, with resampling from and to the device's rate.
+    pub opus_encode_48k_us: f64,
+    pub opus_decode_48k_us: f64,
+    pub resample_both_ways_us: f64,
+    /// A call's sum in that design.
+    pub per_call_48k_us: f64,
+    /// A call's sum with the bridge's encoder at complexity 5.
+    pub per_call_complexity5_us: f64,
 }
 
 /// The bridge's Opus encoder settings at `rate`, with `complexity` if given.
@@ -130,15 +125,7 @@ pub fn measure(
             dec.decode(p, &mut out).map(|_| out)
         })
         .collect::<Result<_, _>>()?;
-    let mut up = Resampler::new(rate, MEETING_RATE)?;
-    let meeting_pcm: Vec<Vec<i16>> = device_pcm
-        .iter()
-        .map(|p| {
-            let mut out = vec![0; MEETING_FRAME];
-            up.process(p, &mut out).map(|()| out)
-        })
-        .collect::<Result<_, _>>()?;
-    let mut opus_dec = Decoder::new(Codec::Opus)?;
+    let mut opus_dec = Decoder::opus_to(rate)?;
     let speaker_pcm: Vec<Vec<i16>> = meeting.speakers[0]
         .iter()
         .map(|p| {
@@ -146,14 +133,15 @@ pub fn measure(
             opus_dec.decode(p, &mut out).map(|_| out)
         })
         .collect::<Result<_, _>>()?;
+    let frame = rate as usize / 50;
 
-    let mut opus_enc = Encoder::new(Codec::Opus)?;
+    let mut opus_enc = Encoder::opus_from(rate)?;
     let mut payload = Vec::with_capacity(1500);
     let opus_encode_us = per_frame(frames, |i| {
         payload.clear();
-        let _ = black_box(opus_enc.encode(&meeting_pcm[i % len], &mut payload));
+        let _ = black_box(opus_enc.encode(&device_pcm[i % len], &mut payload));
     });
-    let mut opus_dec = Decoder::new(Codec::Opus)?;
+    let mut opus_dec = Decoder::opus_to(rate)?;
     let mut pcm = Vec::with_capacity(MEETING_FRAME * 6);
     let opus_decode_us = per_frame(frames, |i| {
         pcm.clear();
@@ -164,17 +152,12 @@ pub fn measure(
         pcm.clear();
         let _ = black_box(dec.decode(&device.frames[i % len], &mut pcm));
     });
-    let mut up = Resampler::new(rate, MEETING_RATE)?;
-    let mut out48 = vec![0; MEETING_FRAME];
-    let upsample_us = per_frame(frames, |i| {
-        let _ = black_box(up.process(&device_pcm[i % len], &mut out48));
-    });
     let mut vad = VoiceActivity::default();
     let level_us = per_frame(frames, |i| {
-        black_box(vad.update(audio_level(&meeting_pcm[i % len])));
+        black_box(vad.update(audio_level(&device_pcm[i % len])));
     });
-    let mut mixer = Mixer::new(MEETING_FRAME);
-    let mut mixed = vec![0; MEETING_FRAME];
+    let mut mixer = Mixer::new(frame);
+    let mut mixed = vec![0; frame];
     let mix_us = per_frame(frames, |i| {
         mixer.clear();
         for k in 0..speakers {
@@ -182,11 +165,6 @@ pub fn measure(
         }
         mixer.finish(&mut mixed);
         black_box(&mixed);
-    });
-    let mut down = Resampler::new(MEETING_RATE, rate)?;
-    let mut out_device = vec![0; rate as usize / 50];
-    let downsample_us = per_frame(frames, |i| {
-        let _ = black_box(down.process(&speaker_pcm[i % len], &mut out_device));
     });
     let mut enc = Encoder::new(codec)?;
     let device_encode_us = per_frame(frames, |i| {
@@ -213,16 +191,23 @@ pub fn measure(
         }
     });
 
-    let per_call_sum_us = device_decode_us
-        + upsample_us
+    let rest_us = device_decode_us
         + level_us
-        + opus_encode_us
         + speakers as f64 * opus_decode_us
         + mix_us
-        + downsample_us
         + device_encode_us
         + (speakers + 1) as f64 * jitter_us;
+    let per_call_sum_us = rest_us + opus_encode_us;
 
+    // The design before, and other settings, on the same audio.
+    let mut up = Resampler::new(rate, MEETING_RATE)?;
+    let pcm_48k: Vec<Vec<i16>> = device_pcm
+        .iter()
+        .map(|p| {
+            let mut out = vec![0; MEETING_FRAME];
+            up.process(p, &mut out).map(|()| out)
+        })
+        .collect::<Result<_, _>>()?;
     let mut buf = [0u8; 1500];
     let mut encode_with = |pcm: &[Vec<i16>], rate: u32, complexity| {
         let mut e = opus_encoder(rate, complexity)?;
@@ -230,47 +215,49 @@ pub fn measure(
             let _ = black_box(e.encode(&pcm[i % len], &mut buf));
         }))
     };
-    let opus_encode_complexity5_us = encode_with(&meeting_pcm, MEETING_RATE, Some(5))?;
-    let opus_encode_device_rate_us = encode_with(&device_pcm, rate, None)?;
-    let opus_encode_device_rate_complexity5_us = encode_with(&device_pcm, rate, Some(5))?;
+    let opus_encode_complexity5_us = encode_with(&device_pcm, rate, Some(5))?;
+    let opus_encode_48k_us = encode_with(&pcm_48k, MEETING_RATE, None)?;
     let mut rng = fastrand::Rng::with_seed(9);
     let hush: Vec<Vec<i16>> = (0..len)
-        .map(|_| (0..MEETING_FRAME).map(|_| rng.i16(-10..=10)).collect())
+        .map(|_| (0..frame).map(|_| rng.i16(-10..=10)).collect())
         .collect();
-    let opus_encode_silence_us = encode_with(&hush, MEETING_RATE, None)?;
-    let mut low = opus::Decoder::new(rate, opus::Channels::Mono)?;
-    let mut out_low = vec![0i16; rate as usize / 50 * 6];
-    let opus_decode_device_rate_us = per_frame(frames, |i| {
-        let _ = black_box(low.decode(&meeting.speakers[0][i % len], &mut out_low, false));
+    let opus_encode_silence_us = encode_with(&hush, rate, None)?;
+    let mut full = Decoder::new(Codec::Opus)?;
+    let opus_decode_48k_us = per_frame(frames, |i| {
+        pcm.clear();
+        let _ = black_box(full.decode(&meeting.speakers[0][i % len], &mut pcm));
     });
-    let device_rate_rest = device_decode_us
-        + level_us
-        + speakers as f64 * opus_decode_device_rate_us
-        + mix_us
-        + device_encode_us
-        + (speakers + 1) as f64 * jitter_us;
+    let mut up = Resampler::new(rate, MEETING_RATE)?;
+    let mut down = Resampler::new(MEETING_RATE, rate)?;
+    let mut out48 = vec![0; MEETING_FRAME];
+    let mut out_device = vec![0; frame];
+    let resample_both_ways_us = per_frame(frames, |i| {
+        let _ = black_box(up.process(&device_pcm[i % len], &mut out48));
+        let _ = black_box(down.process(&pcm_48k[i % len], &mut out_device));
+    });
     let what_if = WhatIf {
-        default_complexity: opus_encoder(MEETING_RATE, None)?.get_complexity()?,
+        default_complexity: opus_encoder(rate, None)?.get_complexity()?,
         opus_encode_complexity5_us,
-        opus_encode_device_rate_us,
-        opus_encode_device_rate_complexity5_us,
         opus_encode_silence_us,
-        opus_decode_device_rate_us,
-        per_call_device_rate_us: device_rate_rest + opus_encode_device_rate_us,
-        per_call_device_rate_complexity5_us: device_rate_rest
-            + opus_encode_device_rate_complexity5_us,
+        opus_encode_48k_us,
+        opus_decode_48k_us,
+        resample_both_ways_us,
+        // Mix and level at 48 kHz cost a little more than measured here: an underestimate.
+        per_call_48k_us: rest_us - speakers as f64 * opus_decode_us
+            + speakers as f64 * opus_decode_48k_us
+            + opus_encode_48k_us
+            + resample_both_ways_us,
+        per_call_complexity5_us: rest_us + opus_encode_complexity5_us,
     };
 
     let bridge_alone_us = bridge_alone(device, meeting, frames)?;
     Ok(Stages {
         opus_encode_us,
         opus_decode_us,
-        baseline_opus_us: opus_encode_us + opus_decode_us,
+        baseline_opus_us: what_if.opus_encode_48k_us + what_if.opus_decode_48k_us,
         device_decode_us,
-        upsample_us,
         level_us,
         mix_us,
-        downsample_us,
         device_encode_us,
         jitter_us,
         speakers,

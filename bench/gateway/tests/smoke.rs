@@ -73,16 +73,18 @@ fn stage_numbers_are_sane() {
         s.opus_encode_us,
         s.opus_decode_us,
         s.device_decode_us,
-        s.upsample_us,
         s.mix_us,
-        s.downsample_us,
         s.device_encode_us,
         s.bridge_alone_us,
-        s.what_if.opus_encode_device_rate_us,
-        s.what_if.opus_decode_device_rate_us,
+        s.what_if.opus_encode_48k_us,
+        s.what_if.opus_decode_48k_us,
+        s.what_if.resample_both_ways_us,
     ];
     assert!(all.iter().all(|v| v.is_finite() && *v > 0.0), "{s:?}");
-    assert_eq!(s.baseline_opus_us, s.opus_encode_us + s.opus_decode_us);
-    assert!(s.per_call_sum_us > s.baseline_opus_us);
+    assert_eq!(
+        s.baseline_opus_us,
+        s.what_if.opus_encode_48k_us + s.what_if.opus_decode_48k_us
+    );
+    assert!(s.what_if.per_call_48k_us.is_finite() && s.what_if.per_call_complexity5_us > 0.0);
     assert!((0..=10).contains(&s.what_if.default_complexity));
 }

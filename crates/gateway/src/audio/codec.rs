@@ -79,8 +79,7 @@ impl Decoder {
     pub fn new(codec: Codec) -> Result<Self, AudioError> {
         let rate = audio_rate(codec);
         let kind = match codec {
-            // Mono even if the device sends stereo: libopus downmixes, and the meeting is mono.
-            Codec::Opus => DecoderKind::Opus(opus::Decoder::new(rate, opus::Channels::Mono)?),
+            Codec::Opus => return Self::opus_to(rate),
             Codec::G722 => DecoderKind::G722(Box::new(libg722::decoder::Decoder::new(
                 Bitrate::Mode1_64000,
                 false,
@@ -95,6 +94,20 @@ impl Decoder {
             last: Vec::with_capacity(max_samples(rate)),
             concealed: 0,
             scratch: vec![0; max_samples(rate)],
+        })
+    }
+
+    /// An Opus decoder giving samples at `output_rate` (8, 12, 16, 24 or 48 kHz): libopus decodes
+    /// only the band that rate holds, so a meeting voice for a G.711 or G.722 room costs a fraction of
+    /// a full-band decode and needs no resampling after (bench/results, the gateway benchmark). Mono
+    /// even if the sender is stereo: libopus downmixes, and the meeting is mono.
+    pub fn opus_to(output_rate: u32) -> Result<Self, AudioError> {
+        Ok(Self {
+            kind: DecoderKind::Opus(opus::Decoder::new(output_rate, opus::Channels::Mono)?),
+            rate: output_rate,
+            last: Vec::with_capacity(max_samples(output_rate)),
+            concealed: 0,
+            scratch: vec![0; max_samples(output_rate)],
         })
     }
 
@@ -214,17 +227,7 @@ impl Encoder {
     /// bitrate wishes) is not read yet: mono full-band at 32 kbit/s is valid for any Opus receiver.
     pub fn new(codec: Codec) -> Result<Self, AudioError> {
         let kind = match codec {
-            Codec::Opus => {
-                let mut e = opus::Encoder::new(
-                    audio_rate(codec),
-                    opus::Channels::Mono,
-                    opus::Application::Voip,
-                )?;
-                e.set_bitrate(opus::Bitrate::Bits(OPUS_BITRATE))?;
-                e.set_inband_fec(true)?;
-                e.set_packet_loss_perc(OPUS_EXPECTED_LOSS_PERCENT)?;
-                EncoderKind::Opus(e)
-            }
+            Codec::Opus => return Self::opus_from(audio_rate(codec)),
             Codec::G722 => EncoderKind::G722(Box::new(libg722::encoder::Encoder::new(
                 Bitrate::Mode1_64000,
                 false,
@@ -234,6 +237,21 @@ impl Encoder {
             Codec::Pcma => EncoderKind::Pcma,
         };
         Ok(Self { kind })
+    }
+
+    /// An Opus encoder (settings as [`Encoder::new`]) fed samples at `input_rate` (8, 12, 16, 24 or
+    /// 48 kHz). The stream is ordinary Opus whatever the input rate (48 kHz RTP clock, any decoder
+    /// plays it); a narrower input only tells libopus there is no higher band to code, which for a
+    /// G.711 or G.722 room's voice is true anyway, and spares the upsampling to 48 kHz and most of the
+    /// encoder's time (bench/results, the gateway benchmark).
+    pub fn opus_from(input_rate: u32) -> Result<Self, AudioError> {
+        let mut e = opus::Encoder::new(input_rate, opus::Channels::Mono, opus::Application::Voip)?;
+        e.set_bitrate(opus::Bitrate::Bits(OPUS_BITRATE))?;
+        e.set_inband_fec(true)?;
+        e.set_packet_loss_perc(OPUS_EXPECTED_LOSS_PERCENT)?;
+        Ok(Self {
+            kind: EncoderKind::Opus(e),
+        })
     }
 
     /// Encode one 20 ms frame, appending the payload to `out`.

@@ -3,10 +3,10 @@
 //! passes `Instant`s in and calls [`AudioBridge::tick`] every 20 ms from its timer).
 //!
 //! ```text
-//! device RTP --device_rtp--> jitter.rs --> codec.rs decode/conceal --> resample.rs (8/16 -> 48 kHz)
-//!     --> level.rs --> codec.rs Opus encode --> tick() returns a MeetingFrame (Opus 48 kHz mono, 20 ms)
-//! meeting Opus --meeting_audio--> jitter.rs + Opus decoder per source --> mix.rs (48 kHz)
-//!     --> resample.rs (48 -> 8/16 kHz) --> codec.rs encode --> tick() writes device RTP
+//! device RTP --device_rtp--> jitter.rs --> codec.rs decode/conceal --> level.rs
+//!     --> codec.rs Opus encode at the device's rate --> tick() returns a MeetingFrame (Opus, 20 ms)
+//! meeting Opus --meeting_audio--> jitter.rs + Opus decoder per source, to the device's rate
+//!     --> mix.rs --> codec.rs encode --> tick() writes device RTP
 //! ```
 //!
 //! The API:
@@ -207,9 +207,17 @@ struct Stream {
 
 impl Stream {
     fn new(codec: Codec) -> Result<Self, AudioError> {
-        let decoder = Decoder::new(codec)?;
+        Self::with(Decoder::new(codec)?, rtp_clock(codec))
+    }
+
+    /// A meeting voice (Opus, 48 kHz RTP clock) decoded to `rate`.
+    fn meeting_voice(rate: u32) -> Result<Self, AudioError> {
+        Self::with(Decoder::opus_to(rate)?, rtp_clock(Codec::Opus))
+    }
+
+    fn with(decoder: Decoder, clock: u32) -> Result<Self, AudioError> {
         Ok(Self {
-            jitter: JitterBuffer::new(rtp_clock(codec)),
+            jitter: JitterBuffer::new(clock),
             pending: VecDeque::with_capacity(
                 2 * codec::MAX_PACKET_MS as usize * decoder.rate() as usize / 1000,
             ),
@@ -271,8 +279,7 @@ pub struct AudioBridge {
     device_ssrc: Option<u32>,
     device_started: bool,
     device_pcm: Vec<i16>,
-    upsample: Resampler,
-    meeting_pcm: Vec<i16>,
+    /// Opus fed the device's audio at its own rate (see [`Encoder::opus_from`]).
     meeting_encoder: Encoder,
     vad: VoiceActivity,
     /// Frames the room has been quiet for (see DTX in `encode_for_meeting`).
@@ -282,11 +289,10 @@ pub struct AudioBridge {
 
     // Meeting -> device.
     sources: HashMap<u64, Stream>,
+    /// Meeting voices are decoded and mixed at the device's audio rate (see [`Decoder::opus_to`]).
     source_pcm: Vec<i16>,
     mixer: Mixer,
     mixed: Vec<i16>,
-    downsample: Resampler,
-    device_out_pcm: Vec<i16>,
     device_encoder: Encoder,
     ssrc: u32,
     device_seq: u16,
@@ -299,10 +305,10 @@ pub struct AudioBridge {
     silent_frames: u32,
     noise: fastrand::Rng,
 
-    // Prompts -> device (they join the meeting -> device path at 48 kHz, in place of the mix).
+    // Prompts -> device (they join the meeting -> device path at the device's rate, in place of the mix).
     prompt: Option<Playing>,
     prompt_pcm: Vec<i16>,
-    prompt_upsample: Resampler,
+    prompt_resample: Resampler,
 }
 
 impl AudioBridge {
@@ -327,19 +333,15 @@ impl AudioBridge {
             device_ssrc: None,
             device_started: false,
             device_pcm: vec![0; samples_per_frame(rate)],
-            upsample: Resampler::new(rate, MEETING_RATE)?,
-            meeting_pcm: vec![0; MEETING_FRAME],
-            meeting_encoder: Encoder::new(Codec::Opus)?,
+            meeting_encoder: Encoder::opus_from(rate)?,
             vad: VoiceActivity::default(),
             quiet_frames: 0,
             meeting_seq: 0,
             meeting_timestamp: 0,
             sources: HashMap::new(),
-            source_pcm: vec![0; MEETING_FRAME],
-            mixer: Mixer::new(MEETING_FRAME),
-            mixed: vec![0; MEETING_FRAME],
-            downsample: Resampler::new(MEETING_RATE, rate)?,
-            device_out_pcm: vec![0; samples_per_frame(rate)],
+            source_pcm: vec![0; samples_per_frame(rate)],
+            mixer: Mixer::new(samples_per_frame(rate)),
+            mixed: vec![0; samples_per_frame(rate)],
             device_encoder: Encoder::new(device.codec)?,
             ssrc,
             // RFC 3550 §5.1: random starting points, so a restarted call is not mistaken for the old.
@@ -351,7 +353,7 @@ impl AudioBridge {
             noise: fastrand::Rng::new(),
             prompt: None,
             prompt_pcm: vec![0; samples_per_frame(PROMPT_RATE)],
-            prompt_upsample: Resampler::new(PROMPT_RATE, MEETING_RATE)?,
+            prompt_resample: Resampler::new(PROMPT_RATE, rate)?,
         })
     }
 
@@ -449,7 +451,7 @@ impl AudioBridge {
                 self.stats.meeting_sources_refused += 1;
                 return;
             }
-            match Stream::new(Codec::Opus) {
+            match Stream::meeting_voice(audio_rate(self.device.codec)) {
                 Ok(stream) => {
                     self.sources.insert(source, stream);
                 }
@@ -518,14 +520,6 @@ impl AudioBridge {
                 self.first_to_device = true;
             }
         }
-        if self
-            .downsample
-            .process(&self.mixed, &mut self.device_out_pcm)
-            .is_err()
-        {
-            self.stats.internal_errors += 1;
-            self.device_out_pcm.fill(0);
-        }
         let header = Header {
             version: 2,
             marker: self.first_to_device,
@@ -537,10 +531,7 @@ impl AudioBridge {
         };
         out.resize(RTP_HEADER_LEN, 0);
         if header.marshal_to(&mut out[..]).is_err()
-            || self
-                .device_encoder
-                .encode(&self.device_out_pcm, out)
-                .is_err()
+            || self.device_encoder.encode(&self.mixed, out).is_err()
         {
             self.stats.internal_errors += 1;
             out.clear();
@@ -574,7 +565,7 @@ impl AudioBridge {
         self.device_seq = self.device_seq.wrapping_add(1);
     }
 
-    /// If a prompt is playing, put its next 20 ms (at 48 kHz) in place of the mix.
+    /// If a prompt is playing, put its next 20 ms (at the device's rate) in place of the mix.
     fn prompt_over_mix(&mut self) {
         let Some(playing) = self.prompt.as_mut() else {
             return;
@@ -590,7 +581,7 @@ impl AudioBridge {
             self.prompt = None;
         }
         if self
-            .prompt_upsample
+            .prompt_resample
             .process(&self.prompt_pcm, &mut self.mixed)
             .is_err()
         {
@@ -614,15 +605,7 @@ impl AudioBridge {
         {
             comfort::generate(level, &mut self.noise, &mut self.device_pcm);
         }
-        if self
-            .upsample
-            .process(&self.device_pcm, &mut self.meeting_pcm)
-            .is_err()
-        {
-            self.stats.internal_errors += 1;
-            self.meeting_pcm.fill(0);
-        }
-        let level = audio_level(&self.meeting_pcm);
+        let level = audio_level(&self.device_pcm);
         let voice = self.vad.update(level);
         // Discontinuous transmission, as browsers' Opus does: while the room is quiet only every
         // DTX_EVERY_FRAMES-th frame is encoded and sent (the first one of the pause included), which
@@ -642,7 +625,7 @@ impl AudioBridge {
         let mut payload = Vec::with_capacity(256);
         if self
             .meeting_encoder
-            .encode(&self.meeting_pcm, &mut payload)
+            .encode(&self.device_pcm, &mut payload)
             .is_err()
         {
             self.stats.internal_errors += 1;
