@@ -682,22 +682,6 @@ impl Shard {
             .inc_by(stats.plis.saturating_sub(sub.plis_seen));
         sub.nacks_seen = sub.nacks_seen.max(stats.nacks);
         sub.plis_seen = sub.plis_seen.max(stats.plis);
-        // The retransmission history follows the round trip: up at once (behind a deep queue NACKs
-        // come late), down only by a second or more (each change empties the history).
-        let Some((rtt, ssrc)) = stats.rtt.zip(sub.tx_ssrc) else {
-            return;
-        };
-        let wanted = negotiation::rtx_history_for(rtt);
-        let resize = wanted > sub.rtx_history || wanted + Duration::from_secs(1) <= sub.rtx_history;
-        if resize && let Some(tx) = self.peers[idx].rtc.direct_api().stream_tx(&ssrc) {
-            tx.set_rtx_cache(
-                negotiation::RTX_CACHE_PACKETS,
-                wanted,
-                negotiation::RTX_RATIO_CAP,
-            );
-            tracing::debug!(subscription = sub_idx, ?rtt, history = ?wanted, "retransmission history resized");
-            sub.rtx_history = wanted;
-        }
     }
 
     /// Housekeeping: speaking sets, layer rates, consent freshness.

@@ -198,6 +198,4 @@ pub struct Subscription {
     /// Egress statistics last seen, for turning str0m's running totals into counter increments.
     pub nacks_seen: u64,
     pub plis_seen: u64,
-    /// How long its retransmission history keeps packets (see `negotiation::rtx_history_for`).
-    pub rtx_history: std::time::Duration,
 }
