@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -251,7 +252,17 @@ def print_timeline(samples: list[dict]) -> None:
 _observed: dict = {}
 
 
-def test_a_constrained_subscriber_drops_to_a_lower_layer(link, room):
+def server_counters(server) -> str:
+    """The SFU's repair counters (NACKs received, retransmissions sent, PLIs, drops by reason), for the
+    timeline: whether a stall's NACKs were answered."""
+    text = urllib.request.urlopen(f"{server.base_url}/metrics", timeout=5).read().decode()
+    wanted = ("convene_media_nacks_total", "convene_media_rtx_sent_total", "convene_media_plis_total",
+              "convene_media_packets_dropped_total")
+    return "; ".join(line for line in text.splitlines()
+                     if line.startswith(wanted) and not line.endswith(" 0"))
+
+
+def test_a_constrained_subscriber_drops_to_a_lower_layer(server, link, room):
     pub, sub = room
     pub_id = pub.attendee_id
     layers = poll(lambda: (l := pub.page.evaluate(OUTBOUND_LAYERS_JS)) and len(l) == 2 and l, 15,
@@ -276,6 +287,7 @@ def test_a_constrained_subscriber_drops_to_a_lower_layer(link, room):
           f"(layers sent {sent}); {freezes} freezes, {frozen:.2f} s in all, longest {longest_freeze(samples):.2f} s; "
           f"steady state {steady_fps:.1f} fps; sample intervals without a new frame: {len(stalls)}")
     print_timeline(samples)
+    print("server:", server_counters(server))
     decoded = last["framesDecoded"] - lower[0]["framesDecoded"]
     expected = CAMERA_FPS * (last["t"] - drop_s)
     _observed.update(samples=samples, top=top, drop_s=drop_s, steady=steady, steady_fps=steady_fps, frozen=frozen,
