@@ -17,9 +17,9 @@ use crate::signal::messages::{ServerMessage, TrackTarget};
 
 /// A layer that has not carried a packet for this long is not offered.
 const LAYER_STALE: std::time::Duration = std::time::Duration::from_millis(1500);
-/// A simulcast layer nobody has received for this long is switched off at its publisher. Not at once: a
-/// subscriber's estimate wobbling around the layer would turn it off and on, each time costing the
-/// publisher a keyframe and the subscriber a wait for it.
+/// A simulcast layer nobody has received for this long leaves its publisher's `active_rids` (the
+/// publisher may switch it off). Not at once: a subscriber's estimate wobbling around the layer would turn
+/// it off and on, each time costing the publisher a keyframe and the subscriber a wait for it.
 const LAYER_OFF_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Shard {
