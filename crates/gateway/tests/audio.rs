@@ -3,8 +3,11 @@
 //! garbage; IVR prompts are spoken to the device in its codec. Everything is decoded here with codecs independent of the bridge's own wrappers, and
 //! time is simulated (20 ms steps), so nothing depends on the machine's speed.
 
-use std::f64::consts::PI;
 use std::time::{Duration, Instant};
+
+#[path = "../src/audio/test_signal.rs"]
+mod test_signal;
+use test_signal::{power, tone};
 
 use convene_gateway::audio::{
     AudioBridge, AudioError, BridgeStats, DeviceAudio, MeetingFrame, PROMPT_RATE, Prompt,
@@ -37,24 +40,6 @@ fn audio_rate(codec: Codec) -> u32 {
         Codec::G722 => 16000,
         Codec::Pcmu | Codec::Pcma => 8000,
     }
-}
-
-fn tone(freq: f64, rate: u32, start: usize, n: usize, amplitude: f64) -> Vec<i16> {
-    (start..start + n)
-        .map(|i| (amplitude * (2.0 * PI * freq * i as f64 / f64::from(rate)).sin()) as i16)
-        .collect()
-}
-
-/// Energy at `freq` (Goertzel).
-fn power(samples: &[i16], freq: f64, rate: u32) -> f64 {
-    let coeff = 2.0 * (2.0 * PI * freq / f64::from(rate)).cos();
-    let (mut s1, mut s2) = (0.0, 0.0);
-    for &x in samples {
-        let s0 = f64::from(x) + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    s1 * s1 + s2 * s2 - coeff * s1 * s2
 }
 
 fn assert_dominates(samples: &[i16], rate: u32, freq: f64, others: &[f64], what: &str) {

@@ -283,7 +283,7 @@ fn max_samples(rate: u32) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audio::resample::tests::{power, tone};
+    use crate::audio::test_signal::{power, tone};
 
     const ALL: [Codec; 4] = [Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma];
 

@@ -44,6 +44,8 @@ pub mod level;
 pub mod mix;
 pub mod prompt;
 pub mod resample;
+#[cfg(test)]
+mod test_signal;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};

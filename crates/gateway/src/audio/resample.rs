@@ -110,30 +110,9 @@ pub fn samples_per_frame(rate: u32) -> usize {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    pub(crate) fn tone(freq: f64, rate: u32, start: usize, n: usize, amplitude: f64) -> Vec<i16> {
-        (start..start + n)
-            .map(|i| {
-                (amplitude * (2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin())
-                    as i16
-            })
-            .collect()
-    }
-
-    /// Energy at `freq` (Goertzel), for checking a tone survived.
-    pub(crate) fn power(samples: &[i16], freq: f64, rate: u32) -> f64 {
-        let w = 2.0 * std::f64::consts::PI * freq / f64::from(rate);
-        let coeff = 2.0 * w.cos();
-        let (mut s1, mut s2) = (0.0, 0.0);
-        for &x in samples {
-            let s0 = f64::from(x) + coeff * s1 - s2;
-            s2 = s1;
-            s1 = s0;
-        }
-        s1 * s1 + s2 * s2 - coeff * s1 * s2
-    }
+    use crate::audio::test_signal::{power, tone};
 
     fn run(from: u32, to: u32, freq: f64) -> Vec<i16> {
         let mut r = Resampler::new(from, to).unwrap();
