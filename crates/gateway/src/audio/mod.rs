@@ -209,16 +209,16 @@ struct Stream {
 
 impl Stream {
     fn new(codec: Codec) -> Result<Self, AudioError> {
-        Self::with(Decoder::new(codec)?, rtp_clock(codec))
+        Ok(Self::with(Decoder::new(codec)?, rtp_clock(codec)))
     }
 
     /// A meeting voice (Opus, 48 kHz RTP clock) decoded to `rate`.
     fn meeting_voice(rate: u32) -> Result<Self, AudioError> {
-        Self::with(Decoder::opus_to(rate)?, rtp_clock(Codec::Opus))
+        Ok(Self::with(Decoder::opus_to(rate)?, rtp_clock(Codec::Opus)))
     }
 
-    fn with(decoder: Decoder, clock: u32) -> Result<Self, AudioError> {
-        Ok(Self {
+    fn with(decoder: Decoder, clock: u32) -> Self {
+        Self {
             jitter: JitterBuffer::new(clock),
             pending: VecDeque::with_capacity(
                 2 * codec::MAX_PACKET_MS as usize * decoder.rate() as usize / 1000,
@@ -226,7 +226,7 @@ impl Stream {
             decoded: Vec::new(),
             decoder,
             last_packet: None,
-        })
+        }
     }
 
     /// The next `out.len()` samples: decoded, concealed or silence.
