@@ -165,7 +165,14 @@ def camera(att, publisher_id: str) -> dict:
     return cams[0] if cams else {"frameWidth": 0, "framesDecoded": 0}
 
 
-def test_a_capped_subscriber_receives_a_lower_layer(pair):
+# After the meeting shrank back to two, each viewer should climb back to the other's top layer. Usually it
+# does within seconds; in two of about ten full-suite runs on the 2-core machine it did not within 20 s: the
+# viewer received only the lower layer through the 5-16 person tier, its estimate grew no further than that
+# traffic (GCC allows 1.5x what is acknowledged) and the probe toward the top layer did not lift it. The
+# same climb as test_constrained_link.py's climb-back xfail (issue 6).
+@pytest.mark.xfail(reason="the climb back to the top layer after the meeting shrinks does not happen within 20 s "
+                          "every run (issue 6)", raises=AssertionError)
+def test_viewers_climb_back_to_the_top_layer_after_the_meeting_shrinks(pair):
     _, a, b = pair
     a_id = a.attendee_id
     try:
@@ -173,6 +180,18 @@ def test_a_capped_subscriber_receives_a_lower_layer(pair):
     finally:
         print("viewer's inbound streams:", [s for s in b.stats() if s["kind"] == "video"])
         print("publisher's layers:", outbound([a.page])[0])
+
+
+def test_a_capped_subscriber_receives_a_lower_layer(server, pair):
+    meeting_id, a, b = pair
+    # Both rejoin: fresh connections and estimates, so this test starts where a new 1:1 call does,
+    # whatever the climb above did.
+    for att in (a, b):
+        att.page.goto(att.join_url(server.base_url, meeting_id).replace("quality=low", "quality=high"))
+    for att in (a, b):
+        att.wait_state("joined")
+    a_id = a.attendee_id
+    poll(lambda: camera(b, a_id)["frameWidth"] == 640, 20, desc="the viewer to receive the top layer (640 px)")
     b.click("#lowbw-button")  # caps the viewer's downlink at 300 kbps: h (~150) fits, f (487) does not
     capped = poll(lambda: (c := camera(b, a_id))["frameWidth"] == 320 and c, 10,
                   desc="the lower layer (320 px) under the 300 kbps cap")
