@@ -15,6 +15,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod driver;
+pub mod janus;
 pub mod media;
 pub mod payload;
 pub mod probe;
@@ -31,6 +32,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::driver::{Driver, PublishPlan, Shared};
+use crate::janus::JanusRoom;
 use crate::media::LayerSpec;
 use crate::probe::{ProcProbe, ProcSample};
 use crate::signaling::{Role, SignalCounters};
@@ -59,8 +61,8 @@ pub enum LoadError {
 #[derive(Debug, Clone, Serialize)]
 pub struct Scenario {
     pub name: String,
-    /// The server's HTTP address (signaling at `/v1/signal`, metrics at `/metrics`).
-    pub server: SocketAddr,
+    /// The SFU under load.
+    pub target: Target,
     pub meetings: usize,
     /// Publishers per meeting; they also subscribe to the others.
     pub publishers: usize,
@@ -90,10 +92,39 @@ pub struct Scenario {
     pub local_ip: IpAddr,
     /// Server process to sample (CPU, RSS), if known.
     pub server_pid: Option<u32>,
-    /// Signs the attendees' join tokens: built from the server's `<data-dir>/join-token.key`.
-    #[serde(skip)]
-    pub tokens: convene_core::JoinTokenIssuer,
     pub seed: u64,
+}
+
+/// The SFU the attendees join.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "sfu", rename_all = "snake_case")]
+pub enum Target {
+    /// Convene: signaling at `/v1/signal`, forwarded packets counted by its `/metrics`.
+    Convene {
+        /// The server's HTTP address.
+        server: SocketAddr,
+        /// Signs the attendees' join tokens: built from the server's `<data-dir>/join-token.key`.
+        #[serde(skip)]
+        tokens: Arc<convene_core::JoinTokenIssuer>,
+    },
+    /// Janus 1.1's VideoRoom over its WebSocket transport ([`janus`]); forwarded packets are what the
+    /// attendees received (Janus exports no counter of its own).
+    Janus {
+        /// `ws://HOST:PORT` of Janus's WebSocket transport.
+        url: String,
+        /// Camera layer every subscriber asks for (0 = the lowest of `camera`); None: Janus's default.
+        layer: Option<u8>,
+    },
+}
+
+impl Target {
+    /// The address whose `/metrics` counts forwarded packets, if the SFU has one.
+    fn metrics(&self) -> Option<SocketAddr> {
+        match self {
+            Target::Convene { server, .. } => Some(*server),
+            Target::Janus { .. } => None,
+        }
+    }
 }
 
 impl Scenario {
@@ -210,6 +241,11 @@ pub async fn packets_out(server: SocketAddr) -> Result<u64, LoadError> {
     Ok(sum_metric(&body, "convene_media_packets_out_total"))
 }
 
+/// The server's own count of forwarded packets, where it keeps one.
+async fn forwarded_by_server(target: &Target) -> Option<u64> {
+    packets_out(target.metrics()?).await.ok()
+}
+
 /// Sums every sample of a Prometheus counter in a text exposition.
 pub fn sum_metric(text: &str, name: &str) -> u64 {
     text.lines()
@@ -232,7 +268,6 @@ pub async fn run(s: Scenario) -> Result<Summary, LoadError> {
     let before = probe.as_ref().map(ProcProbe::sample).transpose()?;
 
     let counters = Arc::new(SignalCounters::default());
-    let tokens = Arc::new(s.tokens.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let started = Instant::now();
@@ -265,11 +300,26 @@ pub async fn run(s: Scenario) -> Result<Summary, LoadError> {
                 let driver = drivers[n % drivers.len()].handle.clone();
                 let counters = counters.clone();
                 let stop = stop_rx.clone();
-                let server = s.server;
-                let tokens = tokens.clone();
-                tasks.spawn(async move {
-                    signaling::attendee(server, role, driver, counters, tokens, stop).await
-                });
+                match &s.target {
+                    Target::Convene { server, tokens } => {
+                        let (server, tokens) = (*server, tokens.clone());
+                        tasks.spawn(async move {
+                            signaling::attendee(server, role, driver, counters, tokens, stop).await
+                        });
+                    }
+                    Target::Janus { url, layer } => {
+                        let room = JanusRoom {
+                            // VideoRoom rooms are numbers; 0 is not a valid one.
+                            room: m as u64 + 1,
+                            publishers: s.publishers,
+                            substream: layer.and_then(|l| janus::substream(l, s.camera.len())),
+                        };
+                        let url = url.clone();
+                        tasks.spawn(async move {
+                            janus::attendee(url, role, room, driver, counters, stop).await
+                        });
+                    }
+                }
                 n += 1;
                 tokio::time::sleep(join_gap).await;
             }
@@ -297,7 +347,7 @@ pub async fn run(s: Scenario) -> Result<Summary, LoadError> {
     }
     tokio::time::sleep(s.warmup).await;
 
-    let metrics_start = packets_out(s.server).await.ok();
+    let metrics_start = forwarded_by_server(&s.target).await;
     let cpu_start = probe.as_ref().map(ProcProbe::sample).transpose()?;
     let me = ProcProbe::new(std::process::id());
     let me_start = me.sample()?;
@@ -313,7 +363,7 @@ pub async fn run(s: Scenario) -> Result<Summary, LoadError> {
     let cpu_end = probe.as_ref().map(ProcProbe::sample).transpose()?;
     let me_end = me.sample()?;
     let system_end = probe::system_busy_s()?;
-    let metrics_end = packets_out(s.server).await.ok();
+    let metrics_end = forwarded_by_server(&s.target).await;
 
     // Leave, and give the tasks a moment to say so.
     let _ = stop_tx.send(true);
@@ -468,8 +518,10 @@ mod tests {
     fn expected_connections_by_shape() {
         let mut s = Scenario {
             name: "t".into(),
-            tokens: convene_core::JoinTokenIssuer::from_seed(&[1; 32]),
-            server: "127.0.0.1:1".parse().unwrap(),
+            target: Target::Janus {
+                url: "ws://127.0.0.1:1".into(),
+                layer: None,
+            },
             meetings: 1,
             publishers: 1,
             subscribers: 100,

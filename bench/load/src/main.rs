@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use convene_load::media::{LayerSpec, default_camera_layers};
-use convene_load::{Scenario, run};
+use convene_load::{Scenario, Target, run};
 
 /// Synthetic WebRTC attendees (str0m: real ICE, DTLS, SRTP) that join Convene meetings over loopback,
 /// publish Opus audio with DTX, simulcast VP8 camera video and screen shares, and measure one-way latency,
@@ -18,7 +18,11 @@ use convene_load::{Scenario, run};
 /// microseconds per forwarded packet and resident memory per attendee.
 ///
 /// Example: 1 publisher to 100 subscribers for 20 s:
-///   convene-load --server 127.0.0.1:8080 --publishers 1 --subscribers 100 --duration 20
+///   convene-load --server 127.0.0.1:8080 --token-key DATA/join-token.key -n 1 -m 100 --duration 20
+///
+/// With --janus it loads Janus 1.1's VideoRoom instead (the benchmark's baseline), with the same media.
+/// Janus does not gather loopback candidates, so that run happens inside a network namespace holding a
+/// veth address (bench/run sets it up); only there may --local-ip be a non-loopback address.
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Args {
@@ -76,8 +80,15 @@ struct Args {
     local_ip: IpAddr,
     /// The server's join-token key (`<data-dir>/join-token.key`, 64 hex digits): the generator signs its
     /// attendees' join tokens with it, so any meeting id works without accounts and meetings.
-    #[arg(long, value_name = "FILE")]
-    token_key: std::path::PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "janus")]
+    token_key: Option<std::path::PathBuf>,
+    /// Load Janus's VideoRoom at this WebSocket URL (ws://HOST:PORT) instead of Convene.
+    #[arg(long, value_name = "URL")]
+    janus: Option<String>,
+    /// With --janus: the camera layer subscribers ask for (0 = the lowest of --camera) [default: Janus's,
+    /// the highest].
+    #[arg(long, value_name = "N", requires = "janus")]
+    janus_layer: Option<u8>,
     /// The server's process id: report its CPU per forwarded packet and memory per attendee.
     #[arg(long, value_name = "PID")]
     server_pid: Option<u32>,
@@ -108,6 +119,39 @@ fn parse_layers(s: &str) -> anyhow::Result<Vec<LayerSpec>> {
         .collect()
 }
 
+fn read_token_key(path: &std::path::Path) -> anyhow::Result<convene_core::JoinTokenIssuer> {
+    let key_text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the join-token key {}", path.display()))?;
+    let seed: [u8; 32] = hex::decode(key_text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .with_context(|| format!("{} must hold 64 hex digits", path.display()))?;
+    Ok(convene_core::JoinTokenIssuer::from_seed(&seed))
+}
+
+/// True when this process runs in a network namespace made with `ip netns add` (one of `/run/netns/*`):
+/// traffic to any address there stays inside the namespace the benchmark created. (Comparing with init's
+/// namespace would be more general, but `/proc/1/ns/net` is not readable in every container.)
+fn in_own_network_namespace() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(own) = std::fs::metadata("/proc/self/ns/net") else {
+        return false;
+    };
+    let Ok(named) = std::fs::read_dir("/run/netns") else {
+        return false;
+    };
+    named.flatten().any(|entry| {
+        std::fs::metadata(entry.path()).is_ok_and(|m| m.dev() == own.dev() && m.ino() == own.ino())
+    })
+}
+
+fn janus_url_is_loopback(url: &str) -> bool {
+    url.strip_prefix("ws://")
+        .and_then(|rest| rest.split(['/', ':']).next())
+        .and_then(|host| host.parse::<IpAddr>().ok())
+        .is_some_and(|ip| ip.is_loopback())
+}
+
 fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(v)
         .with_context(|| format!("--{name} must be a number of seconds >= 0"))
@@ -122,24 +166,40 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let a = Args::parse();
-    if !a.local_ip.is_loopback() || !a.server.ip().is_loopback() {
-        bail!("convene-load only runs over loopback (127.0.0.0/8)");
+    if !a.server.ip().is_loopback() {
+        bail!("convene-load only talks to a server on loopback (127.0.0.0/8)");
+    }
+    if !a.local_ip.is_loopback() && !in_own_network_namespace() {
+        bail!(
+            "--local-ip {} is not loopback: that is only allowed inside a network namespace of its own \
+             (ip netns exec), where the traffic cannot leave the machine",
+            a.local_ip
+        );
+    }
+    if let Some(url) = &a.janus
+        && !janus_url_is_loopback(url)
+    {
+        bail!("--janus {url}: must be ws://127.x.x.x:PORT (loopback)");
     }
     let threads = a.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    let key_text = std::fs::read_to_string(&a.token_key)
-        .with_context(|| format!("reading the join-token key {}", a.token_key.display()))?;
-    let seed: [u8; 32] = hex::decode(key_text.trim())
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .with_context(|| format!("{} must hold 64 hex digits", a.token_key.display()))?;
+    let target = match (a.janus, a.token_key) {
+        (Some(url), _) => Target::Janus {
+            url,
+            layer: a.janus_layer,
+        },
+        (None, Some(key)) => Target::Convene {
+            server: a.server,
+            tokens: std::sync::Arc::new(read_token_key(&key)?),
+        },
+        (None, None) => bail!("--token-key is needed to join Convene meetings"),
+    };
     let scenario = Scenario {
-        tokens: convene_core::JoinTokenIssuer::from_seed(&seed),
+        target,
         name: a.name,
-        server: a.server,
         meetings: a.meetings,
         publishers: a.publishers,
         subscribers: a.subscribers,
@@ -181,5 +241,14 @@ mod tests {
         assert_eq!(parse_layers("default").unwrap().len(), 3);
         assert!(parse_layers("q:15").is_err());
         assert!(parse_layers("q:x:1").is_err());
+    }
+
+    #[test]
+    fn janus_must_be_on_loopback() {
+        assert!(janus_url_is_loopback("ws://127.0.0.1:8188"));
+        assert!(janus_url_is_loopback("ws://127.0.0.2:8188/janus"));
+        assert!(!janus_url_is_loopback("ws://10.0.0.1:8188"));
+        assert!(!janus_url_is_loopback("ws://example.com:8188"));
+        assert!(!janus_url_is_loopback("http://127.0.0.1:8188"));
     }
 }

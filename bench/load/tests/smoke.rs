@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use convene_core::{EventBus, InProcessBus};
 use convene_load::media::{LayerSpec, default_camera_layers};
-use convene_load::{Scenario, Summary, run};
+use convene_load::{Scenario, Summary, Target, run};
 use convene_media::{MediaConfig, MediaMetrics, MediaPlane};
 use prometheus::{Encoder, Registry, TextEncoder};
 
@@ -51,9 +51,11 @@ fn tokens() -> convene_core::JoinTokenIssuer {
 
 fn scenario(server: SocketAddr, name: &str) -> Scenario {
     Scenario {
-        tokens: tokens(),
+        target: Target::Convene {
+            server,
+            tokens: Arc::new(tokens()),
+        },
         name: name.into(),
-        server,
         meetings: 1,
         publishers: 1,
         subscribers: 1,
