@@ -1,9 +1,9 @@
 //! The IO around a shard: one thread, one UDP socket, a command channel.
 //!
 //! The thread sleeps in `mio` until a datagram arrives, a command is queued (the sender wakes it) or the
-//! shard's next deadline passes; then it feeds the shard and sends what the shard wants sent. Batched
-//! `recvmmsg`/`sendmmsg` is the performance issue's work; this loop already drains the socket fully
-//! on each wake-up so it is ready for it.
+//! shard's next deadline passes; then it feeds the shard a batch of datagrams, ends the batch (the shard
+//! sends what they made it forward, one str0m timeout pass per connection) and sends what the shard
+//! wants sent. Batched `recvmmsg`/`sendmmsg` is the performance issue's work still to do.
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -84,7 +84,6 @@ impl Worker {
                     Ok((n, source)) => {
                         self.shard
                             .handle_datagram(Instant::now(), source, local, &buf[..n]);
-                        self.flush();
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
                         socket_pending = false;
@@ -99,6 +98,8 @@ impl Worker {
                 }
             }
 
+            // One str0m timeout pass per connection written to in the batch (`Shard::end_batch`).
+            self.shard.end_batch(Instant::now());
             self.shard.handle_timeout(Instant::now());
             self.flush();
             // Placement is released by the signaling sessions (`MediaPlane::release`).

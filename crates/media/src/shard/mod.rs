@@ -178,6 +178,13 @@ enum PeerEvent {
     Failed,
 }
 
+/// Whether [`Shard::run_events`] sends what was written now or leaves it for the end of the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    Now,
+    Later,
+}
+
 fn kbps_of(bitrate: Bitrate) -> u32 {
     (bitrate.as_u64() / 1000).min(u64::from(u32::MAX)) as u32
 }
@@ -403,6 +410,12 @@ impl Shard {
     }
 
     /// One datagram arrived on this shard's socket.
+    ///
+    /// What it makes the shard forward is written to the subscribers' connections but goes out only at
+    /// [`Shard::end_batch`] (or the next [`Shard::handle_timeout`]): str0m releases written packets on a
+    /// timeout pass, which runs all of a connection's timers (ICE, DTLS, SCTP, RTCP, the estimator and
+    /// the pacer), so one pass per connection per batch of datagrams costs far less than one per
+    /// datagram when packets arrive faster than the worker wakes up.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
@@ -457,6 +470,11 @@ impl Shard {
             }
         }
         self.drain(peer_idx, now);
+        self.run_events(now, Flush::Later);
+    }
+
+    /// The end of a batch of datagrams: sends what they made the shard forward.
+    pub fn end_batch(&mut self, now: Instant) {
         self.process_pending(now);
     }
 
@@ -581,6 +599,12 @@ impl Shard {
     }
 
     fn process_pending(&mut self, now: Instant) {
+        self.run_events(now, Flush::Now);
+    }
+
+    /// Handles queued connection events; with [`Flush::Now`] also gives every connection written to a
+    /// timeout pass, so what was written goes out.
+    fn run_events(&mut self, now: Instant, flush: Flush) {
         loop {
             let mut failed = Vec::new();
             while let Some((idx, event)) = self.pending.pop_front() {
@@ -608,7 +632,9 @@ impl Shard {
                     PeerEvent::Failed => failed.push(self.peers[idx].attendee),
                 }
             }
-            self.flush_dirty(now);
+            if flush == Flush::Now {
+                self.flush_dirty(now);
+            }
             if failed.is_empty() && self.pending.is_empty() {
                 break;
             }

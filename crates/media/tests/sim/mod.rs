@@ -638,7 +638,9 @@ impl Sim {
                     continue;
                 }
                 if to == self.server {
+                    // One datagram per batch: the simulated network delivers them one at a time.
                     self.shard.handle_datagram(self.now, from, to, &bytes);
+                    self.shard.end_batch(self.now);
                     while let Some(t) = self.shard.poll_transmit() {
                         self.queue
                             .push_back((t.source, t.destination, t.contents.to_vec()));
