@@ -175,9 +175,11 @@ def camera(att, publisher_id: str) -> dict:
 def test_viewers_climb_back_to_the_top_layer_after_the_meeting_shrinks(pair):
     _, a, b = pair
     a_id = a.attendee_id
+    t0 = time.monotonic()
     try:
         poll(lambda: camera(b, a_id)["frameWidth"] == 640, 20, desc="the viewer to receive the top layer (640 px)")
     finally:
+        print(f"climb after the meeting shrank: {camera(b, a_id)['frameWidth']} px after {time.monotonic() - t0:.1f} s")
         print("viewer's inbound streams:", [s for s in b.stats() if s["kind"] == "video"])
         print("publisher's layers:", outbound([a.page])[0])
 

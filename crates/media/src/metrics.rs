@@ -45,6 +45,7 @@ pub struct MediaMetrics {
     plis: IntCounter,
     keyframe_requests: IntCounter,
     allocation_changes: IntCounter,
+    reprobes: IntCounter,
     meeting_allocation: MeetingAllocationMetrics,
     rtx_sent: IntCounter,
     dropped: IntCounterVec,
@@ -176,6 +177,11 @@ impl MediaMetrics {
                 "convene_media_allocation_changes_total",
                 "Bandwidth allocation decisions that changed a subscription's layer or paused/resumed it.",
             )?,
+            reprobes: counter(
+                registry,
+                "convene_media_estimator_reprobes_total",
+                "Probes asked of a subscriber's bandwidth estimator while its estimate stayed under what its allocation wants.",
+            )?,
             meeting_allocation: MeetingAllocationMetrics {
                 changes: counter_vec(
                     registry,
@@ -251,6 +257,7 @@ impl MediaMetrics {
             plis: self.plis.clone(),
             keyframe_requests: self.keyframe_requests.clone(),
             allocation_changes: self.allocation_changes.clone(),
+            reprobes: self.reprobes.clone(),
             meeting_allocation: self.meeting_allocation.clone(),
             rtx_sent: self.rtx_sent.clone(),
             dropped: DROP_REASONS.map(|r| self.dropped.with_label_values(&[r])),
@@ -319,6 +326,7 @@ pub struct ShardMetrics {
     pub plis: IntCounter,
     pub keyframe_requests: IntCounter,
     pub allocation_changes: IntCounter,
+    pub reprobes: IntCounter,
     /// Per-meeting allocation series: touched when decisions change and once a second, never per
     /// packet (their label lookups would be).
     pub meeting_allocation: MeetingAllocationMetrics,

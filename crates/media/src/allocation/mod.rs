@@ -7,7 +7,10 @@
 //! - [`speakers`]: the loudest few speakers from RFC 6464 audio levels, smoothed, with hold times.
 //! - [`policy`]: one subscriber's allocation under its estimate, by priority (audio, screen, active
 //!   speaker video, other video) with hysteresis against flapping; and the publishers' targets.
+//! - [`reprobe`]: when to make a subscriber's estimator probe again while its estimate falls short of
+//!   what the allocation wants.
 
 pub mod policy;
+pub mod reprobe;
 pub mod speakers;
 pub mod tiers;

@@ -13,6 +13,7 @@ use str0m::bwe::Bitrate;
 
 use super::Shard;
 use crate::allocation::policy::{self, Choice, Kind, Offer};
+use crate::allocation::reprobe;
 use crate::signal::messages::{ServerMessage, TrackTarget};
 
 /// A layer that has not carried a packet for this long is not offered.
@@ -165,6 +166,41 @@ impl Shard {
             Bitrate::kbps(u64::from(aim.wanted)),
         );
         self.drain(peer, now);
+    }
+
+    /// Every tick: make the estimator of each subscriber whose estimate falls short of what its allocation
+    /// wants probe again, now and then (`allocation::reprobe`).
+    pub(super) fn reprobe_estimators(&mut self, now: Instant) {
+        let mut actions = Vec::new();
+        for (idx, a) in self.attendees.iter_mut() {
+            let (Some(peer), Some(estimate), Some((sustain, wanted))) =
+                (a.subscribe_peer, a.downlink_estimate_kbps, a.estimator_aim)
+            else {
+                continue;
+            };
+            let capped = [a.downlink_cap_kbps, a.downlink_remb_kbps]
+                .into_iter()
+                .flatten()
+                .any(|limit| limit < estimate);
+            if let Some(action) = a.reprobe.on_tick(now, estimate, wanted, capped) {
+                actions.push((idx, peer, sustain, wanted, action));
+            }
+        }
+        for (attendee, peer, sustain, wanted, action) in actions {
+            let (minimum, desired) = match action {
+                reprobe::Action::Dip(estimate) => {
+                    tracing::debug!(attendee, estimate, wanted, "re-probing the downlink");
+                    self.metrics.reprobes.inc();
+                    (sustain.min(estimate), estimate)
+                }
+                reprobe::Action::Restore => (sustain, wanted),
+            };
+            self.peers[peer].rtc.bwe().set_bitrate(
+                Bitrate::kbps(u64::from(minimum)),
+                Bitrate::kbps(u64::from(desired)),
+            );
+            self.drain(peer, now);
+        }
     }
 
     /// Tell each publisher what its video tracks should send: the meeting's tier, and only the simulcast

@@ -713,6 +713,7 @@ impl Shard {
     /// Housekeeping: speaking sets, layer rates, consent freshness.
     fn tick(&mut self, now: Instant) {
         self.update_speaking(now);
+        self.reprobe_estimators(now);
         // A subscribe offer nobody answers would block every later change for that attendee.
         let stale: Vec<usize> = self
             .attendees

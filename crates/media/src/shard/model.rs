@@ -78,6 +78,8 @@ pub struct Attendee {
     pub downlink_remb_kbps: Option<u32>,
     /// The (allocated, wanted) kbps last given to the subscriber's estimator (see `Shard::aim_estimator`).
     pub estimator_aim: Option<(u32, u32)>,
+    /// Re-arms the estimator's probe while the estimate falls short of the wanted rate.
+    pub reprobe: crate::allocation::reprobe::Reprobe,
     /// The `publish_targets` last sent, to send only changes.
     pub publish_targets_sent: Vec<TrackTarget>,
     /// Set for an attendee whose media crosses an attendee port (a bridged call) instead of WebRTC

@@ -84,6 +84,7 @@ impl Shard {
             downlink_cap_kbps: None,
             downlink_remb_kbps: None,
             estimator_aim: None,
+            reprobe: Default::default(),
             publish_targets_sent: Vec::new(),
             port,
         };
