@@ -1,9 +1,12 @@
 //! Prometheus metrics of the media plane.
 //!
-//! Handles are resolved once per shard ([`ShardMetrics`]), so the packet path only does relaxed atomic
-//! adds on counters it already holds: no label lookups, no allocation.
+//! Handles are resolved once per shard ([`ShardMetrics`]). Counters the packet path bumps are
+//! [`ShardCounter`]s: the shard adds to a buffer of its own (no atomic shared with the other shards' cores,
+//! no label lookup, no allocation) and flushes the buffers into the registered counters every tick
+//! ([`ShardMetrics::flush`]), so a scrape sees each shard's counts at most one tick late.
 
 use convene_core::{ClientType, MediaSource};
+use prometheus::local::LocalIntCounter;
 use prometheus::{
     Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
@@ -236,7 +239,7 @@ impl MediaMetrics {
 
     /// The handles one shard uses.
     pub fn shard(&self, index: usize) -> ShardMetrics {
-        let kind = |v: &IntCounterVec, k: &str| v.with_label_values(&[k]);
+        let kind = |v: &IntCounterVec, k: &str| ShardCounter::new(v.with_label_values(&[k]));
         ShardMetrics {
             meetings: self.meetings.clone(),
             attendees: ClientType::ALL.map(|c| self.attendees.with_label_values(&[c.as_str()])),
@@ -249,18 +252,18 @@ impl MediaMetrics {
             video_out: kind(&self.packets_out, "video"),
             audio_bytes_out: kind(&self.bytes_out, "audio"),
             video_bytes_out: kind(&self.bytes_out, "video"),
-            datagrams_in: self.datagrams_in.clone(),
-            bytes_in: self.datagram_bytes_in.clone(),
-            datagrams_out: self.datagrams_out.clone(),
-            bytes_out: self.datagram_bytes_out.clone(),
-            nacks: self.nacks.clone(),
-            plis: self.plis.clone(),
+            datagrams_in: ShardCounter::new(self.datagrams_in.clone()),
+            bytes_in: ShardCounter::new(self.datagram_bytes_in.clone()),
+            datagrams_out: ShardCounter::new(self.datagrams_out.clone()),
+            bytes_out: ShardCounter::new(self.datagram_bytes_out.clone()),
+            nacks: ShardCounter::new(self.nacks.clone()),
+            plis: ShardCounter::new(self.plis.clone()),
             keyframe_requests: self.keyframe_requests.clone(),
             allocation_changes: self.allocation_changes.clone(),
             reprobes: self.reprobes.clone(),
             meeting_allocation: self.meeting_allocation.clone(),
-            rtx_sent: self.rtx_sent.clone(),
-            dropped: DROP_REASONS.map(|r| self.dropped.with_label_values(&[r])),
+            rtx_sent: ShardCounter::new(self.rtx_sent.clone()),
+            dropped: DROP_REASONS.map(|r| ShardCounter::new(self.dropped.with_label_values(&[r]))),
             busy: self.worker_busy.with_label_values(&[&index.to_string()]),
             signal_errors: self.signal_errors.clone(),
         }
@@ -304,34 +307,70 @@ impl MeetingAllocationMetrics {
     }
 }
 
+/// A counter one shard bumps on its packet path: adds go to the shard's own buffer, [`ShardCounter::flush`]
+/// moves them into the registered counter. A clone has a buffer of its own (and reads the same total).
+#[derive(Clone)]
+pub struct ShardCounter {
+    shared: IntCounter,
+    local: LocalIntCounter,
+}
+
+impl ShardCounter {
+    fn new(shared: IntCounter) -> Self {
+        Self {
+            local: shared.local(),
+            shared,
+        }
+    }
+
+    #[inline]
+    pub fn inc(&self) {
+        self.local.inc();
+    }
+
+    #[inline]
+    pub fn inc_by(&self, v: u64) {
+        self.local.inc_by(v);
+    }
+
+    pub fn flush(&self) {
+        self.local.flush();
+    }
+
+    /// The registered total: what every clone flushed so far.
+    pub fn get(&self) -> u64 {
+        self.shared.get()
+    }
+}
+
 /// One shard's resolved metric handles.
 #[derive(Clone)]
 pub struct ShardMetrics {
     pub meetings: IntGauge,
     attendees: [IntGauge; ClientType::ALL.len()],
     tracks: [IntGauge; 3],
-    pub audio_in: IntCounter,
-    pub video_in: IntCounter,
-    pub audio_bytes_in: IntCounter,
-    pub video_bytes_in: IntCounter,
-    pub audio_out: IntCounter,
-    pub video_out: IntCounter,
-    pub audio_bytes_out: IntCounter,
-    pub video_bytes_out: IntCounter,
-    pub datagrams_in: IntCounter,
-    pub bytes_in: IntCounter,
-    pub datagrams_out: IntCounter,
-    pub bytes_out: IntCounter,
-    pub nacks: IntCounter,
-    pub plis: IntCounter,
+    pub audio_in: ShardCounter,
+    pub video_in: ShardCounter,
+    pub audio_bytes_in: ShardCounter,
+    pub video_bytes_in: ShardCounter,
+    pub audio_out: ShardCounter,
+    pub video_out: ShardCounter,
+    pub audio_bytes_out: ShardCounter,
+    pub video_bytes_out: ShardCounter,
+    pub datagrams_in: ShardCounter,
+    pub bytes_in: ShardCounter,
+    pub datagrams_out: ShardCounter,
+    pub bytes_out: ShardCounter,
+    pub nacks: ShardCounter,
+    pub plis: ShardCounter,
     pub keyframe_requests: IntCounter,
     pub allocation_changes: IntCounter,
     pub reprobes: IntCounter,
     /// Per-meeting allocation series: touched when decisions change and once a second, never per
     /// packet (their label lookups would be).
     pub meeting_allocation: MeetingAllocationMetrics,
-    pub rtx_sent: IntCounter,
-    dropped: [IntCounter; DROP_REASONS.len()],
+    pub rtx_sent: ShardCounter,
+    dropped: [ShardCounter; DROP_REASONS.len()],
     pub busy: Gauge,
     pub signal_errors: IntCounter,
 }
@@ -345,6 +384,33 @@ impl ShardMetrics {
                 // Registering into a fresh registry cannot collide; if it ever did, fail loudly in tests.
                 panic!("metrics: {e}")
             })
+    }
+
+    /// Moves what this handle set counted since the last flush into the registered counters. The shard
+    /// calls it every tick; any other holder of a clone (the worker) flushes its own.
+    pub fn flush(&self) {
+        for c in [
+            &self.audio_in,
+            &self.video_in,
+            &self.audio_bytes_in,
+            &self.video_bytes_in,
+            &self.audio_out,
+            &self.video_out,
+            &self.audio_bytes_out,
+            &self.video_bytes_out,
+            &self.datagrams_in,
+            &self.bytes_in,
+            &self.datagrams_out,
+            &self.bytes_out,
+            &self.nacks,
+            &self.plis,
+            &self.rtx_sent,
+        ] {
+            c.flush();
+        }
+        for c in &self.dropped {
+            c.flush();
+        }
     }
 
     pub fn attendees(&self, client: ClientType) -> &IntGauge {

@@ -68,6 +68,7 @@ impl Worker {
                     Ok(Command::Shutdown) => {
                         self.shard.handle_command(Instant::now(), Command::Shutdown);
                         self.flush();
+                        self.metrics.flush();
                         tracing::info!(shard = index, "media worker stopped");
                         return;
                     }
@@ -112,6 +113,8 @@ impl Worker {
             busy += started.elapsed();
             let window = window_start.elapsed();
             if window >= Duration::from_secs(1) {
+                // The worker counts its own send failures on its clone of the shard's handles.
+                self.metrics.flush();
                 self.metrics
                     .busy
                     .set(busy.as_secs_f64() / window.as_secs_f64());

@@ -404,7 +404,10 @@ impl Shard {
                     self.remove_attendee(now, idx, LeaveReason::Left);
                 }
             }
-            Command::Shutdown => self.shutdown_all(),
+            Command::Shutdown => {
+                self.shutdown_all();
+                self.metrics.flush();
+            }
         }
         self.process_pending(now);
     }
@@ -527,6 +530,12 @@ impl Shard {
             Some(&Reverse((at, _))) => at.min(self.next_tick),
             None => self.next_tick,
         }
+    }
+
+    /// Moves the packet counters counted since the last tick into the registry now (the shard does so
+    /// every tick by itself): for a test that reads them right after sending.
+    pub fn flush_metrics(&self) {
+        self.metrics.flush();
     }
 
     /// A meeting that ended on this shard (its last attendee left); for placement bookkeeping.
@@ -712,6 +721,7 @@ impl Shard {
 
     /// Housekeeping: speaking sets, layer rates, consent freshness.
     fn tick(&mut self, now: Instant) {
+        self.metrics.flush();
         self.update_speaking(now);
         self.reprobe_estimators(now);
         // A subscribe offer nobody answers would block every later change for that attendee.
