@@ -512,3 +512,77 @@ fn a_deep_queued_slow_link_keeps_the_picture_going() {
         );
     }
 }
+
+/// A viewer held on the lowest layer by a large meeting's tier climbs to the top layer within 5 s once
+/// the meeting shrinks to two, on a link with room to spare (issue 6; in e2e runs the same climb sometimes
+/// took over 20 s: `tests/e2e/test_bandwidth.py`). The climb needs the estimate to grow past what the
+/// lowest layer's traffic earned it, i.e. a probe.
+#[test]
+fn a_viewer_climbs_to_the_top_layer_once_the_meeting_shrinks() {
+    for delay_ms in [10, 30, 60] {
+        let mut s = Sim::new();
+        s.step = Duration::from_millis(1);
+        let ada = s.join("shrink", "Ada");
+        let bob = s.join("shrink", "Bob");
+        // Three more attendees make it a "5-16 people" meeting: 184 kbps per camera, the lowest layer.
+        let others: Vec<usize> = ["Cy", "Di", "Ed"]
+            .into_iter()
+            .map(|name| s.join("shrink", name))
+            .collect();
+        let rids: Vec<&str> = LAYERS.iter().map(|(r, _)| *r).collect();
+        s.publish_with(ada, &rids);
+        s.connect_all();
+        let bob_addr = s.clients[bob].subscribe.as_ref().expect("subscribed").addr;
+        s.shape(
+            bob_addr,
+            LinkSpec {
+                rate_kbps: 4000,
+                delay: Duration::from_millis(delay_ms),
+                max_queue_delay: Duration::from_millis(250),
+                loss_per_mille: 0,
+            },
+        );
+        let mut source = Publisher {
+            client: ada,
+            layers: &LAYERS,
+            frame: 0,
+            keyframe_owed: LAYERS.iter().map(|(r, _)| Some(r.to_string())).collect(),
+        };
+        s.run(Duration::from_secs(12), |s| source.step(s));
+        let ada_id = s.clients[ada].id;
+        let settled = s.now - Duration::from_secs(4);
+        let big_meeting_layers: HashSet<u8> =
+            complete_frames(&s.clients[bob].received_from(ada_id, MediaSource::Camera))
+                .into_iter()
+                .filter(|f| f.complete_at >= settled)
+                .map(|f| f.layer)
+                .collect();
+        // A frame's layer is its rid's first byte (see `Sim::send_frame`).
+        let layer_of = |i: usize| LAYERS[i].0.as_bytes()[0];
+        assert_eq!(
+            big_meeting_layers,
+            HashSet::from([layer_of(0)]),
+            "{delay_ms} ms: in a meeting of five the viewer should get the lowest layer only"
+        );
+
+        for c in others {
+            s.leave(c);
+        }
+        let shrunk = s.now;
+        s.run(Duration::from_secs(12), |s| source.step(s));
+        let top = layer_of(LAYERS.len() - 1);
+        let climbed = complete_frames(&s.clients[bob].received_from(ada_id, MediaSource::Camera))
+            .into_iter()
+            .filter(|f| f.complete_at >= shrunk && f.layer == top)
+            .map(|f| f.complete_at - shrunk)
+            .min();
+        eprintln!("{delay_ms} ms: top layer {climbed:?} after the meeting shrank");
+        let climbed = climbed.unwrap_or_else(|| {
+            panic!("{delay_ms} ms: no frame of the top layer 12 s after the meeting shrank")
+        });
+        assert!(
+            climbed <= FOLLOW,
+            "{delay_ms} ms: the top layer came back only {climbed:?} after the meeting shrank"
+        );
+    }
+}
