@@ -61,8 +61,10 @@ pub struct Stages {
 /// where named.
 #[derive(Debug, Clone, Serialize)]
 pub struct WhatIf {
-    /// The complexity libopus uses when none is set, as the bridge's encoder does (0-10).
+    /// The complexity libopus uses when none is set (0-10).
     pub default_complexity: i32,
+    /// The complexity the bridge's encoder uses at the device's rate (`codec::opus_complexity`).
+    pub bridge_complexity: i32,
     /// The bridge's encoder (device rate) at complexity 5 instead of the library's default.
     pub opus_encode_complexity5_us: f64,
     /// The encoder on a silent room (noise at about -70 dBov) at the device's rate: what a quiet
@@ -85,7 +87,7 @@ fn opus_encoder(rate: u32, complexity: Option<i32>) -> Result<opus::Encoder, Aud
         convene_gateway::audio::codec::OPUS_BITRATE,
     ))?;
     e.set_inband_fec(true)?;
-    e.set_packet_loss_perc(10)?;
+    e.set_packet_loss_perc(convene_gateway::audio::codec::OPUS_EXPECTED_LOSS_PERCENT)?;
     if let Some(c) = complexity {
         e.set_complexity(c)?;
     }
@@ -237,6 +239,7 @@ pub fn measure(
     });
     let what_if = WhatIf {
         default_complexity: opus_encoder(rate, None)?.get_complexity()?,
+        bridge_complexity: convene_gateway::audio::codec::opus_complexity(rate),
         opus_encode_complexity5_us,
         opus_encode_silence_us,
         opus_encode_48k_us,

@@ -38,7 +38,17 @@ pub const MAX_PACKET_MS: u32 = 120;
 pub const OPUS_BITRATE: i32 = 32_000;
 
 /// The loss rate the Opus encoder plans its in-band FEC for (libopus sends no FEC at 0%).
-const OPUS_EXPECTED_LOSS_PERCENT: i32 = 10;
+pub const OPUS_EXPECTED_LOSS_PERCENT: i32 = 10;
+
+/// The Opus encoder's complexity (0-10) for a room's voice at `input_rate`, measured with PESQ on
+/// spoken sentences (`bench/gateway/opus_quality.py`, bench/results/2026-12-06-opus-quality.md):
+/// - 16 kHz (G.722 rooms): 8, 9 and 10 score the same (PESQ-WB 4.01); 7 loses 0.14 and 5 0.24, which
+///   is audible. libopus's default, 9.
+/// - 8 kHz (G.711 rooms): 5 loses 0.06 against 9 (PESQ-NB 4.35 against 4.41), under what anyone hears,
+///   and saves about a sixth of a G.711 call's CPU (the gateway benchmark).
+pub fn opus_complexity(input_rate: u32) -> i32 {
+    if input_rate <= 8000 { 5 } else { 9 }
+}
 
 /// Largest Opus payload we write; an encoder asked for 32 kbit/s stays far below.
 const MAX_OPUS_PAYLOAD: usize = 1275;
@@ -239,16 +249,23 @@ impl Encoder {
         Ok(Self { kind })
     }
 
-    /// An Opus encoder (settings as [`Encoder::new`]) fed samples at `input_rate` (8, 12, 16, 24 or
-    /// 48 kHz). The stream is ordinary Opus whatever the input rate (48 kHz RTP clock, any decoder
+    /// An Opus encoder (settings as [`Encoder::new`], complexity by [`opus_complexity`]) fed samples at
+    /// `input_rate` (8, 12, 16, 24 or 48 kHz). The stream is ordinary Opus whatever the input rate (48 kHz RTP clock, any decoder
     /// plays it); a narrower input only tells libopus there is no higher band to code, which for a
     /// G.711 or G.722 room's voice is true anyway, and spares the upsampling to 48 kHz and most of the
     /// encoder's time (bench/results, the gateway benchmark).
     pub fn opus_from(input_rate: u32) -> Result<Self, AudioError> {
+        Self::opus_with_complexity(input_rate, opus_complexity(input_rate))
+    }
+
+    /// [`Encoder::opus_from`] at another complexity (0-10): for the quality and cost measurements of
+    /// `bench/gateway`.
+    pub fn opus_with_complexity(input_rate: u32, complexity: i32) -> Result<Self, AudioError> {
         let mut e = opus::Encoder::new(input_rate, opus::Channels::Mono, opus::Application::Voip)?;
         e.set_bitrate(opus::Bitrate::Bits(OPUS_BITRATE))?;
         e.set_inband_fec(true)?;
         e.set_packet_loss_perc(OPUS_EXPECTED_LOSS_PERCENT)?;
+        e.set_complexity(complexity)?;
         Ok(Self {
             kind: EncoderKind::Opus(e),
         })
