@@ -25,6 +25,9 @@ struct Call {
     first_timestamp: u32,
     /// Where in the loops this call starts, so calls do not code identical frames in lockstep.
     offset: usize,
+    /// Per meeting voice, the RTP sequence number of its next packet (a browser in DTX numbers only
+    /// the packets it sends; the timestamps jump).
+    meeting_seq: Vec<u16>,
     packet: Vec<u8>,
     to_device: Vec<u8>,
 }
@@ -107,6 +110,7 @@ impl Calls {
                 first_seq: (k as u16).wrapping_mul(7919),
                 first_timestamp: (k as u32).wrapping_mul(104_729),
                 offset: (k as usize * 37) % LOOP_FRAMES,
+                meeting_seq: vec![0; self.meeting.speakers.len()],
                 packet: Vec::with_capacity(RTP_HEADER + 2000),
                 to_device: Vec::with_capacity(1500),
             });
@@ -136,14 +140,17 @@ impl Calls {
 
             // The meeting's voices, one frame each, as the port delivers them.
             for (k, frames) in self.meeting.speakers.iter().enumerate() {
-                let frame = &frames[(at + 53 * k) % LOOP_FRAMES];
+                let Some(frame) = &frames[(at + self.meeting.stagger * k) % LOOP_FRAMES] else {
+                    continue;
+                };
                 call.bridge.meeting_audio(
                     now,
                     k as u64 + 1,
-                    r as u16,
+                    call.meeting_seq[k],
                     (r * convene_gateway::audio::MEETING_FRAME as u64) as u32,
                     frame,
                 );
+                call.meeting_seq[k] = call.meeting_seq[k].wrapping_add(1);
             }
 
             let out = call.bridge.tick(now, &mut call.to_device);

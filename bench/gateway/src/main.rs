@@ -43,6 +43,14 @@ struct Args {
     /// Never try more calls than this.
     #[arg(long, default_value_t = 2000)]
     max_calls: usize,
+    /// A typical call instead of the worst case: the room talks --room-talk of the time and is quiet
+    /// (noise at -70 dBov) otherwise, and the meeting's voices take turns, each silent (DTX: a frame
+    /// every 400 ms) while another talks. The stage breakdown stays the worst case's.
+    #[arg(long)]
+    typical: bool,
+    /// With --typical: the share of the time the room talks (a meeting of about ten parties: 0.1).
+    #[arg(long, default_value_t = 0.1, requires = "typical")]
+    room_talk: f64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -113,11 +121,22 @@ fn main() -> anyhow::Result<()> {
     );
 
     let meeting = MeetingStream::new(args.speakers)?;
+    let scenario = if args.typical { "typical" } else { "worst" };
+    let load_meeting = if args.typical {
+        MeetingStream::turns(args.speakers)?
+    } else {
+        meeting.clone()
+    };
     let mut results = Vec::new();
     for codec in args.codecs.iter().copied().map(Codec::from) {
         let name = codec.name();
         let device = DeviceStream::new(codec)?;
         let stages = stages::measure(&device, &meeting, stage_frames)?;
+        let load_device = if args.typical {
+            DeviceStream::talking(codec, args.room_talk)?
+        } else {
+            device
+        };
         eprintln!(
             "gateway-bench: {name}: Opus encode {:.1} us + decode {:.1} us per frame; one bridge alone {:.1} us \
              (its stages sum to {:.1} us)",
@@ -126,7 +145,7 @@ fn main() -> anyhow::Result<()> {
             stages.bridge_alone_us,
             stages.per_call_sum_us
         );
-        let mut calls = Calls::new(device, meeting.clone());
+        let mut calls = Calls::new(load_device, load_meeting.clone());
         let capacity = search.run(&mut calls, |s| progress(name, s))?;
         drop(calls);
         let at = capacity.at_max.as_ref();
@@ -138,6 +157,12 @@ fn main() -> anyhow::Result<()> {
         );
         results.push(json!({
             "codec": name,
+            "scenario": scenario,
+            // With --typical: how much of the time the room talks, and the meeting frames a call
+            // receives per 20 ms (3.0 when every voice talks).
+            "room_talk": if args.typical { args.room_talk } else { 1.0 },
+            "meeting_frames_per_round": load_meeting.frames_sent() as f64
+                / convene_gateway_bench::streams::LOOP_FRAMES as f64,
             "max_calls_per_core": capacity.max_calls,
             "cpu_us_per_call_per_frame": cpu_us,
             "p99_round_ms": at.map(|s| s.round_ms_p99),

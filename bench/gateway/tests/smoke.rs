@@ -88,3 +88,42 @@ fn stage_numbers_are_sane() {
     assert!(s.what_if.per_call_48k_us.is_finite() && s.what_if.per_call_complexity5_us > 0.0);
     assert!((0..=10).contains(&s.what_if.default_complexity));
 }
+
+/// The typical scenario: a room talking a tenth of the time hears voices taking turns in DTX. Over a
+/// whole loop (4 s), the meeting sends a fraction of the worst case's frames, the room's quiet time
+/// mostly goes unsent toward the meeting, and nothing is malformed or late.
+#[test]
+fn the_typical_scenario_is_quieter_both_ways() {
+    let meeting = MeetingStream::turns(3).unwrap();
+    // One voice at a time, the two others DTX (a frame every 400 ms): well under 3 frames per round.
+    let per_round = meeting.frames_sent() as f64 / 200.0;
+    assert!(
+        (1.0..1.6).contains(&per_round),
+        "{per_round} meeting frames per round"
+    );
+    let mut calls = Calls::new(DeviceStream::talking(Codec::G722, 0.1).unwrap(), meeting);
+    calls.resize(3).unwrap();
+    let t0 = Instant::now();
+    let mut flow = Flow::default();
+    for k in 0..200 {
+        flow += calls.round(t0 + Duration::from_millis(20 * k));
+    }
+    let stats = calls.stats();
+    assert_eq!(flow.to_device, 600);
+    assert_eq!(flow.to_meeting + stats.frames_not_sent_quiet, 600);
+    // The room talks 10 % of the loop (plus the voice detector's hangover): most quiet frames are not
+    // sent, and few of those sent are flagged as speech.
+    assert!(stats.frames_not_sent_quiet > 300, "{stats:?}");
+    assert!(flow.to_meeting_voice < 200, "{flow:?}");
+    // 3 calls x 3 voices x 200 rounds would be the worst case: under half of that arrives.
+    assert!(stats.meeting_frames < 3 * 3 * 200 / 2, "{stats:?}");
+    assert_eq!(
+        (
+            stats.device_malformed,
+            stats.meeting_malformed,
+            stats.internal_errors
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!((stats.device_late, stats.meeting_late), (0, 0));
+}
