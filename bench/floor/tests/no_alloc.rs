@@ -4,8 +4,6 @@
 //! (aws-lc's own C code does not go through Rust's allocator; its AEAD seal/open on an initialised key
 //! does not allocate either, but this test can only vouch for our side.)
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::UdpSocket;
 
 use convene_floor::Floor;
@@ -13,43 +11,13 @@ use convene_floor::forwarder::subscribe_datagram;
 use convene_floor::keys;
 use convene_floor::srtp::{Profile, SrtpContext, TAG_LEN};
 
-struct Counting;
+#[path = "../../../crates/media/tests/support/counting_alloc.rs"]
+mod counting_alloc;
 
-thread_local! {
-    /// Allocations made by this thread. Per thread, because the test harness's own thread allocates
-    /// now and then while a test runs (seen: 4 allocations in about one run of ten), which is not the
-    /// packet path's doing. Const-initialised `Cell`: using it never allocates or registers a destructor.
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
-
-fn count() {
-    ALLOCATIONS.with(|a| a.set(a.get() + 1));
-}
-
-// SAFETY: defers every call to the system allocator unchanged; it only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours, passed through.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours, passed through.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours, passed through.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use counting_alloc::{Counting, allocations};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: Counting = Counting::new(|| true);
 
 #[test]
 fn forwarding_allocates_nothing() {

@@ -4,48 +4,15 @@
 //!
 //! (aws-lc's C code does not go through Rust's allocator; this test vouches for our side only.)
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use convene_media::fastpath::srtp::{OutboundStream, Profile, RocTracker, SrtpContext, TAG_LEN};
 
-struct Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
-thread_local! {
-    /// Allocations made by this thread. Per thread, because the test harness's own thread allocates
-    /// now and then while a test runs (seen: 4 allocations in about one run of ten), which is not the
-    /// packet path's doing. Const-initialised `Cell`: using it never allocates or registers a destructor.
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
-
-fn count() {
-    ALLOCATIONS.with(|a| a.set(a.get() + 1));
-}
-
-// SAFETY: defers every call to the system allocator unchanged; it only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours, passed through.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours, passed through.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours, passed through.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use counting_alloc::{Counting, allocations};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: Counting = Counting::new(|| true);
 
 #[test]
 fn protect_and_unprotect_allocate_nothing() {

@@ -9,6 +9,26 @@
 
 pub mod netem;
 
+thread_local! {
+    /// Set while the shard itself runs (not the simulated clients or the network), so a test with a
+    /// counting allocator can tell the SFU's allocations from the harness's (`tests/alloc_per_packet.rs`).
+    static IN_SHARD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the shard is running on this thread right now.
+#[allow(dead_code)] // only the allocation test asks
+pub fn in_shard() -> bool {
+    IN_SHARD.with(std::cell::Cell::get)
+}
+
+/// Runs `f` (a call into the shard) with [`in_shard`] true.
+fn shard_work<R>(f: impl FnOnce() -> R) -> R {
+    IN_SHARD.with(|c| c.set(true));
+    let r = f();
+    IN_SHARD.with(|c| c.set(false));
+    r
+}
+
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -618,7 +638,7 @@ impl Sim {
                 }
             }
         }
-        self.shard.handle_timeout(now);
+        shard_work(|| self.shard.handle_timeout(now));
         self.pump();
     }
 
@@ -626,7 +646,7 @@ impl Sim {
     pub fn pump(&mut self) {
         loop {
             let mut moved = false;
-            while let Some(t) = self.shard.poll_transmit() {
+            while let Some(t) = shard_work(|| self.shard.poll_transmit()) {
                 self.queue
                     .push_back((t.source, t.destination, t.contents.to_vec()));
             }
@@ -639,9 +659,12 @@ impl Sim {
                 }
                 if to == self.server {
                     // One datagram per batch: the simulated network delivers them one at a time.
-                    self.shard.handle_datagram(self.now, from, to, &bytes);
-                    self.shard.end_batch(self.now);
-                    while let Some(t) = self.shard.poll_transmit() {
+                    let now = self.now;
+                    shard_work(|| {
+                        self.shard.handle_datagram(now, from, to, &bytes);
+                        self.shard.end_batch(now);
+                    });
+                    while let Some(t) = shard_work(|| self.shard.poll_transmit()) {
                         self.queue
                             .push_back((t.source, t.destination, t.contents.to_vec()));
                     }
