@@ -103,6 +103,8 @@ class Janus:
 
     def __enter__(self):
         write_config(self.folder, self.cores)
+        # A namespace of this name can only be left over from a killed run (names carry a pid).
+        subprocess.run(["ip", "netns", "del", self.ns], stderr=subprocess.DEVNULL, timeout=10)
         _ip("netns", "add", self.ns)
         try:
             _ip("-n", self.ns, "link", "set", "lo", "up")
