@@ -3,21 +3,44 @@
 
 use std::time::{Duration, Instant};
 
+use convene_gateway::audio::BridgeStats;
 use convene_gateway::sdp::Codec;
 use convene_gateway_bench::calls::{Calls, Flow};
 use convene_gateway_bench::stages;
 use convene_gateway_bench::streams::{DeviceStream, MeetingStream};
 
-/// Three calls for 0.5 s of simulated rounds.
-fn run(codec: Codec) {
-    let meeting = MeetingStream::new(3).unwrap();
-    let mut calls = Calls::new(DeviceStream::new(codec).unwrap(), meeting);
+/// Three calls of `device` hearing `meeting`, for `rounds` simulated 20 ms rounds.
+fn three_calls(device: DeviceStream, meeting: MeetingStream, rounds: u64) -> (Calls, Flow) {
+    let mut calls = Calls::new(device, meeting);
     calls.resize(3).unwrap();
     let t0 = Instant::now();
     let mut flow = Flow::default();
-    for k in 0..25 {
+    for k in 0..rounds {
         flow += calls.round(t0 + Duration::from_millis(20 * k));
     }
+    (calls, flow)
+}
+
+/// Nothing malformed, failed or late: packets arrive on time, so only the buffers' start-up is concealed.
+fn assert_clean(stats: &BridgeStats) {
+    assert_eq!(
+        (
+            stats.device_malformed,
+            stats.meeting_malformed,
+            stats.internal_errors
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!((stats.device_late, stats.meeting_late), (0, 0));
+}
+
+/// Three calls for 0.5 s of simulated rounds.
+fn run(codec: Codec) {
+    let (mut calls, flow) = three_calls(
+        DeviceStream::new(codec).unwrap(),
+        MeetingStream::new(3).unwrap(),
+        25,
+    );
     // One packet to the device per call and round; toward the meeting one per round too, but for
     // the frames of pauses that discontinuous transmission leaves out (the device sent from the first
     // round on).
@@ -34,16 +57,7 @@ fn run(codec: Codec) {
     assert_eq!(stats.meeting_frames, 3 * 75);
     assert!(stats.device_decoded > 50, "{stats:?}");
     assert!(stats.meeting_decoded > 3 * 50, "{stats:?}");
-    assert_eq!(
-        (
-            stats.device_malformed,
-            stats.meeting_malformed,
-            stats.internal_errors
-        ),
-        (0, 0, 0)
-    );
-    // Packets arrive on time: nothing is late, and only the buffers' start-up is concealed.
-    assert_eq!((stats.device_late, stats.meeting_late), (0, 0));
+    assert_clean(&stats);
     // G.722 and G.711 send one byte per 8 kHz clock tick: 160 + the RTP header.
     assert_eq!(flow.bytes_to_device, 75 * 172);
     // 32 kbit/s Opus is 80 bytes a frame on average.
@@ -101,13 +115,11 @@ fn the_typical_scenario_is_quieter_both_ways() {
         (1.0..1.6).contains(&per_round),
         "{per_round} meeting frames per round"
     );
-    let mut calls = Calls::new(DeviceStream::talking(Codec::G722, 0.1).unwrap(), meeting);
-    calls.resize(3).unwrap();
-    let t0 = Instant::now();
-    let mut flow = Flow::default();
-    for k in 0..200 {
-        flow += calls.round(t0 + Duration::from_millis(20 * k));
-    }
+    let (calls, flow) = three_calls(
+        DeviceStream::talking(Codec::G722, 0.1).unwrap(),
+        meeting,
+        200,
+    );
     let stats = calls.stats();
     assert_eq!(flow.to_device, 600);
     assert_eq!(flow.to_meeting + stats.frames_not_sent_quiet, 600);
@@ -117,13 +129,5 @@ fn the_typical_scenario_is_quieter_both_ways() {
     assert!(flow.to_meeting_voice < 200, "{flow:?}");
     // 3 calls x 3 voices x 200 rounds would be the worst case: under half of that arrives.
     assert!(stats.meeting_frames < 3 * 3 * 200 / 2, "{stats:?}");
-    assert_eq!(
-        (
-            stats.device_malformed,
-            stats.meeting_malformed,
-            stats.internal_errors
-        ),
-        (0, 0, 0)
-    );
-    assert_eq!((stats.device_late, stats.meeting_late), (0, 0));
+    assert_clean(&stats);
 }
