@@ -1,9 +1,9 @@
 //! The IO around a shard: one thread, one UDP socket, a command channel.
 //!
 //! The thread sleeps in `mio` until a datagram arrives, a command is queued (the sender wakes it) or the
-//! shard's next deadline passes; then it feeds the shard a batch of datagrams, ends the batch (the shard
-//! sends what they made it forward, one str0m timeout pass per connection) and sends what the shard
-//! wants sent. Batched `recvmmsg`/`sendmmsg` is the performance issue's work still to do.
+//! shard's next deadline passes; then it feeds the shard a batch of datagrams, runs what is due (which
+//! also ends the batch: one str0m timeout pass per connection the datagrams wrote to) and sends what the
+//! shard wants sent. Batched `recvmmsg`/`sendmmsg` is the performance issue's work still to do.
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -99,8 +99,8 @@ impl Worker {
                 }
             }
 
-            // One str0m timeout pass per connection written to in the batch (`Shard::end_batch`).
-            self.shard.end_batch(Instant::now());
+            // Ends the batch too: each connection written to gets one str0m timeout pass, and one that
+            // is also due gets only that one (a separate `end_batch` first would give it two).
             self.shard.handle_timeout(Instant::now());
             self.flush();
             // Placement is released by the signaling sessions (`MediaPlane::release`).

@@ -476,12 +476,14 @@ impl Shard {
         self.run_events(now, Flush::Later);
     }
 
-    /// The end of a batch of datagrams: sends what they made the shard forward.
+    /// The end of a batch of datagrams: sends what they made the shard forward. A caller that calls
+    /// [`Shard::handle_timeout`] right after need not call this.
     pub fn end_batch(&mut self, now: Instant) {
         self.process_pending(now);
     }
 
-    /// Time passed: run whatever is due.
+    /// Time passed: run whatever is due, and end the current batch of datagrams (as
+    /// [`Shard::end_batch`]) with one timeout pass per connection written to.
     pub fn handle_timeout(&mut self, now: Instant) {
         // Collect what is due first, then run each connection once: a connection that asks to be
         // woken "now" again must not spin this loop.
