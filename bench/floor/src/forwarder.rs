@@ -1,23 +1,26 @@
 //! The floor itself: receive SRTP, decrypt once, encrypt once per receiver, send.
 //!
 //! It does what any SFU must do per forwarded packet and nothing else: no ICE, no DTLS (keys are
-//! pre-shared, see [`crate::keys`]), no RTCP, no header rewriting, no pacing. It sends the way Convene's
-//! media worker sends today (one `send_to` per datagram, no `sendmmsg`/GSO), so the comparison is like
-//! for like; when Convene batches, the floor should too.
+//! pre-shared, see [`crate::keys`]), no RTCP, no header rewriting, no pacing. It receives and sends the
+//! way Convene's media worker does (`recvmmsg`/`sendmmsg` of up to `udp::BATCH` datagrams, through the
+//! same [`convene_media::udp`]), so the comparison is like for like.
 //!
 //! Receivers subscribe with a small plain-text control datagram: `FLOORS` + SSRC (4 bytes, big endian)
 //! + receiver id (4 bytes), sent from the address they want packets on.
 //!
-//! Per packet there is no heap allocation: the two buffers are owned by the [`Floor`], streams and
+//! Per packet there is no heap allocation: the buffers are owned by the [`Floor`], streams and
 //! receivers are created only by the first packet of an SSRC and by subscriptions.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use convene_media::udp::{BATCH, RecvBatch, SendBatch};
 
 use crate::keys;
 use crate::srtp::{Profile, RocTracker, SrtpContext, SrtpError, TAG_LEN, ssrc_seq};
@@ -25,7 +28,7 @@ use crate::srtp::{Profile, RocTracker, SrtpContext, SrtpError, TAG_LEN, ssrc_seq
 /// Marks a subscription datagram (its first byte can never start an RTP packet: version bits 01).
 pub const SUBSCRIBE_MAGIC: &[u8; 6] = b"FLOORS";
 pub const SUBSCRIBE_LEN: usize = 14;
-const MAX_DATAGRAM: usize = 2048;
+const MAX_DATAGRAM: usize = convene_media::udp::MAX_DATAGRAM;
 
 /// Builds a subscription datagram.
 pub fn subscribe_datagram(ssrc: u32, receiver: u32) -> [u8; SUBSCRIBE_LEN] {
@@ -56,7 +59,6 @@ struct Stream {
     receivers: Vec<Receiver>,
 }
 
-/// A running forwarder on one UDP socket.
 /// The stream of `ssrc`, created (with its pre-shared key) on first sight.
 fn stream(
     streams: &mut HashMap<u32, Stream>,
@@ -76,13 +78,29 @@ fn stream(
     })
 }
 
+/// A running forwarder on one UDP socket.
 pub struct Floor {
     socket: UdpSocket,
+    recv: RecvBatch,
+    forwarding: Forwarding,
+    pub counters: Counters,
+}
+
+/// Everything but the socket and the receive buffers, so a received datagram can be decrypted in place
+/// while the rest is borrowed too.
+struct Forwarding {
     profile: Profile,
     streams: HashMap<u32, Stream>,
-    inbuf: Box<[u8; MAX_DATAGRAM]>,
-    outbuf: Box<[u8; MAX_DATAGRAM]>,
-    pub counters: Counters,
+    outgoing: Outgoing,
+}
+
+/// Encrypted copies waiting for the next `sendmmsg`: the first `pending` slots of `out`, and for each
+/// its destination and length.
+struct Outgoing {
+    out: Box<[[u8; MAX_DATAGRAM]; BATCH]>,
+    to: [(SocketAddr, usize, usize); BATCH],
+    pending: usize,
+    send: SendBatch,
 }
 
 impl Floor {
@@ -96,10 +114,17 @@ impl Floor {
         let _ = s.set_send_buffer_size(4 << 20);
         Ok(Self {
             socket,
-            profile,
-            streams: HashMap::new(),
-            inbuf: Box::new([0; MAX_DATAGRAM]),
-            outbuf: Box::new([0; MAX_DATAGRAM]),
+            recv: RecvBatch::new(),
+            forwarding: Forwarding {
+                profile,
+                streams: HashMap::new(),
+                outgoing: Outgoing {
+                    out: Box::new([[0; MAX_DATAGRAM]; BATCH]),
+                    to: [(SocketAddr::from(([0, 0, 0, 0], 0)), 0, 0); BATCH],
+                    pending: 0,
+                    send: SendBatch::new(),
+                },
+            },
             counters: Counters::default(),
         })
     }
@@ -108,10 +133,46 @@ impl Floor {
         self.socket.local_addr()
     }
 
-    /// Handles the datagram of `len` bytes just received into the input buffer.
-    fn handle(&mut self, len: usize, from: SocketAddr) {
-        if len == SUBSCRIBE_LEN && self.inbuf[..6] == SUBSCRIBE_MAGIC[..] {
-            let b = &self.inbuf;
+    /// Waits (at most the socket's 100 ms read timeout) for datagrams, handles what one `recvmmsg` took
+    /// and sends what that produced; false when none came.
+    pub fn poll_once(&mut self) -> std::io::Result<bool> {
+        let fd = self.socket.as_raw_fd();
+        let n = match self.recv.recv(fd, true) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Ok(false);
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(false),
+            // ICMP port unreachable from a receiver that went away surfaces here on Linux.
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        self.counters.dropped += self.recv.truncated() as u64;
+        for i in 0..n {
+            if let Some((from, datagram)) = self.recv.get_mut(i) {
+                self.forwarding
+                    .handle(fd, datagram, from, &mut self.counters);
+            }
+        }
+        self.forwarding.outgoing.flush(fd, &mut self.counters);
+        Ok(n > 0)
+    }
+
+    /// Forwards until `stop` is set.
+    pub fn run(&mut self, stop: &Arc<AtomicBool>) -> std::io::Result<()> {
+        while !stop.load(Ordering::Relaxed) {
+            self.poll_once()?;
+        }
+        Ok(())
+    }
+}
+
+impl Forwarding {
+    /// Handles one received datagram (decrypted in place).
+    fn handle(&mut self, fd: i32, datagram: &mut [u8], from: SocketAddr, counters: &mut Counters) {
+        let len = datagram.len();
+        if len == SUBSCRIBE_LEN && datagram[..6] == SUBSCRIBE_MAGIC[..] {
+            let b = &datagram;
             let ssrc = u32::from_be_bytes([b[6], b[7], b[8], b[9]]);
             let receiver = u32::from_be_bytes([b[10], b[11], b[12], b[13]]);
             if let Err(e) = self.subscribe(ssrc, receiver, from) {
@@ -119,33 +180,33 @@ impl Floor {
             }
             return;
         }
-        self.counters.received += 1;
-        let Some((ssrc, seq)) = ssrc_seq(&self.inbuf[..len]) else {
-            self.counters.dropped += 1;
+        counters.received += 1;
+        let Some((ssrc, seq)) = ssrc_seq(datagram) else {
+            counters.dropped += 1;
             return;
         };
         // Decrypt once...
         let Ok(stream) = stream(&mut self.streams, self.profile, ssrc) else {
-            self.counters.dropped += 1;
+            counters.dropped += 1;
             return;
         };
         let roc = stream.roc.roc_for(seq);
-        let Ok(plain_len) = stream.rx.unprotect(&mut self.inbuf[..len], roc) else {
-            self.counters.dropped += 1;
+        let Ok(plain_len) = stream.rx.unprotect(datagram, roc) else {
+            counters.dropped += 1;
             return;
         };
-        // ...encrypt once per receiver, send each.
-        for r in &stream.receivers {
-            self.outbuf[..plain_len].copy_from_slice(&self.inbuf[..plain_len]);
-            let Ok(n) =
-                r.tx.protect(&mut self.outbuf[..plain_len + TAG_LEN], plain_len, roc)
-            else {
-                self.counters.dropped += 1;
+        // ...encrypt once per receiver, send in batches.
+        for receiver in &stream.receivers {
+            let Some(slot) = self.outgoing.slot(fd, counters) else {
                 continue;
             };
-            match self.socket.send_to(&self.outbuf[..n], r.addr) {
-                Ok(_) => self.counters.forwarded += 1,
-                Err(_) => self.counters.send_errors += 1,
+            slot[..plain_len].copy_from_slice(&datagram[..plain_len]);
+            match receiver
+                .tx
+                .protect(&mut slot[..plain_len + TAG_LEN], plain_len, roc)
+            {
+                Ok(n) => self.outgoing.commit(receiver.addr, n),
+                Err(_) => counters.dropped += 1,
             }
         }
     }
@@ -163,28 +224,35 @@ impl Floor {
         });
         Ok(())
     }
+}
 
-    /// Waits (at most the socket's 100 ms read timeout) for one datagram and handles it; false when
-    /// none came.
-    pub fn poll_once(&mut self) -> std::io::Result<bool> {
-        match self.socket.recv_from(&mut self.inbuf[..]) {
-            Ok((len, from)) => {
-                self.handle(len, from);
-                Ok(true)
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(false),
-            Err(e) if e.kind() == ErrorKind::Interrupted => Ok(false),
-            // ICMP port unreachable from a receiver that went away surfaces here on Linux.
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused => Ok(false),
-            Err(e) => Err(e),
+impl Outgoing {
+    /// The next free buffer (sending the full batch first when there is none).
+    fn slot(&mut self, fd: i32, counters: &mut Counters) -> Option<&mut [u8; MAX_DATAGRAM]> {
+        if self.pending == BATCH {
+            self.flush(fd, counters);
         }
+        self.out.get_mut(self.pending)
     }
 
-    /// Forwards until `stop` is set.
-    pub fn run(&mut self, stop: &Arc<AtomicBool>) -> std::io::Result<()> {
-        while !stop.load(Ordering::Relaxed) {
-            self.poll_once()?;
-        }
-        Ok(())
+    /// Queues the `len` bytes just written into the buffer [`slot`](Self::slot) gave, for `to`.
+    fn commit(&mut self, to: SocketAddr, len: usize) {
+        self.to[self.pending] = (to, len, self.pending);
+        self.pending += 1;
+    }
+
+    /// Sends the encrypted copies waiting.
+    fn flush(&mut self, fd: i32, counters: &mut Counters) {
+        let out = &self.out;
+        let mut failed = 0;
+        let sent = self.send.send(
+            fd,
+            &self.to[..self.pending],
+            |&(to, n, slot)| (to, &out[slot][..n]),
+            |_, _| failed += 1,
+        );
+        counters.forwarded += sent as u64;
+        counters.send_errors += failed;
+        self.pending = 0;
     }
 }

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod plane;
 pub mod shard;
 pub mod signal;
+pub mod udp;
 mod worker;
 
 pub use metrics::MediaMetrics;

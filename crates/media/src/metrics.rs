@@ -12,7 +12,7 @@ use prometheus::{
 };
 
 /// Reasons a datagram or packet is dropped (the `reason` label of `convene_media_packets_dropped_total`).
-pub const DROP_REASONS: [&str; 12] = [
+pub const DROP_REASONS: [&str; 13] = [
     "unrecognized",
     "unknown_source",
     "not_accepted",
@@ -21,6 +21,8 @@ pub const DROP_REASONS: [&str; 12] = [
     "unknown_payload_type",
     "codec_mismatch",
     "send_failed",
+    // A datagram longer than the worker's receive buffers (`udp::MAX_DATAGRAM`).
+    "oversized",
     // Data channel messages: from someone not controlling a screen, over the remote control flow's
     // fixed rate, or for a sharer whose channel is not open.
     "not_controlling",

@@ -14,6 +14,7 @@ use mio::{Poll, Waker};
 
 use crate::metrics::MediaMetrics;
 use crate::shard::{Command, PortLink, Shard, ShardConfig};
+use crate::udp::{RecvBatch, SendBatch};
 use crate::worker::{WAKER, Worker, register};
 
 /// How the media plane listens.
@@ -120,6 +121,9 @@ impl MediaPlane {
                 commands: rx,
                 load: load.clone(),
                 metrics: shard_metrics,
+                recv: RecvBatch::new(),
+                send: SendBatch::new(),
+                outgoing: Vec::with_capacity(crate::udp::BATCH),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("media-{index}"))

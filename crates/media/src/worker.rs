@@ -3,10 +3,11 @@
 //! The thread sleeps in `mio` until a datagram arrives, a command is queued (the sender wakes it) or the
 //! shard's next deadline passes; then it feeds the shard a batch of datagrams, runs what is due (which
 //! also ends the batch: one str0m timeout pass per connection the datagrams wrote to) and sends what the
-//! shard wants sent. Batched `recvmmsg`/`sendmmsg` is the performance issue's work still to do.
+//! shard wants sent. Both directions are batched system calls ([`crate::udp`]).
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -17,14 +18,15 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::metrics::ShardMetrics;
 use crate::shard::{Command, Shard};
+use crate::udp::{self, RecvBatch, SendBatch};
+use str0m::net::Transmit;
 
 pub(crate) const SOCKET: Token = Token(0);
 pub(crate) const WAKER: Token = Token(1);
 
-/// Largest datagram we accept; anything longer is truncated by the kernel and then rejected by str0m.
-const RECV_BUF: usize = 2048;
-/// Datagrams handled per wake-up before commands and timers get their turn.
-const RECV_BATCH: usize = 256;
+/// Receive calls (of up to [`udp::BATCH`] datagrams each) per wake-up before commands and timers get
+/// their turn.
+const RECV_CALLS: usize = 8;
 
 pub(crate) struct Worker {
     pub shard: Shard,
@@ -33,6 +35,10 @@ pub(crate) struct Worker {
     pub commands: Receiver<Command>,
     pub load: Arc<AtomicUsize>,
     pub metrics: ShardMetrics,
+    pub recv: RecvBatch,
+    pub send: SendBatch,
+    /// Transmits taken from the shard for the next `sendmmsg` (capacity [`udp::BATCH`], reused).
+    pub outgoing: Vec<Transmit>,
 }
 
 impl Worker {
@@ -40,7 +46,7 @@ impl Worker {
         let index = self.shard.config().index;
         let local: SocketAddr = self.shard.config().candidate_addr;
         let mut events = Events::with_capacity(16);
-        let mut buf = vec![0u8; RECV_BUF];
+        let fd = self.socket.as_raw_fd();
         let mut busy = Duration::ZERO;
         let mut window_start = Instant::now();
         tracing::info!(shard = index, %local, "media worker started");
@@ -80,11 +86,25 @@ impl Worker {
 
             // At most a batch per wake-up, so commands, timers and shutdown are never starved.
             socket_pending = true;
-            for _ in 0..RECV_BATCH {
-                match self.socket.recv_from(&mut buf) {
-                    Ok((n, source)) => {
-                        self.shard
-                            .handle_datagram(Instant::now(), source, local, &buf[..n]);
+            for _ in 0..RECV_CALLS {
+                match self.recv.recv(fd, false) {
+                    Ok(n) => {
+                        for i in 0..n {
+                            if let Some((source, datagram)) = self.recv.get(i) {
+                                // Each datagram's own instant, as before batching: it dates the
+                                // arrivals that transport-wide feedback reports to publishers.
+                                self.shard
+                                    .handle_datagram(Instant::now(), source, local, datagram);
+                            }
+                        }
+                        for _ in 0..self.recv.truncated() {
+                            self.metrics.dropped("oversized");
+                        }
+                        // A short batch emptied the queue: a datagram arriving later signals anew.
+                        if n < udp::BATCH {
+                            socket_pending = false;
+                            break;
+                        }
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
                         socket_pending = false;
@@ -125,14 +145,28 @@ impl Worker {
     }
 
     fn flush(&mut self) {
-        while let Some(t) = self.shard.poll_transmit() {
-            match self.socket.send_to(&t.contents, t.destination) {
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(error = %e, destination = %t.destination, "send failed");
-                    self.metrics.dropped("send_failed");
+        let fd = self.socket.as_raw_fd();
+        loop {
+            self.outgoing.clear();
+            while self.outgoing.len() < udp::BATCH {
+                match self.shard.poll_transmit() {
+                    Some(t) => self.outgoing.push(t),
+                    None => break,
                 }
             }
+            if self.outgoing.is_empty() {
+                return;
+            }
+            let metrics = &self.metrics;
+            self.send.send(
+                fd,
+                &self.outgoing,
+                |t| (t.destination, &t.contents[..]),
+                |t, e| {
+                    tracing::debug!(error = %e, destination = %t.destination, "send failed");
+                    metrics.dropped("send_failed");
+                },
+            );
         }
     }
 }

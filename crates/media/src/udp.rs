@@ -1,0 +1,408 @@
+//! Batched UDP: one `recvmmsg(2)` or `sendmmsg(2)` system call per batch of datagrams.
+//!
+//! A media worker receives and sends tens of thousands of small datagrams a second, to hundreds of
+//! destinations; one system call each (and one wake-up of the kernel's UDP path per call) was a
+//! fifth to a third of its time at load (`bench/results/2026-12-06-notes.md`). `recvmmsg` fills up to
+//! [`BATCH`] buffers per call, `sendmmsg` sends up to [`BATCH`] datagrams to as many destinations.
+//!
+//! Why by hand over `libc`: `quinn-udp` batches sends only to one destination (GSO), and `nix`'s
+//! `sendmmsg` returns its count only through an iterator that reads address slots a send never wrote,
+//! and its `recvmmsg` does not reset the address lengths between calls. What is left is two system
+//! calls and the `sockaddr` conversions, in one small module whose `unsafe` blocks each say what they
+//! rely on. Nothing here allocates after construction.
+
+use std::io;
+use std::mem::{MaybeUninit, size_of};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::RawFd;
+
+/// Datagrams per system call.
+pub const BATCH: usize = 32;
+/// Largest datagram received; a longer one is reported as truncated.
+pub const MAX_DATAGRAM: usize = 2048;
+
+/// Receive buffers for [`BATCH`] datagrams and what the last [`RecvBatch::recv`] put in them.
+pub struct RecvBatch {
+    bufs: Box<[[u8; MAX_DATAGRAM]; BATCH]>,
+    names: Box<[libc::sockaddr_storage; BATCH]>,
+    /// Per slot of the last call: length and source; `None` when truncated or of an address family
+    /// other than IPv4/IPv6.
+    received: [Option<(usize, SocketAddr)>; BATCH],
+    count: usize,
+    truncated: usize,
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RecvBatch {
+    pub fn new() -> Self {
+        // SAFETY: `sockaddr_storage` is plain bytes, for which all zeroes is a valid value.
+        let names = Box::new(unsafe {
+            MaybeUninit::<[libc::sockaddr_storage; BATCH]>::zeroed().assume_init()
+        });
+        Self {
+            bufs: Box::new([[0; MAX_DATAGRAM]; BATCH]),
+            names,
+            received: [None; BATCH],
+            count: 0,
+            truncated: 0,
+        }
+    }
+
+    /// One `recvmmsg` on `fd`: up to [`BATCH`] datagrams, their count returned. On a non-blocking
+    /// socket with nothing queued this is `Err(WouldBlock)`; with `wait_for_one` a blocking socket
+    /// waits (up to its read timeout) for the first datagram only and takes what else is queued.
+    pub fn recv(&mut self, fd: RawFd, wait_for_one: bool) -> io::Result<usize> {
+        self.count = 0;
+        self.truncated = 0;
+        // SAFETY: all-zero `iovec`s and `mmsghdr`s are valid (null pointers, zero lengths); every one
+        // handed to the kernel is filled in below.
+        let mut iov: [libc::iovec; BATCH] = unsafe { MaybeUninit::zeroed().assume_init() };
+        let mut hdr: [libc::mmsghdr; BATCH] = unsafe { MaybeUninit::zeroed().assume_init() };
+        for i in 0..BATCH {
+            iov[i].iov_base = self.bufs[i].as_mut_ptr().cast();
+            iov[i].iov_len = MAX_DATAGRAM;
+            let h = &mut hdr[i].msg_hdr;
+            h.msg_name = (&raw mut self.names[i]).cast();
+            h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_iov = &raw mut iov[i];
+            h.msg_iovlen = 1;
+        }
+        let flags = if wait_for_one {
+            libc::MSG_WAITFORONE
+        } else {
+            0
+        };
+        // SAFETY: each header points at its own live buffer, address slot and iovec, with their true
+        // sizes; `hdr` has BATCH entries; the kernel writes only within those.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                hdr.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                flags,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        for (i, h) in hdr.iter().enumerate().take(n) {
+            let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            let source = socket_addr(&self.names[i], h.msg_hdr.msg_namelen);
+            if truncated {
+                self.truncated += 1;
+            }
+            self.received[i] = source
+                .filter(|_| !truncated)
+                .map(|source| (h.msg_len as usize, source));
+        }
+        self.count = n;
+        Ok(n)
+    }
+
+    /// Datagram `i` of the last call, with its source; `None` past the count, and for a datagram
+    /// that was truncated or came from an address family other than IPv4/IPv6.
+    pub fn get(&self, i: usize) -> Option<(SocketAddr, &[u8])> {
+        if i >= self.count {
+            return None;
+        }
+        let (len, source) = self.received[i]?;
+        Some((source, &self.bufs[i][..len]))
+    }
+
+    /// As [`get`](Self::get), writable (to decrypt in place).
+    pub fn get_mut(&mut self, i: usize) -> Option<(SocketAddr, &mut [u8])> {
+        if i >= self.count {
+            return None;
+        }
+        let (len, source) = self.received[i]?;
+        Some((source, &mut self.bufs[i][..len]))
+    }
+
+    /// Datagrams of the last call that were longer than [`MAX_DATAGRAM`] (and so dropped).
+    pub fn truncated(&self) -> usize {
+        self.truncated
+    }
+}
+
+/// Destination slots for one `sendmmsg` call.
+pub struct SendBatch {
+    names: Box<[libc::sockaddr_storage; BATCH]>,
+}
+
+impl Default for SendBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SendBatch {
+    pub fn new() -> Self {
+        // SAFETY: as in `RecvBatch::new`.
+        let names = Box::new(unsafe {
+            MaybeUninit::<[libc::sockaddr_storage; BATCH]>::zeroed().assume_init()
+        });
+        Self { names }
+    }
+
+    /// Sends every item (`parts` gives its destination and bytes), [`BATCH`] per system call, and
+    /// returns how many the kernel took. An item the kernel refuses (a full send buffer, an
+    /// unreachable destination) goes to `failed` with the error and is skipped; the rest still go.
+    pub fn send<'a, T>(
+        &mut self,
+        fd: RawFd,
+        items: &'a [T],
+        parts: impl Fn(&'a T) -> (SocketAddr, &'a [u8]),
+        mut failed: impl FnMut(&T, io::Error),
+    ) -> usize {
+        let mut sent = 0;
+        let mut offset = 0;
+        while offset < items.len() {
+            let chunk = &items[offset..items.len().min(offset + BATCH)];
+            // SAFETY: as in `RecvBatch::recv`.
+            let mut iov: [libc::iovec; BATCH] = unsafe { MaybeUninit::zeroed().assume_init() };
+            let mut hdr: [libc::mmsghdr; BATCH] = unsafe { MaybeUninit::zeroed().assume_init() };
+            for (i, item) in chunk.iter().enumerate() {
+                let (destination, bytes) = parts(item);
+                let namelen = write_sockaddr(&mut self.names[i], destination);
+                // The kernel only reads through `iov_base` on a send; the cast to `*mut` is the
+                // C signature's.
+                iov[i].iov_base = bytes.as_ptr().cast_mut().cast();
+                iov[i].iov_len = bytes.len();
+                let h = &mut hdr[i].msg_hdr;
+                h.msg_name = (&raw mut self.names[i]).cast();
+                h.msg_namelen = namelen;
+                h.msg_iov = &raw mut iov[i];
+                h.msg_iovlen = 1;
+            }
+            // SAFETY: the first `chunk.len()` headers point at live bytes (borrowed from `items` for
+            // this call), filled address slots and iovecs, with their true lengths.
+            let n = unsafe { libc::sendmmsg(fd, hdr.as_mut_ptr(), chunk.len() as libc::c_uint, 0) };
+            if n > 0 {
+                sent += n as usize;
+                offset += n as usize;
+                continue;
+            }
+            let error = if n == 0 {
+                io::Error::other("sendmmsg sent nothing")
+            } else {
+                io::Error::last_os_error()
+            };
+            if error.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            // `sendmmsg` reports an error only for the first datagram of a call (a later failure
+            // ends the call early and shows on the next one): skip just that one.
+            failed(&chunk[0], error);
+            offset += 1;
+        }
+        sent
+    }
+}
+
+/// Writes `addr` as a C socket address into `slot` and returns its length.
+fn write_sockaddr(slot: &mut libc::sockaddr_storage, addr: SocketAddr) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*a.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: `sockaddr_storage` is larger than and aligned for every socket address type.
+            unsafe {
+                (slot as *mut libc::sockaddr_storage)
+                    .cast::<libc::sockaddr_in>()
+                    .write(sin)
+            };
+            size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: as above.
+            unsafe {
+                (slot as *mut libc::sockaddr_storage)
+                    .cast::<libc::sockaddr_in6>()
+                    .write(sin6)
+            };
+            size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
+}
+
+/// The socket address the kernel wrote into `slot` (`len` bytes), if it is IPv4 or IPv6.
+fn socket_addr(slot: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    let len = len as usize;
+    match slot.ss_family as libc::c_int {
+        libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the kernel wrote a `sockaddr_in` here, and it fits.
+            let sin =
+                unsafe { &*(slot as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for `sockaddr_in6`.
+            let sin6 =
+                unsafe { &*(slot as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    fn pair(bind: &str) -> (UdpSocket, UdpSocket) {
+        let a = UdpSocket::bind(bind).expect("bind a");
+        let b = UdpSocket::bind(bind).expect("bind b");
+        b.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        (a, b)
+    }
+
+    /// More datagrams than one call carries, to several destinations, all arrive intact and in order,
+    /// with their source; the receiver needs two calls for a batch and a half.
+    fn round_trip(bind: &str) {
+        let (a, b) = pair(bind);
+        let c = UdpSocket::bind(bind).expect("bind c");
+        c.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let to_b = b.local_addr().expect("addr");
+        let to_c = c.local_addr().expect("addr");
+        let items: Vec<(SocketAddr, Vec<u8>)> = (0..BATCH + BATCH / 2)
+            .map(|i| {
+                let to = if i % 3 == 0 { to_c } else { to_b };
+                (to, vec![i as u8; 10 + i * 7])
+            })
+            .collect();
+        let mut send = SendBatch::new();
+        let sent = send.send(
+            a.as_raw_fd(),
+            &items,
+            |(to, bytes)| (*to, bytes.as_slice()),
+            |_, e| panic!("send failed: {e}"),
+        );
+        assert_eq!(sent, items.len());
+
+        for (socket, to) in [(&b, to_b), (&c, to_c)] {
+            let expected: Vec<&Vec<u8>> = items
+                .iter()
+                .filter(|(t, _)| *t == to)
+                .map(|(_, b)| b)
+                .collect();
+            let mut got = Vec::new();
+            let mut recv = RecvBatch::new();
+            while got.len() < expected.len() {
+                let n = recv.recv(socket.as_raw_fd(), true).expect("recv");
+                assert!(n <= BATCH);
+                for i in 0..n {
+                    let (from, bytes) = recv.get(i).expect("datagram");
+                    assert_eq!(from, a.local_addr().expect("addr"));
+                    got.push(bytes.to_vec());
+                }
+                assert!(recv.get(n).is_none());
+            }
+            assert_eq!(got.iter().collect::<Vec<_>>(), expected);
+        }
+    }
+
+    #[test]
+    fn datagrams_cross_in_batches_over_ipv4() {
+        round_trip("127.0.0.1:0");
+    }
+
+    #[test]
+    fn datagrams_cross_in_batches_over_ipv6() {
+        if UdpSocket::bind("[::1]:0").is_err() {
+            eprintln!("no IPv6 loopback here; skipped");
+            return;
+        }
+        round_trip("[::1]:0");
+    }
+
+    #[test]
+    fn an_empty_non_blocking_socket_would_block() {
+        let (_, b) = pair("127.0.0.1:0");
+        b.set_nonblocking(true).expect("nonblocking");
+        let err = RecvBatch::new()
+            .recv(b.as_raw_fd(), false)
+            .expect_err("nothing queued");
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    /// A datagram longer than the buffers is dropped and counted, and the ones around it still come.
+    #[test]
+    fn an_oversized_datagram_is_counted_and_skipped() {
+        let (a, b) = pair("127.0.0.1:0");
+        let to = b.local_addr().expect("addr");
+        for bytes in [vec![1u8; 100], vec![2u8; MAX_DATAGRAM + 1], vec![3u8; 100]] {
+            a.send_to(&bytes, to).expect("send");
+        }
+        let mut recv = RecvBatch::new();
+        let mut got = Vec::new();
+        let mut truncated = 0;
+        while got.len() + truncated < 3 {
+            let n = recv.recv(b.as_raw_fd(), true).expect("recv");
+            truncated += recv.truncated();
+            got.extend((0..n).filter_map(|i| recv.get(i).map(|(_, d)| d[0])));
+        }
+        assert_eq!(got, vec![1, 3]);
+        assert_eq!(truncated, 1);
+    }
+
+    /// A refused datagram (here: to port 0, which the kernel rejects) is reported and skipped; the
+    /// ones after it are still sent.
+    #[test]
+    fn a_refused_datagram_does_not_stop_the_batch() {
+        let (a, b) = pair("127.0.0.1:0");
+        let good = b.local_addr().expect("addr");
+        let bad: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let items = [(good, 1u8), (bad, 2), (good, 3)];
+        let mut refused = Vec::new();
+        let sent = SendBatch::new().send(
+            a.as_raw_fd(),
+            &items,
+            |(to, byte)| (*to, std::slice::from_ref(byte)),
+            |(_, byte), _| refused.push(*byte),
+        );
+        assert_eq!(sent, 2);
+        assert_eq!(refused, vec![2]);
+        let mut recv = RecvBatch::new();
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            let n = recv.recv(b.as_raw_fd(), true).expect("recv");
+            got.extend((0..n).filter_map(|i| recv.get(i).map(|(_, d)| d[0])));
+        }
+        assert_eq!(got, vec![1, 3]);
+    }
+}
