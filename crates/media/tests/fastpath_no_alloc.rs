@@ -1,6 +1,6 @@
 //! The fast path's SRTP transform allocates nothing per packet (issue 3: no heap allocation per
 //! forwarded packet): a counting global allocator watches `protect_in_place` and `unprotect` once the
-//! session's key exists.
+//! session's key exists, and congestion control's handling of feedback.
 //!
 //! (aws-lc's C code does not go through Rust's allocator; this test vouches for our side only.)
 
@@ -38,4 +38,47 @@ fn protect_and_unprotect_allocate_nothing() {
     let after = allocations();
     assert_eq!(stream.roc(), 1);
     assert_eq!(after - before, 0, "allocations on the packet path");
+}
+
+/// Congestion control folds in feedback without allocating: its windows are bounded and preallocated.
+#[test]
+fn congestion_control_feedback_allocates_nothing() {
+    use convene_media::fastpath::cc::{BweConfig, PacketResult, SendSideBwe};
+    use std::time::{Duration, Instant};
+
+    let t0 = Instant::now();
+    let mut bwe = SendSideBwe::new(t0, BweConfig::default());
+    bwe.set_wanted(t0, 2_000_000.0);
+    let mut results = Vec::with_capacity(64);
+    let mut seq = 0u64;
+    let mut feedback = |bwe: &mut SendSideBwe, round: u64, results: &mut Vec<PacketResult>| {
+        results.clear();
+        let at = t0 + Duration::from_millis(round * 50);
+        // 40 packets per 50 ms, one in twenty lost, the rest 30 ms later.
+        for i in 0..40u64 {
+            let departure = at + Duration::from_micros(i * 1250);
+            results.push(PacketResult {
+                seq,
+                size: 1200,
+                departure,
+                arrival: (!seq.is_multiple_of(20)).then(|| departure + Duration::from_millis(30)),
+                probe: None,
+            });
+            seq += 1;
+        }
+        let now = at + Duration::from_millis(80);
+        bwe.on_feedback(now, results);
+        bwe.poll_probe(now);
+    };
+    // Warm up: windows fill to their steady size.
+    for round in 0..200 {
+        feedback(&mut bwe, round, &mut results);
+    }
+    let before = allocations();
+    for round in 200..400 {
+        feedback(&mut bwe, round, &mut results);
+    }
+    let after = allocations();
+    assert!(bwe.target_bps() > 0.0);
+    assert_eq!(after - before, 0, "allocations folding in feedback");
 }
