@@ -10,10 +10,14 @@
 //! - [`keys`]: the DTLS-SRTP keying material str0m negotiates, captured per connection through a
 //!   wrapping crypto provider (no fork of str0m).
 //! - [`kdf`]: the SRTP session keys of both directions, from that keying material.
+//! - [`egress`]: a forwarded RTP packet written by us (header, negotiated extensions, payload).
+//! - [`twcc`]: transport-wide sequence numbers and the send history feedback is joined with.
 //! - [`cc`]: send-side congestion control (delay trend, AIMD, loss cap, probing) from transport-wide
 //!   feedback, since str0m's estimator cannot see packets str0m does not send.
 
 pub mod cc;
+pub mod egress;
 pub mod kdf;
 pub mod keys;
 pub mod srtp;
+pub mod twcc;

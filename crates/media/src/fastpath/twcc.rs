@@ -1,0 +1,170 @@
+//! Transport-wide sequence numbers for what the fast path sends, and the send history that joins the
+//! receiver's feedback (draft-holmer-rmcat-transport-wide-cc-extensions) with what was sent, for
+//! [`super::cc`].
+//!
+//! One sequence space per transport: on a connection whose media the fast path sends, str0m sends no
+//! RTP at all (its estimator is off), so these numbers are the only ones on the wire.
+
+use std::time::Instant;
+
+use str0m::rtp::rtcp::Twcc;
+
+use super::cc::PacketResult;
+
+/// Packets remembered: 4 s at 2000 packets a second. Feedback comes every 50-100 ms; a packet older
+/// than this is not reported on any more.
+const CAPACITY: usize = 1 << 13;
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// Extended sequence number, `u64::MAX` when the slot is empty.
+    seq: u64,
+    departure: Instant,
+    size: u32,
+    /// 0: not a probe.
+    probe: u32,
+    reported: bool,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct SendHistory {
+    entries: Box<[Entry]>,
+    next: u64,
+}
+
+impl SendHistory {
+    pub fn new(now: Instant) -> Self {
+        let empty = Entry {
+            seq: u64::MAX,
+            departure: now,
+            size: 0,
+            probe: 0,
+            reported: false,
+        };
+        Self {
+            entries: vec![empty; CAPACITY].into_boxed_slice(),
+            next: 0,
+        }
+    }
+
+    /// The sequence number the next packet gets (extended).
+    pub fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    /// Numbers a packet of `size` bytes leaving at `now` (a probe cluster's, or not) and returns the
+    /// 16 bits that go on the wire.
+    pub fn record(&mut self, now: Instant, size: usize, probe: Option<u32>) -> u16 {
+        let seq = self.next;
+        self.next += 1;
+        self.entries[seq as usize % CAPACITY] = Entry {
+            seq,
+            departure: now,
+            size: size as u32,
+            probe: probe.unwrap_or(0),
+            reported: false,
+        };
+        seq as u16
+    }
+
+    /// Joins feedback (extended sequence number, arrival on the receiver's clock or `None` if lost)
+    /// with the history, into `out` (cleared first), in send order. Numbers never sent, forgotten, or
+    /// already reported are skipped.
+    pub fn join(
+        &mut self,
+        feedback: impl IntoIterator<Item = (u64, Option<Instant>)>,
+        out: &mut Vec<PacketResult>,
+    ) {
+        out.clear();
+        for (seq, arrival) in feedback {
+            let entry = &mut self.entries[seq as usize % CAPACITY];
+            if entry.seq != seq || entry.reported {
+                continue;
+            }
+            entry.reported = true;
+            out.push(PacketResult {
+                seq,
+                size: entry.size as usize,
+                departure: entry.departure,
+                arrival,
+                probe: (entry.probe != 0).then_some(entry.probe),
+            });
+        }
+        out.sort_unstable_by_key(|r| r.seq);
+    }
+
+    /// Reads str0m's parsed feedback: sequence numbers extended against what we sent last, arrivals
+    /// on a clock starting at `time_zero` (any fixed instant: only differences matter).
+    pub fn feedback_of(
+        &self,
+        twcc: Twcc,
+        time_zero: Instant,
+    ) -> impl Iterator<Item = (u64, Option<Instant>)> {
+        // str0m does not export its sequence number type, but converts into it from u64.
+        let last = self.next.saturating_sub(1);
+        twcc.into_iter(time_zero, last.into())
+            .map(|(seq, _status, arrival)| (*seq, arrival))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn feedback_joins_what_was_sent_once_in_send_order() {
+        let t0 = Instant::now();
+        let mut history = SendHistory::new(t0);
+        let wire: Vec<u16> = (0..5)
+            .map(|i| {
+                history.record(
+                    t0 + Duration::from_millis(i * 10),
+                    100 + i as usize,
+                    (i == 2).then_some(7),
+                )
+            })
+            .collect();
+        assert_eq!(wire, vec![0, 1, 2, 3, 4]);
+        let mut out = Vec::new();
+        let arrival = |ms| Some(t0 + Duration::from_millis(ms));
+        // Out of order, one lost, one never sent.
+        history.join(
+            [
+                (3, arrival(60)),
+                (1, None),
+                (0, arrival(40)),
+                (2, arrival(55)),
+                (99, arrival(1)),
+            ],
+            &mut out,
+        );
+        let seqs: Vec<u64> = out.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, vec![0, 1, 2, 3]);
+        assert_eq!(out[1].arrival, None);
+        assert_eq!(out[2].probe, Some(7));
+        assert_eq!(out[3].size, 103);
+        assert_eq!(out[3].departure, t0 + Duration::from_millis(30));
+        // Reported again: nothing new.
+        history.join([(3, arrival(60)), (4, arrival(70))], &mut out);
+        assert_eq!(out.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![4]);
+    }
+
+    #[test]
+    fn the_wire_number_wraps_and_old_packets_are_forgotten() {
+        let t0 = Instant::now();
+        let mut history = SendHistory::new(t0);
+        let mut last = 0;
+        for _ in 0..70_000 {
+            last = history.record(t0, 1200, None);
+        }
+        assert_eq!(last, (69_999u64 % 65_536) as u16);
+        let mut out = Vec::new();
+        // Overwritten long ago.
+        history.join([(10, Some(t0))], &mut out);
+        assert!(out.is_empty());
+        history.join([(69_999, Some(t0))], &mut out);
+        assert_eq!(out.len(), 1);
+    }
+}
