@@ -63,33 +63,8 @@ fn join_publish_subscribe_leave() {
     s.send_video(b, true);
     s.run(Duration::from_secs(2), |s| media(s, &[a, b], -90));
 
-    for (c, from) in [(a, id_b), (b, id_a)] {
-        let video = s.clients[c].received_from(from, MediaSource::Camera);
-        let audio = s.clients[c].received_from(from, MediaSource::Audio);
-        assert!(
-            video.len() > 40,
-            "client {c} got {} video packets",
-            video.len()
-        );
-        assert!(
-            audio.len() > 80,
-            "client {c} got {} audio packets",
-            audio.len()
-        );
-        // Payloads arrive intact, from the right publisher (byte 2 is the sender's index).
-        let from_index = if c == a { b } else { a } as u8;
-        assert!(
-            video
-                .iter()
-                .all(|p| p.payload.len() == 160 && p.payload[2] == from_index)
-        );
-        assert!(audio.iter().all(|p| p.payload[1] == from_index));
-        // One continuous stream: strictly increasing sequence numbers without gaps.
-        assert!(
-            video.windows(2).all(|w| w[1].seq == w[0].seq + 1),
-            "video sequence has gaps"
-        );
-        assert!(video[0].seq < 65536);
+    for (c, from, from_index) in [(a, id_b, b), (b, id_a, a)] {
+        s.assert_decoded_from(c, from, from_index, 40, 80);
     }
     assert!(s.metrics.video_out.get() > 80);
     assert!(s.metrics.audio_out.get() > 160);

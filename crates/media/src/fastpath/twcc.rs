@@ -100,7 +100,7 @@ impl SendHistory {
         &self,
         twcc: Twcc,
         time_zero: Instant,
-    ) -> impl Iterator<Item = (u64, Option<Instant>)> {
+    ) -> impl Iterator<Item = (u64, Option<Instant>)> + use<> {
         // str0m does not export its sequence number type, but converts into it from u64.
         let last = self.next.saturating_sub(1);
         twcc.into_iter(time_zero, last.into())

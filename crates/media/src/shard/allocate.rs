@@ -161,6 +161,11 @@ impl Shard {
         let Some(peer) = a.subscribe_peer else {
             return;
         };
+        if let Some(fast) = self.peers[peer].fast.as_mut() {
+            // The fast path's estimator probes toward what is wanted by itself.
+            fast.set_wanted(now, aim.wanted);
+            return;
+        }
         self.peers[peer].rtc.bwe().set_bitrate(
             Bitrate::kbps(u64::from(aim.sustain)),
             Bitrate::kbps(u64::from(aim.wanted)),
@@ -178,6 +183,10 @@ impl Shard {
             else {
                 continue;
             };
+            if self.peers[peer].fast_path {
+                // Its own estimator probes; nothing to nudge.
+                continue;
+            }
             let capped = [a.downlink_cap_kbps, a.downlink_remb_kbps]
                 .into_iter()
                 .flatten()

@@ -11,7 +11,9 @@ use super::Shard;
 use super::model::Layer;
 use super::peer::Role;
 use crate::allocation::policy::Choice;
+use crate::fastpath::egress::{ExtIds, RtpOut};
 use crate::forward::{VideoCodec, starts_keyframe};
+use str0m::net::{Protocol, Transmit};
 
 /// An RFC 6464 level (in -dBov) above this marks its sender as speaking...
 const SPEAKING_LEVEL_DBOV: i8 = -50;
@@ -235,6 +237,44 @@ impl Shard {
                 }
             };
             let Some(tx_ssrc) = sub.tx_ssrc else { continue };
+            if self.peers[peer].fast.is_some() {
+                let ids = *sub.fast_ids.get_or_insert_with(|| {
+                    self.peers[peer]
+                        .rtc
+                        .media(mid)
+                        .map(|m| ExtIds::from_map(m.remote_extmap()))
+                        .unwrap_or_default()
+                });
+                let Some(fast) = self.peers[peer].fast.as_mut() else {
+                    continue;
+                };
+                let rtp = RtpOut {
+                    ssrc: *tx_ssrc,
+                    pt: *out_pt,
+                    seq: out.seq as u16,
+                    timestamp: out.ts,
+                    marker: packet.marker,
+                    transport_seq: None,
+                    audio_level: packet
+                        .ext
+                        .audio_level
+                        .map(|level| (level, packet.ext.voice_activity.unwrap_or(false))),
+                    video_orientation: packet.ext.video_orientation.map(|o| o as u8),
+                    video_content_type: packet.ext.video_content_type,
+                    payload: &packet.payload,
+                };
+                if let Some(datagram) = fast.packet(now, &rtp, &ids) {
+                    let destination = fast.destination;
+                    self.transmits.push_back(Transmit {
+                        proto: Protocol::Udp,
+                        source: self.config.candidate_addr,
+                        destination,
+                        contents: datagram.into(),
+                    });
+                    self.count_out(is_video, len);
+                }
+                continue;
+            }
             let ext = ExtensionValues {
                 audio_level: packet.ext.audio_level,
                 voice_activity: packet.ext.voice_activity,

@@ -13,6 +13,7 @@
 
 mod allocate;
 mod controls;
+mod fast_egress;
 mod forwarding;
 mod model;
 mod negotiation;
@@ -33,7 +34,9 @@ use str0m::bwe::{Bitrate, BweKind};
 use str0m::channel::{ChannelData, ChannelId};
 use str0m::media::KeyframeRequest;
 use str0m::net::{DatagramRecv, Protocol, Receive, Transmit};
+use str0m::rtp::RawPacket;
 use str0m::rtp::RtpPacket;
+use str0m::rtp::rtcp::Rtcp;
 use str0m::stats::MediaEgressStats;
 use str0m::{Event, IceConnectionState, Input, Output};
 
@@ -60,6 +63,10 @@ pub struct ShardConfig {
     /// Most cameras forwarded in one meeting; later ones wait (their publishers join audio-only for
     /// video) until a camera stops.
     pub max_video_publishers: usize,
+    /// Subscribers' media goes out on the fast path (our RTP, SRTP and congestion control) instead of
+    /// through str0m. Off by default until it paces, probes, retransmits and sends reports
+    /// (`fast_egress.rs`).
+    pub fast_path: bool,
 }
 
 impl ShardConfig {
@@ -71,6 +78,7 @@ impl ShardConfig {
             connect_timeout: Duration::from_secs(15),
             keyframe_request_interval: Duration::from_millis(300),
             max_video_publishers: crate::allocation::tiers::MAX_VIDEO_PUBLISHERS,
+            fast_path: false,
         }
     }
 }
@@ -274,6 +282,17 @@ impl Shard {
 
     /// Connections that are up, and how many of them have their SRTP keys captured for the fast path.
     /// Groundwork: nothing uses the keys yet; this lets the tests check the capture inside the shard.
+    /// Connections whose media the fast path sends, the packets it sent and the transport-wide feedback
+    /// reports it folded in (for tests and diagnostics).
+    pub fn fast_egress_counts(&self) -> (usize, u64, u64) {
+        self.peers
+            .iter()
+            .filter_map(|(_, p)| p.fast.as_deref())
+            .fold((0, 0, 0), |(n, packets, feedbacks), f| {
+                (n + 1, packets + f.packets, feedbacks + f.feedbacks)
+            })
+    }
+
     pub fn fastpath_keys_captured(&self) -> (usize, usize) {
         let up = self.peers.iter().filter(|(_, p)| p.connected);
         up.fold((0, 0), |(up, keyed), (_, p)| {
@@ -571,6 +590,10 @@ impl Shard {
                     if peer.role == Role::Subscribe && peer.is_rtx(&t.contents) {
                         self.metrics.rtx_sent.inc();
                     }
+                    if let Some(fast) = peer.fast.as_mut() {
+                        // str0m follows the pair ICE nominated; the fast path sends where it does.
+                        fast.destination = t.destination;
+                    }
                     self.transmits.push_back(t)
                 }
                 Ok(Output::Event(event)) => match event {
@@ -593,6 +616,17 @@ impl Shard {
                     }
                     Event::ChannelData(data) => {
                         self.pending.push_back((idx, PeerEvent::ChannelData(data)))
+                    }
+                    Event::RawPacket(raw) => {
+                        // Only fast-path connections ask str0m for raw packets (a copy of every RTCP
+                        // packet; they carry no RTP through str0m): their estimator reads the
+                        // transport-wide feedback str0m decrypted.
+                        if let RawPacket::RtcpRx(Rtcp::Twcc(twcc)) = *raw
+                            && let Some(fast) = peer.fast.as_mut()
+                            && let Some(kbps) = fast.on_twcc(now, twcc)
+                        {
+                            self.pending.push_back((idx, PeerEvent::Estimate(kbps)));
+                        }
                     }
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                         // ICE-lite: the client may come back from another address; consent decides.
@@ -690,6 +724,26 @@ impl Shard {
         peer.connected = true;
         let (attendee, role) = (peer.attendee, peer.role);
         tracing::debug!(peer = idx, ?role, "connected");
+        if peer.fast_path && peer.fast.is_none() {
+            // DTLS is done, so its keys have landed; str0m's last datagram went to the nominated pair.
+            let destination = peer.addrs.last().copied();
+            match (peer.srtp_keys.get(), destination) {
+                (Some(keys), Some(destination)) => {
+                    match fast_egress::FastEgress::new(
+                        now,
+                        &keys,
+                        destination,
+                        peer::INITIAL_DOWNLINK_KBPS as u32,
+                    ) {
+                        Ok(fast) => peer.fast = Some(Box::new(fast)),
+                        Err(e) => {
+                            tracing::warn!(peer = idx, error = %e, "fast path unavailable; str0m sends")
+                        }
+                    }
+                }
+                _ => tracing::warn!(peer = idx, "connected without keys or address; str0m sends"),
+            }
+        }
         if role == Role::Subscribe {
             // A subscriber that just came up needs a keyframe of everything it receives.
             let subs = self.attendees[attendee].subscriptions.clone();

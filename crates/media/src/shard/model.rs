@@ -197,6 +197,8 @@ pub struct Subscription {
     /// The SSRC str0m sends this subscription on, known once negotiated (a hash lookup per packet
     /// instead of a scan by mid).
     pub tx_ssrc: Option<Ssrc>,
+    /// The header extension ids of its m-line, for the fast path (read once from the negotiation).
+    pub fast_ids: Option<crate::fastpath::egress::ExtIds>,
     /// Egress statistics last seen, for turning str0m's running totals into counter increments.
     pub nacks_seen: u64,
     pub plis_seen: u64,

@@ -289,6 +289,7 @@ impl Shard {
             rewriter: Rewriter::new(),
             pt_map: None,
             tx_ssrc: None,
+            fast_ids: None,
             nacks_seen: 0,
             plis_seen: 0,
         });
@@ -471,7 +472,8 @@ impl Shard {
     }
 
     fn add_peer(&mut self, now: Instant, attendee: usize, role: Role) -> usize {
-        let peer = Peer::new(now, self.config.candidate_addr, attendee, role);
+        let fast_path = self.config.fast_path && role == Role::Subscribe;
+        let peer = Peer::new(now, self.config.candidate_addr, attendee, role, fast_path);
         let ufrag = peer.ufrag.clone();
         let idx = self.peers.insert(peer);
         self.peer_by_ufrag.insert(ufrag, idx);

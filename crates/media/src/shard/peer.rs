@@ -9,6 +9,7 @@ use str0m::media::{Frequency, Pt};
 use str0m::rtp::Ssrc;
 use str0m::{Candidate, IceCreds, Rtc};
 
+use super::fast_egress::FastEgress;
 use crate::fastpath::keys::{self, KeySlot};
 
 /// Which of an attendee's two connections this is.
@@ -44,6 +45,10 @@ pub struct Peer {
     /// Subscribe connections: the `convene` data channel we offer (remote control events), and whether
     /// it is open.
     pub channel: Option<(ChannelId, bool)>,
+    /// Built once the connection is up on a fast-path subscribe connection (see `fast_egress.rs`).
+    pub fast: Option<Box<FastEgress>>,
+    /// This connection's media is meant for the fast path (str0m's estimator is off).
+    pub fast_path: bool,
 }
 
 impl Peer {
@@ -58,7 +63,7 @@ impl Peer {
 
 /// Where a subscriber's downlink estimate starts before feedback and probing refine it: enough for the
 /// 1:1 tier (650 kbps video + audio) without a first-second freeze, low enough not to flood a slow link.
-const INITIAL_DOWNLINK_KBPS: u64 = 1000;
+pub const INITIAL_DOWNLINK_KBPS: u64 = 1000;
 const PT_OPUS: u8 = 111;
 const PT_H264: u8 = 108;
 const PT_H264_RTX: u8 = 109;
@@ -68,7 +73,13 @@ const PT_VP8_RTX: u8 = 97;
 const H264_CONSTRAINED_BASELINE: u32 = 0x42e01f;
 
 impl Peer {
-    pub fn new(now: Instant, local: SocketAddr, attendee: usize, role: Role) -> Self {
+    pub fn new(
+        now: Instant,
+        local: SocketAddr,
+        attendee: usize,
+        role: Role,
+        fast_path: bool,
+    ) -> Self {
         let creds = IceCreds::new();
         let ufrag = creds.ufrag.clone();
         let mut config = Rtc::builder()
@@ -108,7 +119,11 @@ impl Peer {
             None,
             FormatParams::default(),
         );
-        if role == Role::Subscribe {
+        if fast_path {
+            // The fast path sends the media and estimates from the feedback str0m hands over raw;
+            // str0m's estimator would probe with sequence numbers of its own.
+            config = config.enable_raw_packets(true);
+        } else if role == Role::Subscribe {
             // Send-side estimation (transport-wide CC feedback, probing) of what the subscriber can
             // receive: the allocation spends it (crate::allocation).
             config = config.enable_bwe(Some(str0m::bwe::Bitrate::kbps(INITIAL_DOWNLINK_KBPS)));
@@ -139,6 +154,8 @@ impl Peer {
             ssrc_routes: Vec::new(),
             srtp_keys,
             channel: None,
+            fast: None,
+            fast_path,
         }
     }
 }

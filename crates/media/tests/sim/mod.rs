@@ -595,6 +595,44 @@ impl Sim {
         done(self)
     }
 
+    /// Client `c` decoded more than `min_video` camera and `min_audio` audio packets from attendee
+    /// `from` (the sim's client `from_index`), with intact payloads (`send_video`/`send_audio` mark
+    /// their sender) and a camera stream without sequence gaps.
+    pub fn assert_decoded_from(
+        &self,
+        c: usize,
+        from: AttendeeId,
+        from_index: usize,
+        min_video: usize,
+        min_audio: usize,
+    ) {
+        let video = self.clients[c].received_from(from, convene_core::MediaSource::Camera);
+        let audio = self.clients[c].received_from(from, convene_core::MediaSource::Audio);
+        assert!(
+            video.len() > min_video,
+            "client {c} got {} video packets",
+            video.len()
+        );
+        assert!(
+            audio.len() > min_audio,
+            "client {c} got {} audio packets",
+            audio.len()
+        );
+        let from_index = from_index as u8;
+        assert!(
+            video
+                .iter()
+                .all(|p| p.payload.len() == 160 && p.payload[2] == from_index)
+        );
+        assert!(audio.iter().all(|p| p.payload[1] == from_index));
+        // One continuous stream: strictly increasing sequence numbers without gaps.
+        assert!(
+            video.windows(2).all(|w| w[1].seq == w[0].seq + 1),
+            "video sequence has gaps"
+        );
+        assert!(video[0].seq < 65536);
+    }
+
     /// The lowest subscriber downlink budget the shard's metrics report (None before any).
     pub fn lowest_downlink_budget_kbps(&self) -> Option<i64> {
         self.registry
