@@ -52,6 +52,8 @@ pub struct RtpOut<'a> {
     pub video_orientation: Option<u8>,
     pub video_content_type: Option<u8>,
     pub payload: &'a [u8],
+    /// Bytes of RTP padding after the payload (RFC 3550 §5.1: the last one counts them); 0: none.
+    pub padding: u8,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -89,14 +91,15 @@ pub fn write_rtp(buf: &mut [u8], p: &RtpOut, ids: &ExtIds) -> Result<usize, Egre
     // The extension block is padded to whole 32-bit words.
     let ext_words = ext_len.div_ceil(4);
     let ext_block = if ext_len > 0 { 4 + 4 * ext_words } else { 0 };
-    let len = RTP_HEADER_LEN + ext_block + p.payload.len();
+    let padding = usize::from(p.padding);
+    let len = RTP_HEADER_LEN + ext_block + p.payload.len() + padding;
     if len > buf.len() {
         return Err(EgressError::TooLong {
             need: len,
             have: buf.len(),
         });
     }
-    buf[0] = 0x80 | if ext_len > 0 { 0x10 } else { 0 };
+    buf[0] = 0x80 | if ext_len > 0 { 0x10 } else { 0 } | if padding > 0 { 0x20 } else { 0 };
     buf[1] = u8::from(p.marker) << 7 | (p.pt & 0x7f);
     buf[2..4].copy_from_slice(&p.seq.to_be_bytes());
     buf[4..8].copy_from_slice(&p.timestamp.to_be_bytes());
@@ -111,6 +114,11 @@ pub fn write_rtp(buf: &mut [u8], p: &RtpOut, ids: &ExtIds) -> Result<usize, Egre
         at += 4 * ext_words;
     }
     buf[at..at + p.payload.len()].copy_from_slice(p.payload);
+    at += p.payload.len();
+    if padding > 0 {
+        buf[at..len - 1].fill(0);
+        buf[len - 1] = p.padding;
+    }
     Ok(len)
 }
 
@@ -139,6 +147,7 @@ mod tests {
             video_orientation: None,
             video_content_type: Some(1),
             payload,
+            padding: 0,
         }
     }
 
@@ -182,6 +191,21 @@ mod tests {
         let n = write_rtp(&mut buf, &p, &ids()).unwrap();
         assert_eq!(n, 13);
         assert_eq!(buf[0], 0x80);
+    }
+
+    #[test]
+    fn padding_sets_the_p_bit_and_ends_with_its_count() {
+        let mut buf = [0xffu8; 64];
+        let mut p = packet(&[]);
+        p.transport_seq = None;
+        p.audio_level = None;
+        p.video_content_type = None;
+        p.padding = 20;
+        let n = write_rtp(&mut buf, &p, &ids()).unwrap();
+        assert_eq!(n, 32);
+        assert_eq!(buf[0], 0xa0);
+        assert!(buf[12..31].iter().all(|&b| b == 0));
+        assert_eq!(buf[31], 20);
     }
 
     #[test]

@@ -6,17 +6,20 @@
 //! queues it; the receiver's transport-wide feedback, which str0m still decrypts and parses (raw packet
 //! events), drives the fast path's own estimator ([`fastpath::cc`]) in place of str0m's.
 //!
-//! Not yet here (issue 8, next steps): a pacer and the padding probes the estimator asks for,
-//! retransmissions from a history of our own (NACKs are not answered on this path yet), sender
-//! reports, and sending without a heap allocation per packet. Until then the configuration stays off
-//! by default.
+//! The estimator's probe clusters go out as padding-only packets on the RTX stream of one of the
+//! connection's video subscriptions (a receiver counts them in its feedback; it has nothing to decode),
+//! spaced at the cluster's rate by the shard's timers.
+//!
+//! Not yet here (issue 8, next steps): a pacer for media, retransmissions from a history of our own
+//! (NACKs are not answered on this path yet), sender reports, and sending without a heap allocation per
+//! packet. Until then the configuration stays off by default.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use str0m::rtp::rtcp::Twcc;
 
-use crate::fastpath::cc::{BweConfig, PacketResult, SendSideBwe};
+use crate::fastpath::cc::{BweConfig, PROBE_PACKET_BYTES, PacketResult, SendSideBwe};
 use crate::fastpath::egress::{ExtIds, RtpOut, write_rtp};
 use crate::fastpath::keys::DtlsKeys;
 use crate::fastpath::srtp::{OutboundStream, SrtpContext, TAG_LEN};
@@ -34,6 +37,14 @@ pub enum FastEgressError {
     Srtp(#[from] crate::fastpath::srtp::SrtpError),
 }
 
+/// A probe cluster being sent.
+struct ActiveProbe {
+    id: u32,
+    left: usize,
+    interval: Duration,
+    next_at: Instant,
+}
+
 pub struct FastEgress {
     srtp: SrtpContext,
     /// Per SSRC we send on: its rollover counter.
@@ -47,8 +58,14 @@ pub struct FastEgress {
     pub destination: SocketAddr,
     /// The estimate the allocation was last given (`None`: not yet; the first feedback gives it).
     estimate_kbps: Option<u32>,
+    /// Where padding goes: an RTX stream (SSRC, payload type) of a video subscription, and its
+    /// sequence numbers.
+    padding_stream: Option<(u32, u8, ExtIds)>,
+    rtx_seq: u16,
+    probe: Option<ActiveProbe>,
     pub packets: u64,
     pub feedbacks: u64,
+    pub padding_packets: u64,
 }
 
 impl FastEgress {
@@ -72,8 +89,12 @@ impl FastEgress {
             time_zero: now,
             destination,
             estimate_kbps: None,
+            padding_stream: None,
+            rtx_seq: 0,
+            probe: None,
             packets: 0,
             feedbacks: 0,
+            padding_packets: 0,
         })
     }
 
@@ -82,10 +103,85 @@ impl FastEgress {
         self.bwe.set_wanted(now, f64::from(kbps) * 1000.0);
     }
 
+    /// Whether probes have an RTX stream to go on yet.
+    pub fn has_padding_stream(&self) -> bool {
+        self.padding_stream.is_some()
+    }
+
+    /// The connection has this RTX stream (of a video subscription, whose m-line negotiated `ids`):
+    /// probes can be sent on it.
+    pub fn offer_padding_stream(&mut self, ssrc: u32, pt: u8, ids: ExtIds) {
+        self.padding_stream.get_or_insert((ssrc, pt, ids));
+    }
+
+    /// When [`poll_padding`](Self::poll_padding) has something to send next (a cluster under way).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.probe.as_ref().map(|p| p.next_at)
+    }
+
+    /// The next padding packet due now, starting a probe cluster when the estimator asks for one;
+    /// call until `None`.
+    pub fn poll_padding(&mut self, now: Instant) -> Option<Vec<u8>> {
+        let (ssrc, pt, ids) = self.padding_stream?;
+        // A probe nobody measures is noise: padding needs the transport-wide sequence number.
+        ids.transport_cc?;
+        if self.probe.is_none() {
+            let cluster = self.bwe.poll_probe(now)?;
+            let interval =
+                Duration::from_secs_f64(PROBE_PACKET_BYTES as f64 * 8.0 / cluster.rate_bps);
+            self.probe = Some(ActiveProbe {
+                id: cluster.id,
+                left: cluster.packets,
+                interval,
+                next_at: now,
+            });
+        }
+        let probe = self.probe.as_mut()?;
+        if probe.next_at > now {
+            return None;
+        }
+        let id = probe.id;
+        probe.left -= 1;
+        probe.next_at += probe.interval;
+        if probe.left == 0 {
+            self.probe = None;
+        }
+        let seq = self.rtx_seq;
+        self.rtx_seq = self.rtx_seq.wrapping_add(1);
+        let padding = RtpOut {
+            ssrc,
+            pt,
+            seq,
+            timestamp: 0,
+            marker: false,
+            transport_seq: None,
+            audio_level: None,
+            video_orientation: None,
+            video_content_type: None,
+            payload: &[],
+            padding: u8::MAX,
+        };
+        let datagram = self.write(now, &padding, &ids, Some(id))?;
+        self.padding_packets += 1;
+        Some(datagram)
+    }
+
     /// Writes, numbers and protects one forwarded packet (`out.transport_seq` is filled in here).
     pub fn packet(&mut self, now: Instant, out: &RtpOut, ids: &ExtIds) -> Option<Vec<u8>> {
+        let datagram = self.write(now, out, ids, None)?;
+        self.packets += 1;
+        Some(datagram)
+    }
+
+    fn write(
+        &mut self,
+        now: Instant,
+        out: &RtpOut,
+        ids: &ExtIds,
+        probe: Option<u32>,
+    ) -> Option<Vec<u8>> {
         // Room for the header, four extension elements and the tag.
-        let mut buf = vec![0u8; out.payload.len() + 48 + TAG_LEN];
+        let mut buf = vec![0u8; out.payload.len() + usize::from(out.padding) + 48 + TAG_LEN];
         let numbered = RtpOut {
             transport_seq: ids.transport_cc.map(|_| self.history.next_seq() as u16),
             ..*out
@@ -101,9 +197,8 @@ impl FastEgress {
         let protected = self.srtp.protect_in_place(stream, &mut buf, len).ok()?;
         buf.truncate(protected);
         if ids.transport_cc.is_some() {
-            self.history.record(now, protected, None);
+            self.history.record(now, protected, probe);
         }
-        self.packets += 1;
         Some(buf)
     }
 

@@ -245,9 +245,22 @@ impl Shard {
                         .map(|m| ExtIds::from_map(m.remote_extmap()))
                         .unwrap_or_default()
                 });
+                let padding_stream = if is_video
+                    && self.peers[peer]
+                        .fast
+                        .as_ref()
+                        .is_some_and(|f| !f.has_padding_stream())
+                {
+                    rtx_of(&mut self.peers[peer].rtc, tx_ssrc, out_pt)
+                } else {
+                    None
+                };
                 let Some(fast) = self.peers[peer].fast.as_mut() else {
                     continue;
                 };
+                if let Some((ssrc, pt)) = padding_stream {
+                    fast.offer_padding_stream(ssrc, pt, ids);
+                }
                 let rtp = RtpOut {
                     ssrc: *tx_ssrc,
                     pt: *out_pt,
@@ -262,6 +275,7 @@ impl Shard {
                     video_orientation: packet.ext.video_orientation.map(|o| o as u8),
                     video_content_type: packet.ext.video_content_type,
                     payload: &packet.payload,
+                    padding: 0,
                 };
                 if let Some(datagram) = fast.packet(now, &rtp, &ids) {
                     let destination = fast.destination;
@@ -309,6 +323,24 @@ impl Shard {
             let l = keyframes_wanted.trailing_zeros() as usize;
             keyframes_wanted &= keyframes_wanted - 1;
             self.request_keyframe(now, p, Some(l));
+        }
+    }
+
+    /// Sends the fast path's due padding on connection `idx` and schedules the next.
+    pub(super) fn poll_fast_padding(&mut self, now: Instant, idx: usize) {
+        let Some(fast) = self.peers.get_mut(idx).and_then(|p| p.fast.as_mut()) else {
+            return;
+        };
+        while let Some(datagram) = fast.poll_padding(now) {
+            self.transmits.push_back(Transmit {
+                proto: Protocol::Udp,
+                source: self.config.candidate_addr,
+                destination: fast.destination,
+                contents: datagram.into(),
+            });
+        }
+        if let Some(at) = fast.next_deadline() {
+            self.schedule(idx, at);
         }
     }
 
@@ -480,4 +512,12 @@ impl Shard {
             }
         }
     }
+}
+
+/// The RTX stream str0m negotiated beside `tx_ssrc`: its SSRC and payload type (the resend type of
+/// `pt`).
+fn rtx_of(rtc: &mut str0m::Rtc, tx_ssrc: Ssrc, pt: Pt) -> Option<(u32, u8)> {
+    let rtx_pt = rtc.codec_config().find(|c| c.pt() == pt)?.resend()?;
+    let rtx_ssrc = rtc.direct_api().stream_tx(&tx_ssrc)?.rtx()?;
+    Some((*rtx_ssrc, *rtx_pt))
 }

@@ -526,6 +526,7 @@ impl Shard {
                     tracing::debug!(error = %e, "timeout handling failed");
                 }
                 self.drain(idx, now);
+                self.poll_fast_padding(now, idx);
             }
         }
         due.clear();
@@ -569,6 +570,17 @@ impl Shard {
         let msg = str0m::ice::StunMessage::parse(data).ok()?;
         let (local, _remote) = msg.split_username()?;
         self.peer_by_ufrag.get(local).copied()
+    }
+
+    /// Wakes connection `idx` at `at` (or earlier, if it is due earlier already).
+    pub(super) fn schedule(&mut self, idx: usize, at: Instant) {
+        let Some(peer) = self.peers.get_mut(idx) else {
+            return;
+        };
+        if peer.scheduled.is_none_or(|s| at < s) {
+            peer.scheduled = Some(at);
+            self.timers.push(Reverse((at, idx)));
+        }
     }
 
     /// Drain one connection's output after a mutation (str0m's contract), queueing what matters.
@@ -780,6 +792,17 @@ impl Shard {
         self.metrics.flush();
         self.update_speaking(now);
         self.reprobe_estimators(now);
+        // Fast-path estimators start their probe clusters here; a cluster's later packets follow on
+        // the connection's own timer.
+        let fast: Vec<usize> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.fast.is_some())
+            .map(|(idx, _)| idx)
+            .collect();
+        for idx in fast {
+            self.poll_fast_padding(now, idx);
+        }
         // A subscribe offer nobody answers would block every later change for that attendee.
         let stale: Vec<usize> = self
             .attendees

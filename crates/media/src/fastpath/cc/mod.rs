@@ -30,7 +30,7 @@ pub use acked::AckedRate;
 pub use aimd::{RateControl, RateState};
 pub use delay::{DelayDetector, Usage};
 pub use loss::LossCap;
-pub use probe::{ProbeCluster, ProbeController, ProbeResults};
+pub use probe::{PROBE_PACKET_BYTES, ProbeCluster, ProbeController, ProbeResults};
 
 /// One sent packet joined with what the receiver reported about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

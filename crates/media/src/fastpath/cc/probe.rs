@@ -17,8 +17,9 @@ use super::PacketResult;
 /// How long a cluster lasts at its rate, and its least number of packets.
 const CLUSTER_DURATION: Duration = Duration::from_millis(40);
 const CLUSTER_MIN_PACKETS: usize = 5;
-/// Padding packets are at most this big.
-pub const PROBE_PACKET_BYTES: usize = 1100;
+/// The size on the wire of the fast path's padding packets (header, transport-wide sequence number,
+/// 255 bytes of padding, the most RTP padding can count, and the SRTP tag): clusters are sized in them.
+pub const PROBE_PACKET_BYTES: usize = 291;
 /// Between probes while the allocation wants more than the estimate.
 pub const PERIOD: Duration = Duration::from_millis(2500);
 /// A cluster not measured by then is given up.
@@ -33,7 +34,7 @@ const SATURATED_UTILISATION: f64 = 0.95;
 /// A probe counts as having got through at this share of its rate.
 const SUCCESS: f64 = 0.7;
 
-/// A cluster to send: `bytes` of padding in at least `packets` packets, spread at `rate_bps`.
+/// A cluster to send: `packets` padding packets (`bytes` in all), spread at `rate_bps`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ProbeCluster {
     pub id: u32,
@@ -50,7 +51,7 @@ impl ProbeCluster {
             id,
             rate_bps,
             packets,
-            bytes: bytes.max(packets * 200),
+            bytes: packets * PROBE_PACKET_BYTES,
         }
     }
 }
