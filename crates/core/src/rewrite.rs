@@ -84,11 +84,64 @@ impl Rewriter {
     pub fn has_started(&self) -> bool {
         self.started
     }
+
+    /// For a retransmission: the incoming sequence number behind outgoing `out_seq` (the 16 bits a NACK
+    /// names), if it belongs to the current source and was sent.
+    pub fn source_seq(&self, out_seq: u16) -> Option<u64> {
+        let (last, _) = self.last_out?;
+        // The extended number nearest the last one sent with these low 16 bits.
+        let base = (last & !0xffff) | u64::from(out_seq);
+        let out = if base > last + 0x8000 && base >= 0x10000 {
+            base - 0x10000
+        } else if base + 0x8000 < last {
+            base + 0x10000
+        } else {
+            base
+        };
+        if out < self.source_start || out > last {
+            return None;
+        }
+        u64::try_from(out as i64 - self.seq_offset).ok()
+    }
+
+    /// The outgoing timestamp of an incoming one of the current source.
+    pub fn out_timestamp(&self, in_ts: u32) -> u32 {
+        in_ts.wrapping_add(self.ts_offset)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retransmission_finds_its_source_packet_in_the_current_source_only() {
+        let mut r = Rewriter::new();
+        for i in 0..10u64 {
+            r.rewrite(70_000 + i, 1000 + i as u32 * 3000, 3000).unwrap();
+        }
+        // 70 000 started at 70 000 mod 65 536 = 4464.
+        assert_eq!(r.source_seq(4464), Some(70_000));
+        assert_eq!(r.source_seq(4473), Some(70_009));
+        assert_eq!(r.source_seq(4474), None, "not sent yet");
+        assert_eq!(r.out_timestamp(1000), 1000);
+        r.switch_source();
+        let first = r.rewrite(500, 90, 3000).unwrap();
+        assert_eq!(first.seq, 4474);
+        assert_eq!(r.source_seq(4474), Some(500));
+        assert_eq!(r.source_seq(4473), None, "an earlier source's packet");
+        assert_eq!(r.out_timestamp(90), first.ts);
+    }
+
+    #[test]
+    fn source_seq_unwraps_across_the_16_bit_boundary() {
+        let mut r = Rewriter::new();
+        for i in 0..10u64 {
+            r.rewrite(65_530 + i, 0, 3000).unwrap();
+        }
+        assert_eq!(r.source_seq(65_535), Some(65_535));
+        assert_eq!(r.source_seq(3), Some(65_539));
+    }
 
     #[test]
     fn first_packet_starts_below_65536_and_keeps_spacing() {

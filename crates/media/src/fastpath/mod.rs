@@ -12,6 +12,7 @@
 //! - [`kdf`]: the SRTP session keys of both directions, from that keying material.
 //! - [`egress`]: a forwarded RTP packet written by us (header, negotiated extensions, payload).
 //! - [`twcc`]: transport-wide sequence numbers and the send history feedback is joined with.
+//! - [`rtx`]: each video layer's recent packets, for answering NACKs with RTX.
 //! - [`cc`]: send-side congestion control (delay trend, AIMD, loss cap, probing) from transport-wide
 //!   feedback, since str0m's estimator cannot see packets str0m does not send.
 
@@ -19,5 +20,6 @@ pub mod cc;
 pub mod egress;
 pub mod kdf;
 pub mod keys;
+pub mod rtx;
 pub mod srtp;
 pub mod twcc;

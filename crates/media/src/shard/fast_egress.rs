@@ -10,9 +10,11 @@
 //! connection's video subscriptions (a receiver counts them in its feedback; it has nothing to decode),
 //! spaced at the cluster's rate by the shard's timers.
 //!
-//! Not yet here (issue 8, next steps): a pacer for media, retransmissions from a history of our own
-//! (NACKs are not answered on this path yet), sender reports, and sending without a heap allocation per
-//! packet. Until then the configuration stays off by default.
+//! NACKs are answered from each video layer's history of incoming packets (`fastpath::rtx`), as RTX on
+//! the subscription's RTX stream.
+//!
+//! Not yet here (issue 8, next steps): a pacer for media, sender reports, and sending without a heap
+//! allocation per packet. Until then the configuration stays off by default.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -61,11 +63,13 @@ pub struct FastEgress {
     /// Where padding goes: an RTX stream (SSRC, payload type) of a video subscription, and its
     /// sequence numbers.
     padding_stream: Option<(u32, u8, ExtIds)>,
-    rtx_seq: u16,
+    /// The next sequence number of each RTX stream sent on (padding and retransmissions share them).
+    rtx_seqs: Vec<(u32, u16)>,
     probe: Option<ActiveProbe>,
     pub packets: u64,
     pub feedbacks: u64,
     pub padding_packets: u64,
+    pub retransmissions: u64,
 }
 
 impl FastEgress {
@@ -90,11 +94,12 @@ impl FastEgress {
             destination,
             estimate_kbps: None,
             padding_stream: None,
-            rtx_seq: 0,
+            rtx_seqs: Vec::new(),
             probe: None,
             packets: 0,
             feedbacks: 0,
             padding_packets: 0,
+            retransmissions: 0,
         })
     }
 
@@ -146,8 +151,7 @@ impl FastEgress {
         if probe.left == 0 {
             self.probe = None;
         }
-        let seq = self.rtx_seq;
-        self.rtx_seq = self.rtx_seq.wrapping_add(1);
+        let seq = self.next_rtx_seq(ssrc);
         let padding = RtpOut {
             ssrc,
             pt,
@@ -164,6 +168,33 @@ impl FastEgress {
         let datagram = self.write(now, &padding, &ids, Some(id))?;
         self.padding_packets += 1;
         Some(datagram)
+    }
+
+    /// A retransmission: `rtx` on an RTX stream, its payload the RTX payload
+    /// (`fastpath::rtx::rtx_payload`); its sequence number is the stream's next.
+    pub fn retransmission(&mut self, now: Instant, rtx: RtpOut, ids: &ExtIds) -> Option<Vec<u8>> {
+        let rtx = RtpOut {
+            seq: self.next_rtx_seq(rtx.ssrc),
+            ..rtx
+        };
+        let datagram = self.write(now, &rtx, ids, None)?;
+        self.retransmissions += 1;
+        Some(datagram)
+    }
+
+    /// Each RTX stream counts its own sequence numbers: SRTP's rollover counting at the receiver needs
+    /// every stream to advance without jumps.
+    fn next_rtx_seq(&mut self, ssrc: u32) -> u16 {
+        let i = match self.rtx_seqs.iter().position(|(s, _)| *s == ssrc) {
+            Some(i) => i,
+            None => {
+                self.rtx_seqs.push((ssrc, 0));
+                self.rtx_seqs.len() - 1
+            }
+        };
+        let seq = self.rtx_seqs[i].1;
+        self.rtx_seqs[i].1 = seq.wrapping_add(1);
+        seq
     }
 
     /// Writes, numbers and protects one forwarded packet (`out.transport_seq` is filled in here).

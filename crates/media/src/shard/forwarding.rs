@@ -12,8 +12,10 @@ use super::model::Layer;
 use super::peer::Role;
 use crate::allocation::policy::Choice;
 use crate::fastpath::egress::{ExtIds, RtpOut};
+use crate::fastpath::rtx::{Stored, rtx_payload};
 use crate::forward::{VideoCodec, starts_keyframe};
 use str0m::net::{Protocol, Transmit};
+use str0m::rtp::rtcp::Nack;
 
 /// An RFC 6464 level (in -dBov) above this marks its sender as speaking...
 const SPEAKING_LEVEL_DBOV: i8 = -50;
@@ -106,6 +108,16 @@ impl Shard {
         }
         let l = &mut publication.layers[layer];
         l.last_packet = now;
+        if is_video && self.config.fast_path {
+            // Kept once per layer for the fast path's retransmissions: a reference, not a copy.
+            l.history.insert(Stored {
+                seq: packet.seq,
+                timestamp: packet.timestamp,
+                marker: packet.marker,
+                payload: packet.payload.clone(),
+                arrival: now,
+            });
+        }
         // What the layer costs on a subscriber's link, which is what its estimate measures: the payload
         // plus each packet's headers and SRTP tag (about a fifth more for audio and small video packets).
         l.bytes_window += len + PACKET_OVERHEAD_BYTES;
@@ -323,6 +335,75 @@ impl Shard {
             let l = keyframes_wanted.trailing_zeros() as usize;
             keyframes_wanted &= keyframes_wanted - 1;
             self.request_keyframe(now, p, Some(l));
+        }
+    }
+
+    /// A subscriber's NACK on a fast-path connection: resend what the layers' histories still hold, as
+    /// RTX.
+    pub(super) fn on_fast_nack(&mut self, now: Instant, idx: usize, nack: Nack) {
+        // str0m counts the NACKs it answers in its egress stats; these it never sees answered.
+        self.metrics.nacks.inc();
+        let attendee = self.peers[idx].attendee;
+        let Some(s) = self.attendees[attendee]
+            .subscriptions
+            .iter()
+            .copied()
+            .find(|&s| self.subscriptions[s].tx_ssrc == Some(nack.ssrc))
+        else {
+            return;
+        };
+        let sub = &self.subscriptions[s];
+        let (Some(layer), Some((_, out_pt)), Some(ids)) = (sub.layer, sub.pt_map, sub.fast_ids)
+        else {
+            return;
+        };
+        let Some((rtx_ssrc, rtx_pt)) = rtx_of(&mut self.peers[idx].rtc, nack.ssrc, out_pt) else {
+            return;
+        };
+        let history = &self.publications[sub.publication].layers[layer].history;
+        let mut payload = Vec::new();
+        for entry in nack.reports.iter() {
+            let lost = std::iter::once(entry.pid).chain(
+                (0..16u16)
+                    .filter(|bit| entry.blp & (1 << bit) != 0)
+                    .map(|bit| entry.pid.wrapping_add(bit + 1)),
+            );
+            for out_seq in lost {
+                let Some(original) = sub
+                    .rewriter
+                    .source_seq(out_seq)
+                    .and_then(|seq| history.get(seq, now))
+                else {
+                    continue;
+                };
+                rtx_payload(out_seq, &original.payload, &mut payload);
+                let Some(fast) = self.peers[idx].fast.as_mut() else {
+                    return;
+                };
+                let timestamp = sub.rewriter.out_timestamp(original.timestamp);
+                let rtx = RtpOut {
+                    ssrc: rtx_ssrc,
+                    pt: rtx_pt,
+                    seq: 0,
+                    timestamp,
+                    marker: original.marker,
+                    transport_seq: None,
+                    audio_level: None,
+                    video_orientation: None,
+                    video_content_type: None,
+                    payload: &payload,
+                    padding: 0,
+                };
+                if let Some(datagram) = fast.retransmission(now, rtx, &ids) {
+                    self.transmits.push_back(Transmit {
+                        proto: Protocol::Udp,
+                        source: self.config.candidate_addr,
+                        destination: fast.destination,
+                        contents: datagram.into(),
+                    });
+                    self.metrics.rtx_sent.inc();
+                }
+            }
         }
     }
 

@@ -183,6 +183,8 @@ enum PeerEvent {
     Remb(u32),
     ChannelOpen(ChannelId),
     ChannelData(ChannelData),
+    /// A NACK on a fast-path connection (str0m answers the others itself).
+    Nack(str0m::rtp::rtcp::Nack),
     Failed,
 }
 
@@ -633,11 +635,16 @@ impl Shard {
                         // Only fast-path connections ask str0m for raw packets (a copy of every RTCP
                         // packet; they carry no RTP through str0m): their estimator reads the
                         // transport-wide feedback str0m decrypted.
-                        if let RawPacket::RtcpRx(Rtcp::Twcc(twcc)) = *raw
-                            && let Some(fast) = peer.fast.as_mut()
-                            && let Some(kbps) = fast.on_twcc(now, twcc)
-                        {
-                            self.pending.push_back((idx, PeerEvent::Estimate(kbps)));
+                        match (*raw, peer.fast.as_mut()) {
+                            (RawPacket::RtcpRx(Rtcp::Twcc(twcc)), Some(fast)) => {
+                                if let Some(kbps) = fast.on_twcc(now, twcc) {
+                                    self.pending.push_back((idx, PeerEvent::Estimate(kbps)));
+                                }
+                            }
+                            (RawPacket::RtcpRx(Rtcp::Nack(nack)), Some(_)) => {
+                                self.pending.push_back((idx, PeerEvent::Nack(nack)));
+                            }
+                            _ => {}
                         }
                     }
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
@@ -686,6 +693,7 @@ impl Shard {
                     }
                     PeerEvent::ChannelOpen(id) => self.on_channel_open(idx, id),
                     PeerEvent::ChannelData(data) => self.on_channel_data(now, idx, data),
+                    PeerEvent::Nack(nack) => self.on_fast_nack(now, idx, nack),
                     PeerEvent::Failed => failed.push(self.peers[idx].attendee),
                 }
             }

@@ -124,6 +124,8 @@ pub struct Layer {
     pub last_keyframe_request: Option<Instant>,
     /// When somebody last received it (or a higher layer): it stays switched on for a while after.
     pub last_in_use: Option<Instant>,
+    /// Recent packets, for the fast path's retransmissions (empty unless it is on).
+    pub history: crate::fastpath::rtx::PacketHistory,
 }
 
 impl Layer {
@@ -140,6 +142,7 @@ impl Layer {
             switched_off: false,
             last_in_use: Some(now),
             last_keyframe_request: None,
+            history: Default::default(),
         }
     }
 }
