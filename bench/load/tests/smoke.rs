@@ -23,6 +23,7 @@ async fn start_server() -> SocketAddr {
         // A range away from the defaults, so a Convene running on this machine does not collide.
         port_range: (41000, 41999),
         workers: 2,
+        fast_path: false,
     };
     let plane = Arc::new(MediaPlane::start(&config, bus, metrics).expect("media plane"));
     let app = convene_media::signal::router(plane, tokens().verifier()).route(

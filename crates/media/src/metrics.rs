@@ -53,6 +53,7 @@ pub struct MediaMetrics {
     reprobes: IntCounter,
     meeting_allocation: MeetingAllocationMetrics,
     rtx_sent: IntCounter,
+    fast_path_packets: IntCounterVec,
     dropped: IntCounterVec,
     worker_busy: GaugeVec,
     pub signal_connections: IntGauge,
@@ -212,6 +213,12 @@ impl MediaMetrics {
                 "convene_media_rtx_sent_total",
                 "Retransmissions (RTX) sent to subscribers.",
             )?,
+            fast_path_packets: counter_vec(
+                registry,
+                "convene_media_fast_path_packets_total",
+                "Packets the fast path sent to subscribers, by kind: forwarded media, probe padding, retransmissions.",
+                "kind",
+            )?,
             dropped: counter_vec(
                 registry,
                 "convene_media_packets_dropped_total",
@@ -235,6 +242,9 @@ impl MediaMetrics {
         }
         for r in DROP_REASONS {
             m.dropped.with_label_values(&[r]);
+        }
+        for k in ["media", "padding", "rtx"] {
+            m.fast_path_packets.with_label_values(&[k]);
         }
         Ok(m)
     }
@@ -265,6 +275,9 @@ impl MediaMetrics {
             reprobes: self.reprobes.clone(),
             meeting_allocation: self.meeting_allocation.clone(),
             rtx_sent: ShardCounter::new(self.rtx_sent.clone()),
+            fast_media: kind(&self.fast_path_packets, "media"),
+            fast_padding: kind(&self.fast_path_packets, "padding"),
+            fast_rtx: kind(&self.fast_path_packets, "rtx"),
             dropped: DROP_REASONS.map(|r| ShardCounter::new(self.dropped.with_label_values(&[r]))),
             busy: self.worker_busy.with_label_values(&[&index.to_string()]),
             signal_errors: self.signal_errors.clone(),
@@ -372,6 +385,10 @@ pub struct ShardMetrics {
     /// packet (their label lookups would be).
     pub meeting_allocation: MeetingAllocationMetrics,
     pub rtx_sent: ShardCounter,
+    /// What the fast path sent (`ShardConfig::fast_path`).
+    pub fast_media: ShardCounter,
+    pub fast_padding: ShardCounter,
+    pub fast_rtx: ShardCounter,
     dropped: [ShardCounter; DROP_REASONS.len()],
     pub busy: Gauge,
     pub signal_errors: IntCounter,
@@ -407,6 +424,9 @@ impl ShardMetrics {
             &self.nacks,
             &self.plis,
             &self.rtx_sent,
+            &self.fast_media,
+            &self.fast_padding,
+            &self.fast_rtx,
         ] {
             c.flush();
         }

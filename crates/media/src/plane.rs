@@ -28,6 +28,8 @@ pub struct MediaConfig {
     pub port_range: (u16, u16),
     /// Number of media worker threads (shards).
     pub workers: usize,
+    /// Subscribers' media goes out on the fast path (`shard::ShardConfig::fast_path`).
+    pub fast_path: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +111,10 @@ impl MediaPlane {
             let load = Arc::new(AtomicUsize::new(0));
             let shard_metrics = metrics.shard(index);
             let shard = Shard::new(
-                ShardConfig::new(index, addr),
+                ShardConfig {
+                    fast_path: config.fast_path,
+                    ..ShardConfig::new(index, addr)
+                },
                 bus.clone(),
                 shard_metrics.clone(),
                 Instant::now(),
@@ -348,6 +353,7 @@ mod tests {
             public_ip: "127.0.0.1".parse().unwrap(),
             port_range: (40100, 40999),
             workers: 2,
+            fast_path: false,
         };
         let metrics = MediaMetrics::register(&prometheus::Registry::new()).unwrap();
         MediaPlane::start(&config, Arc::new(InProcessBus::default()), metrics).unwrap()

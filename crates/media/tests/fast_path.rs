@@ -58,6 +58,9 @@ fn subscribers_decode_what_the_fast_path_sends_and_its_estimator_hears_back() {
     );
     // The subscribers' str0m sends transport-wide feedback every ~100 ms: the estimator heard it.
     assert!(feedbacks >= 20, "{feedbacks} feedback reports");
+    // Operators see it in the metrics.
+    s.shard.flush_metrics();
+    assert_eq!(s.metrics.fast_media.get(), packets);
     // And the allocation spends the fast path's estimate.
     assert!(s.lowest_downlink_budget_kbps().is_some_and(|k| k > 0));
 }

@@ -20,6 +20,8 @@ pub struct ServeConfig {
     pub public_ip: IpAddr,
     pub media_ports: PortRange,
     pub media_workers: usize,
+    /// Subscribers' media on the fast path (experimental, issue 8).
+    pub media_fast_path: bool,
     /// Base URL people open (links in e-mails point here), no trailing slash.
     pub public_url: String,
     /// None: e-mails are written to `<data-dir>/outbox/`.
@@ -77,6 +79,7 @@ impl Default for ServeConfig {
             media_workers: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
+            media_fast_path: false,
             public_url: format!("http://{http}"),
             smtp_url: None,
             mail_from: DEFAULT_MAIL_FROM.into(),
@@ -140,6 +143,7 @@ pub struct FileConfig {
     pub public_ip: Option<IpAddr>,
     pub media_ports: Option<PortRange>,
     pub media_workers: Option<usize>,
+    pub media_fast_path: Option<bool>,
     pub public_url: Option<String>,
     pub smtp_url: Option<String>,
     pub mail_from: Option<String>,
@@ -185,6 +189,10 @@ pub struct ServeArgs {
     /// Number of media worker threads [default: one per core].
     #[arg(long, env = "CONVENE_MEDIA_WORKERS", value_name = "N")]
     pub media_workers: Option<usize>,
+    /// Experimental: send subscribers' media on the fast path (our own RTP, SRTP, congestion control,
+    /// probing and retransmissions) instead of through str0m [default: false].
+    #[arg(long, env = "CONVENE_MEDIA_FAST_PATH", value_name = "BOOL")]
+    pub media_fast_path: Option<bool>,
     /// Base URL users open, for links in e-mails; https:// also marks cookies Secure
     /// [default: http://<the --http address>].
     #[arg(long, env = "CONVENE_PUBLIC_URL", value_name = "URL")]
@@ -313,6 +321,10 @@ impl ServeArgs {
             public_ip,
             media_ports,
             media_workers,
+            media_fast_path: self
+                .media_fast_path
+                .or(file.media_fast_path)
+                .unwrap_or(defaults.media_fast_path),
             public_url,
             smtp_url: self.smtp_url.clone().or(file.smtp_url),
             mail_from: self

@@ -91,6 +91,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         public_ip: config.public_ip,
         port_range: (config.media_ports.lo, config.media_ports.hi),
         workers: config.media_workers,
+        fast_path: config.media_fast_path,
     };
     let plane = Arc::new(
         MediaPlane::start(&media_config, bus.clone(), media_metrics)

@@ -298,6 +298,7 @@ impl Shard {
                         contents: datagram.into(),
                     });
                     self.count_out(is_video, len);
+                    self.metrics.fast_media.inc();
                 }
                 continue;
             }
@@ -402,6 +403,7 @@ impl Shard {
                         contents: datagram.into(),
                     });
                     self.metrics.rtx_sent.inc();
+                    self.metrics.fast_rtx.inc();
                 }
             }
         }
@@ -413,6 +415,7 @@ impl Shard {
             return;
         };
         while let Some(datagram) = fast.poll_padding(now) {
+            self.metrics.fast_padding.inc();
             self.transmits.push_back(Transmit {
                 proto: Protocol::Udp,
                 source: self.config.candidate_addr,
