@@ -7,6 +7,7 @@
 //! layer costs one reference count per received packet and no copy; a per-subscriber history (str0m's
 //! way) keeps one per forwarded packet.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,15 +33,39 @@ pub struct Stored {
 #[derive(Debug, Default)]
 pub struct PacketHistory {
     slots: Vec<Option<Stored>>,
+    /// What was inserted, oldest first: packets past [`MAX_AGE`] are let go (a slow layer would
+    /// otherwise keep a thousand packets, most of a minute of payloads).
+    order: VecDeque<(u64, Instant)>,
 }
 
 impl PacketHistory {
     pub fn insert(&mut self, packet: Stored) {
         if self.slots.is_empty() {
             self.slots.resize(SLOTS, None);
+            self.order.reserve_exact(SLOTS);
         }
+        while let Some(&(seq, at)) = self.order.front() {
+            if self.order.len() < SLOTS && packet.arrival.saturating_duration_since(at) <= MAX_AGE {
+                break;
+            }
+            self.order.pop_front();
+            let slot = &mut self.slots[seq as usize % SLOTS];
+            if slot.as_ref().is_some_and(|s| s.seq == seq) {
+                *slot = None;
+            }
+        }
+        self.order.push_back((packet.seq, packet.arrival));
         let slot = packet.seq as usize % SLOTS;
         self.slots[slot] = Some(packet);
+    }
+
+    /// Packets held now.
+    pub fn len(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_some()).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The packet with extended sequence number `seq`, if still held and younger than [`MAX_AGE`].
@@ -90,6 +115,19 @@ mod tests {
             h.get(151, t0 + MAX_AGE + Duration::from_millis(1))
                 .is_none()
         );
+    }
+
+    /// A slow layer's old packets are let go as new ones arrive, not kept until their slot is reused.
+    #[test]
+    fn packets_past_the_age_limit_are_released() {
+        let t0 = Instant::now();
+        let mut h = PacketHistory::default();
+        // 20 packets a second for 10 s: only the last 2 s (40 packets, and the one at the edge) stay.
+        for i in 0..200u64 {
+            h.insert(stored(i, t0 + Duration::from_millis(i * 50)));
+        }
+        assert!((40..=41).contains(&h.len()), "{}", h.len());
+        assert!(h.get(199, t0 + Duration::from_millis(199 * 50)).is_some());
     }
 
     #[test]

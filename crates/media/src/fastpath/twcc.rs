@@ -5,24 +5,27 @@
 //! One sequence space per transport: on a connection whose media the fast path sends, str0m sends no
 //! RTP at all (its estimator is off), so these numbers are the only ones on the wire.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use str0m::rtp::rtcp::Twcc;
 
 use super::cc::PacketResult;
 
-/// Packets remembered: 4 s at 2000 packets a second. Feedback comes every 50-100 ms; a packet older
-/// than this is not reported on any more.
-const CAPACITY: usize = 1 << 13;
+/// Packets remembered: a second at 2000 packets a second (a subscriber receiving 20 Mbit/s).
+/// Feedback comes every 50-100 ms; a packet older than this is not reported on any more.
+const CAPACITY: usize = 1 << 11;
 
+/// 24 bytes: every subscriber connection holds [`CAPACITY`] of them.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     /// Extended sequence number, `u64::MAX` when the slot is empty.
     seq: u64,
-    departure: Instant,
+    /// Microseconds since the history began.
+    departure_us: u64,
     size: u32,
+    /// Probe cluster id + 1 (cluster ids are small and wrap: 16 bits tell the few in flight apart);
     /// 0: not a probe.
-    probe: u32,
+    probe: u16,
     reported: bool,
 }
 
@@ -31,13 +34,14 @@ struct Entry {
 pub struct SendHistory {
     entries: Box<[Entry]>,
     next: u64,
+    start: Instant,
 }
 
 impl SendHistory {
     pub fn new(now: Instant) -> Self {
         let empty = Entry {
             seq: u64::MAX,
-            departure: now,
+            departure_us: 0,
             size: 0,
             probe: 0,
             reported: false,
@@ -45,6 +49,7 @@ impl SendHistory {
         Self {
             entries: vec![empty; CAPACITY].into_boxed_slice(),
             next: 0,
+            start: now,
         }
     }
 
@@ -60,9 +65,9 @@ impl SendHistory {
         self.next += 1;
         self.entries[seq as usize % CAPACITY] = Entry {
             seq,
-            departure: now,
+            departure_us: now.saturating_duration_since(self.start).as_micros() as u64,
             size: size as u32,
-            probe: probe.unwrap_or(0),
+            probe: probe.map_or(0, |id| (id % u32::from(u16::MAX)) as u16 + 1),
             reported: false,
         };
         seq as u16
@@ -86,9 +91,9 @@ impl SendHistory {
             out.push(PacketResult {
                 seq,
                 size: entry.size as usize,
-                departure: entry.departure,
+                departure: self.start + Duration::from_micros(entry.departure_us),
                 arrival,
-                probe: (entry.probe != 0).then_some(entry.probe),
+                probe: (entry.probe != 0).then(|| u32::from(entry.probe - 1)),
             });
         }
         out.sort_unstable_by_key(|r| r.seq);
@@ -111,7 +116,6 @@ impl SendHistory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn feedback_joins_what_was_sent_once_in_send_order() {
