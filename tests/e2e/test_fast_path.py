@@ -15,6 +15,21 @@ import pytest
 from conftest import serving
 from convene_e2e import poll, wait_media_flowing
 
+# The subscribe connection's remote-outbound-rtp entries: what the browser read from our sender reports.
+REMOTE_OUTBOUND_JS = """
+async () => {
+  const pc = window.convene && window.convene.subPc;
+  if (!pc) return [];
+  const out = [];
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === "remote-outbound-rtp") {
+      out.push({ssrc: s.ssrc, kind: s.kind, packetsSent: s.packetsSent || 0, reportsSent: s.reportsSent || 0});
+    }
+  });
+  return out;
+}
+"""
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
@@ -43,6 +58,14 @@ def test_three_browsers_meet_on_the_fast_path(server, launch, host):
             if o is not a:
                 expect += [(ids[o.name], "camera"), (ids[o.name], "audio")]
         wait_media_flowing(a, expect)
+
+    # Our sender reports (SRTCP) reached Chromium: it lists what each of them said, per stream.
+    for a in people:
+        reports = poll(lambda: [r for r in a.page.evaluate(REMOTE_OUTBOUND_JS) if r["reportsSent"] > 0 and r["packetsSent"] > 0],
+                       timeout=15, desc=f"{a.name}: sender reports")
+        kinds = sorted({r["kind"] for r in reports})
+        print(f"{a.name}: sender reports {reports}")
+        assert kinds == ["audio", "video"], f"{a.name}: reports for {kinds} only"
 
     media = fast_packets(server, "media")
     time.sleep(2)

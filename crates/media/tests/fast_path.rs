@@ -58,6 +58,24 @@ fn subscribers_decode_what_the_fast_path_sends_and_its_estimator_hears_back() {
     );
     // The subscribers' str0m sends transport-wide feedback every ~100 ms: the estimator heard it.
     assert!(feedbacks >= 20, "{feedbacks} feedback reports");
+    // Sender reports (SRTCP, our own) reached the subscribers: str0m read each media stream's packet
+    // count from them, close to what it received.
+    for c in [a, b] {
+        let peer = s.clients[c].subscribe.as_ref().expect("subscribed");
+        assert_eq!(
+            peer.sender_reported.len(),
+            2,
+            "reports for audio and camera: {:?}",
+            peer.sender_reported
+        );
+        for (mid, reported) in &peer.sender_reported {
+            let received = peer.received.iter().filter(|p| p.mid == *mid).count() as u64;
+            assert!(
+                *reported > 0 && reported.abs_diff(received) <= 60,
+                "{mid}: reported {reported}, received {received}"
+            );
+        }
+    }
     // Operators see it in the metrics.
     s.shard.flush_metrics();
     assert_eq!(s.metrics.fast_media.get(), packets);

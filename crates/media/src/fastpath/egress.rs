@@ -122,6 +122,53 @@ pub fn write_rtp(buf: &mut [u8], p: &RtpOut, ids: &ExtIds) -> Result<usize, Egre
     Ok(len)
 }
 
+/// Bytes of an RTCP sender report without report blocks.
+pub const SENDER_REPORT_LEN: usize = 28;
+
+/// What a sender report says about one stream (RFC 3550 §6.4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderInfo {
+    pub ssrc: u32,
+    /// Wallclock as a 64-bit NTP timestamp (seconds since 1900 in the high half).
+    pub ntp: u64,
+    /// The stream's RTP time at that wallclock.
+    pub rtp_time: u32,
+    pub packets: u32,
+    pub octets: u32,
+}
+
+/// Writes a sender report without report blocks at the start of `buf`; returns its length.
+pub fn write_sender_report(buf: &mut [u8], info: &SenderInfo) -> Result<usize, EgressError> {
+    if buf.len() < SENDER_REPORT_LEN {
+        return Err(EgressError::TooLong {
+            need: SENDER_REPORT_LEN,
+            have: buf.len(),
+        });
+    }
+    buf[0] = 0x80;
+    buf[1] = 200;
+    // Length in 32-bit words minus one.
+    buf[2..4].copy_from_slice(&((SENDER_REPORT_LEN / 4 - 1) as u16).to_be_bytes());
+    buf[4..8].copy_from_slice(&info.ssrc.to_be_bytes());
+    buf[8..16].copy_from_slice(&info.ntp.to_be_bytes());
+    buf[16..20].copy_from_slice(&info.rtp_time.to_be_bytes());
+    buf[20..24].copy_from_slice(&info.packets.to_be_bytes());
+    buf[24..28].copy_from_slice(&info.octets.to_be_bytes());
+    Ok(SENDER_REPORT_LEN)
+}
+
+/// A wallclock time as a 64-bit NTP timestamp.
+pub fn ntp_of(time: std::time::SystemTime) -> u64 {
+    // Seconds from 1900 (NTP's era) to 1970 (Unix's).
+    const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+    let since_unix = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = since_unix.as_secs() + NTP_UNIX_OFFSET;
+    let fraction = (u64::from(since_unix.subsec_nanos()) << 32) / 1_000_000_000;
+    seconds << 32 | fraction
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +262,32 @@ mod tests {
             write_rtp(&mut buf, &packet(&[0; 10]), &ids()),
             Err(EgressError::TooLong { need: 34, have: 20 })
         );
+    }
+
+    #[test]
+    fn a_sender_report_is_28_bytes_in_rfc_3550_order() {
+        let mut buf = [0u8; 32];
+        let info = SenderInfo {
+            ssrc: 0x0102_0304,
+            ntp: 0x1112_1314_1516_1718,
+            rtp_time: 0x2122_2324,
+            packets: 7,
+            octets: 0x3132_3334,
+        };
+        assert_eq!(write_sender_report(&mut buf, &info), Ok(28));
+        assert_eq!(
+            &buf[..28],
+            &[
+                0x80, 200, 0, 6, 1, 2, 3, 4, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x21,
+                0x22, 0x23, 0x24, 0, 0, 0, 7, 0x31, 0x32, 0x33, 0x34
+            ]
+        );
+    }
+
+    #[test]
+    fn ntp_time_counts_from_1900_with_a_binary_fraction() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1500);
+        assert_eq!(ntp_of(t), (2_208_988_801u64 << 32) | (1u64 << 31));
     }
 
     #[test]

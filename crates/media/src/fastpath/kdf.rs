@@ -20,6 +20,8 @@ pub const LABEL_RTP_ENCRYPTION: u8 = 0x00;
 /// The RTP authentication key; the AEAD profiles have none (the tag is GCM's), but AES-CM does.
 pub const LABEL_RTP_AUTHENTICATION: u8 = 0x01;
 pub const LABEL_RTP_SALT: u8 = 0x02;
+pub const LABEL_RTCP_ENCRYPTION: u8 = 0x03;
+pub const LABEL_RTCP_SALT: u8 = 0x05;
 
 /// The KDF's salt width (112 bits, RFC 3711 §4.3.3).
 const PRF_SALT_LEN: usize = 14;
@@ -92,11 +94,42 @@ impl std::fmt::Debug for SessionKey {
 }
 
 impl SessionKey {
-    /// Session key and salt from one master key and salt (RFC 3711 §4.3, RFC 7714 §11).
+    /// RTP session key and salt from one master key and salt (RFC 3711 §4.3, RFC 7714 §11).
     pub fn derive(
         profile: Profile,
         master_key: &[u8],
         master_salt: &[u8],
+    ) -> Result<Self, KdfError> {
+        Self::derive_labelled(
+            profile,
+            master_key,
+            master_salt,
+            LABEL_RTP_ENCRYPTION,
+            LABEL_RTP_SALT,
+        )
+    }
+
+    /// The RTCP session key and salt (SRTCP) from the same master key and salt.
+    pub fn derive_rtcp(
+        profile: Profile,
+        master_key: &[u8],
+        master_salt: &[u8],
+    ) -> Result<Self, KdfError> {
+        Self::derive_labelled(
+            profile,
+            master_key,
+            master_salt,
+            LABEL_RTCP_ENCRYPTION,
+            LABEL_RTCP_SALT,
+        )
+    }
+
+    fn derive_labelled(
+        profile: Profile,
+        master_key: &[u8],
+        master_salt: &[u8],
+        key_label: u8,
+        salt_label: u8,
     ) -> Result<Self, KdfError> {
         let key_len = profile.key_len();
         if master_key.len() != key_len {
@@ -106,14 +139,9 @@ impl SessionKey {
             return Err(KdfError::MasterSalt(master_salt.len()));
         }
         let mut key = [0u8; 32];
-        aes_cm_prf(
-            master_key,
-            master_salt,
-            LABEL_RTP_ENCRYPTION,
-            &mut key[..key_len],
-        )?;
+        aes_cm_prf(master_key, master_salt, key_label, &mut key[..key_len])?;
         let mut salt = [0u8; SALT_LEN];
-        aes_cm_prf(master_key, master_salt, LABEL_RTP_SALT, &mut salt)?;
+        aes_cm_prf(master_key, master_salt, salt_label, &mut salt)?;
         Ok(Self { profile, key, salt })
     }
 
@@ -143,6 +171,8 @@ pub struct SrtpKeys {
     pub local: SessionKey,
     /// What the peer protects its RTP with: what we unprotect incoming RTP with.
     pub remote: SessionKey,
+    /// What we protect outgoing RTCP with (the fast path's sender reports).
+    pub local_rtcp: SessionKey,
 }
 
 impl SrtpKeys {
@@ -163,16 +193,15 @@ impl SrtpKeys {
         let (client_salt, server_salt) = rest.split_at(SALT_LEN);
         let client = SessionKey::derive(profile, client_key, client_salt)?;
         let server = SessionKey::derive(profile, server_key, server_salt)?;
-        Ok(if dtls_client {
-            Self {
-                local: client,
-                remote: server,
-            }
+        let (local, remote, (local_key, local_salt)) = if dtls_client {
+            (client, server, (client_key, client_salt))
         } else {
-            Self {
-                local: server,
-                remote: client,
-            }
+            (server, client, (server_key, server_salt))
+        };
+        Ok(Self {
+            local,
+            remote,
+            local_rtcp: SessionKey::derive_rtcp(profile, local_key, local_salt)?,
         })
     }
 }

@@ -22,6 +22,11 @@ use aws_lc_rs::aead::{AES_128_GCM, AES_256_GCM, Aad, LessSafeKey, Nonce, Unbound
 
 /// Bytes of the GCM authentication tag appended to every SRTP packet.
 pub const TAG_LEN: usize = 16;
+/// Bytes SRTCP adds to an RTCP packet: the tag and the E flag with the SRTCP index.
+pub const SRTCP_OVERHEAD: usize = TAG_LEN + 4;
+/// The RTCP octets SRTCP leaves in the clear: the first header and its sender SSRC.
+const RTCP_CLEAR: usize = 8;
+
 /// Bytes of the session salt of both AEAD profiles.
 pub const SALT_LEN: usize = 12;
 
@@ -107,6 +112,17 @@ pub fn iv(salt: &[u8; SALT_LEN], ssrc: u32, roc: u32, seq: u16) -> [u8; SALT_LEN
     iv
 }
 
+/// The SRTCP IV (RFC 7714 §9.1): `00 00 || SSRC || 00 00 || 0 + SRTCP index`, XOR the salt.
+fn rtcp_iv(salt: &[u8; SALT_LEN], ssrc: u32, index: u32) -> [u8; SALT_LEN] {
+    let mut iv = [0u8; SALT_LEN];
+    iv[2..6].copy_from_slice(&ssrc.to_be_bytes());
+    iv[8..12].copy_from_slice(&(index & 0x7fff_ffff).to_be_bytes());
+    for (b, s) in iv.iter_mut().zip(salt) {
+        *b ^= s;
+    }
+    iv
+}
+
 impl SrtpContext {
     pub fn new(profile: Profile, key: &[u8], salt: [u8; SALT_LEN]) -> Result<Self, SrtpError> {
         if key.len() != profile.key_len() {
@@ -179,6 +195,58 @@ impl SrtpContext {
             .map_err(|_| SrtpError::Auth)?;
         rest[payload_len..payload_len + TAG_LEN].copy_from_slice(tag.as_ref());
         Ok(len + TAG_LEN)
+    }
+
+    /// Protects the RTCP (compound) packet in `buf[..len]` in place as SRTCP (RFC 7714 §9, §17): the
+    /// first 8 octets (header and sender SSRC) stay clear, the rest is encrypted, then come the tag
+    /// and the E flag with the 31-bit SRTCP `index` (which the caller counts per sender SSRC).
+    /// `buf` needs [`SRTCP_OVERHEAD`] bytes of room after `len`; returns the SRTCP length.
+    pub fn protect_rtcp(&self, buf: &mut [u8], len: usize, index: u32) -> Result<usize, SrtpError> {
+        if len < RTCP_CLEAR || buf.len() < len + SRTCP_OVERHEAD {
+            return Err(SrtpError::NoRoom);
+        }
+        let ssrc = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+        let e_index = (1u32 << 31) | (index & 0x7fff_ffff);
+        let mut aad = [0u8; RTCP_CLEAR + 4];
+        aad[..RTCP_CLEAR].copy_from_slice(&buf[..RTCP_CLEAR]);
+        aad[RTCP_CLEAR..].copy_from_slice(&e_index.to_be_bytes());
+        let nonce = Nonce::assume_unique_for_key(rtcp_iv(&self.salt, ssrc, index));
+        let (_, rest) = buf.split_at_mut(RTCP_CLEAR);
+        let body = len - RTCP_CLEAR;
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(nonce, Aad::from(aad), &mut rest[..body])
+            .map_err(|_| SrtpError::Auth)?;
+        rest[body..body + TAG_LEN].copy_from_slice(tag.as_ref());
+        rest[body + TAG_LEN..body + TAG_LEN + 4].copy_from_slice(&e_index.to_be_bytes());
+        Ok(len + SRTCP_OVERHEAD)
+    }
+
+    /// The inverse of [`protect_rtcp`](Self::protect_rtcp): authenticates and decrypts in place;
+    /// returns the RTCP length and the SRTCP index.
+    pub fn unprotect_rtcp(&self, buf: &mut [u8]) -> Result<(usize, u32), SrtpError> {
+        if buf.len() < RTCP_CLEAR + SRTCP_OVERHEAD {
+            return Err(SrtpError::NotRtp);
+        }
+        let total = buf.len();
+        let e_index = u32::from_be_bytes([
+            buf[total - 4],
+            buf[total - 3],
+            buf[total - 2],
+            buf[total - 1],
+        ]);
+        let index = e_index & 0x7fff_ffff;
+        let ssrc = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+        let mut aad = [0u8; RTCP_CLEAR + 4];
+        aad[..RTCP_CLEAR].copy_from_slice(&buf[..RTCP_CLEAR]);
+        aad[RTCP_CLEAR..].copy_from_slice(&e_index.to_be_bytes());
+        let nonce = Nonce::assume_unique_for_key(rtcp_iv(&self.salt, ssrc, index));
+        let (_, rest) = buf.split_at_mut(RTCP_CLEAR);
+        let sealed = rest.len() - 4;
+        self.key
+            .open_in_place(nonce, Aad::from(aad), &mut rest[..sealed])
+            .map_err(|_| SrtpError::Auth)?;
+        Ok((total - SRTCP_OVERHEAD, index))
     }
 
     /// Authenticates and decrypts the SRTP packet in `buf` in place; returns the RTP length.
@@ -330,6 +398,33 @@ mod tests {
         // So does the wrong ROC (it is in the IV).
         let mut wire = want;
         assert_eq!(ctx.unprotect(&mut wire, 1), Err(SrtpError::Auth));
+    }
+
+    /// SRTCP: the first 8 octets stay clear, the E flag and index trail the tag, the round trip
+    /// restores the packet, and a changed index (or byte) fails authentication.
+    #[test]
+    fn srtcp_round_trip_and_tamper() {
+        let ctx = SrtpContext::new(Profile::AeadAes256Gcm, &[3; 32], salt()).unwrap();
+        let rtcp: Vec<u8> = (0..28u8).map(|i| i.wrapping_mul(7)).collect();
+        let mut buf = rtcp.clone();
+        buf.resize(28 + SRTCP_OVERHEAD, 0);
+        assert_eq!(ctx.protect_rtcp(&mut buf, 28, 5).unwrap(), 48);
+        assert_eq!(&buf[..8], &rtcp[..8]);
+        assert_ne!(&buf[8..28], &rtcp[8..]);
+        assert_eq!(&buf[44..48], &(0x8000_0005u32).to_be_bytes());
+        let mut copy = buf.clone();
+        assert_eq!(ctx.unprotect_rtcp(&mut copy).unwrap(), (28, 5));
+        assert_eq!(&copy[..28], &rtcp[..]);
+        let mut wrong_index = buf.clone();
+        wrong_index[47] = 6;
+        assert_eq!(ctx.unprotect_rtcp(&mut wrong_index), Err(SrtpError::Auth));
+        let mut flipped = buf;
+        flipped[10] ^= 1;
+        assert_eq!(ctx.unprotect_rtcp(&mut flipped), Err(SrtpError::Auth));
+        assert_eq!(
+            ctx.protect_rtcp(&mut [0u8; 30], 28, 0),
+            Err(SrtpError::NoRoom)
+        );
     }
 
     #[test]

@@ -17,14 +17,16 @@
 //! allocation per packet. Until then the configuration stays off by default.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use str0m::rtp::rtcp::Twcc;
 
 use crate::fastpath::cc::{BweConfig, PROBE_PACKET_BYTES, PacketResult, SendSideBwe};
-use crate::fastpath::egress::{ExtIds, RtpOut, write_rtp};
+use crate::fastpath::egress::{
+    ExtIds, RtpOut, SENDER_REPORT_LEN, SenderInfo, ntp_of, write_rtp, write_sender_report,
+};
 use crate::fastpath::keys::DtlsKeys;
-use crate::fastpath::srtp::{OutboundStream, SrtpContext, TAG_LEN};
+use crate::fastpath::srtp::{OutboundStream, SRTCP_OVERHEAD, SrtpContext, TAG_LEN};
 use crate::fastpath::twcc::SendHistory;
 
 /// The estimate moves by at least this share before the allocation hears of it (it reallocates on
@@ -39,6 +41,24 @@ pub enum FastEgressError {
     Srtp(#[from] crate::fastpath::srtp::SrtpError),
 }
 
+/// Sender reports go out this often per media stream (browsers map RTP time to wallclock from them,
+/// to play a person's audio and video in sync).
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A media stream we send (one subscription): what its sender reports say.
+struct MediaStream {
+    ssrc: u32,
+    clock_hz: u32,
+    /// The RTP time of the last packet and when it left.
+    last: (u32, Instant),
+    packets: u32,
+    octets: u32,
+    next_report: Instant,
+    /// SRTCP index of our reports from this SSRC (str0m sends none from it: its reports are off on
+    /// fast-path connections).
+    srtcp_index: u32,
+}
+
 /// A probe cluster being sent.
 struct ActiveProbe {
     id: u32,
@@ -49,8 +69,12 @@ struct ActiveProbe {
 
 pub struct FastEgress {
     srtp: SrtpContext,
+    srtcp: SrtpContext,
     /// Per SSRC we send on: its rollover counter.
     streams: Vec<OutboundStream>,
+    media: Vec<MediaStream>,
+    /// The wallclock at an instant: sender reports carry wallclock time.
+    wallclock: (Instant, SystemTime),
     history: SendHistory,
     bwe: SendSideBwe,
     results: Vec<PacketResult>,
@@ -70,6 +94,7 @@ pub struct FastEgress {
     pub feedbacks: u64,
     pub padding_packets: u64,
     pub retransmissions: u64,
+    pub reports: u64,
 }
 
 impl FastEgress {
@@ -79,14 +104,20 @@ impl FastEgress {
         destination: SocketAddr,
         initial_kbps: u32,
     ) -> Result<Self, FastEgressError> {
-        let srtp = keys.srtp_keys()?.local.context()?;
+        let keys = keys.srtp_keys()?;
+        let srtp = keys.local.context()?;
+        let srtcp = keys.local_rtcp.context()?;
         let config = BweConfig {
             initial_bps: f64::from(initial_kbps) * 1000.0,
             ..BweConfig::default()
         };
         Ok(Self {
             srtp,
+            srtcp,
             streams: Vec::new(),
+            media: Vec::new(),
+            // Read once: from here on the wallclock follows the instants handed in.
+            wallclock: (now, SystemTime::now()),
             history: SendHistory::new(now),
             bwe: SendSideBwe::new(now, config),
             results: Vec::with_capacity(256),
@@ -100,6 +131,7 @@ impl FastEgress {
             feedbacks: 0,
             padding_packets: 0,
             retransmissions: 0,
+            reports: 0,
         })
     }
 
@@ -197,11 +229,67 @@ impl FastEgress {
         seq
     }
 
-    /// Writes, numbers and protects one forwarded packet (`out.transport_seq` is filled in here).
-    pub fn packet(&mut self, now: Instant, out: &RtpOut, ids: &ExtIds) -> Option<Vec<u8>> {
+    /// Writes, numbers and protects one forwarded packet (`out.transport_seq` is filled in here) of a
+    /// stream whose RTP clock runs at `clock_hz`.
+    pub fn packet(
+        &mut self,
+        now: Instant,
+        out: &RtpOut,
+        ids: &ExtIds,
+        clock_hz: u32,
+    ) -> Option<Vec<u8>> {
         let datagram = self.write(now, out, ids, None)?;
         self.packets += 1;
+        let payload = out.payload.len() as u32;
+        match self.media.iter_mut().find(|m| m.ssrc == out.ssrc) {
+            Some(m) => {
+                m.last = (out.timestamp, now);
+                m.packets = m.packets.wrapping_add(1);
+                m.octets = m.octets.wrapping_add(payload);
+            }
+            None => self.media.push(MediaStream {
+                ssrc: out.ssrc,
+                clock_hz,
+                last: (out.timestamp, now),
+                packets: 1,
+                octets: payload,
+                next_report: now,
+                srtcp_index: 0,
+            }),
+        }
         Some(datagram)
+    }
+
+    /// The next sender report due now (one per media stream per [`REPORT_INTERVAL`]); call until
+    /// `None`.
+    pub fn poll_report(&mut self, now: Instant) -> Option<Vec<u8>> {
+        let wallclock = self.wallclock.1 + now.saturating_duration_since(self.wallclock.0);
+        let m = self.media.iter_mut().find(|m| m.next_report <= now)?;
+        m.next_report = now + REPORT_INTERVAL;
+        // The RTP time now: the last packet's, advanced by the time since it left.
+        let (ts, at) = m.last;
+        let elapsed = now.saturating_duration_since(at).as_secs_f64();
+        let rtp_time = ts.wrapping_add((elapsed * f64::from(m.clock_hz)) as u32);
+        let info = SenderInfo {
+            ssrc: m.ssrc,
+            ntp: ntp_of(wallclock),
+            rtp_time,
+            packets: m.packets,
+            octets: m.octets,
+        };
+        let mut buf = vec![0u8; SENDER_REPORT_LEN + SRTCP_OVERHEAD];
+        let len = write_sender_report(&mut buf, &info).ok()?;
+        let index = m.srtcp_index;
+        m.srtcp_index = (index + 1) & 0x7fff_ffff;
+        let protected = self.srtcp.protect_rtcp(&mut buf, len, index).ok()?;
+        buf.truncate(protected);
+        self.reports += 1;
+        Some(buf)
+    }
+
+    /// When the next sender report is due.
+    pub fn next_report(&self) -> Option<Instant> {
+        self.media.iter().map(|m| m.next_report).min()
     }
 
     fn write(

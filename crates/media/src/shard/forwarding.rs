@@ -289,7 +289,8 @@ impl Shard {
                     payload: &packet.payload,
                     padding: 0,
                 };
-                if let Some(datagram) = fast.packet(now, &rtp, &ids) {
+                let clock_hz = if is_video { 90_000 } else { 48_000 };
+                if let Some(datagram) = fast.packet(now, &rtp, &ids, clock_hz) {
                     let destination = fast.destination;
                     self.transmits.push_back(Transmit {
                         proto: Protocol::Udp,
@@ -409,21 +410,35 @@ impl Shard {
         }
     }
 
-    /// Sends the fast path's due padding on connection `idx` and schedules the next.
-    pub(super) fn poll_fast_padding(&mut self, now: Instant, idx: usize) {
+    /// Sends the fast path's due padding and sender reports on connection `idx`, and schedules the
+    /// next.
+    pub(super) fn poll_fast_path(&mut self, now: Instant, idx: usize) {
         let Some(fast) = self.peers.get_mut(idx).and_then(|p| p.fast.as_mut()) else {
             return;
         };
+        let source = self.config.candidate_addr;
         while let Some(datagram) = fast.poll_padding(now) {
             self.metrics.fast_padding.inc();
             self.transmits.push_back(Transmit {
                 proto: Protocol::Udp,
-                source: self.config.candidate_addr,
+                source,
                 destination: fast.destination,
                 contents: datagram.into(),
             });
         }
-        if let Some(at) = fast.next_deadline() {
+        while let Some(datagram) = fast.poll_report(now) {
+            self.transmits.push_back(Transmit {
+                proto: Protocol::Udp,
+                source,
+                destination: fast.destination,
+                contents: datagram.into(),
+            });
+        }
+        if let Some(at) = [fast.next_deadline(), fast.next_report()]
+            .into_iter()
+            .flatten()
+            .min()
+        {
             self.schedule(idx, at);
         }
     }

@@ -528,7 +528,7 @@ impl Shard {
                     tracing::debug!(error = %e, "timeout handling failed");
                 }
                 self.drain(idx, now);
-                self.poll_fast_padding(now, idx);
+                self.poll_fast_path(now, idx);
             }
         }
         due.clear();
@@ -809,7 +809,7 @@ impl Shard {
             .map(|(idx, _)| idx)
             .collect();
         for idx in fast {
-            self.poll_fast_padding(now, idx);
+            self.poll_fast_path(now, idx);
         }
         // A subscribe offer nobody answers would block every later change for that attendee.
         let stale: Vec<usize> = self

@@ -122,7 +122,13 @@ impl Peer {
         if fast_path {
             // The fast path sends the media and estimates from the feedback str0m hands over raw;
             // str0m's estimator would probe with sequence numbers of its own.
-            config = config.enable_raw_packets(true);
+            // Its sender reports are ours too (str0m's would say nothing was sent): str0m's are
+            // pushed out of any connection's lifetime.
+            const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+            config = config
+                .enable_raw_packets(true)
+                .set_rtcp_report_interval_audio(NEVER)
+                .set_rtcp_report_interval_video(NEVER);
         } else if role == Role::Subscribe {
             // Send-side estimation (transport-wide CC feedback, probing) of what the subscriber can
             // receive: the allocation spends it (crate::allocation).

@@ -82,11 +82,16 @@ pub struct ClientPeer {
     /// The data channel the server opened on this connection, and the messages that arrived on it.
     pub channel: Option<str0m::channel::ChannelId>,
     pub channel_messages: Vec<Vec<u8>>,
+    /// Per m-line: the packet count the sender's last sender report gave (str0m's ingress stats).
+    pub sender_reported: HashMap<Mid, u64>,
 }
 
 impl ClientPeer {
     fn new(now: Instant, addr: SocketAddr) -> Self {
-        let mut rtc = Rtc::builder().set_rtp_mode(true).build(now);
+        let mut rtc = Rtc::builder()
+            .set_rtp_mode(true)
+            .set_stats_interval(Some(Duration::from_secs(1)))
+            .build(now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").expect("host candidate"));
         Self {
             rtc,
@@ -97,6 +102,7 @@ impl ClientPeer {
             keyframe_rids: Vec::new(),
             channel: None,
             channel_messages: Vec::new(),
+            sender_reported: HashMap::new(),
         }
     }
 }
@@ -794,6 +800,11 @@ impl Sim {
                     Event::KeyframeRequest(r) => {
                         peer.keyframe_requests += 1;
                         peer.keyframe_rids.push(r.rid.map(|r| r.to_string()));
+                    }
+                    Event::MediaIngressStats(stats) => {
+                        if let Some(remote) = stats.remote {
+                            peer.sender_reported.insert(stats.mid, remote.packets);
+                        }
                     }
                     Event::RtpPacket(p) => {
                         let mid = peer
