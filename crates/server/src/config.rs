@@ -20,7 +20,7 @@ pub struct ServeConfig {
     pub public_ip: IpAddr,
     pub media_ports: PortRange,
     pub media_workers: usize,
-    /// Subscribers' media on the fast path (experimental, issue 8).
+    /// Subscribers' media on the fast path (false: through str0m).
     pub media_fast_path: bool,
     /// Base URL people open (links in e-mails point here), no trailing slash.
     pub public_url: String,
@@ -79,7 +79,7 @@ impl Default for ServeConfig {
             media_workers: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
-            media_fast_path: false,
+            media_fast_path: true,
             public_url: format!("http://{http}"),
             smtp_url: None,
             mail_from: DEFAULT_MAIL_FROM.into(),
@@ -189,8 +189,9 @@ pub struct ServeArgs {
     /// Number of media worker threads [default: one per core].
     #[arg(long, env = "CONVENE_MEDIA_WORKERS", value_name = "N")]
     pub media_workers: Option<usize>,
-    /// Experimental: send subscribers' media on the fast path (our own RTP, SRTP, congestion control,
-    /// probing and retransmissions) instead of through str0m [default: false].
+    /// Send subscribers' media on the fast path (Convene's own RTP, SRTP, congestion control, probing,
+    /// retransmissions and sender reports) rather than through str0m; false falls back to str0m's
+    /// [default: true].
     #[arg(long, env = "CONVENE_MEDIA_FAST_PATH", value_name = "BOOL")]
     pub media_fast_path: Option<bool>,
     /// Base URL users open, for links in e-mails; https:// also marks cookies Secure

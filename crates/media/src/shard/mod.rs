@@ -63,9 +63,8 @@ pub struct ShardConfig {
     /// Most cameras forwarded in one meeting; later ones wait (their publishers join audio-only for
     /// video) until a camera stops.
     pub max_video_publishers: usize,
-    /// Subscribers' media goes out on the fast path (our RTP, SRTP and congestion control) instead of
-    /// through str0m. Off by default until it paces, probes, retransmits and sends reports
-    /// (`fast_egress.rs`).
+    /// Subscribers' media goes out on the fast path (our RTP, SRTP, congestion control, probing,
+    /// retransmissions and sender reports) instead of through str0m (`fast_egress.rs`). On by default.
     pub fast_path: bool,
 }
 
@@ -78,7 +77,7 @@ impl ShardConfig {
             connect_timeout: Duration::from_secs(15),
             keyframe_request_interval: Duration::from_millis(300),
             max_video_publishers: crate::allocation::tiers::MAX_VIDEO_PUBLISHERS,
-            fast_path: false,
+            fast_path: true,
         }
     }
 }

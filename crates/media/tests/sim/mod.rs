@@ -184,8 +184,8 @@ impl Sim {
 
     /// A sim whose shard runs with `adjust` applied to the default configuration.
     ///
-    /// `CONVENE_SIM_FAST_PATH=1` in the environment turns the fast path on in every sim, to see how far
-    /// the whole suite gets with it (issue 8) before it becomes the default.
+    /// The fast path is the default; `CONVENE_SIM_FAST_PATH=0` in the environment runs every sim on
+    /// str0m's path instead (`tests/run` runs them both ways), `=1` forces the fast path.
     pub fn with_config(adjust: impl FnOnce(&mut ShardConfig)) -> Self {
         let now = Instant::now();
         let server: SocketAddr = "10.0.0.1:5000".parse().unwrap();
@@ -194,8 +194,10 @@ impl Sim {
         let registry = Registry::new();
         let metrics = MediaMetrics::register(&registry).unwrap().shard(0);
         let mut config = ShardConfig::new(0, server);
-        if std::env::var_os("CONVENE_SIM_FAST_PATH").is_some_and(|v| v == "1") {
-            config.fast_path = true;
+        match std::env::var("CONVENE_SIM_FAST_PATH").as_deref() {
+            Ok("1") => config.fast_path = true,
+            Ok("0") => config.fast_path = false,
+            _ => {}
         }
         adjust(&mut config);
         let shard = Shard::new(config, bus, metrics.clone(), now);
