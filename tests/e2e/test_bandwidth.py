@@ -168,10 +168,9 @@ def camera(att, publisher_id: str) -> dict:
 # After the meeting shrank back to two, each viewer should climb back to the other's top layer. Usually it
 # does within seconds; in two of about ten full-suite runs on the 2-core machine it did not within 20 s: the
 # viewer received only the lower layer through the 5-16 person tier, its estimate grew no further than that
-# traffic (GCC allows 1.5x what is acknowledged) and the probe toward the top layer did not lift it. The
-# same climb as test_constrained_link.py's climb-back xfail (issue 6).
-@pytest.mark.xfail(reason="the climb back to the top layer after the meeting shrinks does not happen within 20 s "
-                          "every run (issue 6)", raises=AssertionError)
+# traffic (GCC allows 1.5x what is acknowledged) and str0m's probe toward the top layer did not lift it. The
+# fast path's estimator probes every 2.5 s while the allocation wants more: it passed 11 runs of 11 (the
+# climb took about a second where printed).
 def test_viewers_climb_back_to_the_top_layer_after_the_meeting_shrinks(pair):
     _, a, b = pair
     a_id = a.attendee_id
