@@ -1,11 +1,11 @@
 //! Bandwidth adaptation through an emulated network (issue 6): a subscriber's downlink drops from
 //! 2 Mbps to 300 kbps and comes back, while a publisher sends three-layer simulcast. What the subscriber
 //! receives must follow the capacity within 5 s of each change, without sustained loss over 2 %, and its
-//! video should never freeze for more than 500 ms across a layer switch (not met yet at every delay: see
-//! the ignored test).
+//! video should never freeze for more than 500 ms across a layer switch (met on the fast path, the
+//! default; see `no_layer_switch_freezes_video_for_more_than_500_ms`).
 //!
 //! Everything runs in simulated time (str0m peers on both sides, the shard's real send-side estimation
-//! from transport-wide feedback, the link of `sim::netem`), so each run is the same every time; the
+//! from transport-wide feedback (the fast path's, or str0m's with `CONVENE_SIM_FAST_PATH=0`), the link of `sim::netem`), so each run is the same every time; the
 //! scenario is swept over one-way delays because the control loop's timing, and so its luck, shifts
 //! with them.
 
@@ -435,7 +435,7 @@ fn the_subscriber_follows_a_capacity_drop_and_recovery_within_5_s_without_sustai
             "{d} ms: only {} layer switches",
             o.switches
         );
-        // A guard against regressions, far looser than the issue's 500 ms (see the ignored test below):
+        // On both paths, far looser than the issue's 500 ms (which the next test holds the fast path to):
         // the picture comes back within 3 s of the collapse.
         assert!(
             o.worst_freeze <= Duration::from_secs(3),
@@ -445,20 +445,22 @@ fn the_subscriber_follows_a_capacity_drop_and_recovery_within_5_s_without_sustai
     }
 }
 
-/// The issue's freeze criterion: no layer switch stalls the picture for more than 500 ms. Not met yet.
-/// On the fast path (the default), worst switch gap by one-way delay (2026-12-06): 10 ms 472 ms, 20 ms
-/// 497, 30 and 40 ms 573, 50 ms 577, 60 ms 597 (30-50 ms were 290 before sender reports and client
-/// stats added RTCP to the link: the loop's luck shifts with any traffic). On str0m's path (`CONVENE_SIM_FAST_PATH=0`): 10 ms 752 ms, 20 ms 148, 30 ms 204, 40 ms 1.48 s,
-/// 50 ms 1.78 s, 60 ms 848 ms. At the collapse str0m's estimate takes about a second to fall below
-/// the new capacity; meanwhile the old layer and its retransmissions keep the 250 ms buffer full (a
-/// third of the packets lost) and the keyframes of the layer to switch to are lost in it. The 2 s
-/// retransmission history (commit 63a84d9, for deep-queued links) moved 10 ms from 395 to 752 ms and
-/// 60 ms from 455 to 848 ms, and 40/50 ms from 1.8/2.5 s to 1.5/1.8 s. A faster signal than the
-/// estimate (the subscriber's NACKs or TWCC losses) is the likely way on. Run with
-/// `cargo test -p convene-media --test netem -- --ignored`.
+/// The issue's freeze criterion: no layer switch stalls the picture for more than 500 ms. Met on the
+/// fast path (the default): worst switch gap by one-way delay (2026-12-06) 10 ms 435 ms, 20 ms 439,
+/// 30 ms 452, 40 ms 494, 50 and 60 ms 498. The collapse dominates: the fast path's estimator sees the
+/// queue grow about 350 ms after it, the old layer has filled the 250 ms buffer by then, and the new
+/// layer's keyframe waits behind it (or is lost in it and asked for again). Smoothing the delay trend
+/// per unit of time rather than per group (`fastpath::cc::delay`) took 30-60 ms from 573-597 ms here.
+///
+/// Not met on str0m's path (`CONVENE_SIM_FAST_PATH=0`, where this test only reports): 10 ms 752 ms,
+/// 20 ms 148, 30 ms 204, 40 ms 1.48 s, 50 ms 1.78 s, 60 ms 848 ms; str0m's estimate takes about a second
+/// to fall below the new capacity, while the old layer and its retransmissions keep the buffer full.
 #[test]
-#[ignore = "issue 6: not met yet at 30-60 ms one-way delay (see the doc comment)"]
 fn no_layer_switch_freezes_video_for_more_than_500_ms() {
+    if !Sim::new().shard.config().fast_path {
+        eprintln!("str0m's path: the 500 ms bound is not met there (see the doc comment)");
+        return;
+    }
     for d in DELAYS_MS {
         let o = drop_and_recover(d);
         assert!(
