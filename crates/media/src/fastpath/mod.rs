@@ -11,6 +11,7 @@
 //!   wrapping crypto provider (no fork of str0m).
 //! - [`kdf`]: the SRTP session keys of both directions, from that keying material.
 //! - [`egress`]: a forwarded RTP packet written by us (header, negotiated extensions, payload).
+//! - [`outbox`]: the written datagrams' reusable buffers, until the worker sends them.
 //! - [`twcc`]: transport-wide sequence numbers and the send history feedback is joined with.
 //! - [`rtx`]: each video layer's recent packets, for answering NACKs with RTX.
 //! - [`cc`]: send-side congestion control (delay trend, AIMD, loss cap, probing) from transport-wide
@@ -20,6 +21,7 @@ pub mod cc;
 pub mod egress;
 pub mod kdf;
 pub mod keys;
+pub mod outbox;
 pub mod rtx;
 pub mod srtp;
 pub mod twcc;

@@ -161,7 +161,7 @@ impl FastEgress {
 
     /// The next padding packet due now, starting a probe cluster when the estimator asks for one;
     /// call until `None`.
-    pub fn poll_padding(&mut self, now: Instant) -> Option<Vec<u8>> {
+    pub fn poll_padding(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         let (ssrc, pt, ids) = self.padding_stream?;
         // A probe nobody measures is noise: padding needs the transport-wide sequence number.
         ids.transport_cc?;
@@ -200,21 +200,27 @@ impl FastEgress {
             payload: &[],
             padding: u8::MAX,
         };
-        let datagram = self.write(now, &padding, &ids, Some(id))?;
+        let len = self.write(now, &padding, &ids, Some(id), buf)?;
         self.padding_packets += 1;
-        Some(datagram)
+        Some(len)
     }
 
     /// A retransmission: `rtx` on an RTX stream, its payload the RTX payload
     /// (`fastpath::rtx::rtx_payload`); its sequence number is the stream's next.
-    pub fn retransmission(&mut self, now: Instant, rtx: RtpOut, ids: &ExtIds) -> Option<Vec<u8>> {
+    pub fn retransmission(
+        &mut self,
+        now: Instant,
+        rtx: RtpOut,
+        ids: &ExtIds,
+        buf: &mut [u8],
+    ) -> Option<usize> {
         let rtx = RtpOut {
             seq: self.next_rtx_seq(rtx.ssrc),
             ..rtx
         };
-        let datagram = self.write(now, &rtx, ids, None)?;
+        let len = self.write(now, &rtx, ids, None, buf)?;
         self.retransmissions += 1;
-        Some(datagram)
+        Some(len)
     }
 
     /// Each RTX stream counts its own sequence numbers: SRTP's rollover counting at the receiver needs
@@ -240,8 +246,9 @@ impl FastEgress {
         out: &RtpOut,
         ids: &ExtIds,
         clock_hz: u32,
-    ) -> Option<Vec<u8>> {
-        let datagram = self.write(now, out, ids, None)?;
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        let len = self.write(now, out, ids, None, buf)?;
         self.packets += 1;
         let payload = out.payload.len() as u32;
         match self.media.iter_mut().find(|m| m.ssrc == out.ssrc) {
@@ -260,12 +267,12 @@ impl FastEgress {
                 srtcp_index: 0,
             }),
         }
-        Some(datagram)
+        Some(len)
     }
 
     /// The next sender report due now (one per media stream per [`REPORT_INTERVAL`]); call until
     /// `None`.
-    pub fn poll_report(&mut self, now: Instant) -> Option<Vec<u8>> {
+    pub fn poll_report(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         let wallclock = self.wallclock.1 + now.saturating_duration_since(self.wallclock.0);
         let m = self.media.iter_mut().find(|m| m.next_report <= now)?;
         m.next_report = now + REPORT_INTERVAL;
@@ -280,14 +287,13 @@ impl FastEgress {
             packets: m.packets,
             octets: m.octets,
         };
-        let mut buf = vec![0u8; SENDER_REPORT_LEN + SRTCP_OVERHEAD];
-        let len = write_sender_report(&mut buf, &info).ok()?;
+        let buf = buf.get_mut(..SENDER_REPORT_LEN + SRTCP_OVERHEAD)?;
+        let len = write_sender_report(buf, &info).ok()?;
         let index = m.srtcp_index;
         m.srtcp_index = (index + 1) & 0x7fff_ffff;
-        let protected = self.srtcp.protect_rtcp(&mut buf, len, index).ok()?;
-        buf.truncate(protected);
+        let protected = self.srtcp.protect_rtcp(buf, len, index).ok()?;
         self.reports += 1;
-        Some(buf)
+        Some(protected)
     }
 
     /// When the next sender report is due.
@@ -295,20 +301,23 @@ impl FastEgress {
         self.media.iter().map(|m| m.next_report).min()
     }
 
+    /// Writes `out` into `buf` as SRTP; its length, or `None` when it does not fit or cannot be
+    /// protected.
     fn write(
         &mut self,
         now: Instant,
         out: &RtpOut,
         ids: &ExtIds,
         probe: Option<u32>,
-    ) -> Option<Vec<u8>> {
-        // Room for the header, four extension elements and the tag.
-        let mut buf = vec![0u8; out.payload.len() + usize::from(out.padding) + 48 + TAG_LEN];
+        buf: &mut [u8],
+    ) -> Option<usize> {
         let numbered = RtpOut {
             transport_seq: ids.transport_cc.map(|_| self.history.next_seq() as u16),
             ..*out
         };
-        let len = write_rtp(&mut buf, &numbered, ids).ok()?;
+        // The tag must fit after the packet.
+        let room = buf.len().checked_sub(TAG_LEN)?;
+        let len = write_rtp(&mut buf[..room], &numbered, ids).ok()?;
         let stream = match self.streams.iter().position(|s| s.ssrc() == out.ssrc) {
             Some(i) => &mut self.streams[i],
             None => {
@@ -316,12 +325,11 @@ impl FastEgress {
                 self.streams.last_mut()?
             }
         };
-        let protected = self.srtp.protect_in_place(stream, &mut buf, len).ok()?;
-        buf.truncate(protected);
+        let protected = self.srtp.protect_in_place(stream, buf, len).ok()?;
         if ids.transport_cc.is_some() {
             self.history.record(now, protected, probe);
         }
-        Some(buf)
+        Some(protected)
     }
 
     /// The receiver's transport-wide feedback; returns the new estimate (kbps) when it moved enough to

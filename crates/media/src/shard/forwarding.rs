@@ -14,7 +14,6 @@ use crate::allocation::policy::Choice;
 use crate::fastpath::egress::{ExtIds, RtpOut};
 use crate::fastpath::rtx::{Stored, rtx_payload};
 use crate::forward::{VideoCodec, starts_keyframe};
-use str0m::net::{Protocol, Transmit};
 use str0m::rtp::rtcp::Nack;
 
 /// An RFC 6464 level (in -dBov) above this marks its sender as speaking...
@@ -290,14 +289,8 @@ impl Shard {
                     padding: 0,
                 };
                 let clock_hz = if is_video { 90_000 } else { 48_000 };
-                if let Some(datagram) = fast.packet(now, &rtp, &ids, clock_hz) {
-                    let destination = fast.destination;
-                    self.transmits.push_back(Transmit {
-                        proto: Protocol::Udp,
-                        source: self.config.candidate_addr,
-                        destination,
-                        contents: datagram.into(),
-                    });
+                if let Some(n) = fast.packet(now, &rtp, &ids, clock_hz, self.outbox.next_buf()) {
+                    self.outbox.commit(fast.destination, n);
                     self.count_out(is_video, len);
                     self.metrics.fast_media.inc();
                 }
@@ -396,13 +389,8 @@ impl Shard {
                     payload: &payload,
                     padding: 0,
                 };
-                if let Some(datagram) = fast.retransmission(now, rtx, &ids) {
-                    self.transmits.push_back(Transmit {
-                        proto: Protocol::Udp,
-                        source: self.config.candidate_addr,
-                        destination: fast.destination,
-                        contents: datagram.into(),
-                    });
+                if let Some(n) = fast.retransmission(now, rtx, &ids, self.outbox.next_buf()) {
+                    self.outbox.commit(fast.destination, n);
                     self.metrics.rtx_sent.inc();
                     self.metrics.fast_rtx.inc();
                 }
@@ -416,23 +404,12 @@ impl Shard {
         let Some(fast) = self.peers.get_mut(idx).and_then(|p| p.fast.as_mut()) else {
             return;
         };
-        let source = self.config.candidate_addr;
-        while let Some(datagram) = fast.poll_padding(now) {
+        while let Some(n) = fast.poll_padding(now, self.outbox.next_buf()) {
             self.metrics.fast_padding.inc();
-            self.transmits.push_back(Transmit {
-                proto: Protocol::Udp,
-                source,
-                destination: fast.destination,
-                contents: datagram.into(),
-            });
+            self.outbox.commit(fast.destination, n);
         }
-        while let Some(datagram) = fast.poll_report(now) {
-            self.transmits.push_back(Transmit {
-                proto: Protocol::Udp,
-                source,
-                destination: fast.destination,
-                contents: datagram.into(),
-            });
+        while let Some(n) = fast.poll_report(now, self.outbox.next_buf()) {
+            self.outbox.commit(fast.destination, n);
         }
         if let Some(at) = [fast.next_deadline(), fast.next_report()]
             .into_iter()

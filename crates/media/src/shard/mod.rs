@@ -225,6 +225,8 @@ pub struct Shard {
     publications: Slab<Publication>,
     subscriptions: Slab<Subscription>,
     transmits: VecDeque<Transmit>,
+    /// What the fast path wrote, for the worker's next send ([`Shard::fast_outbox`]).
+    outbox: crate::fastpath::outbox::Outbox,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     pending: VecDeque<(usize, PeerEvent)>,
     /// Connections written to since their last timeout pass.
@@ -257,6 +259,7 @@ impl Shard {
             publications: Slab::new(),
             subscriptions: Slab::new(),
             transmits: VecDeque::with_capacity(256),
+            outbox: Default::default(),
             timers: BinaryHeap::new(),
             pending: VecDeque::with_capacity(256),
             dirty: Vec::with_capacity(64),
@@ -545,6 +548,21 @@ impl Shard {
         self.metrics.datagrams_out.inc();
         self.metrics.bytes_out.inc_by(t.contents.len() as u64);
         Some(t)
+    }
+
+    /// The datagrams the fast path wrote, besides str0m's ([`Shard::poll_transmit`]); the caller sends
+    /// them (all from this shard's socket) and then calls [`Shard::clear_fast_outbox`].
+    pub fn fast_outbox(&self) -> &crate::fastpath::outbox::Outbox {
+        &self.outbox
+    }
+
+    /// The fast path's datagrams were sent: count them and free their buffers.
+    pub fn clear_fast_outbox(&mut self) {
+        for (_, datagram) in self.outbox.datagrams() {
+            self.metrics.datagrams_out.inc();
+            self.metrics.bytes_out.inc_by(datagram.len() as u64);
+        }
+        self.outbox.clear();
     }
 
     /// When [`Shard::handle_timeout`] must be called next.

@@ -647,6 +647,19 @@ impl Sim {
         assert!(video[0].seq < 65536);
     }
 
+    /// Moves what the shard wants sent (str0m's transmits and the fast path's outbox) onto the network.
+    fn collect_transmits(&mut self) {
+        while let Some(t) = shard_work(|| self.shard.poll_transmit()) {
+            self.queue
+                .push_back((t.source, t.destination, t.contents.to_vec()));
+        }
+        let server = self.server;
+        for (to, bytes) in self.shard.fast_outbox().datagrams() {
+            self.queue.push_back((server, to, bytes.to_vec()));
+        }
+        shard_work(|| self.shard.clear_fast_outbox());
+    }
+
     /// The lowest subscriber downlink budget the shard's metrics report (None before any).
     pub fn lowest_downlink_budget_kbps(&self) -> Option<i64> {
         self.registry
@@ -698,10 +711,7 @@ impl Sim {
     pub fn pump(&mut self) {
         loop {
             let mut moved = false;
-            while let Some(t) = shard_work(|| self.shard.poll_transmit()) {
-                self.queue
-                    .push_back((t.source, t.destination, t.contents.to_vec()));
-            }
+            self.collect_transmits();
             while let Some((from, to, bytes)) = self.queue.pop_front() {
                 moved = true;
                 if let Some(filter) = self.drop_filter.as_mut()
@@ -716,10 +726,7 @@ impl Sim {
                         self.shard.handle_datagram(now, from, to, &bytes);
                         self.shard.end_batch(now);
                     });
-                    while let Some(t) = shard_work(|| self.shard.poll_transmit()) {
-                        self.queue
-                            .push_back((t.source, t.destination, t.contents.to_vec()));
-                    }
+                    self.collect_transmits();
                 } else if let Some(link) = self.links.get_mut(&to) {
                     link.offer(self.now, from, to, bytes);
                 } else {
