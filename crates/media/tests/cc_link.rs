@@ -77,7 +77,7 @@ impl Sim {
             t0,
             now: t0,
             one_way,
-            bwe: SendSideBwe::new(t0, BweConfig::default()),
+            bwe: SendSideBwe::new(BweConfig::default()),
             packets: Vec::new(),
             link_free: t0,
             queue: VecDeque::new(),

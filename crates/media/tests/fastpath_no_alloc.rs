@@ -47,7 +47,7 @@ fn congestion_control_feedback_allocates_nothing() {
     use std::time::{Duration, Instant};
 
     let t0 = Instant::now();
-    let mut bwe = SendSideBwe::new(t0, BweConfig::default());
+    let mut bwe = SendSideBwe::new(BweConfig::default());
     bwe.set_wanted(t0, 2_000_000.0);
     let mut results = Vec::with_capacity(64);
     let mut seq = 0u64;

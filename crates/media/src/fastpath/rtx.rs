@@ -59,13 +59,10 @@ impl PacketHistory {
         self.slots[slot] = Some(packet);
     }
 
-    /// Packets held now.
-    pub fn len(&self) -> usize {
+    /// Packets held now (a count over every slot: for tests).
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.slots.iter().filter(|s| s.is_some()).count()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// The packet with extended sequence number `seq`, if still held and younger than [`MAX_AGE`].

@@ -15,9 +15,9 @@
 //! can play a person's audio and video in sync; str0m's reports on these connections are switched off.
 //!
 //! The default since it passed every sim and end-to-end test (`CONVENE_SIM_FAST_PATH=0` and
-//! `--media-fast-path false` run str0m's path). Not yet here (issue 8): a pacer for media (forwarded
-//! packets leave as they come, as Janus sends them), ingress (publishers' packets still go through
-//! str0m), and sending without a heap allocation per packet.
+//! `--media-fast-path false` run str0m's path). Datagrams are written into the shard's reused outbox
+//! buffers. Not yet here (issue 8): a pacer for media (forwarded packets leave as they come, as Janus
+//! sends them) and ingress (publishers' packets still go through str0m).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
@@ -48,9 +48,15 @@ pub enum FastEgressError {
 /// to play a person's audio and video in sync).
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A media stream we send (one subscription): what its sender reports say.
-struct MediaStream {
-    ssrc: u32,
+/// An SSRC we send on: its SRTP rollover counter, and for a media stream (not RTX) what its sender
+/// reports say.
+struct SendStream {
+    srtp: OutboundStream,
+    report: Option<ReportState>,
+}
+
+/// A media stream's sender report state.
+struct ReportState {
     clock_hz: u32,
     /// The RTP time of the last packet and when it left.
     last: (u32, Instant),
@@ -60,6 +66,19 @@ struct MediaStream {
     /// SRTCP index of our reports from this SSRC (str0m sends none from it: its reports are off on
     /// fast-path connections).
     srtcp_index: u32,
+}
+
+impl ReportState {
+    fn new(clock_hz: u32, now: Instant) -> Self {
+        Self {
+            clock_hz,
+            last: (0, now),
+            packets: 0,
+            octets: 0,
+            next_report: now,
+            srtcp_index: 0,
+        }
+    }
 }
 
 /// A probe cluster being sent.
@@ -73,9 +92,8 @@ struct ActiveProbe {
 pub struct FastEgress {
     srtp: SrtpContext,
     srtcp: SrtpContext,
-    /// Per SSRC we send on: its rollover counter.
-    streams: Vec<OutboundStream>,
-    media: Vec<MediaStream>,
+    /// Per SSRC we send on (a few per subscription: a scan is cheaper than a map here).
+    streams: Vec<SendStream>,
     /// The wallclock at an instant: sender reports carry wallclock time.
     wallclock: (Instant, SystemTime),
     history: SendHistory,
@@ -118,11 +136,10 @@ impl FastEgress {
             srtp,
             srtcp,
             streams: Vec::new(),
-            media: Vec::new(),
             // Read once: from here on the wallclock follows the instants handed in.
             wallclock: (now, SystemTime::now()),
             history: SendHistory::new(now),
-            bwe: SendSideBwe::new(now, config),
+            bwe: SendSideBwe::new(config),
             results: Vec::with_capacity(256),
             time_zero: now,
             destination,
@@ -141,11 +158,6 @@ impl FastEgress {
     /// What the allocation could use: the estimator probes toward it.
     pub fn set_wanted(&mut self, now: Instant, kbps: u32) {
         self.bwe.set_wanted(now, f64::from(kbps) * 1000.0);
-    }
-
-    /// Whether probes have an RTX stream to go on yet.
-    pub fn has_padding_stream(&self) -> bool {
-        self.padding_stream.is_some()
     }
 
     /// The connection has this RTX stream (of a video subscription, whose m-line negotiated `ids`):
@@ -200,7 +212,7 @@ impl FastEgress {
             payload: &[],
             padding: u8::MAX,
         };
-        let len = self.write(now, &padding, &ids, Some(id), buf)?;
+        let (len, _) = self.write(now, &padding, &ids, Some(id), buf)?;
         self.padding_packets += 1;
         Some(len)
     }
@@ -218,7 +230,7 @@ impl FastEgress {
             seq: self.next_rtx_seq(rtx.ssrc),
             ..rtx
         };
-        let len = self.write(now, &rtx, ids, None, buf)?;
+        let (len, _) = self.write(now, &rtx, ids, None, buf)?;
         self.retransmissions += 1;
         Some(len)
     }
@@ -248,25 +260,14 @@ impl FastEgress {
         clock_hz: u32,
         buf: &mut [u8],
     ) -> Option<usize> {
-        let len = self.write(now, out, ids, None, buf)?;
+        let (len, i) = self.write(now, out, ids, None, buf)?;
         self.packets += 1;
-        let payload = out.payload.len() as u32;
-        match self.media.iter_mut().find(|m| m.ssrc == out.ssrc) {
-            Some(m) => {
-                m.last = (out.timestamp, now);
-                m.packets = m.packets.wrapping_add(1);
-                m.octets = m.octets.wrapping_add(payload);
-            }
-            None => self.media.push(MediaStream {
-                ssrc: out.ssrc,
-                clock_hz,
-                last: (out.timestamp, now),
-                packets: 1,
-                octets: payload,
-                next_report: now,
-                srtcp_index: 0,
-            }),
-        }
+        let report = self.streams[i]
+            .report
+            .get_or_insert_with(|| ReportState::new(clock_hz, now));
+        report.last = (out.timestamp, now);
+        report.packets = report.packets.wrapping_add(1);
+        report.octets = report.octets.wrapping_add(out.payload.len() as u32);
         Some(len)
     }
 
@@ -274,14 +275,17 @@ impl FastEgress {
     /// `None`.
     pub fn poll_report(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         let wallclock = self.wallclock.1 + now.saturating_duration_since(self.wallclock.0);
-        let m = self.media.iter_mut().find(|m| m.next_report <= now)?;
+        let (ssrc, m) = self.streams.iter_mut().find_map(|s| {
+            let report = s.report.as_mut().filter(|r| r.next_report <= now)?;
+            Some((s.srtp.ssrc(), report))
+        })?;
         m.next_report = now + REPORT_INTERVAL;
         // The RTP time now: the last packet's, advanced by the time since it left.
         let (ts, at) = m.last;
         let elapsed = now.saturating_duration_since(at).as_secs_f64();
         let rtp_time = ts.wrapping_add((elapsed * f64::from(m.clock_hz)) as u32);
         let info = SenderInfo {
-            ssrc: m.ssrc,
+            ssrc,
             ntp: ntp_of(wallclock),
             rtp_time,
             packets: m.packets,
@@ -298,11 +302,14 @@ impl FastEgress {
 
     /// When the next sender report is due.
     pub fn next_report(&self) -> Option<Instant> {
-        self.media.iter().map(|m| m.next_report).min()
+        self.streams
+            .iter()
+            .filter_map(|s| s.report.as_ref().map(|r| r.next_report))
+            .min()
     }
 
-    /// Writes `out` into `buf` as SRTP; its length, or `None` when it does not fit or cannot be
-    /// protected.
+    /// Writes `out` into `buf` as SRTP: its length and the index of its stream, or `None` when it
+    /// does not fit or cannot be protected.
     fn write(
         &mut self,
         now: Instant,
@@ -310,7 +317,7 @@ impl FastEgress {
         ids: &ExtIds,
         probe: Option<u32>,
         buf: &mut [u8],
-    ) -> Option<usize> {
+    ) -> Option<(usize, usize)> {
         let numbered = RtpOut {
             transport_seq: ids.transport_cc.map(|_| self.history.next_seq() as u16),
             ..*out
@@ -318,18 +325,24 @@ impl FastEgress {
         // The tag must fit after the packet.
         let room = buf.len().checked_sub(TAG_LEN)?;
         let len = write_rtp(&mut buf[..room], &numbered, ids).ok()?;
-        let stream = match self.streams.iter().position(|s| s.ssrc() == out.ssrc) {
-            Some(i) => &mut self.streams[i],
+        let i = match self.streams.iter().position(|s| s.srtp.ssrc() == out.ssrc) {
+            Some(i) => i,
             None => {
-                self.streams.push(OutboundStream::new(out.ssrc));
-                self.streams.last_mut()?
+                self.streams.push(SendStream {
+                    srtp: OutboundStream::new(out.ssrc),
+                    report: None,
+                });
+                self.streams.len() - 1
             }
         };
-        let protected = self.srtp.protect_in_place(stream, buf, len).ok()?;
+        let protected = self
+            .srtp
+            .protect_in_place(&mut self.streams[i].srtp, buf, len)
+            .ok()?;
         if ids.transport_cc.is_some() {
             self.history.record(now, protected, probe);
         }
-        Some(protected)
+        Some((protected, i))
     }
 
     /// The receiver's transport-wide feedback; returns the new estimate (kbps) when it moved enough to

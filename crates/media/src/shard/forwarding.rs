@@ -8,7 +8,7 @@ use str0m::media::{KeyframeRequest, KeyframeRequestKind, Pt};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
 
 use super::Shard;
-use super::model::Layer;
+use super::model::{FastSubscription, Layer};
 use super::peer::Role;
 use crate::allocation::policy::Choice;
 use crate::fastpath::egress::{ExtIds, RtpOut};
@@ -249,27 +249,19 @@ impl Shard {
             };
             let Some(tx_ssrc) = sub.tx_ssrc else { continue };
             if self.peers[peer].fast.is_some() {
-                let ids = *sub.fast_ids.get_or_insert_with(|| {
-                    self.peers[peer]
-                        .rtc
-                        .media(mid)
-                        .map(|m| ExtIds::from_map(m.remote_extmap()))
-                        .unwrap_or_default()
-                });
-                let padding_stream = if is_video
-                    && self.peers[peer]
-                        .fast
-                        .as_ref()
-                        .is_some_and(|f| !f.has_padding_stream())
-                {
-                    rtx_of(&mut self.peers[peer].rtc, tx_ssrc, out_pt)
-                } else {
-                    None
-                };
+                let rtc = &mut self.peers[peer].rtc;
+                let FastSubscription { ids, rtx } =
+                    *sub.fast.get_or_insert_with(|| FastSubscription {
+                        ids: rtc
+                            .media(mid)
+                            .map(|m| ExtIds::from_map(m.remote_extmap()))
+                            .unwrap_or_default(),
+                        rtx: rtx_of(rtc, tx_ssrc, out_pt),
+                    });
                 let Some(fast) = self.peers[peer].fast.as_mut() else {
                     continue;
                 };
-                if let Some((ssrc, pt)) = padding_stream {
+                if is_video && let Some((ssrc, pt)) = rtx {
                     fast.offer_padding_stream(ssrc, pt, ids);
                 }
                 let rtp = RtpOut {
@@ -348,11 +340,14 @@ impl Shard {
             return;
         };
         let sub = &self.subscriptions[s];
-        let (Some(layer), Some((_, out_pt)), Some(ids)) = (sub.layer, sub.pt_map, sub.fast_ids)
+        let (
+            Some(layer),
+            Some(FastSubscription {
+                ids,
+                rtx: Some((rtx_ssrc, rtx_pt)),
+            }),
+        ) = (sub.layer, sub.fast)
         else {
-            return;
-        };
-        let Some((rtx_ssrc, rtx_pt)) = rtx_of(&mut self.peers[idx].rtc, nack.ssrc, out_pt) else {
             return;
         };
         let history = &self.publications[sub.publication].layers[layer].history;

@@ -284,8 +284,6 @@ impl Shard {
         self.meetings.len()
     }
 
-    /// Connections that are up, and how many of them have their SRTP keys captured for the fast path.
-    /// Groundwork: nothing uses the keys yet; this lets the tests check the capture inside the shard.
     /// Connections whose media the fast path sends, the packets it sent and the transport-wide feedback
     /// reports it folded in (for tests and diagnostics).
     pub fn fast_egress_counts(&self) -> (usize, u64, u64) {
@@ -297,6 +295,8 @@ impl Shard {
             })
     }
 
+    /// Connections that are up, and how many of them have their SRTP keys captured for the fast path
+    /// (which builds its egress from them): lets the tests check the capture inside the shard.
     pub fn fastpath_keys_captured(&self) -> (usize, usize) {
         let up = self.peers.iter().filter(|(_, p)| p.connected);
         up.fold((0, 0), |(up, keyed), (_, p)| {

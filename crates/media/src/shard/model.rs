@@ -181,6 +181,15 @@ pub struct Publication {
     pub port_seq: Option<convene_core::port::SeqExtender>,
 }
 
+/// What the fast path needs of a subscription's negotiation, read once at its first packet.
+#[derive(Debug, Clone, Copy)]
+pub struct FastSubscription {
+    /// The header extension ids of its m-line.
+    pub ids: crate::fastpath::egress::ExtIds,
+    /// Its RTX stream (SSRC, payload type), if it negotiated one.
+    pub rtx: Option<(u32, u8)>,
+}
+
 /// One attendee receiving one publication.
 pub struct Subscription {
     pub publication: usize,
@@ -201,7 +210,7 @@ pub struct Subscription {
     /// instead of a scan by mid).
     pub tx_ssrc: Option<Ssrc>,
     /// The header extension ids of its m-line, for the fast path (read once from the negotiation).
-    pub fast_ids: Option<crate::fastpath::egress::ExtIds>,
+    pub fast: Option<FastSubscription>,
     /// Egress statistics last seen, for turning str0m's running totals into counter increments.
     pub nacks_seen: u64,
     pub plis_seen: u64,

@@ -289,7 +289,7 @@ impl Shard {
             rewriter: Rewriter::new(),
             pt_map: None,
             tx_ssrc: None,
-            fast_ids: None,
+            fast: None,
             nacks_seen: 0,
             plis_seen: 0,
         });

@@ -40,7 +40,7 @@ pub struct Peer {
     /// Bit set of the RTX payload types we send on (subscribe connections use our own numbering).
     pub rtx_pts: u128,
     /// The SRTP keying material str0m negotiates for this connection, for the fast path (see
-    /// `fastpath::keys`). Filled once when DTLS completes; nothing reads it yet.
+    /// `fastpath::keys`). Filled once when DTLS completes; a fast-path connection builds its egress from it.
     pub srtp_keys: KeySlot,
     /// Subscribe connections: the `convene` data channel we offer (remote control events), and whether
     /// it is open.

@@ -80,7 +80,7 @@ pub struct SendSideBwe {
 }
 
 impl SendSideBwe {
-    pub fn new(now: Instant, config: BweConfig) -> Self {
+    pub fn new(config: BweConfig) -> Self {
         let initial = config.initial_bps.clamp(config.min_bps, config.max_bps);
         Self {
             config,
@@ -89,7 +89,7 @@ impl SendSideBwe {
             acked: AckedRate::new(),
             loss: LossCap::new(),
             probes: ProbeResults::new(),
-            controller: ProbeController::new(now, initial),
+            controller: ProbeController::new(),
             rtt: Duration::from_millis(100),
             target: initial,
         }
@@ -167,6 +167,5 @@ impl SendSideBwe {
         self.target = delay_based
             .min(capped.unwrap_or(f64::INFINITY))
             .clamp(self.config.min_bps, self.config.max_bps);
-        self.controller.on_estimate(now, self.target);
     }
 }

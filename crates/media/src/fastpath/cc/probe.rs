@@ -68,8 +68,14 @@ pub struct ProbeController {
     further: Option<f64>,
 }
 
+impl Default for ProbeController {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl ProbeController {
-    pub fn new(_now: Instant, _initial: f64) -> Self {
+    pub fn new() -> Self {
         Self {
             wanted: 0.0,
             next_id: 1,
@@ -86,8 +92,6 @@ impl ProbeController {
         }
         self.wanted = wanted;
     }
-
-    pub fn on_estimate(&mut self, _now: Instant, _estimate: f64) {}
 
     /// A cluster was measured at `measured`.
     pub fn on_result(&mut self, _now: Instant, id: u32, measured: f64) {
@@ -326,7 +330,7 @@ mod tests {
     #[test]
     fn the_controller_probes_while_more_is_wanted_and_climbs_after_success() {
         let t0 = Instant::now();
-        let mut c = ProbeController::new(t0, 300_000.0);
+        let mut c = ProbeController::new();
         // Nothing wanted beyond the estimate: no probe.
         c.set_wanted(t0, 250_000.0, 300_000.0);
         assert_eq!(c.poll(t0, 300_000.0), None);
