@@ -19,6 +19,7 @@
 
 pub mod cc;
 pub mod egress;
+pub mod ingress;
 pub mod kdf;
 pub mod keys;
 pub mod outbox;
