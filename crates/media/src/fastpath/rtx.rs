@@ -4,16 +4,19 @@
 //!
 //! A subscriber's NACK names its own (rewritten) sequence numbers; its subscription's rewriter maps them
 //! back to the layer's (`convene_core::rewrite::Rewriter::source_seq`). Keeping the payloads once per
-//! layer costs one reference count per received packet and no copy; a per-subscriber history (str0m's
-//! way) keeps one per forwarded packet.
+//! layer costs one copy per received packet; a per-subscriber history (str0m's way) keeps one per
+//! forwarded packet.
+//!
+//! The history copies payloads into buffers it reuses: a packet that ages out gives its buffer to the
+//! next one, so in steady state it allocates nothing, and it holds what [`MAX_AGE`] of the layer's
+//! traffic takes (the same as keeping the received buffers would).
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Packets a layer's history holds: a 150 KB screen-share keyframe is about 140 packets, a 2.5 Mbit/s
-/// camera layer sends about 280 a second.
-const SLOTS: usize = 1024;
+/// Most packets a layer's history holds: a 150 KB screen-share keyframe is about 140 packets, a
+/// 2.5 Mbit/s camera layer sends about 280 a second.
+const MAX_PACKETS: usize = 1024;
 /// How old a packet may be and still be resent: long enough for a second of queue on a slow link
 /// (see `a_deep_queued_slow_link_keeps_the_picture_going`).
 pub const MAX_AGE: Duration = Duration::from_secs(2);
@@ -25,51 +28,67 @@ pub struct Stored {
     pub seq: u64,
     pub timestamp: u32,
     pub marker: bool,
-    pub payload: Arc<[u8]>,
+    pub payload: Vec<u8>,
     pub arrival: Instant,
 }
 
-/// See the module docs. Empty (and without its slots allocated) until the first packet.
+/// See the module docs. Empty (and without buffers) until the first packet.
 #[derive(Debug, Default)]
 pub struct PacketHistory {
-    slots: Vec<Option<Stored>>,
-    /// What was inserted, oldest first: packets past [`MAX_AGE`] are let go (a slow layer would
-    /// otherwise keep a thousand packets, most of a minute of payloads).
-    order: VecDeque<(u64, Instant)>,
+    /// Ordered by sequence number (packets arrive in order, or nearly: a late one is put in place).
+    packets: VecDeque<Stored>,
+    /// Buffers of packets that aged out, for the next ones.
+    spare: Vec<Vec<u8>>,
 }
 
 impl PacketHistory {
-    pub fn insert(&mut self, packet: Stored) {
-        if self.slots.is_empty() {
-            self.slots.resize(SLOTS, None);
-            self.order.reserve_exact(SLOTS);
-        }
-        while let Some(&(seq, at)) = self.order.front() {
-            if self.order.len() < SLOTS && packet.arrival.saturating_duration_since(at) <= MAX_AGE {
+    /// Keeps a copy of a packet of the layer; a packet with a sequence number already held replaces it.
+    pub fn insert(&mut self, seq: u64, timestamp: u32, marker: bool, payload: &[u8], now: Instant) {
+        while let Some(front) = self.packets.front() {
+            if self.packets.len() < MAX_PACKETS
+                && now.saturating_duration_since(front.arrival) <= MAX_AGE
+            {
                 break;
             }
-            self.order.pop_front();
-            let slot = &mut self.slots[seq as usize % SLOTS];
-            if slot.as_ref().is_some_and(|s| s.seq == seq) {
-                *slot = None;
+            if let Some(old) = self.packets.pop_front() {
+                self.spare.push(old.payload);
             }
         }
-        self.order.push_back((packet.seq, packet.arrival));
-        let slot = packet.seq as usize % SLOTS;
-        self.slots[slot] = Some(packet);
+        let mut buf = self.spare.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(payload);
+        let stored = Stored {
+            seq,
+            timestamp,
+            marker,
+            payload: buf,
+            arrival: now,
+        };
+        match self.packets.back() {
+            Some(last) if last.seq >= seq => {
+                match self.packets.binary_search_by_key(&seq, |p| p.seq) {
+                    Ok(i) => {
+                        let old = std::mem::replace(&mut self.packets[i], stored);
+                        self.spare.push(old.payload);
+                    }
+                    Err(i) => self.packets.insert(i, stored),
+                }
+            }
+            _ => self.packets.push_back(stored),
+        }
     }
 
-    /// Packets held now (a count over every slot: for tests).
+    /// Packets held now (for tests).
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.slots.iter().filter(|s| s.is_some()).count()
+        self.packets.len()
     }
 
     /// The packet with extended sequence number `seq`, if still held and younger than [`MAX_AGE`].
     pub fn get(&self, seq: u64, now: Instant) -> Option<&Stored> {
-        let stored = self.slots.get(seq as usize % SLOTS)?.as_ref()?;
-        (stored.seq == seq && now.saturating_duration_since(stored.arrival) <= MAX_AGE)
-            .then_some(stored)
+        let i = self.packets.binary_search_by_key(&seq, |p| p.seq).ok()?;
+        let stored = &self.packets[i];
+        (now.saturating_duration_since(stored.arrival) <= MAX_AGE).then_some(stored)
     }
 }
 
@@ -84,14 +103,8 @@ pub fn rtx_payload(out_seq: u16, original: &[u8], buf: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
-    fn stored(seq: u64, at: Instant) -> Stored {
-        Stored {
-            seq,
-            timestamp: seq as u32 * 3000,
-            marker: false,
-            payload: Arc::from(vec![seq as u8; 10]),
-            arrival: at,
-        }
+    fn insert(h: &mut PacketHistory, seq: u64, at: Instant) {
+        h.insert(seq, seq as u32 * 3000, false, &[seq as u8; 10], at);
     }
 
     #[test]
@@ -100,18 +113,49 @@ mod tests {
         let mut h = PacketHistory::default();
         assert!(h.get(5, t0).is_none());
         for seq in 100..200 {
-            h.insert(stored(seq, t0));
+            insert(&mut h, seq, t0);
         }
         assert_eq!(h.get(150, t0).map(|p| p.payload[0]), Some(150));
+        assert_eq!(h.get(150, t0).map(|p| p.payload.len()), Some(10));
         assert!(h.get(99, t0).is_none());
-        // A newer packet in the same slot replaces it.
-        h.insert(stored(150 + SLOTS as u64, t0));
-        assert!(h.get(150, t0).is_none());
         // Too old to be worth resending.
         assert!(
             h.get(151, t0 + MAX_AGE + Duration::from_millis(1))
                 .is_none()
         );
+    }
+
+    /// A packet that arrives late (reordered, or repaired by the publisher) is found like the others.
+    #[test]
+    fn a_late_packet_is_put_in_place() {
+        let t0 = Instant::now();
+        let mut h = PacketHistory::default();
+        for seq in [1, 2, 4, 5, 3] {
+            insert(&mut h, seq, t0);
+        }
+        for seq in 1..=5 {
+            assert_eq!(h.get(seq, t0).map(|p| p.seq), Some(seq));
+        }
+        // The same number again replaces the packet rather than adding one.
+        h.insert(4, 0, true, &[9], t0);
+        assert_eq!(h.len(), 5);
+        assert_eq!(
+            h.get(4, t0).map(|p| (p.marker, p.payload.clone())),
+            Some((true, vec![9]))
+        );
+    }
+
+    /// At most [`MAX_PACKETS`] are held, whatever their age.
+    #[test]
+    fn the_history_is_bounded_in_packets() {
+        let t0 = Instant::now();
+        let mut h = PacketHistory::default();
+        for seq in 0..3000 {
+            insert(&mut h, seq, t0);
+        }
+        assert_eq!(h.len(), MAX_PACKETS);
+        assert!(h.get(2999, t0).is_some());
+        assert!(h.get(3000 - MAX_PACKETS as u64 - 1, t0).is_none());
     }
 
     /// A slow layer's old packets are let go as new ones arrive, not kept until their slot is reused.
@@ -121,7 +165,7 @@ mod tests {
         let mut h = PacketHistory::default();
         // 20 packets a second for 10 s: only the last 2 s (40 packets, and the one at the edge) stay.
         for i in 0..200u64 {
-            h.insert(stored(i, t0 + Duration::from_millis(i * 50)));
+            insert(&mut h, i, t0 + Duration::from_millis(i * 50));
         }
         assert!((40..=41).contains(&h.len()), "{}", h.len());
         assert!(h.get(199, t0 + Duration::from_millis(199 * 50)).is_some());

@@ -1,5 +1,6 @@
 //! The hot path: an incoming RTP packet goes out to every subscription of its publication.
 
+use std::cell::OnceCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use super::model::{FastSubscription, Layer};
 use super::peer::Role;
 use crate::allocation::policy::Choice;
 use crate::fastpath::egress::{ExtIds, RtpOut};
-use crate::fastpath::rtx::{Stored, rtx_payload};
+use crate::fastpath::rtx::rtx_payload;
 use crate::forward::{VideoCodec, starts_keyframe};
 use str0m::rtp::rtcp::Nack;
 
@@ -32,16 +33,51 @@ const VIDEO_SWITCH_GAP: u32 = 3000; // one frame at 30 fps, 90 kHz
 const AUDIO_SWITCH_GAP: u32 = 960; // 20 ms at 48 kHz
 
 /// An incoming media packet, from a WebRTC publish connection or from a port: what forwarding reads.
-pub(super) struct Incoming {
+pub(super) struct Incoming<'a> {
     /// Sequence number, extended to 64 bits.
     pub seq: u64,
     pub timestamp: u32,
     pub marker: bool,
     pub pt: Pt,
-    /// Shared by every subscription it is forwarded to (a reference count, no copy).
-    pub payload: Arc<[u8]>,
+    pub payload: Payload<'a>,
     pub arrival: Instant,
     pub ext: ExtensionValues,
+}
+
+/// An incoming packet's payload: the bytes, borrowed (the fast path writes and seals its copies from
+/// them), and, made at most once per packet, a shared buffer for the outlets that keep it (str0m's
+/// send queue, a port's channel).
+pub(super) struct Payload<'a> {
+    bytes: &'a [u8],
+    shared: OnceCell<Arc<[u8]>>,
+}
+
+impl<'a> Payload<'a> {
+    /// Bytes owned elsewhere (the fast path's receive buffer); shared only if an outlet asks.
+    pub fn borrowed(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            shared: OnceCell::new(),
+        }
+    }
+
+    /// A buffer that is shared already (str0m's, a port's).
+    pub fn shared(buf: &'a Arc<[u8]>) -> Self {
+        Self {
+            bytes: buf,
+            shared: OnceCell::from(Arc::clone(buf)),
+        }
+    }
+
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The payload as a shared buffer: a reference count if it is one already, else one copy for
+    /// every outlet of this packet.
+    pub fn to_shared(&self) -> Arc<[u8]> {
+        Arc::clone(self.shared.get_or_init(|| Arc::from(self.bytes)))
+    }
 }
 
 impl Shard {
@@ -77,7 +113,7 @@ impl Shard {
             timestamp: packet.header.timestamp,
             marker: packet.header.marker,
             pt: packet.header.payload_type,
-            payload: packet.payload,
+            payload: Payload::shared(&packet.payload),
             arrival: packet.timestamp,
             ext: packet.header.ext_vals,
         };
@@ -93,11 +129,11 @@ impl Shard {
         p: usize,
         layer: usize,
         publisher_peer: Option<usize>,
-        packet: Incoming,
+        packet: Incoming<'_>,
     ) {
         let publication = &mut self.publications[p];
         let is_video = publication.source.is_video();
-        let len = packet.payload.len() as u64;
+        let len = packet.payload.bytes().len() as u64;
         if is_video {
             self.metrics.video_in.inc();
             self.metrics.video_bytes_in.inc_by(len);
@@ -108,14 +144,14 @@ impl Shard {
         let l = &mut publication.layers[layer];
         l.last_packet = now;
         if is_video && self.config.fast_path {
-            // Kept once per layer for the fast path's retransmissions: a reference, not a copy.
-            l.history.insert(Stored {
-                seq: packet.seq,
-                timestamp: packet.timestamp,
-                marker: packet.marker,
-                payload: packet.payload.clone(),
-                arrival: now,
-            });
+            // Kept once per layer for the fast path's retransmissions (a copy into a reused buffer).
+            l.history.insert(
+                packet.seq,
+                packet.timestamp,
+                packet.marker,
+                packet.payload.bytes(),
+                now,
+            );
         }
         // What the layer costs on a subscriber's link, which is what its estimate measures: the payload
         // plus each packet's headers and SRTP tag (about a fifth more for audio and small video packets).
@@ -158,7 +194,7 @@ impl Shard {
         };
         let keyframe = publication
             .video_codec
-            .is_some_and(|c| starts_keyframe(c, &packet.payload));
+            .is_some_and(|c| starts_keyframe(c, packet.payload.bytes()));
         let best = publication.best_layer.unwrap_or(layer);
         // Layers some subscriber waits for a keyframe of (bit per layer index).
         let mut keyframes_wanted: u32 = 0;
@@ -277,7 +313,7 @@ impl Shard {
                         .map(|level| (level, packet.ext.voice_activity.unwrap_or(false))),
                     video_orientation: packet.ext.video_orientation.map(|o| o as u8),
                     video_content_type: packet.ext.video_content_type,
-                    payload: &packet.payload,
+                    payload: packet.payload.bytes(),
                     padding: 0,
                 };
                 let clock_hz = if is_video { 90_000 } else { 48_000 };
@@ -306,7 +342,7 @@ impl Shard {
                     out.seq.into(),
                     out.ts,
                     packet.arrival,
-                    packet.payload.clone(),
+                    packet.payload.to_shared(),
                 )
                 .marker(packet.marker)
                 .ext_vals(ext)

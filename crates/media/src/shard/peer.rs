@@ -126,9 +126,13 @@ impl Peer {
             // pushed out of any connection's lifetime.
             const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
             config = config
-                .enable_raw_packets(true)
                 .set_rtcp_report_interval_audio(NEVER)
                 .set_rtcp_report_interval_video(NEVER);
+            if role == Role::Subscribe {
+                // Raw packets are a copy of everything str0m receives (RTP too): only the subscribe
+                // side, which receives nothing but RTCP, needs them.
+                config = config.enable_raw_packets(true);
+            }
         } else if role == Role::Subscribe {
             // Send-side estimation (transport-wide CC feedback, probing) of what the subscriber can
             // receive: the allocation spends it (crate::allocation).

@@ -6,7 +6,6 @@
 //! its packets enter the same forwarding as a browser's (`Shard::forward`). What it receives is
 //! delivered into its port's queue; a full queue drops the packet and counts it, never blocks the shard.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use convene_core::MediaSource;
@@ -18,7 +17,7 @@ use tokio::sync::mpsc::Sender;
 use tokio::sync::mpsc::error::TrySendError;
 
 use super::Shard;
-use super::forwarding::Incoming;
+use super::forwarding::{Incoming, Payload};
 use super::model::Layer;
 use crate::forward::VideoCodec;
 
@@ -146,7 +145,7 @@ impl Shard {
             timestamp: packet.timestamp,
             marker: packet.marker,
             pt,
-            payload: packet.payload,
+            payload: Payload::shared(&packet.payload),
             arrival: now,
             ext: ExtensionValues {
                 // Our own audio levels are -dBov like RFC 6464's; str0m's are their negation.
@@ -163,7 +162,7 @@ impl Shard {
         &self,
         subscriber: usize,
         publication: usize,
-        packet: &Incoming,
+        packet: &Incoming<'_>,
         seq: u16,
         timestamp: u32,
     ) -> bool {
@@ -179,7 +178,7 @@ impl Shard {
                 timestamp,
                 marker: packet.marker,
                 audio_level: packet.ext.audio_level.map(|l| l.unsigned_abs().min(127)),
-                payload: Arc::clone(&packet.payload),
+                payload: packet.payload.to_shared(),
             },
         };
         match port.deliveries.try_send(delivery) {
