@@ -12,7 +12,7 @@ use prometheus::{
 };
 
 /// Reasons a datagram or packet is dropped (the `reason` label of `convene_media_packets_dropped_total`).
-pub const DROP_REASONS: [&str; 13] = [
+pub const DROP_REASONS: [&str; 17] = [
     "unrecognized",
     "unknown_source",
     "not_accepted",
@@ -30,6 +30,12 @@ pub const DROP_REASONS: [&str; 13] = [
     "channel_closed",
     // A port attendee (a bridged call) did not read its deliveries fast enough.
     "port_full",
+    // A publisher's packet on the fast path: not RTP, failed SRTP authentication, seen already (or
+    // older than the replay window), or on one SSRC too many.
+    "malformed_rtp",
+    "srtp_auth",
+    "duplicate",
+    "too_many_streams",
 ];
 
 /// Every media-plane series, registered once.
@@ -216,7 +222,7 @@ impl MediaMetrics {
             fast_path_packets: counter_vec(
                 registry,
                 "convene_media_fast_path_packets_total",
-                "Packets the fast path sent to subscribers, by kind: forwarded media, probe padding, retransmissions.",
+                "Packets on the fast path, by kind: forwarded media, probe padding and retransmissions sent to subscribers; media received from publishers; feedback (transport-wide, NACK, PLI) sent to publishers.",
                 "kind",
             )?,
             dropped: counter_vec(
@@ -243,7 +249,7 @@ impl MediaMetrics {
         for r in DROP_REASONS {
             m.dropped.with_label_values(&[r]);
         }
-        for k in ["media", "padding", "rtx"] {
+        for k in ["media", "padding", "rtx", "received", "feedback"] {
             m.fast_path_packets.with_label_values(&[k]);
         }
         Ok(m)
@@ -278,6 +284,8 @@ impl MediaMetrics {
             fast_media: kind(&self.fast_path_packets, "media"),
             fast_padding: kind(&self.fast_path_packets, "padding"),
             fast_rtx: kind(&self.fast_path_packets, "rtx"),
+            fast_received: kind(&self.fast_path_packets, "received"),
+            fast_feedback: kind(&self.fast_path_packets, "feedback"),
             dropped: DROP_REASONS.map(|r| ShardCounter::new(self.dropped.with_label_values(&[r]))),
             busy: self.worker_busy.with_label_values(&[&index.to_string()]),
             signal_errors: self.signal_errors.clone(),
@@ -389,6 +397,8 @@ pub struct ShardMetrics {
     pub fast_media: ShardCounter,
     pub fast_padding: ShardCounter,
     pub fast_rtx: ShardCounter,
+    pub fast_received: ShardCounter,
+    pub fast_feedback: ShardCounter,
     dropped: [ShardCounter; DROP_REASONS.len()],
     pub busy: Gauge,
     pub signal_errors: IntCounter,
@@ -427,6 +437,8 @@ impl ShardMetrics {
             &self.fast_media,
             &self.fast_padding,
             &self.fast_rtx,
+            &self.fast_received,
+            &self.fast_feedback,
         ] {
             c.flush();
         }

@@ -62,6 +62,10 @@ fn allocations_per_forwarded_packet_are_measured_and_do_not_grow() {
     assert!(forwarded > 600, "only {forwarded} packets forwarded");
     let per_packet = made as f64 / forwarded as f64;
     eprintln!(
+        "fast ingress (connections, packets, feedbacks, nacks): {:?}",
+        s.shard.fast_ingress_counts()
+    );
+    eprintln!(
         "the shard made {made} allocations for {forwarded} forwarded packets: {per_packet:.2} per packet"
     );
     assert!(

@@ -49,6 +49,25 @@ impl IngressExtIds {
             video_content_type: id(Extension::VideoContentType),
         }
     }
+
+    /// Fills in what `self` lacks from another m-line's map (an audio m-line's map names no video
+    /// extensions; under BUNDLE the ids are one space).
+    pub fn merge(&mut self, other: Self) {
+        let fields = [
+            (&mut self.mid, other.mid),
+            (&mut self.rid, other.rid),
+            (&mut self.repaired_rid, other.repaired_rid),
+            (&mut self.transport_cc, other.transport_cc),
+            (&mut self.audio_level, other.audio_level),
+            (&mut self.video_orientation, other.video_orientation),
+            (&mut self.video_content_type, other.video_content_type),
+        ];
+        for (mine, theirs) in fields {
+            if mine.is_none() {
+                *mine = theirs;
+            }
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -605,7 +624,7 @@ mod tests {
         let mut p = vec![0x90, 96, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3];
         let profile: u16 = if two_byte { 0x1000 } else { 0xBEDE };
         let mut block = block.to_vec();
-        while block.len() % 4 != 0 {
+        while !block.len().is_multiple_of(4) {
             block.push(0);
         }
         p.extend_from_slice(&profile.to_be_bytes());

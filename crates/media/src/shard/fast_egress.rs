@@ -16,8 +16,8 @@
 //!
 //! The default since it passed every sim and end-to-end test (`CONVENE_SIM_FAST_PATH=0` and
 //! `--media-fast-path false` run str0m's path). Datagrams are written into the shard's reused outbox
-//! buffers. Not yet here (issue 8): a pacer for media (forwarded packets leave as they come, as Janus
-//! sends them) and ingress (publishers' packets still go through str0m).
+//! buffers. Not here: a pacer for media (forwarded packets leave as they come, as Janus sends them).
+//! Publishers' packets arrive on the fast path too (`fast_ingress.rs`).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::format::Codec;
-use str0m::media::{KeyframeRequest, KeyframeRequestKind, Pt};
+use str0m::media::{KeyframeRequest, KeyframeRequestKind, Mid, Pt, Rid};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
 
 use super::Shard;
@@ -432,6 +432,7 @@ impl Shard {
     /// Sends the fast path's due padding and sender reports on connection `idx`, and schedules the
     /// next.
     pub(super) fn poll_fast_path(&mut self, now: Instant, idx: usize) {
+        self.poll_fast_ingress(now, idx);
         let Some(fast) = self.peers.get_mut(idx).and_then(|p| p.fast.as_mut()) else {
             return;
         };
@@ -468,12 +469,25 @@ impl Shard {
         peer_idx: usize,
         ssrc: Ssrc,
     ) -> Option<(usize, usize)> {
-        let peer = &mut self.peers[peer_idx];
         let (mid, rid) = {
-            let mut direct = peer.rtc.direct_api();
+            let mut direct = self.peers[peer_idx].rtc.direct_api();
             let rx = direct.stream_rx(&ssrc)?;
             (rx.mid(), rx.rid())
         };
+        self.route_stream(now, peer_idx, ssrc, mid, rid)
+    }
+
+    /// A new SSRC on a publish connection, sent for m-line `mid` (and simulcast layer `rid`): its
+    /// publication and layer, remembered for the connection.
+    pub(super) fn route_stream(
+        &mut self,
+        now: Instant,
+        peer_idx: usize,
+        ssrc: Ssrc,
+        mid: Mid,
+        rid: Option<Rid>,
+    ) -> Option<(usize, usize)> {
+        let peer = &mut self.peers[peer_idx];
         let attendee = &self.attendees[peer.attendee];
         let p = attendee
             .publications
@@ -575,6 +589,17 @@ impl Shard {
             }
         }
         tracing::trace!(publication = p, ?layer, ?targets, "keyframe requested");
+        self.metrics.keyframe_requests.inc();
+        if let Some(fast_in) = self.peers[peer_idx].fast_in.as_mut() {
+            // str0m does not know the streams the fast path receives: the PLI is ours.
+            for ssrc in targets.into_iter().flatten() {
+                if let Some(n) = fast_in.pli(*ssrc, self.outbox.next_buf()) {
+                    self.outbox.commit(fast_in.destination, n);
+                    self.metrics.fast_feedback.inc();
+                }
+            }
+            return;
+        }
         let rtc = &mut self.peers[peer_idx].rtc;
         let mut direct = rtc.direct_api();
         for ssrc in targets.into_iter().flatten() {
@@ -582,7 +607,6 @@ impl Shard {
                 rx.request_keyframe(KeyframeRequestKind::Pli);
             }
         }
-        self.metrics.keyframe_requests.inc();
         self.drain(peer_idx, now);
     }
 

@@ -7,14 +7,18 @@
 //! channel, and meeting events onto the [`EventBus`]. Nothing here touches a socket or reads a clock,
 //! so tests drive many peers through simulated time.
 //!
-//! Per forwarded packet the shard does no locking and no allocation of its own: the packet's payload is
-//! str0m's reference-counted buffer, shared by every subscription (str0m's `write_rtp` takes it that
-//! way); the queues below are reused.
+//! Per forwarded packet the shard does no locking and no allocation of its own. On the fast path (the
+//! default) a publisher's packet is decrypted in a reused buffer (`fast_ingress.rs`), its payload
+//! borrowed from there into each subscriber's datagram, written in reused outbox buffers
+//! (`fast_egress.rs`); on str0m's path the payload is str0m's reference-counted buffer, shared by every
+//! subscription. The queues below are reused.
 
 mod allocate;
 mod controls;
 mod fast_egress;
+mod fast_ingress;
 mod forwarding;
+mod ingress;
 mod model;
 mod negotiation;
 mod peer;
@@ -209,6 +213,9 @@ fn target_layer(target: Option<crate::allocation::policy::Choice>) -> Option<usi
 /// A subscribe offer not answered in this time is replaced by a new one.
 const OFFER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The largest datagram the fast path takes in (the workers receive at most this much).
+const MAX_DATAGRAM: usize = 2048;
+
 /// Housekeeping (speaking, layer rates, consent) runs this often.
 const TICK: Duration = Duration::from_millis(200);
 
@@ -227,6 +234,9 @@ pub struct Shard {
     transmits: VecDeque<Transmit>,
     /// What the fast path wrote, for the worker's next send ([`Shard::fast_outbox`]).
     outbox: crate::fastpath::outbox::Outbox,
+    /// Where the fast path decrypts a publisher's packet (a copy of the datagram: the caller's buffer
+    /// is shared, and the payload is forwarded from here).
+    scratch: Box<[u8]>,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     pending: VecDeque<(usize, PeerEvent)>,
     /// Connections written to since their last timeout pass.
@@ -260,6 +270,7 @@ impl Shard {
             subscriptions: Slab::new(),
             transmits: VecDeque::with_capacity(256),
             outbox: Default::default(),
+            scratch: vec![0; MAX_DATAGRAM].into_boxed_slice(),
             timers: BinaryHeap::new(),
             pending: VecDeque::with_capacity(256),
             dirty: Vec::with_capacity(64),
@@ -292,6 +303,22 @@ impl Shard {
             .filter_map(|(_, p)| p.fast.as_deref())
             .fold((0, 0, 0), |(n, packets, feedbacks), f| {
                 (n + 1, packets + f.packets, feedbacks + f.feedbacks)
+            })
+    }
+
+    /// Publish connections whose media the fast path receives, the packets it took and the
+    /// transport-wide feedback reports and NACKs it sent (for tests and diagnostics).
+    pub fn fast_ingress_counts(&self) -> (usize, u64, u64, u64) {
+        self.peers
+            .iter()
+            .filter_map(|(_, p)| p.fast_in.as_deref())
+            .fold((0, 0, 0, 0), |(n, packets, feedbacks, nacks), f| {
+                (
+                    n + 1,
+                    packets + f.packets,
+                    feedbacks + f.feedbacks,
+                    nacks + f.nacks,
+                )
             })
     }
 
@@ -468,6 +495,12 @@ impl Shard {
             self.metrics.dropped("unknown_source");
             return;
         };
+        if self.peers[peer_idx].fast_in.is_some() && fast_ingress::is_srtp(data) {
+            // A publisher's media on the fast path: str0m never sees it.
+            self.peers[peer_idx].last_rx = now;
+            self.on_fast_rtp(now, peer_idx, data);
+            return;
+        }
         let input = Input::Receive(
             now,
             Receive {
@@ -621,9 +654,12 @@ impl Shard {
                     if peer.role == Role::Subscribe && peer.is_rtx(&t.contents) {
                         self.metrics.rtx_sent.inc();
                     }
+                    // str0m follows the pair ICE nominated; the fast path sends where it does.
                     if let Some(fast) = peer.fast.as_mut() {
-                        // str0m follows the pair ICE nominated; the fast path sends where it does.
                         fast.destination = t.destination;
+                    }
+                    if let Some(fast_in) = peer.fast_in.as_mut() {
+                        fast_in.destination = t.destination;
                     }
                     self.transmits.push_back(t)
                 }
@@ -761,7 +797,11 @@ impl Shard {
         peer.connected = true;
         let (attendee, role) = (peer.attendee, peer.role);
         tracing::debug!(peer = idx, ?role, "connected");
-        if peer.fast_path && peer.fast.is_none() {
+        if peer.fast_path && role == Role::Publish && peer.fast_in.is_none() {
+            self.start_fast_ingress(idx);
+        }
+        let peer = &mut self.peers[idx];
+        if peer.fast_path && role == Role::Subscribe && peer.fast.is_none() {
             // DTLS is done, so its keys have landed; str0m's last datagram went to the nominated pair.
             let destination = peer.addrs.last().copied();
             match (peer.srtp_keys.get(), destination) {
@@ -822,7 +862,7 @@ impl Shard {
         let fast: Vec<usize> = self
             .peers
             .iter()
-            .filter(|(_, p)| p.fast.is_some())
+            .filter(|(_, p)| p.fast.is_some() || p.fast_in.is_some())
             .map(|(idx, _)| idx)
             .collect();
         for idx in fast {

@@ -246,6 +246,10 @@ impl Shard {
         let meeting = attendee.meeting.clone();
         if let Some(peer) = attendee.publish_peer.and_then(|i| self.peers.get_mut(i)) {
             peer.ssrc_routes.retain(|&(_, route, _)| route != p);
+            if let Some(fast_in) = peer.fast_in.as_mut() {
+                // Its streams route afresh (a browser reuses a stopped track's SSRC for the next).
+                fast_in.forget_publication(p);
+            }
         }
         self.metrics.tracks(publication.source).dec();
         for sub in publication.subscriptions {
@@ -472,8 +476,13 @@ impl Shard {
     }
 
     fn add_peer(&mut self, now: Instant, attendee: usize, role: Role) -> usize {
-        let fast_path = self.config.fast_path && role == Role::Subscribe;
-        let peer = Peer::new(now, self.config.candidate_addr, attendee, role, fast_path);
+        let peer = Peer::new(
+            now,
+            self.config.candidate_addr,
+            attendee,
+            role,
+            self.config.fast_path,
+        );
         let ufrag = peer.ufrag.clone();
         let idx = self.peers.insert(peer);
         self.peer_by_ufrag.insert(ufrag, idx);

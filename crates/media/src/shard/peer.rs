@@ -10,6 +10,7 @@ use str0m::rtp::Ssrc;
 use str0m::{Candidate, IceCreds, Rtc};
 
 use super::fast_egress::FastEgress;
+use super::fast_ingress::FastIngress;
 use crate::fastpath::keys::{self, KeySlot};
 
 /// Which of an attendee's two connections this is.
@@ -47,7 +48,10 @@ pub struct Peer {
     pub channel: Option<(ChannelId, bool)>,
     /// Built once the connection is up on a fast-path subscribe connection (see `fast_egress.rs`).
     pub fast: Option<Box<FastEgress>>,
-    /// This connection's media is meant for the fast path (str0m's estimator is off).
+    /// Built once the connection is up on a fast-path publish connection (see `fast_ingress.rs`).
+    pub fast_in: Option<Box<FastIngress>>,
+    /// This connection's media is meant for the fast path: sent by it (subscribe; str0m's estimator is
+    /// off) or received by it (publish), once the connection is up.
     pub fast_path: bool,
 }
 
@@ -119,20 +123,18 @@ impl Peer {
             None,
             FormatParams::default(),
         );
-        if fast_path {
+        if fast_path && role == Role::Subscribe {
             // The fast path sends the media and estimates from the feedback str0m hands over raw;
             // str0m's estimator would probe with sequence numbers of its own.
             // Its sender reports are ours too (str0m's would say nothing was sent): str0m's are
             // pushed out of any connection's lifetime.
             const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+            // Raw packets are a copy of everything str0m receives: on a subscribe connection that is
+            // RTCP only.
             config = config
+                .enable_raw_packets(true)
                 .set_rtcp_report_interval_audio(NEVER)
                 .set_rtcp_report_interval_video(NEVER);
-            if role == Role::Subscribe {
-                // Raw packets are a copy of everything str0m receives (RTP too): only the subscribe
-                // side, which receives nothing but RTCP, needs them.
-                config = config.enable_raw_packets(true);
-            }
         } else if role == Role::Subscribe {
             // Send-side estimation (transport-wide CC feedback, probing) of what the subscriber can
             // receive: the allocation spends it (crate::allocation).
@@ -165,6 +167,7 @@ impl Peer {
             srtp_keys,
             channel: None,
             fast: None,
+            fast_in: None,
             fast_path,
         }
     }

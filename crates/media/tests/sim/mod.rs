@@ -84,14 +84,20 @@ pub struct ClientPeer {
     pub channel_messages: Vec<Vec<u8>>,
     /// Per m-line: the packet count the sender's last sender report gave (str0m's ingress stats).
     pub sender_reported: HashMap<Mid, u64>,
+    /// The send-side estimates (bps) str0m made from the server's transport-wide feedback, when the
+    /// sim turned its estimator on ([`Sim::publisher_bwe`]).
+    pub estimates: Vec<u64>,
 }
 
 impl ClientPeer {
-    fn new(now: Instant, addr: SocketAddr) -> Self {
-        let mut rtc = Rtc::builder()
+    fn new(now: Instant, addr: SocketAddr, bwe: bool) -> Self {
+        let mut config = Rtc::builder()
             .set_rtp_mode(true)
-            .set_stats_interval(Some(Duration::from_secs(1)))
-            .build(now);
+            .set_stats_interval(Some(Duration::from_secs(1)));
+        if bwe {
+            config = config.enable_bwe(Some(str0m::bwe::Bitrate::kbps(300)));
+        }
+        let mut rtc = config.build(now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").expect("host candidate"));
         Self {
             rtc,
@@ -103,6 +109,7 @@ impl ClientPeer {
             channel: None,
             channel_messages: Vec::new(),
             sender_reported: HashMap::new(),
+            estimates: Vec::new(),
         }
     }
 }
@@ -175,6 +182,9 @@ pub struct Sim {
     pub event_log: Vec<MeetingEvent>,
     pub metrics: ShardMetrics,
     pub registry: Registry,
+    /// Publish connections made from now on run str0m's send-side estimator (off by default: its
+    /// probes would change every sim's traffic).
+    pub publisher_bwe: bool,
 }
 
 impl Sim {
@@ -215,6 +225,7 @@ impl Sim {
             event_log: Vec::new(),
             metrics,
             registry,
+            publisher_bwe: false,
         }
     }
 
@@ -289,7 +300,7 @@ impl Sim {
     /// Like [`Sim::publish`], with the camera sent as simulcast layers with these rids.
     pub fn publish_with(&mut self, c: usize, rids: &[&str]) {
         let addr: SocketAddr = format!("10.0.1.{}:4000", c + 1).parse().unwrap();
-        let mut peer = ClientPeer::new(self.now, addr);
+        let mut peer = ClientPeer::new(self.now, addr, self.publisher_bwe);
         let mut api = peer.rtc.sdp_api();
         let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
         let simulcast = (!rids.is_empty()).then(|| {
@@ -810,6 +821,9 @@ impl Sim {
                         peer.keyframe_requests += 1;
                         peer.keyframe_rids.push(r.rid.map(|r| r.to_string()));
                     }
+                    Event::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc {
+                        estimate, ..
+                    }) => peer.estimates.push(estimate.as_u64()),
                     Event::MediaIngressStats(stats) => {
                         if let Some(remote) = stats.remote {
                             peer.sender_reported.insert(stats.mid, remote.packets);
@@ -858,7 +872,7 @@ impl Sim {
                 client.sub_tracks = tracks.clone();
                 let peer = client
                     .subscribe
-                    .get_or_insert_with(|| ClientPeer::new(now, addr));
+                    .get_or_insert_with(|| ClientPeer::new(now, addr, false));
                 let offer = SdpOffer::from_sdp_string(sdp).expect("offer parses");
                 let answer = peer
                     .rtc
