@@ -12,7 +12,7 @@ use prometheus::{
 };
 
 /// Reasons a datagram or packet is dropped (the `reason` label of `convene_media_packets_dropped_total`).
-pub const DROP_REASONS: [&str; 17] = [
+pub const DROP_REASONS: [&str; 18] = [
     "unrecognized",
     "unknown_source",
     "not_accepted",
@@ -36,6 +36,8 @@ pub const DROP_REASONS: [&str; 17] = [
     "srtp_auth",
     "duplicate",
     "too_many_streams",
+    // A subscriber's RTCP on the fast path that is not RTCP.
+    "malformed_rtcp",
 ];
 
 /// Every media-plane series, registered once.

@@ -50,6 +50,18 @@ impl IngressExtIds {
         }
     }
 
+    /// The same without the stream identifiers (MID, RID, repaired RID): what a packet of a stream
+    /// already routed needs read. (Senders repeat them on every packet until their SSRC is reported
+    /// on; reading one makes a string.)
+    pub fn without_identifiers(self) -> Self {
+        Self {
+            mid: None,
+            rid: None,
+            repaired_rid: None,
+            ..self
+        }
+    }
+
     /// Fills in what `self` lacks from another m-line's map (an audio m-line's map names no video
     /// extensions; under BUNDLE the ids are one space).
     pub fn merge(&mut self, other: Self) {

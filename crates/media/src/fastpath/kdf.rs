@@ -171,8 +171,10 @@ pub struct SrtpKeys {
     pub local: SessionKey,
     /// What the peer protects its RTP with: what we unprotect incoming RTP with.
     pub remote: SessionKey,
-    /// What we protect outgoing RTCP with (the fast path's sender reports).
+    /// What we protect outgoing RTCP with (the fast path's sender reports and feedback).
     pub local_rtcp: SessionKey,
+    /// What the peer protects its RTCP with (the fast path reads subscribers' feedback).
+    pub remote_rtcp: SessionKey,
 }
 
 impl SrtpKeys {
@@ -193,15 +195,26 @@ impl SrtpKeys {
         let (client_salt, server_salt) = rest.split_at(SALT_LEN);
         let client = SessionKey::derive(profile, client_key, client_salt)?;
         let server = SessionKey::derive(profile, server_key, server_salt)?;
-        let (local, remote, (local_key, local_salt)) = if dtls_client {
-            (client, server, (client_key, client_salt))
+        let (local, remote, (local_key, local_salt), (remote_key, remote_salt)) = if dtls_client {
+            (
+                client,
+                server,
+                (client_key, client_salt),
+                (server_key, server_salt),
+            )
         } else {
-            (server, client, (server_key, server_salt))
+            (
+                server,
+                client,
+                (server_key, server_salt),
+                (client_key, client_salt),
+            )
         };
         Ok(Self {
             local,
             remote,
             local_rtcp: SessionKey::derive_rtcp(profile, local_key, local_salt)?,
+            remote_rtcp: SessionKey::derive_rtcp(profile, remote_key, remote_salt)?,
         })
     }
 }

@@ -11,6 +11,7 @@
 //! - [`kdf`]: the SRTP session keys of both directions, from that keying material.
 //! - [`ingress`]: reading a publisher's packet (header, extensions, packet index, replay window) and
 //!   the feedback it expects (transport-wide feedback, NACK, PLI).
+//! - [`feedback`]: reading the RTCP subscribers send (transport-wide feedback, NACK, PLI, FIR, REMB).
 //! - [`egress`]: a forwarded RTP packet written by us (header, negotiated extensions, payload).
 //! - [`outbox`]: the written datagrams' reusable buffers, until the worker sends them.
 //! - [`twcc`]: transport-wide sequence numbers and the send history feedback is joined with.
@@ -20,6 +21,7 @@
 
 pub mod cc;
 pub mod egress;
+pub mod feedback;
 pub mod ingress;
 pub mod kdf;
 pub mod keys;

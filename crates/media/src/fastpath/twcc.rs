@@ -7,9 +7,22 @@
 
 use std::time::{Duration, Instant};
 
-use str0m::rtp::rtcp::Twcc;
-
 use super::cc::PacketResult;
+use super::feedback::TransportCc;
+
+/// The 64-bit number ending in `seq` nearest to `last` (not below zero).
+fn nearest(last: u64, seq: u16) -> u64 {
+    let candidate = (last & !0xffff) | u64::from(seq);
+    [
+        candidate.checked_sub(1 << 16),
+        Some(candidate),
+        Some(candidate + (1 << 16)),
+    ]
+    .into_iter()
+    .flatten()
+    .min_by_key(|c| c.abs_diff(last))
+    .unwrap_or(candidate)
+}
 
 /// Packets remembered: a second at 2000 packets a second (a subscriber receiving 20 Mbit/s).
 /// Feedback comes every 50-100 ms; a packet older than this is not reported on any more.
@@ -99,17 +112,31 @@ impl SendHistory {
         out.sort_unstable_by_key(|r| r.seq);
     }
 
-    /// Reads str0m's parsed feedback: sequence numbers extended against what we sent last, arrivals
-    /// on a clock starting at `time_zero` (any fixed instant: only differences matter).
-    pub fn feedback_of(
+    /// Reads a feedback report: sequence numbers extended against what we sent last, arrivals on a
+    /// clock starting at `time_zero` (any fixed instant: only differences matter).
+    pub fn feedback_of<'a>(
         &self,
-        twcc: Twcc,
+        report: &TransportCc<'a>,
         time_zero: Instant,
-    ) -> impl Iterator<Item = (u64, Option<Instant>)> + use<> {
-        // str0m does not export its sequence number type, but converts into it from u64.
+    ) -> impl Iterator<Item = (u64, Option<Instant>)> + use<'a> {
         let last = self.next.saturating_sub(1);
-        twcc.into_iter(time_zero, last.into())
-            .map(|(seq, _status, arrival)| (*seq, arrival))
+        let base = nearest(last, report.base_seq);
+        let reference = time_zero + report.reference();
+        report
+            .arrivals()
+            .filter_map(Result::ok)
+            .enumerate()
+            .map(move |(i, (_, arrival_us))| {
+                let arrival = arrival_us.and_then(|us| {
+                    let d = Duration::from_micros(us.unsigned_abs());
+                    if us >= 0 {
+                        reference.checked_add(d)
+                    } else {
+                        reference.checked_sub(d)
+                    }
+                });
+                (base + i as u64, arrival)
+            })
     }
 }
 

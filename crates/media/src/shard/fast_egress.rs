@@ -1,10 +1,11 @@
 //! A subscribe connection whose forwarded media the fast path sends (`ShardConfig::fast_path`).
 //!
-//! str0m keeps the connection (ICE, DTLS, SCTP, RTCP in and out, negotiation) but sends no RTP on it:
-//! the shard writes each forwarded packet itself ([`fastpath::egress`]), numbers it in the connection's
-//! transport-wide sequence space ([`fastpath::twcc`]), protects it with the connection's SRTP key and
-//! queues it; the receiver's transport-wide feedback, which str0m still decrypts and parses (raw packet
-//! events), drives the fast path's own estimator ([`fastpath::cc`]) in place of str0m's.
+//! str0m keeps the connection (ICE, DTLS, SCTP, negotiation) but sends no RTP on it and reads none of
+//! its RTCP: the shard writes each forwarded packet itself ([`fastpath::egress`]), numbers it in the
+//! connection's transport-wide sequence space ([`fastpath::twcc`]), protects it with the connection's
+//! SRTP key and queues it; the receiver's SRTCP is decrypted here and read by [`fastpath::feedback`]:
+//! its transport-wide feedback drives the fast path's own estimator ([`fastpath::cc`]) in place of
+//! str0m's, its NACKs, PLIs, FIRs and REMBs go where str0m's events went.
 //!
 //! The estimator's probe clusters go out as padding-only packets on the RTX stream of one of the
 //! connection's video subscriptions (a receiver counts them in its feedback; it has nothing to decode),
@@ -22,12 +23,11 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use str0m::rtp::rtcp::Twcc;
-
 use crate::fastpath::cc::{BweConfig, PROBE_PACKET_BYTES, PacketResult, SendSideBwe};
 use crate::fastpath::egress::{
     ExtIds, RtpOut, SENDER_REPORT_LEN, SenderInfo, ntp_of, write_rtp, write_sender_report,
 };
+use crate::fastpath::feedback::TransportCc;
 use crate::fastpath::keys::DtlsKeys;
 use crate::fastpath::srtp::{OutboundStream, SRTCP_OVERHEAD, SrtpContext, TAG_LEN};
 use crate::fastpath::twcc::SendHistory;
@@ -92,6 +92,8 @@ struct ActiveProbe {
 pub struct FastEgress {
     srtp: SrtpContext,
     srtcp: SrtpContext,
+    /// The receiver's SRTCP: its feedback is read here, not by str0m.
+    srtcp_in: SrtpContext,
     /// Per SSRC we send on (a few per subscription: a scan is cheaper than a map here).
     streams: Vec<SendStream>,
     /// The wallclock at an instant: sender reports carry wallclock time.
@@ -128,6 +130,7 @@ impl FastEgress {
         let keys = keys.srtp_keys()?;
         let srtp = keys.local.context()?;
         let srtcp = keys.local_rtcp.context()?;
+        let srtcp_in = keys.remote_rtcp.context()?;
         let config = BweConfig {
             initial_bps: f64::from(initial_kbps) * 1000.0,
             ..BweConfig::default()
@@ -135,6 +138,7 @@ impl FastEgress {
         Ok(Self {
             srtp,
             srtcp,
+            srtcp_in,
             streams: Vec::new(),
             // Read once: from here on the wallclock follows the instants handed in.
             wallclock: (now, SystemTime::now()),
@@ -345,11 +349,17 @@ impl FastEgress {
         Some((protected, i))
     }
 
+    /// Authenticates and decrypts the receiver's SRTCP packet in `buf` in place; returns the RTCP
+    /// length.
+    pub fn open_rtcp(&self, buf: &mut [u8]) -> Result<usize, crate::fastpath::srtp::SrtpError> {
+        self.srtcp_in.unprotect_rtcp(buf).map(|(len, _index)| len)
+    }
+
     /// The receiver's transport-wide feedback; returns the new estimate (kbps) when it moved enough to
     /// reallocate.
-    pub fn on_twcc(&mut self, now: Instant, twcc: Twcc) -> Option<u32> {
+    pub fn on_transport_cc(&mut self, now: Instant, report: &TransportCc<'_>) -> Option<u32> {
         self.feedbacks += 1;
-        let feedback = self.history.feedback_of(twcc, self.time_zero);
+        let feedback = self.history.feedback_of(report, self.time_zero);
         let mut results = std::mem::take(&mut self.results);
         self.history.join(feedback, &mut results);
         self.bwe.on_feedback(now, &results);

@@ -191,7 +191,11 @@ impl FastIngress {
         let packet = &buf[..len];
         let payload = payload_range(packet, &header)?;
         let mut ext = ExtensionValues::default();
-        read_extensions(packet, header.header_len, &self.ids, &mut ext);
+        let ids = match self.streams[stream].route {
+            Some(_) => self.ids.without_identifiers(),
+            None => self.ids,
+        };
+        read_extensions(packet, header.header_len, &ids, &mut ext);
         let s = &mut self.streams[stream];
         let before = s.seq.record(index);
         if s.nackable {
@@ -302,4 +306,9 @@ impl FastIngress {
 /// Is this datagram SRTP (RTP, not RTCP: RFC 5761 §4 tells them apart by the second byte)?
 pub fn is_srtp(datagram: &[u8]) -> bool {
     datagram.len() >= 12 && datagram[0] >> 6 == 2 && !(192..=223).contains(&datagram[1])
+}
+
+/// Is this datagram SRTCP?
+pub fn is_srtcp(datagram: &[u8]) -> bool {
+    datagram.len() >= 8 && datagram[0] >> 6 == 2 && (192..=223).contains(&datagram[1])
 }

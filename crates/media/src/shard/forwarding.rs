@@ -13,9 +13,9 @@ use super::model::{FastSubscription, Layer};
 use super::peer::Role;
 use crate::allocation::policy::Choice;
 use crate::fastpath::egress::{ExtIds, RtpOut};
+use crate::fastpath::feedback::nack_entries;
 use crate::fastpath::rtx::rtx_payload;
 use crate::forward::{VideoCodec, starts_keyframe};
-use str0m::rtp::rtcp::Nack;
 
 /// An RFC 6464 level (in -dBov) above this marks its sender as speaking...
 const SPEAKING_LEVEL_DBOV: i8 = -50;
@@ -363,15 +363,16 @@ impl Shard {
 
     /// A subscriber's NACK on a fast-path connection: resend what the layers' histories still hold, as
     /// RTX.
-    pub(super) fn on_fast_nack(&mut self, now: Instant, idx: usize, nack: Nack) {
-        // str0m counts the NACKs it answers in its egress stats; these it never sees answered.
+    pub(super) fn on_fast_nack(&mut self, now: Instant, idx: usize, media_ssrc: u32, fci: &[u8]) {
+        // str0m counts the NACKs it answers in its egress stats; these it never sees.
         self.metrics.nacks.inc();
+        let media_ssrc = Ssrc::from(media_ssrc);
         let attendee = self.peers[idx].attendee;
         let Some(s) = self.attendees[attendee]
             .subscriptions
             .iter()
             .copied()
-            .find(|&s| self.subscriptions[s].tx_ssrc == Some(nack.ssrc))
+            .find(|&s| self.subscriptions[s].tx_ssrc == Some(media_ssrc))
         else {
             return;
         };
@@ -387,12 +388,13 @@ impl Shard {
             return;
         };
         let history = &self.publications[sub.publication].layers[layer].history;
-        let mut payload = Vec::new();
-        for entry in nack.reports.iter() {
-            let lost = std::iter::once(entry.pid).chain(
+        // Reused: a NACK storm is no reason to allocate.
+        let mut payload = std::mem::take(&mut self.rtx_scratch);
+        for (pid, blp) in nack_entries(fci) {
+            let lost = std::iter::once(pid).chain(
                 (0..16u16)
-                    .filter(|bit| entry.blp & (1 << bit) != 0)
-                    .map(|bit| entry.pid.wrapping_add(bit + 1)),
+                    .filter(|bit| blp & (1 << bit) != 0)
+                    .map(|bit| pid.wrapping_add(bit + 1)),
             );
             for out_seq in lost {
                 let Some(original) = sub
@@ -404,7 +406,7 @@ impl Shard {
                 };
                 rtx_payload(out_seq, &original.payload, &mut payload);
                 let Some(fast) = self.peers[idx].fast.as_mut() else {
-                    return;
+                    continue;
                 };
                 let timestamp = sub.rewriter.out_timestamp(original.timestamp);
                 let rtx = RtpOut {
@@ -426,6 +428,25 @@ impl Shard {
                     self.metrics.fast_rtx.inc();
                 }
             }
+        }
+        self.rtx_scratch = payload;
+    }
+
+    /// A subscriber's PLI or FIR for the stream we send it on `media_ssrc` (fast path: str0m does not
+    /// read its RTCP): passed on like str0m's keyframe request events.
+    pub(super) fn on_fast_keyframe_request(&mut self, now: Instant, idx: usize, media_ssrc: u32) {
+        self.metrics.plis.inc();
+        let attendee = self.peers[idx].attendee;
+        let media_ssrc = Ssrc::from(media_ssrc);
+        let sub = self.attendees[attendee]
+            .subscriptions
+            .iter()
+            .copied()
+            .find(|&s| self.subscriptions[s].tx_ssrc == Some(media_ssrc));
+        if let Some(s) = sub {
+            let sub = &self.subscriptions[s];
+            let layer = super::target_layer(sub.target).or(sub.layer);
+            self.request_keyframe(now, sub.publication, layer);
         }
     }
 

@@ -17,6 +17,7 @@ mod allocate;
 mod controls;
 mod fast_egress;
 mod fast_ingress;
+mod feedback;
 mod forwarding;
 mod ingress;
 mod model;
@@ -38,9 +39,7 @@ use str0m::bwe::{Bitrate, BweKind};
 use str0m::channel::{ChannelData, ChannelId};
 use str0m::media::KeyframeRequest;
 use str0m::net::{DatagramRecv, Protocol, Receive, Transmit};
-use str0m::rtp::RawPacket;
 use str0m::rtp::RtpPacket;
-use str0m::rtp::rtcp::Rtcp;
 use str0m::stats::MediaEgressStats;
 use str0m::{Event, IceConnectionState, Input, Output};
 
@@ -186,8 +185,6 @@ enum PeerEvent {
     Remb(u32),
     ChannelOpen(ChannelId),
     ChannelData(ChannelData),
-    /// A NACK on a fast-path connection (str0m answers the others itself).
-    Nack(str0m::rtp::rtcp::Nack),
     Failed,
 }
 
@@ -237,6 +234,8 @@ pub struct Shard {
     /// Where the fast path decrypts a publisher's packet (a copy of the datagram: the caller's buffer
     /// is shared, and the payload is forwarded from here).
     scratch: Box<[u8]>,
+    /// Where an RTX payload is put together (answering a NACK).
+    rtx_scratch: Vec<u8>,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     pending: VecDeque<(usize, PeerEvent)>,
     /// Connections written to since their last timeout pass.
@@ -271,6 +270,7 @@ impl Shard {
             transmits: VecDeque::with_capacity(256),
             outbox: Default::default(),
             scratch: vec![0; MAX_DATAGRAM].into_boxed_slice(),
+            rtx_scratch: Vec::with_capacity(MAX_DATAGRAM),
             timers: BinaryHeap::new(),
             pending: VecDeque::with_capacity(256),
             dirty: Vec::with_capacity(64),
@@ -495,6 +495,12 @@ impl Shard {
             self.metrics.dropped("unknown_source");
             return;
         };
+        if self.peers[peer_idx].fast.is_some() && fast_ingress::is_srtcp(data) {
+            // A subscriber's feedback on what the fast path sends it: str0m never sees it.
+            self.peers[peer_idx].last_rx = now;
+            self.on_fast_rtcp(now, peer_idx, data);
+            return;
+        }
         if self.peers[peer_idx].fast_in.is_some() && fast_ingress::is_srtp(data) {
             // A publisher's media on the fast path: str0m never sees it.
             self.peers[peer_idx].last_rx = now;
@@ -684,22 +690,6 @@ impl Shard {
                     Event::ChannelData(data) => {
                         self.pending.push_back((idx, PeerEvent::ChannelData(data)))
                     }
-                    Event::RawPacket(raw) => {
-                        // Only fast-path connections ask str0m for raw packets (a copy of every RTCP
-                        // packet; they carry no RTP through str0m): their estimator reads the
-                        // transport-wide feedback str0m decrypted.
-                        match (*raw, peer.fast.as_mut()) {
-                            (RawPacket::RtcpRx(Rtcp::Twcc(twcc)), Some(fast)) => {
-                                if let Some(kbps) = fast.on_twcc(now, twcc) {
-                                    self.pending.push_back((idx, PeerEvent::Estimate(kbps)));
-                                }
-                            }
-                            (RawPacket::RtcpRx(Rtcp::Nack(nack)), Some(_)) => {
-                                self.pending.push_back((idx, PeerEvent::Nack(nack)));
-                            }
-                            _ => {}
-                        }
-                    }
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                         // ICE-lite: the client may come back from another address; consent decides.
                         tracing::debug!(peer = idx, "ICE disconnected");
@@ -733,20 +723,10 @@ impl Shard {
                     PeerEvent::KeyframeRequest(req) => self.on_keyframe_request(now, idx, req),
                     PeerEvent::Connected => self.on_connected(now, idx),
                     PeerEvent::EgressStats(stats) => self.on_egress_stats(idx, &stats),
-                    PeerEvent::Estimate(kbps) => {
-                        let attendee = self.peers[idx].attendee;
-                        tracing::trace!(attendee, kbps, "downlink estimate");
-                        self.attendees[attendee].downlink_estimate_kbps = Some(kbps);
-                        self.reallocate(now, attendee);
-                    }
-                    PeerEvent::Remb(kbps) => {
-                        let attendee = self.peers[idx].attendee;
-                        self.attendees[attendee].downlink_remb_kbps = Some(kbps);
-                        self.reallocate(now, attendee);
-                    }
+                    PeerEvent::Estimate(kbps) => self.on_downlink_estimate(now, idx, kbps),
+                    PeerEvent::Remb(kbps) => self.on_downlink_remb(now, idx, kbps),
                     PeerEvent::ChannelOpen(id) => self.on_channel_open(idx, id),
                     PeerEvent::ChannelData(data) => self.on_channel_data(now, idx, data),
-                    PeerEvent::Nack(nack) => self.on_fast_nack(now, idx, nack),
                     PeerEvent::Failed => failed.push(self.peers[idx].attendee),
                 }
             }
@@ -764,6 +744,21 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// The send-side estimate of subscribe connection `idx` (kbps): the allocation spends it.
+    fn on_downlink_estimate(&mut self, now: Instant, idx: usize, kbps: u32) {
+        let attendee = self.peers[idx].attendee;
+        tracing::trace!(attendee, kbps, "downlink estimate");
+        self.attendees[attendee].downlink_estimate_kbps = Some(kbps);
+        self.reallocate(now, attendee);
+    }
+
+    /// A REMB on subscribe connection `idx` (kbps): a cap on the estimate.
+    fn on_downlink_remb(&mut self, now: Instant, idx: usize, kbps: u32) {
+        let attendee = self.peers[idx].attendee;
+        self.attendees[attendee].downlink_remb_kbps = Some(kbps);
+        self.reallocate(now, attendee);
     }
 
     /// Remember a connection that got media written, for one timeout pass at the end of the batch.

@@ -124,15 +124,13 @@ impl Peer {
             FormatParams::default(),
         );
         if fast_path && role == Role::Subscribe {
-            // The fast path sends the media and estimates from the feedback str0m hands over raw;
-            // str0m's estimator would probe with sequence numbers of its own.
+            // The fast path sends the media and reads the receiver's feedback itself (str0m sees no
+            // RTCP once the connection is up); str0m's estimator would probe with sequence numbers of
+            // its own.
             // Its sender reports are ours too (str0m's would say nothing was sent): str0m's are
             // pushed out of any connection's lifetime.
             const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-            // Raw packets are a copy of everything str0m receives: on a subscribe connection that is
-            // RTCP only.
             config = config
-                .enable_raw_packets(true)
                 .set_rtcp_report_interval_audio(NEVER)
                 .set_rtcp_report_interval_video(NEVER);
         } else if role == Role::Subscribe {
