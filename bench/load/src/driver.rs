@@ -90,6 +90,17 @@ pub struct PublishPlan {
     /// First stream id of this publisher; each published track takes the next one.
     pub stream_base: u32,
     pub seed: u64,
+    /// Follow the SFU's `publish_targets` (pause simulcast layers it switches off), as Convene's web app
+    /// does.
+    pub follow_targets: bool,
+}
+
+/// What the SFU asked one published track to send (Convene's `publish_targets`): the simulcast layers to
+/// keep (`None`: all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackLayers {
+    pub mid: String,
+    pub active_rids: Option<Vec<String>>,
 }
 
 /// A publish offer made by the driver, ready to send.
@@ -118,6 +129,11 @@ enum Command {
         tracks: Vec<(String, bool)>,
         reply: oneshot::Sender<Result<(ConnId, String), LoadError>>,
     },
+    /// Stop or resume simulcast layers, as a browser does when told (`RTCRtpSender.setParameters`).
+    PublishTargets {
+        conn: ConnId,
+        tracks: Vec<TrackLayers>,
+    },
     Close {
         conn: ConnId,
     },
@@ -134,6 +150,12 @@ impl DriverHandle {
     fn send(&self, cmd: Command) -> Result<(), LoadError> {
         self.tx.send(cmd).map_err(|_| LoadError::DriverGone)?;
         self.waker.wake().map_err(LoadError::Io)
+    }
+
+    /// Sends only the simulcast layers `tracks` name from now on (the others pause, as a browser's do
+    /// when Convene's `publish_targets` switch them off).
+    pub fn publish_targets(&self, conn: ConnId, tracks: Vec<TrackLayers>) -> Result<(), LoadError> {
+        self.send(Command::PublishTargets { conn, tracks })
     }
 
     /// Creates a publish connection for `plan` and returns its offer.
@@ -230,6 +252,8 @@ struct Source {
     /// RTP sequence number (extended; str0m derives the SRTP ROC from it).
     rtp_seq: u64,
     pt: Option<Pt>,
+    /// A simulcast layer the SFU switched off is not sent (its model still runs, so it resumes in step).
+    active: bool,
 }
 
 enum Model {
@@ -387,6 +411,21 @@ impl DriverState {
             } => {
                 let _ = reply.send(self.accept_subscribe_offer(conn, &sdp, &tracks));
             }
+            Command::PublishTargets { conn, tracks } => {
+                if let Some(c) = self.conns.get_mut(conn) {
+                    for s in &mut c.sources {
+                        let (Some(rid), Some(track)) =
+                            (s.rid, tracks.iter().find(|t| t.mid == s.mid.to_string()))
+                        else {
+                            continue;
+                        };
+                        s.active = track
+                            .active_rids
+                            .as_ref()
+                            .is_none_or(|rids| rids.iter().any(|r| r.as_str() == &*rid));
+                    }
+                }
+            }
             Command::Close { conn } => {
                 if let Some(c) = self.conns.get_mut(conn) {
                     c.rtc.disconnect();
@@ -463,6 +502,7 @@ impl DriverState {
                 seq: 0,
                 rtp_seq: rtp_start(s),
                 pt: None,
+                active: true,
             });
             stream += 1;
         }
@@ -492,6 +532,7 @@ impl DriverState {
                     seq: 0,
                     rtp_seq: rtp_start(s),
                     pt: None,
+                    active: true,
                 });
             }
             stream += 1;
@@ -508,6 +549,7 @@ impl DriverState {
                 seq: 0,
                 rtp_seq: rtp_start(s),
                 pt: None,
+                active: true,
             });
         }
         let (offer, pending) = api
@@ -611,6 +653,9 @@ impl DriverState {
             for s in &mut conn.sources {
                 let Some(pt) = s.pt else { continue };
                 while let Some(frame) = s.model.poll(now) {
+                    if !s.active {
+                        continue;
+                    }
                     let mut api = conn.rtc.direct_api();
                     let Some(tx) = api.stream_tx_by_mid(s.mid, s.rid) else {
                         break;

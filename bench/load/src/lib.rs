@@ -74,6 +74,9 @@ pub struct Scenario {
     /// Publishers that also share their screen (the first ones of each meeting).
     pub screens: usize,
     pub talk_ratio: f64,
+    /// Publishers pause the simulcast layers Convene's `publish_targets` switch off, as its web app
+    /// does (Janus sends no such thing; there every layer keeps flowing).
+    pub follow_publish_targets: bool,
     #[serde(serialize_with = "as_secs")]
     pub keyframe_interval: Duration,
     /// Measurement window, after everyone is connected and a warm-up.
@@ -286,6 +289,7 @@ pub async fn run(s: Scenario) -> Result<Summary, LoadError> {
                         screen: i < s.screens,
                         talk_ratio: s.talk_ratio,
                         keyframe_interval: s.keyframe_interval,
+                        follow_targets: s.follow_publish_targets,
                         stream_base,
                         seed: s.seed ^ (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
                     };
@@ -529,6 +533,7 @@ mod tests {
             camera: vec![],
             screens: 0,
             talk_ratio: 1.0,
+            follow_publish_targets: true,
             keyframe_interval: Duration::from_secs(1),
             duration: Duration::from_secs(1),
             warmup: Duration::ZERO,

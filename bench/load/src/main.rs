@@ -57,6 +57,10 @@ struct Args {
     /// Share of time each publisher talks (0-1); silence is sent as Opus DTX.
     #[arg(long, default_value_t = 0.3)]
     talk_ratio: f64,
+    /// Publishers keep sending every simulcast layer even when Convene's `publish_targets` switch some
+    /// off (by default they pause them, as the web app's browsers do).
+    #[arg(long)]
+    ignore_publish_targets: bool,
     /// Seconds between periodic keyframes (plus those the SFU asks for).
     #[arg(long, default_value_t = 5.0)]
     keyframe_interval: f64,
@@ -207,6 +211,7 @@ fn main() -> anyhow::Result<()> {
         camera: parse_layers(&a.camera)?,
         screens: a.screens,
         talk_ratio: a.talk_ratio,
+        follow_publish_targets: !a.ignore_publish_targets,
         keyframe_interval: seconds("keyframe-interval", a.keyframe_interval)?,
         duration: seconds("duration", a.duration)?,
         warmup: seconds("warmup", a.warmup)?,

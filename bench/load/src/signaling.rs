@@ -20,7 +20,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::LoadError;
-use crate::driver::{ConnId, DriverHandle, PublishPlan};
+use crate::driver::{ConnId, DriverHandle, PublishPlan, TrackLayers};
 
 pub type Socket = WebSocketStream<TcpStream>;
 
@@ -194,6 +194,24 @@ pub async fn attendee(
                         }
                     }
                     Err(e) => break Err(e),
+                }
+            }
+            ServerMessage::PublishTargets { tracks } => {
+                // What Convene's web app does with it: pause the simulcast layers nobody receives.
+                if let (Some(conn), true) = (
+                    publish_conn,
+                    role.publish.as_ref().is_some_and(|p| p.follow_targets),
+                ) {
+                    let tracks = tracks
+                        .into_iter()
+                        .map(|t| TrackLayers {
+                            mid: t.mid,
+                            active_rids: t.active_rids,
+                        })
+                        .collect();
+                    if let Err(e) = driver.publish_targets(conn, tracks) {
+                        break Err(e);
+                    }
                 }
             }
             ServerMessage::Error { code, message } => {

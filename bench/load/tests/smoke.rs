@@ -65,6 +65,7 @@ fn scenario(server: SocketAddr, name: &str) -> Scenario {
         screens: 0,
         // Always talking: audio flows at a steady 50 packets/s, so a short window sees plenty.
         talk_ratio: 1.0,
+        follow_publish_targets: true,
         keyframe_interval: Duration::from_secs(2),
         duration: Duration::from_millis(1500),
         warmup: Duration::from_millis(500),
@@ -158,4 +159,40 @@ async fn every_benchmark_shape_forwards_media() {
         );
         check(&summary);
     }
+}
+
+/// Publishers follow Convene's `publish_targets` as its web app does: in a meeting of five, where each
+/// receiver gets the lowest camera layer, the two higher layers are paused (after the allocation's grace
+/// period for layers falling out of use), so publishers send far fewer packets than with
+/// `--ignore-publish-targets`, while every receiver still gets video.
+#[tokio::test(flavor = "current_thread")]
+async fn publishers_pause_the_layers_convene_switches_off() {
+    let server = start_server().await;
+    let mut sent = Vec::new();
+    for follow in [true, false] {
+        let mut s = scenario(
+            server,
+            if follow {
+                "smoke-follow"
+            } else {
+                "smoke-ignore"
+            },
+        );
+        s.publishers = 5;
+        s.subscribers = 0;
+        s.follow_publish_targets = follow;
+        // Past the 5 s a layer stays on after it fell out of use.
+        s.warmup = Duration::from_secs(7);
+        let summary = run(s).await.expect("run");
+        check(&summary);
+        sent.push(summary.sent_packets as f64 / summary.window_s);
+    }
+    let (follow, ignore) = (sent[0], sent[1]);
+    eprintln!(
+        "packets sent per second: {follow:.0} following the targets, {ignore:.0} ignoring them"
+    );
+    assert!(
+        follow < 0.6 * ignore,
+        "publishers sent {follow:.0} packets/s following publish_targets, {ignore:.0} ignoring them"
+    );
 }
