@@ -120,11 +120,21 @@ impl Calls {
 
     /// One 20 ms round for every call, at `now`.
     pub fn round(&mut self, now: Instant) -> Flow {
+        self.round_part(now, 0, 1)
+    }
+
+    /// Part `part` of `parts` of a 20 ms round, at `now`: the calls whose index is `part` modulo
+    /// `parts` (calls that joined at different times tick at different phases of the 20 ms). The
+    /// round is over after its last part.
+    pub fn round_part(&mut self, now: Instant, part: usize, parts: usize) -> Flow {
         let mut flow = Flow::default();
         let r = self.round;
-        self.round += 1;
+        if part + 1 >= parts {
+            self.round += 1;
+        }
         let step = u64::from(rtp_clock(self.device.codec) / 50);
-        for call in &mut self.calls {
+        let parts = parts.max(1);
+        for call in self.calls.iter_mut().skip(part).step_by(parts) {
             let at = (call.offset + r as usize) % LOOP_FRAMES;
             // The device's packet: its sequence number and timestamp advance from where it started.
             call.packet.clear();

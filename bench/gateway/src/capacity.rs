@@ -35,6 +35,10 @@ pub struct Search {
     pub bisect: usize,
     /// An attempt stops early after this many late rounds: it is over capacity, not unlucky.
     pub give_up_after_late: usize,
+    /// The calls tick at this many evenly spaced phases of the 20 ms (1: all at once, the worst
+    /// alignment; calls that join at different times each tick on their own task's timer, spread
+    /// over the 20 ms). A phase is late if its calls' work ends after their next frame is due.
+    pub phases: usize,
 }
 
 /// One attempt at N calls.
@@ -142,29 +146,38 @@ impl Search {
         let mut window: Option<(Instant, Duration, i64)> = None;
         // The first round a little ahead, so it is not late for the time the setup took.
         let start = Instant::now() + Duration::from_millis(2);
+        let phases = self.phases.max(1);
+        let phase_gap = FRAME / phases as u32;
         for k in 0..warmup + measured {
-            let due = start + FRAME * k as u32;
-            let now = Instant::now();
-            if now < due {
-                std::thread::sleep(due - now);
-            }
             if k == warmup {
                 window = Some((Instant::now(), thread_cpu(), preemptions()));
             }
-            let began = Instant::now();
-            let cpu_before = thread_cpu();
-            // The bridges' clock is the schedule, not the wall: a late round still codes the
-            // frame it was due for, as a real call's task would.
-            let out = calls.round(due);
-            let cpu = thread_cpu() - cpu_before;
-            let ended = Instant::now();
+            let round_due = start + FRAME * k as u32;
+            let (mut work, mut cpu, mut round_late) = (Duration::ZERO, Duration::ZERO, false);
+            let mut out = Flow::default();
+            for phase in 0..phases {
+                let due = round_due + phase_gap * phase as u32;
+                let now = Instant::now();
+                if now < due {
+                    std::thread::sleep(due - now);
+                }
+                let began = Instant::now();
+                let cpu_before = thread_cpu();
+                // The bridges' clock is the schedule, not the wall: a late round still codes the
+                // frame it was due for, as a real call's task would.
+                out += calls.round_part(due, phase, phases);
+                cpu += thread_cpu() - cpu_before;
+                let ended = Instant::now();
+                work += ended - began;
+                round_late |= ended > due + FRAME;
+            }
             if k < warmup {
                 continue;
             }
             flow += out;
             cpu_total += cpu;
-            round_wall.push(ended - began);
-            late += usize::from(ended > due + FRAME);
+            round_wall.push(work);
+            late += usize::from(round_late);
             over_cpu += usize::from(cpu > FRAME);
             if late > self.give_up_after_late {
                 break;

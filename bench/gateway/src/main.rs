@@ -51,6 +51,10 @@ struct Args {
     /// With --typical: the share of the time the room talks (a meeting of about ten parties: 0.1).
     #[arg(long, default_value_t = 0.1, requires = "typical")]
     room_talk: f64,
+    /// Calls tick at this many evenly spaced phases of the 20 ms instead of all at once (the
+    /// gateway's calls each tick on their own task's timer, started when they joined).
+    #[arg(long, default_value_t = 1)]
+    phases: usize,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -111,6 +115,7 @@ fn main() -> anyhow::Result<()> {
         measure,
         bisect: if args.quick { 2 } else { 4 },
         give_up_after_late: 10,
+        phases: args.phases,
     };
     let stage_frames = if args.quick { 300 } else { 1500 };
     eprintln!(
@@ -173,6 +178,7 @@ fn main() -> anyhow::Result<()> {
             "target_calls_per_core": TARGET_CALLS_PER_CORE,
             "target_met": capacity.max_calls >= TARGET_CALLS_PER_CORE,
             "speakers": args.speakers,
+            "phases": args.phases,
             "pinned_cpu": pinned,
             "step_seconds": measure.as_secs_f64(),
             "at_max": at,

@@ -131,3 +131,30 @@ fn the_typical_scenario_is_quieter_both_ways() {
     assert!(stats.meeting_frames < 3 * 3 * 200 / 2, "{stats:?}");
     assert_clean(&stats);
 }
+
+/// A round run in phases (calls ticking at different times of the 20 ms) codes exactly what the
+/// whole round codes: every call once per round, none twice, none skipped.
+#[test]
+fn a_round_in_phases_codes_every_call_once() {
+    let t0 = Instant::now();
+    let mut flows = Vec::new();
+    for parts in [1usize, 4] {
+        let mut calls = Calls::new(
+            DeviceStream::new(Codec::Pcmu).unwrap(),
+            MeetingStream::new(2).unwrap(),
+        );
+        calls.resize(6).unwrap();
+        let mut flow = Flow::default();
+        for k in 0..25u64 {
+            for part in 0..parts {
+                let at = t0 + Duration::from_millis(20 * k + 5 * part as u64);
+                flow += calls.round_part(at, part, parts);
+            }
+        }
+        assert_clean(&calls.stats());
+        flows.push(flow);
+    }
+    assert_eq!(flows[0].to_device, 6 * 25);
+    assert_eq!(flows[0].to_device, flows[1].to_device);
+    assert_eq!(flows[0].to_meeting, flows[1].to_meeting);
+}
