@@ -464,12 +464,12 @@ impl Shard {
         while let Some(n) = fast.poll_report(now, self.outbox.next_buf()) {
             self.outbox.commit(fast.destination, n);
         }
-        let (probe, report) = (fast.next_deadline(), fast.next_report());
-        if let Some(at) = probe {
+        if let Some(at) = [fast.next_deadline(), fast.next_report()]
+            .into_iter()
+            .flatten()
+            .min()
+        {
             self.schedule(idx, at);
-        }
-        if let Some(at) = report {
-            self.schedule_soft(idx, now, at);
         }
     }
 

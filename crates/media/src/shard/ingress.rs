@@ -72,7 +72,7 @@ impl Shard {
             .as_ref()
             .and_then(|f| f.next_due())
         {
-            self.schedule_soft(peer_idx, now, at);
+            self.schedule(peer_idx, at);
         }
     }
 
@@ -237,7 +237,7 @@ impl Shard {
             self.metrics.fast_feedback.inc();
         }
         if let Some(at) = fast_in.next_due() {
-            self.schedule_soft(idx, now, at);
+            self.schedule(idx, at);
         }
     }
 }

@@ -213,24 +213,6 @@ const OFFER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest datagram the fast path takes in (the workers receive at most this much).
 const MAX_DATAGRAM: usize = 2048;
 
-/// Deadlines that may run a little late (feedback, sender reports, str0m's own timers on fast-path
-/// connections) are rounded up to this grid: a shard with a hundred connections then wakes once for
-/// all that are due in a slot rather than once each (at light load a wake-up costs more than what it
-/// wakes for). Probe clusters keep exact deadlines: their spacing is what they measure.
-const TIMER_SLOT: Duration = Duration::from_millis(5);
-
-/// `at` rounded up to the shard's timer grid ([`TIMER_SLOT`] from `epoch`); a deadline already due
-/// stays as it is.
-fn coalesced(epoch: Instant, now: Instant, at: Instant) -> Instant {
-    if at <= now {
-        return at;
-    }
-    let slot = TIMER_SLOT.as_nanos();
-    let since = at.saturating_duration_since(epoch).as_nanos();
-    let rounded = since.div_ceil(slot) * slot;
-    epoch + Duration::from_nanos(rounded.min(u128::from(u64::MAX)) as u64)
-}
-
 /// Housekeeping (speaking, layer rates, consent) runs this often.
 const TICK: Duration = Duration::from_millis(200);
 
@@ -264,8 +246,6 @@ pub struct Shard {
     next_publication_serial: u64,
     next_tick: Instant,
     next_rate_update: Instant,
-    /// The origin of the timer grid ([`TIMER_SLOT`]).
-    epoch: Instant,
 }
 
 impl Shard {
@@ -299,7 +279,6 @@ impl Shard {
             next_publication_serial: 1,
             next_tick: now + TICK,
             next_rate_update: now + Duration::from_secs(1),
-            epoch: now,
         }
     }
 
@@ -662,14 +641,8 @@ impl Shard {
         }
     }
 
-    /// Like [`Shard::schedule`], for a deadline that may run up to a [`TIMER_SLOT`] late.
-    pub(super) fn schedule_soft(&mut self, idx: usize, now: Instant, at: Instant) {
-        self.schedule(idx, coalesced(self.epoch, now, at));
-    }
-
     /// Drain one connection's output after a mutation (str0m's contract), queueing what matters.
     fn drain(&mut self, idx: usize, now: Instant) {
-        let epoch = self.epoch;
         let Some(peer) = self.peers.get_mut(idx) else {
             return;
         };
@@ -677,13 +650,6 @@ impl Shard {
             match peer.rtc.poll_output() {
                 Ok(Output::Timeout(at)) => {
                     let at = at.max(now);
-                    // On a fast-path connection str0m paces nothing: its timers (ICE, DTLS, reports)
-                    // can share a slot.
-                    let at = if peer.fast_path {
-                        coalesced(epoch, now, at)
-                    } else {
-                        at
-                    };
                     if peer.scheduled.is_none_or(|s| at < s) {
                         peer.scheduled = Some(at);
                         self.timers.push(Reverse((at, idx)));
@@ -950,33 +916,6 @@ impl Shard {
         for (idx, reason) in expired {
             tracing::info!(attendee = %self.attendees[idx].id, reason = reason.as_str(), "removing attendee");
             self.remove_attendee(now, idx, reason);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn soft_deadlines_round_up_to_the_timer_grid() {
-        let epoch = Instant::now();
-        let now = epoch + Duration::from_millis(12);
-        let ms = |m: u64| epoch + Duration::from_millis(m);
-        // Due already: as it is.
-        assert_eq!(coalesced(epoch, now, ms(11)), ms(11));
-        assert_eq!(coalesced(epoch, now, now), now);
-        // Later: the end of its slot, never earlier than asked and at most a slot late.
-        assert_eq!(coalesced(epoch, now, ms(13)), ms(15));
-        assert_eq!(coalesced(epoch, now, ms(15)), ms(15));
-        assert_eq!(
-            coalesced(epoch, now, ms(16) + Duration::from_micros(1)),
-            ms(20)
-        );
-        for us in (12_001..40_000).step_by(997) {
-            let at = epoch + Duration::from_micros(us);
-            let c = coalesced(epoch, now, at);
-            assert!(c >= at && c - at < TIMER_SLOT);
         }
     }
 }
