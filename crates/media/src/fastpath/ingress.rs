@@ -224,6 +224,21 @@ fn identifier(data: &[u8]) -> Option<&str> {
     .then_some(s)
 }
 
+/// The 64-bit number ending in `seq` nearest to `near`: of the three candidate rollovers, the closest
+/// (RFC 3711 Appendix A's estimate; never below zero).
+pub fn extend_seq(near: u64, seq: u16) -> u64 {
+    let candidate = (near & !0xffff) | u64::from(seq);
+    [
+        candidate.checked_sub(1 << 16),
+        Some(candidate),
+        Some(candidate + (1 << 16)),
+    ]
+    .into_iter()
+    .flatten()
+    .min_by_key(|c| c.abs_diff(near))
+    .unwrap_or(candidate)
+}
+
 /// Extends an incoming stream's 16-bit sequence numbers to 64-bit packet indices (RFC 3711 §3.3.1,
 /// Appendix A) and remembers which of the last [`SeqTracker::WINDOW`] arrived.
 #[derive(Debug, Clone, Copy, Default)]
@@ -250,23 +265,13 @@ impl SeqTracker {
         self.highest
     }
 
-    /// The index `seq` most likely stands for: the one of the three candidate rollovers closest to the
-    /// highest so far. A stream's first packet has rollover 0, as the sender's counter starts there.
+    /// The index `seq` most likely stands for ([`extend_seq`]). A stream's first packet has rollover 0,
+    /// as the sender's counter starts there.
     pub fn estimate(&self, seq: u16) -> u64 {
-        let Some(highest) = self.highest else {
-            return u64::from(seq);
-        };
-        let roc = highest >> 16;
-        let candidate = (roc << 16) | u64::from(seq);
-        [
-            candidate.checked_sub(1 << 16),
-            Some(candidate),
-            Some(candidate + (1 << 16)),
-        ]
-        .into_iter()
-        .flatten()
-        .min_by_key(|c| c.abs_diff(highest))
-        .unwrap_or(candidate)
+        match self.highest {
+            Some(highest) => extend_seq(highest, seq),
+            None => u64::from(seq),
+        }
     }
 
     /// Is `index` new: not seen, and not older than the window?
@@ -482,11 +487,7 @@ impl TransportFeedback {
 
     /// A packet with transport-wide sequence number `seq` arrived at `now`.
     pub fn on_arrival(&mut self, now: Instant, seq: u16) {
-        let index = SeqTracker {
-            highest: self.highest,
-            seen: 0,
-        }
-        .estimate(seq);
+        let index = self.highest.map_or(u64::from(seq), |h| extend_seq(h, seq));
         if self.next_base.is_some_and(|base| index < base) {
             // Reported (as lost) already: too late to tell.
             return;

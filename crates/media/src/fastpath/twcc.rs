@@ -9,20 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::cc::PacketResult;
 use super::feedback::TransportCc;
-
-/// The 64-bit number ending in `seq` nearest to `last` (not below zero).
-fn nearest(last: u64, seq: u16) -> u64 {
-    let candidate = (last & !0xffff) | u64::from(seq);
-    [
-        candidate.checked_sub(1 << 16),
-        Some(candidate),
-        Some(candidate + (1 << 16)),
-    ]
-    .into_iter()
-    .flatten()
-    .min_by_key(|c| c.abs_diff(last))
-    .unwrap_or(candidate)
-}
+use super::ingress::extend_seq;
 
 /// Packets remembered: a second at 2000 packets a second (a subscriber receiving 20 Mbit/s).
 /// Feedback comes every 50-100 ms; a packet older than this is not reported on any more.
@@ -120,7 +107,7 @@ impl SendHistory {
         time_zero: Instant,
     ) -> impl Iterator<Item = (u64, Option<Instant>)> + use<'a> {
         let last = self.next.saturating_sub(1);
-        let base = nearest(last, report.base_seq);
+        let base = extend_seq(last, report.base_seq);
         let reference = time_zero + report.reference();
         report
             .arrivals()

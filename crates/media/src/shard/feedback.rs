@@ -9,15 +9,7 @@ use crate::fastpath::feedback::{Feedback, fir_ssrcs, packets};
 impl Shard {
     /// An SRTCP datagram on a subscribe connection whose media the fast path sends.
     pub(super) fn on_fast_rtcp(&mut self, now: Instant, idx: usize, data: &[u8]) {
-        let n = data.len();
-        if n > self.scratch.len() {
-            self.metrics.dropped("oversized");
-            return;
-        }
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch[..n].copy_from_slice(data);
-        self.read_fast_rtcp(now, idx, &mut scratch[..n]);
-        self.scratch = scratch;
+        self.in_scratch(data, |shard, buf| shard.read_fast_rtcp(now, idx, buf));
         // What the feedback changed (allocations, renegotiation) may have queued events.
         self.run_events(now, Flush::Later);
     }

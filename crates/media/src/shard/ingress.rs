@@ -55,18 +55,24 @@ impl Shard {
         }
     }
 
-    /// An SRTP datagram on a publish connection whose media the fast path receives.
-    pub(super) fn on_fast_rtp(&mut self, now: Instant, peer_idx: usize, data: &[u8]) {
+    /// Runs `f` on a copy of `data` in the shard's scratch buffer (the fast path decrypts in place;
+    /// the caller's buffer is shared). The buffer is taken out meanwhile, so `f` may borrow from it
+    /// while it changes the shard.
+    pub(super) fn in_scratch(&mut self, data: &[u8], f: impl FnOnce(&mut Self, &mut [u8])) {
         let n = data.len();
         if n > self.scratch.len() {
             self.metrics.dropped("oversized");
             return;
         }
-        // Taken out for the packet's way through the shard, which borrows its payload from it.
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch[..n].copy_from_slice(data);
-        self.take_fast_rtp(now, peer_idx, &mut scratch[..n]);
+        f(self, &mut scratch[..n]);
         self.scratch = scratch;
+    }
+
+    /// An SRTP datagram on a publish connection whose media the fast path receives.
+    pub(super) fn on_fast_rtp(&mut self, now: Instant, peer_idx: usize, data: &[u8]) {
+        self.in_scratch(data, |shard, buf| shard.take_fast_rtp(now, peer_idx, buf));
         if let Some(at) = self.peers[peer_idx]
             .fast_in
             .as_ref()
