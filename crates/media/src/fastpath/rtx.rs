@@ -2,6 +2,8 @@
 //! per publisher layer (not per subscriber), from which a subscriber's NACK is answered as RTX
 //! (RFC 4588: the original sequence number, then the original payload, on the RTX stream).
 //!
+//! Only packets the fast path forwarded are kept: a layer nobody receives is never asked for.
+//!
 //! A subscriber's NACK names its own (rewritten) sequence numbers; its subscription's rewriter maps them
 //! back to the layer's (`convene_core::rewrite::Rewriter::source_seq`). Keeping the payloads once per
 //! layer costs one copy per received packet; a per-subscriber history (str0m's way) keeps one per

@@ -143,16 +143,6 @@ impl Shard {
         }
         let l = &mut publication.layers[layer];
         l.last_packet = now;
-        if is_video && self.config.fast_path {
-            // Kept once per layer for the fast path's retransmissions (a copy into a reused buffer).
-            l.history.insert(
-                packet.seq,
-                packet.timestamp,
-                packet.marker,
-                packet.payload.bytes(),
-                now,
-            );
-        }
         // What the layer costs on a subscriber's link, which is what its estimate measures: the payload
         // plus each packet's headers and SRTP tag (about a fifth more for audio and small video packets).
         l.bytes_window += len + PACKET_OVERHEAD_BYTES;
@@ -198,6 +188,8 @@ impl Shard {
         let best = publication.best_layer.unwrap_or(layer);
         // Layers some subscriber waits for a keyframe of (bit per layer index).
         let mut keyframes_wanted: u32 = 0;
+        // Some fast-path subscription got the packet (then it may be NACKed).
+        let mut sent_fast = false;
 
         for i in 0..self.publications[p].subscriptions.len() {
             let s = self.publications[p].subscriptions[i];
@@ -321,6 +313,7 @@ impl Shard {
                     self.outbox.commit(fast.destination, n);
                     self.count_out(is_video, len);
                     self.metrics.fast_media.inc();
+                    sent_fast = true;
                 }
                 continue;
             }
@@ -352,6 +345,17 @@ impl Shard {
             self.drain(peer, now);
             // str0m releases written packets on its next timeout pass; one per connection per batch.
             self.mark_dirty(peer);
+        }
+        if is_video && sent_fast {
+            // Kept once per layer for the fast path's retransmissions (a copy into a reused buffer), and
+            // only if the fast path sent it: a layer nobody receives is never asked for again.
+            self.publications[p].layers[layer].history.insert(
+                packet.seq,
+                packet.timestamp,
+                packet.marker,
+                packet.payload.bytes(),
+                now,
+            );
         }
         // Only the layers some subscriber waits for (usually none): visit set bits, not all 32.
         while keyframes_wanted != 0 {
