@@ -370,14 +370,7 @@ impl Shard {
     pub(super) fn on_fast_nack(&mut self, now: Instant, idx: usize, media_ssrc: u32, fci: &[u8]) {
         // str0m counts the NACKs it answers in its egress stats; these it never sees.
         self.metrics.nacks.inc();
-        let media_ssrc = Ssrc::from(media_ssrc);
-        let attendee = self.peers[idx].attendee;
-        let Some(s) = self.attendees[attendee]
-            .subscriptions
-            .iter()
-            .copied()
-            .find(|&s| self.subscriptions[s].tx_ssrc == Some(media_ssrc))
-        else {
+        let Some(s) = self.subscription_sent_on(idx, media_ssrc) else {
             return;
         };
         let sub = &self.subscriptions[s];
@@ -440,18 +433,29 @@ impl Shard {
     /// read its RTCP): passed on like str0m's keyframe request events.
     pub(super) fn on_fast_keyframe_request(&mut self, now: Instant, idx: usize, media_ssrc: u32) {
         self.metrics.plis.inc();
+        if let Some(s) = self.subscription_sent_on(idx, media_ssrc) {
+            self.request_keyframe_for(now, s);
+        }
+    }
+
+    /// The subscription subscribe connection `idx` sends on SSRC `ssrc`.
+    fn subscription_sent_on(&self, idx: usize, ssrc: u32) -> Option<usize> {
+        let ssrc = Ssrc::from(ssrc);
         let attendee = self.peers[idx].attendee;
-        let media_ssrc = Ssrc::from(media_ssrc);
-        let sub = self.attendees[attendee]
+        self.attendees[attendee]
             .subscriptions
             .iter()
             .copied()
-            .find(|&s| self.subscriptions[s].tx_ssrc == Some(media_ssrc));
-        if let Some(s) = sub {
-            let sub = &self.subscriptions[s];
-            let layer = super::target_layer(sub.target).or(sub.layer);
-            self.request_keyframe(now, sub.publication, layer);
-        }
+            .find(|&s| self.subscriptions[s].tx_ssrc == Some(ssrc))
+    }
+
+    /// Subscription `s` needs a keyframe: ask its publisher for one of the layer it gets (during a
+    /// switch, the layer being switched to: a keyframe of the old one would only crowd the, often
+    /// congested, link the switch is for).
+    fn request_keyframe_for(&mut self, now: Instant, s: usize) {
+        let sub = &self.subscriptions[s];
+        let layer = super::target_layer(sub.target).or(sub.layer);
+        self.request_keyframe(now, sub.publication, layer);
     }
 
     /// Sends the fast path's due padding and sender reports on connection `idx`, and schedules the
@@ -558,11 +562,7 @@ impl Shard {
             .copied()
             .find(|&s| self.subscriptions[s].mid == Some(req.mid));
         if let Some(s) = sub {
-            let sub = &self.subscriptions[s];
-            // During a switch, the layer being switched to: a keyframe of the old one would only
-            // crowd the (often congested) link the switch is for.
-            let layer = super::target_layer(sub.target).or(sub.layer);
-            self.request_keyframe(now, sub.publication, layer);
+            self.request_keyframe_for(now, s);
         }
     }
 

@@ -8,7 +8,7 @@ use str0m::media::Pt;
 use super::Shard;
 use super::fast_ingress::{FastIngress, Opened, Route};
 use super::forwarding::{Incoming, Payload};
-use crate::fastpath::ingress::{IngressExtIds, read_extensions};
+use crate::fastpath::ingress::IngressExtIds;
 
 impl Shard {
     /// The publish connection `idx` is up: its media moves to the fast path.
@@ -47,7 +47,8 @@ impl Shard {
         ids
     }
 
-    /// The publisher renegotiated: its extension ids may name more now (a first video m-line).
+    /// The publisher renegotiated: its extension ids may name more now (a first video m-line). A
+    /// connection not on the fast path yet reads them when it comes up.
     pub(super) fn refresh_ingress_ext_ids(&mut self, idx: usize) {
         let ids = self.ingress_ext_ids(idx);
         if let Some(fast_in) = self.peers[idx].fast_in.as_mut() {
@@ -97,7 +98,7 @@ impl Shard {
         self.metrics.fast_received.inc();
         let route = match fast_in.stream(opened.stream).route {
             Some(route) => route,
-            None => match self.route_fast_stream(now, peer_idx, &opened, buf) {
+            None => match self.route_fast_stream(now, peer_idx, &opened) {
                 Some(route) => route,
                 None => {
                     self.metrics.dropped("unpublished");
@@ -177,7 +178,6 @@ impl Shard {
         now: Instant,
         peer_idx: usize,
         opened: &Opened,
-        buf: &[u8],
     ) -> Option<Route> {
         let ssrc = opened.header.ssrc;
         let known = self.peers[peer_idx]
@@ -185,14 +185,7 @@ impl Shard {
             .iter()
             .find(|r| *r.0 == ssrc)
             .map(|r| (r.1, r.2));
-        let mut ext = opened.ext.clone();
-        if ext.mid.is_none() {
-            // Perhaps named by an extension negotiated after the connection came up.
-            self.refresh_ingress_ext_ids(peer_idx);
-            if let Some(fast_in) = self.peers[peer_idx].fast_in.as_ref() {
-                read_extensions(buf, opened.header.header_len, &fast_in.ids, &mut ext);
-            }
-        }
+        let ext = &opened.ext;
         let route = match (known, ext.mid) {
             (Some((publication, layer)), _) => Route::Media { publication, layer },
             (None, None) => return None,

@@ -210,9 +210,6 @@ fn target_layer(target: Option<crate::allocation::policy::Choice>) -> Option<usi
 /// A subscribe offer not answered in this time is replaced by a new one.
 const OFFER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The largest datagram the fast path takes in (the workers receive at most this much).
-const MAX_DATAGRAM: usize = 2048;
-
 /// Housekeeping (speaking, layer rates, consent) runs this often.
 const TICK: Duration = Duration::from_millis(200);
 
@@ -269,8 +266,9 @@ impl Shard {
             subscriptions: Slab::new(),
             transmits: VecDeque::with_capacity(256),
             outbox: Default::default(),
-            scratch: vec![0; MAX_DATAGRAM].into_boxed_slice(),
-            rtx_scratch: Vec::with_capacity(MAX_DATAGRAM),
+            // The workers receive at most this much.
+            scratch: vec![0; crate::udp::MAX_DATAGRAM].into_boxed_slice(),
+            rtx_scratch: Vec::with_capacity(crate::udp::MAX_DATAGRAM),
             timers: BinaryHeap::new(),
             pending: VecDeque::with_capacity(256),
             dirty: Vec::with_capacity(64),

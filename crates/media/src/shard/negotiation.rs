@@ -132,6 +132,8 @@ impl Shard {
                 self.add_publication(now, idx, source, mid);
             }
         }
+        // A renegotiation may add m-lines whose extensions the fast path has not read yet.
+        self.refresh_ingress_ext_ids(peer_idx);
     }
 
     pub(super) fn add_publication(

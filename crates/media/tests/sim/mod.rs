@@ -64,6 +64,18 @@ pub struct Received {
     pub at: Instant,
 }
 
+/// Asserts that `packets` hold every sequence number from their lowest to their highest (in any order,
+/// repeats allowed): nothing lost for good.
+pub fn assert_no_gap(packets: &[Received], what: &str) {
+    let mut seqs: Vec<u64> = packets.iter().map(|p| p.seq).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    let (Some(first), Some(last)) = (seqs.first(), seqs.last()) else {
+        panic!("{what}: no packets");
+    };
+    assert_eq!((last - first + 1) as usize, seqs.len(), "{what}");
+}
+
 /// The payload type a connection negotiated for `codec`.
 fn payload_type(rtc: &Rtc, codec: Codec) -> Option<str0m::media::Pt> {
     rtc.codec_config()
