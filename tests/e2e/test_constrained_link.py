@@ -313,7 +313,11 @@ def test_the_constrained_subscriber_keeps_decoding_most_frames():
 # SFU now probes the downlink (without probing it never climbs back, see the next test), and on a 300 kbps
 # link with a 1 s queue a probe either lifts the estimate enough to bring the top layer back for a moment
 # or queues up a freeze of 1-3 s. Holding upgrades back after a probe, tried in the sim, cost the 5 s
-# recovery elsewhere (issue 6 note). That was str0m's estimator; see above for the fast path's record.
+# recovery elsewhere (issue 6 note). That was str0m's estimator; see above for the fast path's record. Later
+# the fast path failed it too, in 3 of 8 runs with a busy loop on one core: tbf's 4 KB bucket let a probe
+# cluster (about 4 KB) through at 700 kbps, the estimate jumped there and the top layer came back until the
+# queue grew. Since probes are put on trial (`fastpath::cc::trial`: 300 ms filled to the probed rate before
+# the estimate takes it) 16 of 16 such runs passed.
 def test_the_constrained_subscriber_sees_no_long_freeze_and_no_return_of_the_top_layer():
     assert _observed, "the drop test did not get far enough to measure"
     samples, top, drop_s = _observed["samples"], _observed["top"], _observed["drop_s"]

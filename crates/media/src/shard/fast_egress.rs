@@ -9,7 +9,8 @@
 //!
 //! The estimator's probe clusters go out as padding-only packets on the RTX stream of one of the
 //! connection's video subscriptions (a receiver counts them in its feedback; it has nothing to decode),
-//! spaced at the cluster's rate by the shard's timers.
+//! spaced at the cluster's rate by the shard's timers; while a probe's result is on trial
+//! (`fastpath::cc::Trial`), padding on the same stream fills the connection up to the probed rate.
 //!
 //! NACKs are answered from each video layer's history of incoming packets (`fastpath::rtx`), as RTX on
 //! the subscription's RTX stream. Each media stream gets a sender report a second (SRTCP), so browsers
@@ -170,19 +171,22 @@ impl FastEgress {
         self.padding_stream.get_or_insert((ssrc, pt, ids));
     }
 
-    /// When [`poll_padding`](Self::poll_padding) has something to send next (a cluster under way).
+    /// When [`poll_padding`](Self::poll_padding) has something to send next (a cluster under way, or
+    /// a probe on trial filling the connection).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.probe.as_ref().map(|p| p.next_at)
+        let cluster = self.probe.as_ref().map(|p| p.next_at);
+        [cluster, self.bwe.next_fill()].into_iter().flatten().min()
     }
 
-    /// The next padding packet due now, starting a probe cluster when the estimator asks for one;
-    /// call until `None`.
+    /// The next padding packet due now: of a probe cluster (starting one when the estimator asks for
+    /// it), or filling the connection while a probe is on trial; call until `None`.
     pub fn poll_padding(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         let (ssrc, pt, ids) = self.padding_stream?;
         // A probe nobody measures is noise: padding needs the transport-wide sequence number.
         ids.transport_cc?;
-        if self.probe.is_none() {
-            let cluster = self.bwe.poll_probe(now)?;
+        if self.probe.is_none()
+            && let Some(cluster) = self.bwe.poll_probe(now)
+        {
             let interval =
                 Duration::from_secs_f64(PROBE_PACKET_BYTES as f64 * 8.0 / cluster.rate_bps);
             self.probe = Some(ActiveProbe {
@@ -192,16 +196,20 @@ impl FastEgress {
                 next_at: now,
             });
         }
-        let probe = self.probe.as_mut()?;
-        if probe.next_at > now {
-            return None;
-        }
-        let id = probe.id;
-        probe.left -= 1;
-        probe.next_at += probe.interval;
-        if probe.left == 0 {
-            self.probe = None;
-        }
+        let cluster = match self.probe.as_mut() {
+            Some(probe) if probe.next_at <= now => {
+                probe.left -= 1;
+                probe.next_at += probe.interval;
+                let id = probe.id;
+                if probe.left == 0 {
+                    self.probe = None;
+                }
+                Some(id)
+            }
+            Some(_) => return None,
+            None if self.bwe.poll_fill(now) => None,
+            None => return None,
+        };
         let seq = self.next_rtx_seq(ssrc);
         let padding = RtpOut {
             ssrc,
@@ -216,7 +224,7 @@ impl FastEgress {
             payload: &[],
             padding: u8::MAX,
         };
-        let (len, _) = self.write(now, &padding, &ids, Some(id), buf)?;
+        let (len, _) = self.write(now, &padding, &ids, cluster, buf)?;
         self.padding_packets += 1;
         Some(len)
     }
@@ -345,6 +353,7 @@ impl FastEgress {
             .ok()?;
         if ids.transport_cc.is_some() {
             self.history.record(now, protected, probe);
+            self.bwe.on_sent(now, protected);
         }
         Some((protected, i))
     }

@@ -39,7 +39,12 @@ impl Shard {
                     let Some(fast) = self.peers[idx].fast.as_mut() else {
                         return;
                     };
-                    if let Some(kbps) = fast.on_transport_cc(now, &report) {
+                    let estimate = fast.on_transport_cc(now, &report);
+                    // A probe put on trial fills the connection from now, on its timer.
+                    if let Some(at) = fast.next_deadline() {
+                        self.schedule(idx, at);
+                    }
+                    if let Some(kbps) = estimate {
                         self.on_downlink_estimate(now, idx, kbps);
                     }
                 }

@@ -11,9 +11,13 @@
 //! ```text
 //! feedback -> PacketResult (send time, size, arrival) -+-> DelayDetector (trendline) -> Usage -+
 //!                                                      +-> AckedRate ------------------------+-> RateControl (AIMD)
-//!                                                      +-> ProbeResults -> jump up ---------+          |
+//!                                                      +-> ProbeResults -> Trial -> jump up +          |
 //!                                                      +-> LossCap (heavy loss only) ------------- min -+-> target
 //! ```
+//!
+//! A probe that would raise the estimate is put on [`Trial`] first: the connection is filled to the
+//! probed rate for 300 ms, and the estimate rises only if that arrived without a queue growing
+//! (a token-bucket shaper passes a probe cluster's few kilobytes at any rate; see `trial.rs`).
 //!
 //! Every instant is an argument; nothing here reads a clock or allocates after construction (the
 //! windows are bounded and preallocated), so a bitrate trajectory is a pure function of its input.
@@ -23,6 +27,7 @@ mod aimd;
 mod delay;
 mod loss;
 mod probe;
+mod trial;
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +36,7 @@ pub use aimd::{RateControl, RateState};
 pub use delay::{DelayDetector, Usage};
 pub use loss::LossCap;
 pub use probe::{PROBE_PACKET_BYTES, ProbeCluster, ProbeController, ProbeResults};
+pub use trial::{Trial, Verdict};
 
 /// One sent packet joined with what the receiver reported about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +81,8 @@ pub struct SendSideBwe {
     loss: LossCap,
     probes: ProbeResults,
     controller: ProbeController,
+    /// A probe result being confirmed before the estimate takes it.
+    trial: Option<Trial>,
     rtt: Duration,
     target: f64,
 }
@@ -90,6 +98,7 @@ impl SendSideBwe {
             loss: LossCap::new(),
             probes: ProbeResults::new(),
             controller: ProbeController::new(),
+            trial: None,
             rtt: Duration::from_millis(100),
             target: initial,
         }
@@ -120,11 +129,32 @@ impl SendSideBwe {
         self.controller.set_wanted(now, wanted_bps, self.target);
     }
 
-    /// The next probe cluster to send, when one is due.
+    /// The next probe cluster to send, when one is due (none while a probe is on trial).
     pub fn poll_probe(&mut self, now: Instant) -> Option<ProbeCluster> {
+        if self.trial.is_some() {
+            return None;
+        }
         let cluster = self.controller.poll(now, self.target)?;
         self.probes.expect(now, cluster);
         Some(cluster)
+    }
+
+    /// A packet of `size` bytes (media, retransmission or padding) left at `now`.
+    pub fn on_sent(&mut self, now: Instant, size: usize) {
+        if let Some(trial) = self.trial.as_mut() {
+            trial.on_sent(now, size);
+        }
+    }
+
+    /// Whether a padding packet is due now to fill the connection for a probe on trial; the sender
+    /// sends one (reporting it through [`on_sent`](Self::on_sent)) and asks again.
+    pub fn poll_fill(&mut self, now: Instant) -> bool {
+        self.trial.as_mut().is_some_and(|t| t.fill_due(now))
+    }
+
+    /// When the next padding packet of a trial is due (none when no trial runs).
+    pub fn next_fill(&self) -> Option<Instant> {
+        self.trial.as_ref().and_then(Trial::next_fill)
     }
 
     /// Folds in one transport-wide feedback: the packets it covered, in send order.
@@ -145,6 +175,9 @@ impl SendSideBwe {
             if let Some(id) = r.probe {
                 self.probes.add(id, r);
             }
+            if let Some(trial) = self.trial.as_mut() {
+                trial.add(r);
+            }
         }
         let usage = if overuse {
             Usage::Over
@@ -154,14 +187,39 @@ impl SendSideBwe {
         let acked = self.acked.rate_bps();
         let mut delay_based = self.rate.update(now, usage, acked, self.rtt);
         if let Some((cluster, probed)) = self.probes.take_result() {
-            // A probe measured more than the estimate: the path carries it (libwebrtc does the same,
-            // which is what makes recovery after a capacity rise take one probe, not a minute of 8 %
-            // steps).
-            if probed > delay_based && usage != Usage::Over {
-                delay_based = self.rate.jump_to(now, probed);
-                self.loss.raise_to(probed);
+            // A probe measured more than the estimate: the path may carry it. It goes on trial;
+            // if the path does carry it, the estimate jumps there (libwebrtc jumps at once, which is
+            // what makes recovery after a capacity rise take one probe, not a minute of 8 % steps).
+            if probed > delay_based && usage != Usage::Over && self.trial.is_none() {
+                self.trial = Some(Trial::new(now, cluster, probed));
+            } else {
+                self.controller.on_result(now, cluster, probed);
             }
-            self.controller.on_result(now, cluster, probed);
+        }
+        if let Some(trial) = self.trial.as_mut() {
+            if usage == Usage::Over {
+                trial.on_overuse();
+            }
+            let (cluster, verdict) = (trial.cluster, trial.verdict(now));
+            if verdict != Verdict::Pending {
+                tracing::debug!(cluster, rate = trial.rate, ?verdict, "probe trial over");
+            }
+            match verdict {
+                Verdict::Pending => {}
+                Verdict::Passed(rate) => {
+                    self.trial = None;
+                    if rate > delay_based {
+                        delay_based = self.rate.jump_to(now, rate);
+                        self.loss.raise_to(rate);
+                    }
+                    self.controller.on_result(now, cluster, rate);
+                }
+                Verdict::Failed(_) => {
+                    // Nothing further from a failed trial: the next probe waits for its period.
+                    self.trial = None;
+                    self.controller.on_result(now, cluster, 0.0);
+                }
+            }
         }
         let capped = self.loss.update(now, lost, results.len(), acked, self.rtt);
         self.target = delay_based

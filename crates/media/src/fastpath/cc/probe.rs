@@ -114,7 +114,9 @@ impl ProbeController {
             }
             self.pending = None;
         }
-        if self.wanted <= 1.1 * estimate {
+        // Any shortfall: an estimate just under what is wanted cannot climb by itself (rate control
+        // stays within 1.5x what is sent, and an allocation short of its next layer sends less).
+        if self.wanted <= estimate {
             self.further = None;
             return None;
         }
@@ -250,6 +252,17 @@ fn measure(c: &ClusterStats) -> Option<f64> {
     // receive interval starts.
     let send_rate = (c.sent_bytes - last_size) as f64 * 8.0 / send_interval.as_secs_f64();
     let receive_rate = (c.arrived_bytes - first_size) as f64 * 8.0 / receive_interval.as_secs_f64();
+    tracing::debug!(
+        cluster = c.id,
+        packets = c.expected,
+        arrived = c.arrived,
+        bytes = c.sent_bytes,
+        send_ms = send_interval.as_secs_f64() * 1e3,
+        receive_ms = receive_interval.as_secs_f64() * 1e3,
+        send_kbps = send_rate / 1e3,
+        receive_kbps = receive_rate / 1e3,
+        "probe cluster measured"
+    );
     Some(if receive_rate < SATURATED_RATIO * send_rate {
         SATURATED_UTILISATION * receive_rate
     } else {
