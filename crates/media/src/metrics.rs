@@ -64,6 +64,7 @@ pub struct MediaMetrics {
     fast_path_packets: IntCounterVec,
     dropped: IntCounterVec,
     worker_busy: GaugeVec,
+    worker_wakeups: IntCounterVec,
     pub signal_connections: IntGauge,
     signal_errors: IntCounter,
 }
@@ -234,6 +235,12 @@ impl MediaMetrics {
                 "reason",
             )?,
             worker_busy,
+            worker_wakeups: counter_vec(
+                registry,
+                "convene_media_worker_wakeups_total",
+                "Times a media worker woke up, by cause: datagrams arrived, or only a timer was due. At light load a wake-up costs more than the packets it handles (bench/results).",
+                "cause",
+            )?,
             signal_connections,
             signal_errors: counter(
                 registry,
@@ -250,6 +257,9 @@ impl MediaMetrics {
         }
         for r in DROP_REASONS {
             m.dropped.with_label_values(&[r]);
+        }
+        for c in ["datagrams", "timer"] {
+            m.worker_wakeups.with_label_values(&[c]);
         }
         for k in ["media", "padding", "rtx", "received", "feedback"] {
             m.fast_path_packets.with_label_values(&[k]);
@@ -290,6 +300,8 @@ impl MediaMetrics {
             fast_feedback: kind(&self.fast_path_packets, "feedback"),
             dropped: DROP_REASONS.map(|r| ShardCounter::new(self.dropped.with_label_values(&[r]))),
             busy: self.worker_busy.with_label_values(&[&index.to_string()]),
+            wakeups_datagrams: kind(&self.worker_wakeups, "datagrams"),
+            wakeups_timer: kind(&self.worker_wakeups, "timer"),
             signal_errors: self.signal_errors.clone(),
         }
     }
@@ -403,6 +415,9 @@ pub struct ShardMetrics {
     pub fast_feedback: ShardCounter,
     dropped: [ShardCounter; DROP_REASONS.len()],
     pub busy: Gauge,
+    /// Counted by the worker (its clone flushes them).
+    pub wakeups_datagrams: ShardCounter,
+    pub wakeups_timer: ShardCounter,
     pub signal_errors: IntCounter,
 }
 
@@ -441,6 +456,8 @@ impl ShardMetrics {
             &self.fast_rtx,
             &self.fast_received,
             &self.fast_feedback,
+            &self.wakeups_datagrams,
+            &self.wakeups_timer,
         ] {
             c.flush();
         }

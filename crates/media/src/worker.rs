@@ -86,9 +86,11 @@ impl Worker {
 
             // At most a batch per wake-up, so commands, timers and shutdown are never starved.
             socket_pending = true;
+            let mut received = 0;
             for _ in 0..RECV_CALLS {
                 match self.recv.recv(fd, false) {
                     Ok(n) => {
+                        received += n;
                         for i in 0..n {
                             if let Some((source, datagram)) = self.recv.get(i) {
                                 // Each datagram's own instant, as before batching: it dates the
@@ -117,6 +119,12 @@ impl Worker {
                         continue;
                     }
                 }
+            }
+
+            if received > 0 {
+                self.metrics.wakeups_datagrams.inc();
+            } else {
+                self.metrics.wakeups_timer.inc();
             }
 
             // Ends the batch too: each connection written to gets one str0m timeout pass, and one that

@@ -257,10 +257,16 @@ impl FastIngress {
         self.streams.iter().find(|s| s.ssrc == ssrc)?.route
     }
 
-    /// When [`FastIngress::poll`] has something to send.
-    pub fn next_due(&self) -> Option<Instant> {
-        let nacks = self.streams.iter().filter_map(|s| s.nack.next_due());
-        nacks.chain(self.feedback.next_due()).min()
+    /// When [`FastIngress::poll`] has NACKs to send (a retry must go out on time).
+    pub fn next_nack_due(&self) -> Option<Instant> {
+        self.streams.iter().filter_map(|s| s.nack.next_due()).min()
+    }
+
+    /// When [`FastIngress::poll`] has transport-wide feedback to send: a soft deadline (see
+    /// `Shard::schedule_soft`); a publisher's estimator takes feedback a few tens of milliseconds late
+    /// in its stride, and a publisher that sends wakes the worker often enough anyway.
+    pub fn next_feedback_due(&self) -> Option<Instant> {
+        self.feedback.next_due()
     }
 
     /// Writes the next due feedback datagram (transport-wide feedback, then NACKs) into `buf`,

@@ -472,12 +472,13 @@ impl Shard {
         while let Some(n) = fast.poll_report(now, self.outbox.next_buf()) {
             self.outbox.commit(fast.destination, n);
         }
-        if let Some(at) = [fast.next_deadline(), fast.next_report()]
-            .into_iter()
-            .flatten()
-            .min()
-        {
+        let (padding, report) = (fast.next_deadline(), fast.next_report());
+        if let Some(at) = padding {
             self.schedule(idx, at);
+        }
+        // A sender report a few tens of milliseconds late is as good.
+        if let Some(at) = report {
+            self.schedule_soft(idx, at);
         }
     }
 

@@ -74,13 +74,7 @@ impl Shard {
     /// An SRTP datagram on a publish connection whose media the fast path receives.
     pub(super) fn on_fast_rtp(&mut self, now: Instant, peer_idx: usize, data: &[u8]) {
         self.in_scratch(data, |shard, buf| shard.take_fast_rtp(now, peer_idx, buf));
-        if let Some(at) = self.peers[peer_idx]
-            .fast_in
-            .as_ref()
-            .and_then(|f| f.next_due())
-        {
-            self.schedule(peer_idx, at);
-        }
+        self.schedule_fast_ingress(peer_idx);
     }
 
     fn take_fast_rtp(&mut self, now: Instant, peer_idx: usize, buf: &mut [u8]) {
@@ -235,8 +229,20 @@ impl Shard {
             self.outbox.commit(fast_in.destination, n);
             self.metrics.fast_feedback.inc();
         }
-        if let Some(at) = fast_in.next_due() {
+        self.schedule_fast_ingress(idx);
+    }
+
+    /// Wakes the publish connection for its next NACK retry (on time) and its next feedback (soft).
+    fn schedule_fast_ingress(&mut self, idx: usize) {
+        let Some(fast_in) = self.peers.get(idx).and_then(|p| p.fast_in.as_ref()) else {
+            return;
+        };
+        let (nack, feedback) = (fast_in.next_nack_due(), fast_in.next_feedback_due());
+        if let Some(at) = nack {
             self.schedule(idx, at);
+        }
+        if let Some(at) = feedback {
+            self.schedule_soft(idx, at);
         }
     }
 }

@@ -212,6 +212,9 @@ const OFFER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Housekeeping (speaking, layer rates, consent) runs this often.
 const TICK: Duration = Duration::from_millis(200);
+/// How late a soft deadline may run (`Shard::schedule_soft`): sender reports (one a second) and
+/// publishers' transport-wide feedback (every 50 ms) tolerate this much.
+const SOFT_SLACK: Duration = Duration::from_millis(50);
 
 pub struct Shard {
     config: ShardConfig,
@@ -234,6 +237,8 @@ pub struct Shard {
     /// Where an RTX payload is put together (answering a NACK).
     rtx_scratch: Vec<u8>,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Deadlines that may run up to [`SOFT_SLACK`] late (`Shard::schedule_soft`).
+    soft_timers: BinaryHeap<Reverse<(Instant, usize)>>,
     pending: VecDeque<(usize, PeerEvent)>,
     /// Connections written to since their last timeout pass.
     dirty: Vec<usize>,
@@ -270,6 +275,7 @@ impl Shard {
             scratch: vec![0; crate::udp::MAX_DATAGRAM].into_boxed_slice(),
             rtx_scratch: Vec::with_capacity(crate::udp::MAX_DATAGRAM),
             timers: BinaryHeap::new(),
+            soft_timers: BinaryHeap::new(),
             pending: VecDeque::with_capacity(256),
             dirty: Vec::with_capacity(64),
             due: Vec::with_capacity(64),
@@ -571,12 +577,57 @@ impl Shard {
             }
         }
         due.clear();
+        // Soft deadlines passed: their work rides on this wake-up, whatever caused it.
+        while let Some(&Reverse((at, idx))) = self.soft_timers.peek() {
+            if at > now {
+                break;
+            }
+            self.soft_timers.pop();
+            if let Some(peer) = self.peers.get_mut(idx)
+                && peer.soft_scheduled.is_some_and(|s| s <= now)
+            {
+                peer.soft_scheduled = None;
+                due.push(idx);
+            }
+        }
+        for &idx in &due {
+            self.poll_fast_path(now, idx);
+        }
+        due.clear();
         self.due = due;
         self.process_pending(now);
         if now >= self.next_tick {
             self.next_tick = now + TICK;
             self.tick(now);
             self.process_pending(now);
+        }
+        self.drop_stale_timers();
+    }
+
+    /// Pops timer entries that no longer wake anyone from the top of the heap: a connection
+    /// rescheduled sooner leaves its later entry behind (the heap cannot remove it), and one that ran
+    /// or left leaves its entry too. Left at the top, such an entry would wake the worker for nothing
+    /// ([`Shard::poll_timeout`] reads the top).
+    fn drop_stale_timers(&mut self) {
+        while let Some(&Reverse((at, idx))) = self.timers.peek() {
+            let live = self
+                .peers
+                .get(idx)
+                .is_some_and(|peer| peer.scheduled == Some(at));
+            if live {
+                break;
+            }
+            self.timers.pop();
+        }
+        while let Some(&Reverse((at, idx))) = self.soft_timers.peek() {
+            let live = self
+                .peers
+                .get(idx)
+                .is_some_and(|peer| peer.soft_scheduled == Some(at));
+            if live {
+                break;
+            }
+            self.soft_timers.pop();
         }
     }
 
@@ -604,10 +655,15 @@ impl Shard {
 
     /// When [`Shard::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Instant {
-        match self.timers.peek() {
-            Some(&Reverse((at, _))) => at.min(self.next_tick),
-            None => self.next_tick,
-        }
+        let hard = self.timers.peek().map(|&Reverse((at, _))| at);
+        let soft = self
+            .soft_timers
+            .peek()
+            .map(|&Reverse((at, _))| at + SOFT_SLACK);
+        [hard, soft]
+            .into_iter()
+            .flatten()
+            .fold(self.next_tick, Instant::min)
     }
 
     /// Moves the packet counters counted since the last tick into the registry now (the shard does so
@@ -636,6 +692,21 @@ impl Shard {
         if peer.scheduled.is_none_or(|s| at < s) {
             peer.scheduled = Some(at);
             self.timers.push(Reverse((at, idx)));
+        }
+    }
+
+    /// Wakes connection `idx` at `at` or up to [`SOFT_SLACK`] later: the work runs on the first wake-up
+    /// at or after `at`, and only wakes the worker itself if nothing else does within the slack. For
+    /// periodic reports whose exact instant does not matter; with datagrams arriving every few
+    /// milliseconds they cost no wake-up of their own (measured: timer-only wake-ups were a sixth to a
+    /// fifth of all, most of them sender reports and feedback; bench/results/2026-12-06-notes.md).
+    pub(super) fn schedule_soft(&mut self, idx: usize, at: Instant) {
+        let Some(peer) = self.peers.get_mut(idx) else {
+            return;
+        };
+        if peer.soft_scheduled.is_none_or(|s| at < s) {
+            peer.soft_scheduled = Some(at);
+            self.soft_timers.push(Reverse((at, idx)));
         }
     }
 

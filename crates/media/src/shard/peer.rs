@@ -34,6 +34,8 @@ pub struct Peer {
     pub connected: bool,
     /// The earliest entry this peer has in the shard's timer heap.
     pub scheduled: Option<Instant>,
+    /// The earliest entry this peer has in the shard's soft timer heap (`Shard::schedule_soft`).
+    pub soft_scheduled: Option<Instant>,
     /// Media was written since the last timeout pass (see `Shard::mark_dirty`).
     pub dirty: bool,
     /// Incoming SSRC -> (publication, layer), filled on first sight of each SSRC.
@@ -160,6 +162,7 @@ impl Peer {
             last_rx: now,
             connected: false,
             scheduled: None,
+            soft_scheduled: None,
             dirty: false,
             ssrc_routes: Vec::new(),
             srtp_keys,
