@@ -236,9 +236,9 @@ pub struct Shard {
     scratch: Box<[u8]>,
     /// Where an RTX payload is put together (answering a NACK).
     rtx_scratch: Vec<u8>,
-    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    timers: TimerHeap,
     /// Deadlines that may run up to [`SOFT_SLACK`] late (`Shard::schedule_soft`).
-    soft_timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    soft_timers: TimerHeap,
     pending: VecDeque<(usize, PeerEvent)>,
     /// Connections written to since their last timeout pass.
     dirty: Vec<usize>,
@@ -554,18 +554,13 @@ impl Shard {
         // Collect what is due first, then run each connection once: a connection that asks to be
         // woken "now" again must not spin this loop.
         let mut due = std::mem::take(&mut self.due);
-        while let Some(&Reverse((at, idx))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
-            if let Some(peer) = self.peers.get_mut(idx)
-                && peer.scheduled.is_some_and(|s| s <= now)
-            {
-                peer.scheduled = None;
-                due.push(idx);
-            }
-        }
+        take_due(
+            &mut self.timers,
+            &mut self.peers,
+            now,
+            |p| &mut p.scheduled,
+            &mut due,
+        );
         for &idx in &due {
             if let Some(peer) = self.peers.get_mut(idx) {
                 peer.dirty = false;
@@ -578,18 +573,13 @@ impl Shard {
         }
         due.clear();
         // Soft deadlines passed: their work rides on this wake-up, whatever caused it.
-        while let Some(&Reverse((at, idx))) = self.soft_timers.peek() {
-            if at > now {
-                break;
-            }
-            self.soft_timers.pop();
-            if let Some(peer) = self.peers.get_mut(idx)
-                && peer.soft_scheduled.is_some_and(|s| s <= now)
-            {
-                peer.soft_scheduled = None;
-                due.push(idx);
-            }
-        }
+        take_due(
+            &mut self.soft_timers,
+            &mut self.peers,
+            now,
+            |p| &mut p.soft_scheduled,
+            &mut due,
+        );
         for &idx in &due {
             self.poll_fast_path(now, idx);
         }
@@ -609,26 +599,8 @@ impl Shard {
     /// or left leaves its entry too. Left at the top, such an entry would wake the worker for nothing
     /// ([`Shard::poll_timeout`] reads the top).
     fn drop_stale_timers(&mut self) {
-        while let Some(&Reverse((at, idx))) = self.timers.peek() {
-            let live = self
-                .peers
-                .get(idx)
-                .is_some_and(|peer| peer.scheduled == Some(at));
-            if live {
-                break;
-            }
-            self.timers.pop();
-        }
-        while let Some(&Reverse((at, idx))) = self.soft_timers.peek() {
-            let live = self
-                .peers
-                .get(idx)
-                .is_some_and(|peer| peer.soft_scheduled == Some(at));
-            if live {
-                break;
-            }
-            self.soft_timers.pop();
-        }
+        drop_stale(&mut self.timers, &self.peers, |p| p.scheduled);
+        drop_stale(&mut self.soft_timers, &self.peers, |p| p.soft_scheduled);
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -986,5 +958,43 @@ impl Shard {
             tracing::info!(attendee = %self.attendees[idx].id, reason = reason.as_str(), "removing attendee");
             self.remove_attendee(now, idx, reason);
         }
+    }
+}
+
+/// A shard's timer heap: (when, peer) entries, the live one per peer being the one its slot holds.
+type TimerHeap = BinaryHeap<Reverse<(Instant, usize)>>;
+
+/// Pops the entries of `heap` due by `now` and pushes their peers onto `due`, clearing the slot
+/// (`slot(peer)`) of each peer whose slot still says it is due.
+fn take_due(
+    heap: &mut TimerHeap,
+    peers: &mut Slab<Peer>,
+    now: Instant,
+    slot: fn(&mut Peer) -> &mut Option<Instant>,
+    due: &mut Vec<usize>,
+) {
+    while let Some(&Reverse((at, idx))) = heap.peek() {
+        if at > now {
+            break;
+        }
+        heap.pop();
+        if let Some(peer) = peers.get_mut(idx) {
+            let scheduled = slot(peer);
+            if scheduled.is_some_and(|s| s <= now) {
+                *scheduled = None;
+                due.push(idx);
+            }
+        }
+    }
+}
+
+/// Pops entries from the top of `heap` that no longer wake anyone: their peer left, or its slot
+/// (`slot(peer)`) holds another instant (it was rescheduled sooner, or ran).
+fn drop_stale(heap: &mut TimerHeap, peers: &Slab<Peer>, slot: fn(&Peer) -> Option<Instant>) {
+    while let Some(&Reverse((at, idx))) = heap.peek() {
+        if peers.get(idx).is_some_and(|peer| slot(peer) == Some(at)) {
+            break;
+        }
+        heap.pop();
     }
 }
