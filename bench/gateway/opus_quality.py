@@ -6,7 +6,7 @@
 
 Speech: sentences spoken by espeak-ng (Debian `espeak-ng`) in several voices, resampled with sox to a G.722
 room's 16 kHz and a G.711 room's 8 kHz. Each recording goes through the gateway's own Opus encoder
-(`Encoder::opus_with_complexity`: VoIP, 32 kbit/s, in-band FEC) and decoder at that rate
+(`Encoder::opus_with_complexity`: SILK-only at these rates, 32 kbit/s, in-band FEC) and decoder at that rate
 (`convene-opus-roundtrip`), and PESQ compares the result with the original: wide-band PESQ at 16 kHz,
 narrow-band at 8 kHz (MOS-LQO, 1-4.5; differences under ~0.1 are not audible). Needs the PyPI packages
 `pesq` and `numpy` (`pip install pesq numpy`). Writes bench/results/<UTC date>-opus-quality.{md,json}.
@@ -104,7 +104,7 @@ def main():
         f"# The SIP gateway's Opus encoder: quality by complexity, {started:%Y-%m-%d %H:%M} UTC",
         "",
         f"{len(VOICES)} espeak-ng voices x 2 Harvard sentences each, through `Encoder::opus_with_complexity`"
-        " (VoIP, 32 kbit/s, in-band FEC) and back at the room's rate, scored against the original with PESQ"
+        " (SILK-only, 32 kbit/s, in-band FEC) and back at the room's rate, scored against the original with PESQ"
         " (P.862; wide-band at 16 kHz, narrow-band at 8 kHz). MOS-LQO 1-4.5.",
         "",
         "| complexity | 16 kHz (G.722 room) PESQ-WB mean / min | 8 kHz (G.711 room) PESQ-NB mean / min |",

@@ -57,8 +57,8 @@ pub struct Stages {
 }
 
 /// Opus run differently from the bridge, on the same audio: the numbers behind the report's
-/// comparisons. Encoder settings are the bridge's (VoIP, 32 kbit/s, in-band FEC, 10 % loss) except
-/// where named.
+/// comparisons. Encoder settings are the bridge's (SILK-only at the device's rate, 32 kbit/s, in-band
+/// FEC, 10 % loss) except where named.
 #[derive(Debug, Clone, Serialize)]
 pub struct WhatIf {
     /// The complexity libopus uses when none is set (0-10).
@@ -70,6 +70,9 @@ pub struct WhatIf {
     /// The encoder on a silent room (noise at about -70 dBov) at the device's rate: what a quiet
     /// room's frame costs when it is encoded (the bridge sends one in 20 while quiet).
     pub opus_encode_silence_us: f64,
+    /// libopus's VoIP application instead of SILK-only, at the bridge's complexity (the design
+    /// before: it adds a tonality analysis per 16 kHz frame).
+    pub opus_encode_voip_us: f64,
     /// The design before: Opus at 48 kHz both ways, with resampling from and to the device's rate.
     pub opus_encode_48k_us: f64,
     pub opus_decode_48k_us: f64,
@@ -80,7 +83,8 @@ pub struct WhatIf {
     pub per_call_complexity5_us: f64,
 }
 
-/// The bridge's Opus encoder settings at `rate`, with `complexity` if given.
+/// libopus's VoIP encoder with the bridge's other settings at `rate`, with `complexity` if given: the
+/// design before the SILK-only encoder, and the encoder at 48 kHz.
 fn opus_encoder(rate: u32, complexity: Option<i32>) -> Result<opus::Encoder, AudioError> {
     let mut e = opus::Encoder::new(rate, opus::Channels::Mono, opus::Application::Voip)?;
     e.set_bitrate(opus::Bitrate::Bits(
@@ -220,13 +224,28 @@ pub fn measure(
             let _ = black_box(e.encode(&pcm[i % len], &mut buf));
         }))
     };
-    let opus_encode_complexity5_us = encode_with(&device_pcm, rate, Some(5))?;
+    let opus_encode_voip_us = encode_with(
+        &device_pcm,
+        rate,
+        Some(convene_gateway::audio::codec::opus_complexity(rate)),
+    )?;
     let opus_encode_48k_us = encode_with(&pcm_48k, MEETING_RATE, None)?;
+    // The bridge's own encoder, at another complexity or on other audio.
+    let bridge_encode = |pcm: &[Vec<i16>], complexity| {
+        let mut e = Encoder::opus_with_complexity(rate, complexity)?;
+        let mut payload = Vec::with_capacity(1500);
+        Ok::<_, AudioError>(per_frame(frames, |i| {
+            payload.clear();
+            let _ = black_box(e.encode(&pcm[i % len], &mut payload));
+        }))
+    };
+    let opus_encode_complexity5_us = bridge_encode(&device_pcm, 5)?;
     let mut rng = fastrand::Rng::with_seed(9);
     let hush: Vec<Vec<i16>> = (0..len)
         .map(|_| (0..frame).map(|_| rng.i16(-10..=10)).collect())
         .collect();
-    let opus_encode_silence_us = encode_with(&hush, rate, None)?;
+    let opus_encode_silence_us =
+        bridge_encode(&hush, convene_gateway::audio::codec::opus_complexity(rate))?;
     let mut full = Decoder::new(Codec::Opus)?;
     let opus_decode_48k_us = per_frame(frames, |i| {
         pcm.clear();
@@ -245,6 +264,7 @@ pub fn measure(
         bridge_complexity: convene_gateway::audio::codec::opus_complexity(rate),
         opus_encode_complexity5_us,
         opus_encode_silence_us,
+        opus_encode_voip_us,
         opus_encode_48k_us,
         opus_decode_48k_us,
         resample_both_ways_us,

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use convene_gateway::audio::codec::{Decoder, Encoder};
 
-/// Encodes raw S16LE mono audio with the gateway's Opus settings (VoIP, 32 kbit/s, in-band FEC) at
+/// Encodes raw S16LE mono audio with the gateway's Opus settings (SILK-only, 32 kbit/s, in-band FEC) at
 /// --complexity, 20 ms frames, and decodes it again at the same rate. The output has as many samples
 /// as the input (a last partial frame is padded with silence, then cut off again).
 #[derive(Debug, Parser)]

@@ -1,4 +1,5 @@
-//! Decoding and encoding one codec's frames: Opus (libopus through the `opus` crate), G.722
+//! Decoding and encoding one codec's frames: Opus (libopus through the `opus` crate, and for a
+//! room's 8-16 kHz voice its SILK-only encoder through `silk_encoder`), G.722
 //! (`ezk-g722`'s port of SpanDSP's codec, 64 kbit/s mode, unpacked) and G.711 μ-law and A-law
 //! (`ezk-g711`'s per-sample tables; only its sample functions are used, its media-graph types are
 //! not).
@@ -12,6 +13,7 @@
 use ezk_g722::libg722::{self, Bitrate};
 
 use super::AudioError;
+use super::silk_encoder::SilkEncoder;
 use crate::sdp::Codec;
 
 /// Samples per second of the codec's audio.
@@ -214,6 +216,8 @@ impl Decoder {
 
 enum EncoderKind {
     Opus(opus::Encoder),
+    /// Opus from 8-16 kHz input: SILK only (`silk_encoder`).
+    Silk(SilkEncoder),
     G722(Box<libg722::encoder::Encoder>),
     Pcmu,
     Pcma,
@@ -231,7 +235,8 @@ impl std::fmt::Debug for Encoder {
 }
 
 impl Encoder {
-    /// An encoder for `codec`, mono at [`audio_rate`]. Opus: VoIP mode, [`OPUS_BITRATE`], in-band FEC
+    /// An encoder for `codec`, mono at [`audio_rate`]. Opus: VoIP mode (SILK-only from 8-16 kHz input,
+    /// see [`Encoder::opus_with_complexity`]), [`OPUS_BITRATE`], in-band FEC
     /// on, no DTX (room systems expect a steady stream, and the meeting side gets a level per frame
     /// to decide what is speech). An Opus device's fmtp (maxplaybackrate, stereo, its own FEC or
     /// bitrate wishes) is not read yet: mono full-band at 32 kbit/s is valid for any Opus receiver.
@@ -261,6 +266,18 @@ impl Encoder {
     /// [`Encoder::opus_from`] at another complexity (0-10): for the quality and cost measurements of
     /// `bench/gateway`.
     pub fn opus_with_complexity(input_rate: u32, complexity: i32) -> Result<Self, AudioError> {
+        if input_rate <= 16_000 {
+            // A room's narrow- or wideband voice: SILK only, without VoIP's per-frame tonality
+            // analysis (see `silk_encoder`).
+            let mut e = SilkEncoder::new(input_rate)?;
+            e.set_bitrate(OPUS_BITRATE)?;
+            e.set_inband_fec(true)?;
+            e.set_packet_loss_perc(OPUS_EXPECTED_LOSS_PERCENT)?;
+            e.set_complexity(complexity)?;
+            return Ok(Self {
+                kind: EncoderKind::Silk(e),
+            });
+        }
         let mut e = opus::Encoder::new(input_rate, opus::Channels::Mono, opus::Application::Voip)?;
         e.set_bitrate(opus::Bitrate::Bits(OPUS_BITRATE))?;
         e.set_inband_fec(true)?;
@@ -274,22 +291,32 @@ impl Encoder {
     /// Encode one 20 ms frame, appending the payload to `out`.
     pub fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) -> Result<(), AudioError> {
         match &mut self.kind {
-            EncoderKind::Opus(e) => {
-                let start = out.len();
-                out.resize(start + MAX_OPUS_PAYLOAD, 0);
-                match e.encode(pcm, &mut out[start..]) {
-                    Ok(n) => out.truncate(start + n),
-                    Err(err) => {
-                        out.truncate(start);
-                        return Err(err.into());
-                    }
-                }
-            }
+            EncoderKind::Opus(e) => append_payload(out, |buf| e.encode(pcm, buf))?,
+            EncoderKind::Silk(e) => append_payload(out, |buf| e.encode(pcm, buf))?,
             EncoderKind::G722(e) => out.extend_from_slice(&e.encode(pcm)),
             EncoderKind::Pcmu => out.extend(pcm.iter().map(|&s| ezk_g711::mulaw::encode(s))),
             EncoderKind::Pcma => out.extend(pcm.iter().map(|&s| ezk_g711::alaw::encode(s))),
         }
         Ok(())
+    }
+}
+
+/// Appends an Opus payload to `out`, written by `encode` into room for the largest one.
+fn append_payload<E: Into<AudioError>>(
+    out: &mut Vec<u8>,
+    encode: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+) -> Result<(), AudioError> {
+    let start = out.len();
+    out.resize(start + MAX_OPUS_PAYLOAD, 0);
+    match encode(&mut out[start..]) {
+        Ok(n) => {
+            out.truncate(start + n);
+            Ok(())
+        }
+        Err(err) => {
+            out.truncate(start);
+            Err(err.into())
+        }
     }
 }
 

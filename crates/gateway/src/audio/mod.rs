@@ -44,6 +44,7 @@ pub mod level;
 pub mod mix;
 pub mod prompt;
 pub mod resample;
+pub mod silk_encoder;
 #[cfg(test)]
 mod test_signal;
 
@@ -88,6 +89,8 @@ pub enum AudioError {
     },
     #[error("opus: {0}")]
     Opus(#[from] opus::Error),
+    #[error(transparent)]
+    Libopus(#[from] silk_encoder::LibopusError),
     #[error("resampler: {0}")]
     Resampler(String),
     #[error("a frame of {got} samples where {expected} were expected")]
