@@ -102,6 +102,7 @@ impl MediaPlane {
                 }
             };
             std_socket.set_nonblocking(true)?;
+            size_buffers(&std_socket, index);
             let mut socket = mio::net::UdpSocket::from_std(std_socket);
             let poll = Poll::new()?;
             register(&poll, &mut socket)?;
@@ -339,6 +340,49 @@ impl PortSink for ShardPortSink {
 impl Drop for MediaPlane {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// What each media socket asks for as receive and send buffer.
+///
+/// A worker shares the machine's cores with everything else; descheduled for a few milliseconds it must
+/// not lose what arrives meanwhile. Linux's default receive buffer (`net.core.rmem_default`, 208 KiB)
+/// holds about a hundred full-size datagrams: 2.5 ms at 40 000 packets a second, where the benchmark's
+/// 200 calls saw the socket drop datagrams (bench/results/2026-12-06-notes.md). The kernel caps the
+/// request at `net.core.rmem_max`/`wmem_max`.
+const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
+/// Asks for [`SOCKET_BUFFER_BYTES`] each way and says what the kernel granted; a cap below it is worth
+/// an operator's sysctl, not a failure.
+fn size_buffers(socket: &std::net::UdpSocket, worker: usize) {
+    let sock = socket2::SockRef::from(socket);
+    if let Err(e) = sock.set_recv_buffer_size(SOCKET_BUFFER_BYTES) {
+        tracing::warn!(worker, error = %e, "could not size the media socket's receive buffer");
+    }
+    if let Err(e) = sock.set_send_buffer_size(SOCKET_BUFFER_BYTES) {
+        tracing::warn!(worker, error = %e, "could not size the media socket's send buffer");
+    }
+    // Linux reports twice what it granted (the doubled value covers its bookkeeping).
+    let granted = |size: std::io::Result<usize>| size.map(|s| s / 2).unwrap_or(0);
+    let (recv, send) = (
+        granted(sock.recv_buffer_size()),
+        granted(sock.send_buffer_size()),
+    );
+    if recv < SOCKET_BUFFER_BYTES || send < SOCKET_BUFFER_BYTES {
+        tracing::warn!(
+            worker,
+            recv_bytes = recv,
+            send_bytes = send,
+            wanted_bytes = SOCKET_BUFFER_BYTES,
+            "media socket buffers smaller than wanted: raise net.core.rmem_max and net.core.wmem_max"
+        );
+    } else {
+        tracing::debug!(
+            worker,
+            recv_bytes = recv,
+            send_bytes = send,
+            "media socket buffers"
+        );
     }
 }
 
