@@ -4,6 +4,10 @@
 //! 1 ms steps) and a receiver (`receivers` sockets, each subscribed to every stream, decrypting and
 //! checking every packet). The payload starts with the send time and a per-stream counter, so loss and
 //! latency are measured the same way as in `convene-load`.
+//!
+//! With `feedback_hz` each receiver also sends the floor small SRTP packets of an SSRC of its own (as a
+//! receiver sends transport-wide feedback); the floor decrypts them and, nobody being subscribed, drops
+//! them: what reading receivers' feedback costs at least, beside what forwarding costs.
 
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -21,6 +25,10 @@ use crate::srtp::{Profile, RocTracker, SrtpContext, TAG_LEN};
 
 /// SSRC of stream 0; stream i is `FIRST_SSRC + i`.
 const FIRST_SSRC: u32 = 0x1000_0000;
+/// SSRC of receiver r's feedback: `FEEDBACK_SSRC + r`.
+const FEEDBACK_SSRC: u32 = 0x2000_0000;
+/// Payload bytes of a feedback packet: about a transport-wide feedback report's.
+const FEEDBACK_PAYLOAD: usize = 48;
 const RTP_HEADER: usize = 12;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +55,9 @@ pub struct DriveConfig {
     pub pps: u32,
     /// RTP payload bytes per packet (at least 12: the send time and counter).
     pub size: usize,
+    /// Feedback packets each receiver sends the floor per second (0: none).
+    #[serde(default)]
+    pub feedback_hz: f64,
     pub warmup_s: f64,
     pub duration_s: f64,
     /// The floor's process, to read its CPU time.
@@ -181,7 +192,11 @@ pub fn run(cfg: DriveConfig, profile: Profile) -> Result<DriveSummary, DriveErro
 
 /// Writes one RTP packet for stream `i` into `buf`; returns its length (before encryption).
 fn build_packet(buf: &mut [u8], i: u32, seq: u64, size: usize, sent_us: u64) -> usize {
-    let ssrc = FIRST_SSRC + i;
+    build_rtp(buf, FIRST_SSRC + i, seq, size, sent_us)
+}
+
+/// Writes one RTP packet of `ssrc` into `buf`; returns its length (before encryption).
+fn build_rtp(buf: &mut [u8], ssrc: u32, seq: u64, size: usize, sent_us: u64) -> usize {
     buf[0] = 0x80;
     buf[1] = 96;
     buf[2..4].copy_from_slice(&(seq as u16).to_be_bytes());
@@ -232,6 +247,70 @@ fn send(
     Ok(sent_in_window)
 }
 
+/// The receivers' feedback packets: one SSRC and SRTP context per receiver, sent round-robin at
+/// `feedback_hz` each.
+struct Feedback {
+    contexts: Vec<SrtpContext>,
+    /// All receivers' packets per second.
+    rate: f64,
+    sent: u64,
+    start: Instant,
+    buf: [u8; 256],
+}
+
+impl Feedback {
+    fn new(cfg: &DriveConfig, profile: Profile, receivers: usize) -> Result<Self, DriveError> {
+        let mut contexts = Vec::new();
+        if cfg.feedback_hz > 0.0 {
+            for r in 0..receivers as u32 {
+                let (key, salt) = keys::stream_key(profile, FEEDBACK_SSRC + r);
+                contexts.push(SrtpContext::new(profile, &key[..profile.key_len()], salt)?);
+            }
+        }
+        Ok(Self {
+            rate: cfg.feedback_hz * contexts.len() as f64,
+            contexts,
+            sent: 0,
+            start: Instant::now(),
+            buf: [0; 256],
+        })
+    }
+
+    /// Sends what is due by now, each packet from its receiver's socket.
+    fn send_due(
+        &mut self,
+        sockets: &[mio::net::UdpSocket],
+        floor: SocketAddr,
+        epoch: Instant,
+    ) -> Result<(), DriveError> {
+        if self.rate <= 0.0 {
+            return Ok(());
+        }
+        let due = (self.start.elapsed().as_secs_f64() * self.rate) as u64;
+        let receivers = self.contexts.len() as u64;
+        while self.sent < due {
+            let r = (self.sent % receivers) as usize;
+            let seq = self.sent / receivers;
+            self.sent += 1;
+            let len = build_rtp(
+                &mut self.buf,
+                FEEDBACK_SSRC + r as u32,
+                seq,
+                FEEDBACK_PAYLOAD,
+                micros(epoch),
+            );
+            let n = self.contexts[r].protect(
+                &mut self.buf[..len + TAG_LEN],
+                len,
+                (seq >> 16) as u32,
+            )?;
+            // A full socket buffer loses a report, as it would a receiver's.
+            let _ = sockets[r].send_to(&self.buf[..n], floor);
+        }
+        Ok(())
+    }
+}
+
 fn receive(
     mut sockets: Vec<UdpSocket>,
     cfg: &DriveConfig,
@@ -261,8 +340,12 @@ fn receive(
     };
     let mut events = Events::with_capacity(256);
     let mut buf = [0u8; 2048];
+    let mut feedback = Feedback::new(cfg, profile, mio_sockets.len())?;
+    // Feedback goes out in 1 ms steps, as the sender's media does.
+    let wait = if feedback.rate > 0.0 { 1 } else { 50 };
     while !stop.load(Ordering::Relaxed) {
-        poll.poll(&mut events, Some(Duration::from_millis(50)))?;
+        poll.poll(&mut events, Some(Duration::from_millis(wait)))?;
+        feedback.send_due(&mio_sockets, cfg.floor, epoch)?;
         for ev in events.iter() {
             let r = ev.token().0;
             loop {
@@ -307,10 +390,8 @@ mod tests {
     use super::*;
     use crate::Floor;
 
-    /// The floor forwards every packet of every stream to every receiver, decryptable with the receiver's
-    /// own key (an end-to-end SRTP round trip through decrypt-once / encrypt-per-receiver).
-    #[test]
-    fn floor_forwards_to_every_receiver() {
+    /// A floor on a thread, driven by `run` with 3 streams to 4 receivers for a second.
+    fn drive(feedback_hz: f64) -> (DriveSummary, crate::forwarder::Counters) {
         let profile = Profile::AeadAes256Gcm;
         let mut floor = Floor::bind("127.0.0.1:0".parse().unwrap(), profile).unwrap();
         let addr = floor.local_addr().unwrap();
@@ -331,6 +412,7 @@ mod tests {
                 pairs: false,
                 pps: 200,
                 size: 300,
+                feedback_hz,
                 warmup_s: 0.2,
                 duration_s: 1.0,
                 floor_pid: Some(std::process::id()),
@@ -339,7 +421,14 @@ mod tests {
         )
         .unwrap();
         stop.store(true, Ordering::Relaxed);
-        let counters = floor_thread.join().unwrap();
+        (summary, floor_thread.join().unwrap())
+    }
+
+    /// The floor forwards every packet of every stream to every receiver, decryptable with the receiver's
+    /// own key (an end-to-end SRTP round trip through decrypt-once / encrypt-per-receiver).
+    #[test]
+    fn floor_forwards_to_every_receiver() {
+        let (summary, counters) = drive(0.0);
         assert_eq!(summary.auth_failures, 0);
         assert!(summary.sent_packets > 300, "{summary:?}");
         // Each sent packet reaches 4 receivers; the window edges blur the count a little.
@@ -352,5 +441,18 @@ mod tests {
         assert!(counters.forwarded >= summary.received_packets);
         assert_eq!(counters.dropped, 0);
         assert!(summary.floor_cpu_us_per_pkt.is_some());
+    }
+
+    /// Receivers' feedback reaches the floor, decrypts there (nothing dropped) and is forwarded to
+    /// nobody: the media still arrives as without it.
+    #[test]
+    fn receivers_feedback_is_decrypted_and_not_forwarded() {
+        let (summary, counters) = drive(100.0);
+        assert_eq!(counters.dropped, 0, "{counters:?}");
+        assert!(summary.loss_pct < 1.0, "{summary:?}");
+        // Every media packet the floor received went to 4 receivers; the rest of what it received is
+        // feedback: 100 a second from each of 4 receivers for at least 1.2 s.
+        let feedback = counters.received - counters.forwarded / 4;
+        assert!(feedback >= 380, "{feedback} feedback packets: {counters:?}");
     }
 }

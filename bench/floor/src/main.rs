@@ -63,6 +63,11 @@ enum Command {
         /// RTP payload bytes per packet.
         #[arg(long, default_value_t = 1000)]
         size: usize,
+        /// Each receiver also sends the floor this many small SRTP packets a second, which the floor
+        /// decrypts and drops: the least an SFU spends reading its receivers' feedback (browsers send
+        /// transport-wide feedback every 50-100 ms). 0: none, the floor as the benchmark defines it.
+        #[arg(long, default_value_t = 0.0)]
+        feedback_hz: f64,
         /// Seconds before measuring.
         #[arg(long, default_value_t = 1.0)]
         warmup: f64,
@@ -106,6 +111,7 @@ fn main() -> anyhow::Result<()> {
             pairs,
             pps,
             size,
+            feedback_hz,
             warmup,
             duration,
             local_ip,
@@ -116,6 +122,9 @@ fn main() -> anyhow::Result<()> {
             if !(warmup.is_finite() && warmup >= 0.0 && duration.is_finite() && duration > 0.0) {
                 bail!("--warmup and --duration must be seconds (duration > 0)");
             }
+            if !(feedback_hz.is_finite() && (0.0..=1000.0).contains(&feedback_hz)) {
+                bail!("--feedback-hz must be 0-1000 packets a second per receiver");
+            }
             let summary = driver::run(
                 DriveConfig {
                     floor,
@@ -125,6 +134,7 @@ fn main() -> anyhow::Result<()> {
                     pairs,
                     pps,
                     size,
+                    feedback_hz,
                     warmup_s: warmup,
                     duration_s: duration,
                     floor_pid,
