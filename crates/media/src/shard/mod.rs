@@ -658,13 +658,9 @@ impl Shard {
 
     /// Wakes connection `idx` at `at` (or earlier, if it is due earlier already).
     pub(super) fn schedule(&mut self, idx: usize, at: Instant) {
-        let Some(peer) = self.peers.get_mut(idx) else {
-            return;
-        };
-        if peer.scheduled.is_none_or(|s| at < s) {
-            peer.scheduled = Some(at);
-            self.timers.push(Reverse((at, idx)));
-        }
+        push_timer(&mut self.timers, &mut self.peers, idx, at, |p| {
+            &mut p.scheduled
+        });
     }
 
     /// Wakes connection `idx` at `at` or up to [`SOFT_SLACK`] later: the work runs on the first wake-up
@@ -673,13 +669,9 @@ impl Shard {
     /// milliseconds they cost no wake-up of their own (measured: timer-only wake-ups were a sixth to a
     /// fifth of all, most of them sender reports and feedback; bench/results/2026-12-06-notes.md).
     pub(super) fn schedule_soft(&mut self, idx: usize, at: Instant) {
-        let Some(peer) = self.peers.get_mut(idx) else {
-            return;
-        };
-        if peer.soft_scheduled.is_none_or(|s| at < s) {
-            peer.soft_scheduled = Some(at);
-            self.soft_timers.push(Reverse((at, idx)));
-        }
+        push_timer(&mut self.soft_timers, &mut self.peers, idx, at, |p| {
+            &mut p.soft_scheduled
+        });
     }
 
     /// Drain one connection's output after a mutation (str0m's contract), queueing what matters.
@@ -963,6 +955,25 @@ impl Shard {
 
 /// A shard's timer heap: (when, peer) entries, the live one per peer being the one its slot holds.
 type TimerHeap = BinaryHeap<Reverse<(Instant, usize)>>;
+
+/// Wakes peer `idx` at `at` through `heap`, unless its slot (`slot(peer)`) already holds an earlier
+/// instant there.
+fn push_timer(
+    heap: &mut TimerHeap,
+    peers: &mut Slab<Peer>,
+    idx: usize,
+    at: Instant,
+    slot: fn(&mut Peer) -> &mut Option<Instant>,
+) {
+    let Some(peer) = peers.get_mut(idx) else {
+        return;
+    };
+    let scheduled = slot(peer);
+    if scheduled.is_none_or(|s| at < s) {
+        *scheduled = Some(at);
+        heap.push(Reverse((at, idx)));
+    }
+}
 
 /// Pops the entries of `heap` due by `now` and pushes their peers onto `due`, clearing the slot
 /// (`slot(peer)`) of each peer whose slot still says it is due.
