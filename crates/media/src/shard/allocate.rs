@@ -295,6 +295,7 @@ impl Shard {
                 }
                 let attendee = &mut self.attendees[a];
                 if targets != attendee.publish_targets_sent && !targets.is_empty() {
+                    tracing::debug!(attendee = a, ?targets, "publish targets changed");
                     attendee.send(ServerMessage::PublishTargets {
                         tracks: targets.clone(),
                     });
