@@ -1,7 +1,7 @@
 //! Feeds a floor forwarder with SRTP and measures what comes back, and what it cost the floor's process.
 //!
 //! Two threads in this process: a sender (one socket, `streams` SSRCs at `pps` packets/s each, paced in
-//! 1 ms steps) and a receiver (`receivers` sockets, each subscribed to every stream, decrypting and
+//! 1 ms steps, each stream at its own phase) and a receiver (`receivers` sockets, each subscribed to every stream, decrypting and
 //! checking every packet). The payload starts with the send time and a per-stream counter, so loss and
 //! latency are measured the same way as in `convene-load`.
 //!
@@ -208,6 +208,17 @@ fn build_rtp(buf: &mut [u8], ssrc: u32, seq: u64, size: usize, sent_us: u64) -> 
     RTP_HEADER + size
 }
 
+/// How many packets stream `stream` of `streams` has sent `elapsed` seconds in, at `pps` each.
+///
+/// Each stream runs at its own phase, the streams spread evenly over one packet interval, as
+/// independent publishers do: in lock step the floor would get every stream's packet in one burst and
+/// one wake-up, a batching no SFU is offered by real senders (and Convene's load generator does not
+/// offer Convene), which made the floor look cheaper per packet than forwarding the same packets costs.
+fn packets_due(elapsed: f64, pps: u32, stream: usize, streams: usize) -> u64 {
+    let phase = stream as f64 / streams.max(1) as f64;
+    (elapsed * f64::from(pps) + phase) as u64
+}
+
 fn send(
     cfg: &DriveConfig,
     profile: Profile,
@@ -228,8 +239,9 @@ fn send(
     let mut sent_in_window = 0u64;
     let start = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        let due = (start.elapsed().as_secs_f64() * f64::from(cfg.pps)) as u64;
+        let elapsed = start.elapsed().as_secs_f64();
         for (i, ctx) in contexts.iter().enumerate() {
+            let due = packets_due(elapsed, cfg.pps, i, contexts.len());
             while sent_per_stream[i] < due {
                 let seq = sent_per_stream[i];
                 sent_per_stream[i] += 1;
@@ -422,6 +434,34 @@ mod tests {
         .unwrap();
         stop.store(true, Ordering::Relaxed);
         (summary, floor_thread.join().unwrap())
+    }
+
+    /// Streams keep their rate but not each other's step: at any instant they are within one packet
+    /// of each other, and within one packet interval every stream sends at a different moment.
+    #[test]
+    fn streams_send_at_their_own_phase() {
+        let (pps, streams) = (50, 4);
+        let interval = 1.0 / f64::from(pps);
+        for step in 0..1000 {
+            let t = step as f64 * interval / 100.0;
+            let due: Vec<u64> = (0..streams)
+                .map(|s| packets_due(t, pps, s, streams))
+                .collect();
+            let (lo, hi) = (due.iter().min().unwrap(), due.iter().max().unwrap());
+            assert!(hi - lo <= 1, "at {t}: {due:?}");
+        }
+        // The first instant (in 1/100 of an interval) each stream's first packet is due.
+        let first_at: Vec<Option<u32>> = (0..streams)
+            .map(|s| {
+                (0..200)
+                    .find(|&k| packets_due(f64::from(k) * interval / 100.0, pps, s, streams) >= 1)
+            })
+            .collect();
+        assert_eq!(first_at, vec![Some(100), Some(75), Some(50), Some(25)]);
+        // Over ten seconds every stream sends its rate.
+        for s in 0..streams {
+            assert_eq!(packets_due(10.0, pps, s, streams), 500);
+        }
     }
 
     /// The floor forwards every packet of every stream to every receiver, decryptable with the receiver's
