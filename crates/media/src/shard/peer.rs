@@ -92,7 +92,15 @@ impl Peer {
             .set_ice_lite(true)
             .set_rtp_mode(true)
             .set_local_ice_credentials(creds)
-            .set_stats_interval(Some(Duration::from_secs(1)))
+            // str0m's stats feed one thing: the NACK and PLI counters of what str0m itself sends
+            // (`Shard::on_egress_stats`). A connection on the fast path sends nothing through str0m
+            // (a subscriber's fallback to str0m, when the fast path refuses its keys, is already
+            // without str0m's reports and estimator); there each second's stats pass cost ~40 us a
+            // connection, 12 % of the server's time in the benchmark's scenario (a)
+            // (bench/results/2026-12-06-notes.md).
+            .set_stats_interval(
+                (role == Role::Subscribe && !fast_path).then_some(Duration::from_secs(1)),
+            )
             .clear_codecs();
         let codecs = config.codec_config();
         // Opus with DTX: silent attendees cost (almost) nothing to forward.
