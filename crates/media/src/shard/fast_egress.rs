@@ -447,6 +447,19 @@ mod tests {
         );
     }
 
+    /// A connection's egress, and the SRTCP context its receiver opens our reports with.
+    fn egress_and_receiver(t0: Instant) -> (FastEgress, SrtpContext) {
+        let addr = "127.0.0.1:9".parse().expect("address");
+        let egress = FastEgress::new(t0, &keys(true), addr, 300).expect("keys");
+        let receiver = keys(false)
+            .srtp_keys()
+            .expect("keys")
+            .remote_rtcp
+            .context()
+            .expect("ctx");
+        (egress, receiver)
+    }
+
     /// The receiver's view of one report datagram: the SSRCs its sender reports are from.
     fn reported_ssrcs(receiver: &SrtpContext, datagram: &mut [u8]) -> Vec<u32> {
         let (len, _) = receiver.unprotect_rtcp(datagram).expect("our SRTCP opens");
@@ -464,14 +477,7 @@ mod tests {
     #[test]
     fn sender_reports_of_all_streams_share_one_datagram_a_second() {
         let t0 = Instant::now();
-        let addr = "127.0.0.1:9".parse().expect("address");
-        let mut egress = FastEgress::new(t0, &keys(true), addr, 300).expect("keys");
-        let receiver = keys(false)
-            .srtp_keys()
-            .expect("keys")
-            .remote_rtcp
-            .context()
-            .expect("ctx");
+        let (mut egress, receiver) = egress_and_receiver(t0);
         let mut buf = [0u8; 1500];
         let mut rounds = Vec::new();
         for ms in (0..=3000).step_by(10) {
@@ -508,14 +514,7 @@ mod tests {
     #[test]
     fn sender_reports_beyond_one_datagram_follow_in_the_next() {
         let t0 = Instant::now();
-        let addr = "127.0.0.1:9".parse().expect("address");
-        let mut egress = FastEgress::new(t0, &keys(true), addr, 300).expect("keys");
-        let receiver = keys(false)
-            .srtp_keys()
-            .expect("keys")
-            .remote_rtcp
-            .context()
-            .expect("ctx");
+        let (mut egress, receiver) = egress_and_receiver(t0);
         let mut buf = [0u8; 1500];
         for ssrc in 1..=5 {
             send(&mut egress, t0, ssrc, &mut buf);
