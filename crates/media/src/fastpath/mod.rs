@@ -26,6 +26,7 @@ pub mod ingress;
 pub mod kdf;
 pub mod keys;
 pub mod outbox;
+pub mod prefetch;
 pub mod rtx;
 pub mod srtp;
 pub mod twcc;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::cc::PacketResult;
 use super::feedback::TransportCc;
 use super::ingress::extend_seq;
+use super::prefetch::prefetch;
 
 /// Packets remembered: a second at 2000 packets a second (a subscriber receiving 20 Mbit/s).
 /// Feedback comes every 50-100 ms; a packet older than this is not reported on any more.
@@ -28,6 +29,9 @@ struct Entry {
     probe: u16,
     reported: bool,
 }
+
+/// How much of the newest history [`SendHistory::prefetch_recent`] fetches.
+const RECENT_BYTES: u64 = 256;
 
 /// See the module docs.
 #[derive(Debug)]
@@ -50,6 +54,22 @@ impl SendHistory {
             entries: vec![empty; CAPACITY].into_boxed_slice(),
             next: 0,
             start: now,
+        }
+    }
+
+    /// Starts fetching the entry the next packet is recorded in (`fastpath::prefetch`).
+    pub fn prefetch_next(&self) {
+        prefetch(&self.entries[self.next as usize % CAPACITY]);
+    }
+
+    /// Starts fetching the entries of the last packets sent: what the next feedback reports (at 20
+    /// reports a second a receiver of one video stream reports a handful at a time).
+    pub fn prefetch_recent(&self) {
+        let entry = size_of::<Entry>() as u64;
+        for back in (1..=RECENT_BYTES / entry).step_by((64 / entry).max(1) as usize) {
+            if let Some(seq) = self.next.checked_sub(back) {
+                prefetch(&self.entries[seq as usize % CAPACITY]);
+            }
         }
     }
 
@@ -167,6 +187,25 @@ mod tests {
         // Reported again: nothing new.
         history.join([(3, arrival(60)), (4, arrival(70))], &mut out);
         assert_eq!(out.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![4]);
+    }
+
+    #[test]
+    fn prefetching_reaches_only_slots_of_the_ring() {
+        let t0 = Instant::now();
+        let mut history = SendHistory::new(t0);
+        // Nothing sent yet: no "recent" slot before the first.
+        history.prefetch_recent();
+        history.prefetch_next();
+        // Past a wrap of the ring, the recent slots straddle its end.
+        for _ in 0..CAPACITY + 3 {
+            history.prefetch_next();
+            history.record(t0, 1200, None);
+            history.prefetch_recent();
+        }
+        let mut out = Vec::new();
+        let newest = (CAPACITY + 2) as u64;
+        history.join([(newest, Some(t0))], &mut out);
+        assert_eq!(out.len(), 1, "a hint changed nothing");
     }
 
     #[test]

@@ -30,6 +30,7 @@ use crate::fastpath::egress::{
 };
 use crate::fastpath::feedback::TransportCc;
 use crate::fastpath::keys::DtlsKeys;
+use crate::fastpath::prefetch::{prefetch, prefetch_all};
 use crate::fastpath::srtp::{OutboundStream, SRTCP_OVERHEAD, SrtpContext, TAG_LEN};
 use crate::fastpath::twcc::SendHistory;
 
@@ -160,6 +161,28 @@ impl FastEgress {
             retransmissions: 0,
             reports: 0,
         })
+    }
+
+    /// Starts fetching what [`packet`](Self::packet) touches (`fastpath::prefetch`); the fan-out
+    /// asks for every subscriber's before it writes the first copy.
+    pub fn prefetch_for_packet(&self) {
+        prefetch(&self.srtp);
+        prefetch(&self.streams);
+        prefetch(&self.history);
+        prefetch(&self.destination);
+        prefetch_all(&self.streams[..]);
+        self.history.prefetch_next();
+        self.bwe.prefetch_for_send();
+    }
+
+    /// Starts fetching what reading the receiver's next feedback touches; the worker asks for every
+    /// report's in a received batch before it reads the first.
+    pub fn prefetch_for_feedback(&self) {
+        prefetch(&self.srtcp_in);
+        prefetch(&self.history);
+        prefetch(&self.results);
+        self.history.prefetch_recent();
+        self.bwe.prefetch_for_feedback();
     }
 
     /// What the allocation could use: the estimator probes toward it.

@@ -14,6 +14,7 @@ use super::peer::Role;
 use crate::allocation::policy::Choice;
 use crate::fastpath::egress::{ExtIds, RtpOut};
 use crate::fastpath::feedback::nack_entries;
+use crate::fastpath::prefetch::prefetch;
 use crate::fastpath::rtx::rtx_payload;
 use crate::forward::{VideoCodec, starts_keyframe};
 
@@ -191,6 +192,7 @@ impl Shard {
         // Some fast-path subscription got the packet (then it may be NACKed).
         let mut sent_fast = false;
 
+        self.prefetch_fan_out(p);
         for i in 0..self.publications[p].subscriptions.len() {
             let s = self.publications[p].subscriptions[i];
             let sub = &mut self.subscriptions[s];
@@ -362,6 +364,21 @@ impl Shard {
             let l = keyframes_wanted.trailing_zeros() as usize;
             keyframes_wanted &= keyframes_wanted - 1;
             self.request_keyframe(now, p, Some(l));
+        }
+    }
+
+    /// Starts fetching every fast-path subscriber's egress state before the fan-out of one of
+    /// publication `p`'s packets writes the first copy (`fastpath::prefetch`): the loads here do not
+    /// depend on each other, so their misses overlap instead of stalling each copy in turn.
+    fn prefetch_fan_out(&self, p: usize) {
+        for &s in &self.publications[p].subscriptions {
+            let sub = &self.subscriptions[s];
+            prefetch(sub);
+            if let Some(peer) = self.attendees[sub.subscriber].subscribe_peer
+                && let Some(fast) = self.peers[peer].fast.as_deref()
+            {
+                fast.prefetch_for_packet();
+            }
         }
     }
 

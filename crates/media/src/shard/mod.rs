@@ -466,6 +466,21 @@ impl Shard {
         self.process_pending(now);
     }
 
+    /// Starts fetching what [`Shard::handle_datagram`] will touch for this datagram, if that is a
+    /// subscriber's feedback (`fastpath::prefetch`). The worker calls it for every datagram of a
+    /// received batch before handling the first, so the batch's cache misses overlap; media needs
+    /// none (its fan-out prefetches for itself).
+    pub fn prefetch_datagram(&self, source: SocketAddr, data: &[u8]) {
+        if !fast_ingress::is_srtcp(data) {
+            return;
+        }
+        if let Some(&idx) = self.peer_by_addr.get(&source)
+            && let Some(fast) = self.peers.get(idx).and_then(|p| p.fast.as_deref())
+        {
+            fast.prefetch_for_feedback();
+        }
+    }
+
     /// One datagram arrived on this shard's socket.
     ///
     /// What it makes the shard forward is written to the subscribers' connections but goes out only at

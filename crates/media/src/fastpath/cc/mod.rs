@@ -139,6 +139,16 @@ impl SendSideBwe {
         Some(cluster)
     }
 
+    /// Starts fetching what [`on_sent`](Self::on_sent) touches (`fastpath::prefetch`).
+    pub fn prefetch_for_send(&self) {
+        crate::fastpath::prefetch::prefetch(&self.trial);
+    }
+
+    /// Starts fetching what [`on_feedback`](Self::on_feedback) touches: most of the estimator.
+    pub fn prefetch_for_feedback(&self) {
+        crate::fastpath::prefetch::prefetch_all(self);
+    }
+
     /// A packet of `size` bytes (media, retransmission or padding) left at `now`.
     pub fn on_sent(&mut self, now: Instant, size: usize) {
         if let Some(trial) = self.trial.as_mut() {
