@@ -163,14 +163,16 @@ impl FastEgress {
         })
     }
 
-    /// Starts fetching what [`packet`](Self::packet) touches (`fastpath::prefetch`); the fan-out
-    /// asks for every subscriber's before it writes the first copy.
-    pub fn prefetch_for_packet(&self) {
+    /// Starts fetching what [`packet`](Self::packet) on `stream` touches (`fastpath::prefetch`); the
+    /// fan-out asks for every subscriber's before it writes the first copy.
+    pub fn prefetch_for_packet(&self, stream: Option<usize>) {
         prefetch(&self.srtp);
         prefetch(&self.streams);
         prefetch(&self.history);
         prefetch(&self.destination);
-        prefetch_all(&self.streams[..]);
+        if let Some(s) = stream.and_then(|i| self.streams.get(i)) {
+            prefetch_all(s);
+        }
         self.history.prefetch_next();
         self.bwe.prefetch_for_send();
     }
@@ -249,7 +251,8 @@ impl FastEgress {
             payload: &[],
             padding: u8::MAX,
         };
-        let (len, _) = self.write(now, &padding, &ids, cluster, buf)?;
+        let stream = self.stream(ssrc);
+        let (len, _) = self.write(now, stream, &padding, &ids, cluster, buf)?;
         self.padding_packets += 1;
         Some(len)
     }
@@ -267,7 +270,8 @@ impl FastEgress {
             seq: self.next_rtx_seq(rtx.ssrc),
             ..rtx
         };
-        let (len, _) = self.write(now, &rtx, ids, None, buf)?;
+        let stream = self.stream(rtx.ssrc);
+        let (len, _) = self.write(now, stream, &rtx, ids, None, buf)?;
         self.retransmissions += 1;
         Some(len)
     }
@@ -287,17 +291,38 @@ impl FastEgress {
         seq
     }
 
-    /// Writes, numbers and protects one forwarded packet (`out.transport_seq` is filled in here) of a
-    /// stream whose RTP clock runs at `clock_hz`.
+    /// The index of the stream we send on `ssrc` (added on first use; indices never change): a
+    /// subscription keeps it, so its packets skip the search and prefetch only their own stream.
+    pub fn stream(&mut self, ssrc: u32) -> usize {
+        match self.streams.iter().position(|s| s.srtp.ssrc() == ssrc) {
+            Some(i) => i,
+            None => {
+                self.streams.push(SendStream {
+                    srtp: OutboundStream::new(ssrc),
+                    report: None,
+                });
+                self.streams.len() - 1
+            }
+        }
+    }
+
+    /// Writes, numbers and protects one forwarded packet (`out.transport_seq` is filled in here) of
+    /// stream `stream` ([`stream`](Self::stream) of `out.ssrc`), whose RTP clock runs at `clock_hz`.
     pub fn packet(
         &mut self,
         now: Instant,
+        stream: usize,
         out: &RtpOut,
         ids: &ExtIds,
         clock_hz: u32,
         buf: &mut [u8],
     ) -> Option<usize> {
-        let (len, i) = self.write(now, out, ids, None, buf)?;
+        // A wrong index costs a search, never a packet on another stream's keys.
+        let stream = match self.streams.get(stream) {
+            Some(s) if s.srtp.ssrc() == out.ssrc => stream,
+            _ => self.stream(out.ssrc),
+        };
+        let (len, i) = self.write(now, stream, out, ids, None, buf)?;
         self.packets += 1;
         let report = self.streams[i]
             .report
@@ -376,6 +401,7 @@ impl FastEgress {
     fn write(
         &mut self,
         now: Instant,
+        stream: usize,
         out: &RtpOut,
         ids: &ExtIds,
         probe: Option<u32>,
@@ -388,25 +414,15 @@ impl FastEgress {
         // The tag must fit after the packet.
         let room = buf.len().checked_sub(TAG_LEN)?;
         let len = write_rtp(&mut buf[..room], &numbered, ids).ok()?;
-        let i = match self.streams.iter().position(|s| s.srtp.ssrc() == out.ssrc) {
-            Some(i) => i,
-            None => {
-                self.streams.push(SendStream {
-                    srtp: OutboundStream::new(out.ssrc),
-                    report: None,
-                });
-                self.streams.len() - 1
-            }
-        };
         let protected = self
             .srtp
-            .protect_in_place(&mut self.streams[i].srtp, buf, len)
+            .protect_in_place(&mut self.streams.get_mut(stream)?.srtp, buf, len)
             .ok()?;
         if ids.transport_cc.is_some() {
             self.history.record(now, protected, probe);
             self.bwe.on_sent(now, protected);
         }
-        Some((protected, i))
+        Some((protected, stream))
     }
 
     /// Authenticates and decrypts the receiver's SRTCP packet in `buf` in place; returns the RTCP
@@ -449,7 +465,13 @@ mod tests {
         }
     }
 
+    /// One packet on `ssrc`, through the stream index a subscription would keep.
     fn send(egress: &mut FastEgress, now: Instant, ssrc: u32, buf: &mut [u8]) {
+        let stream = egress.stream(ssrc);
+        send_on(egress, now, stream, ssrc, buf);
+    }
+
+    fn send_on(egress: &mut FastEgress, now: Instant, stream: usize, ssrc: u32, buf: &mut [u8]) {
         let out = RtpOut {
             ssrc,
             pt: 111,
@@ -465,9 +487,26 @@ mod tests {
         };
         assert!(
             egress
-                .packet(now, &out, &ExtIds::default(), 48_000, buf)
+                .packet(now, stream, &out, &ExtIds::default(), 48_000, buf)
                 .is_some()
         );
+    }
+
+    #[test]
+    fn a_stream_keeps_its_index_and_a_wrong_one_costs_only_a_search() {
+        let t0 = Instant::now();
+        let (mut egress, _) = egress_and_receiver(t0);
+        let (a, b) = (egress.stream(1111), egress.stream(2222));
+        assert_ne!(a, b);
+        assert_eq!(egress.stream(1111), a, "indices never change");
+        let mut buf = [0u8; 1500];
+        // Sent on 2222 with 1111's index (or one out of range): counted on 2222's stream.
+        send_on(&mut egress, t0, a, 2222, &mut buf);
+        send_on(&mut egress, t0, 99, 2222, &mut buf);
+        let count = |i: usize| egress.streams[i].report.as_ref().map(|r| r.packets);
+        assert_eq!(count(b), Some(2));
+        assert_eq!(count(a), None);
+        assert_eq!(egress.streams.len(), 2);
     }
 
     /// A connection's egress, and the SRTCP context its receiver opens our reports with.

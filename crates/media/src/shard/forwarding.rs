@@ -280,16 +280,27 @@ impl Shard {
             let Some(tx_ssrc) = sub.tx_ssrc else { continue };
             if self.peers[peer].fast.is_some() {
                 let rtc = &mut self.peers[peer].rtc;
-                let FastSubscription { ids, rtx } =
+                let FastSubscription { ids, rtx, stream } =
                     *sub.fast.get_or_insert_with(|| FastSubscription {
                         ids: rtc
                             .media(mid)
                             .map(|m| ExtIds::from_map(m.remote_extmap()))
                             .unwrap_or_default(),
                         rtx: rtx_of(rtc, tx_ssrc, out_pt),
+                        stream: None,
                     });
                 let Some(fast) = self.peers[peer].fast.as_mut() else {
                     continue;
+                };
+                let stream = match stream {
+                    Some(stream) => stream,
+                    None => {
+                        let stream = fast.stream(*tx_ssrc);
+                        if let Some(f) = sub.fast.as_mut() {
+                            f.stream = Some(stream);
+                        }
+                        stream
+                    }
                 };
                 if is_video && let Some((ssrc, pt)) = rtx {
                     fast.offer_padding_stream(ssrc, pt, ids);
@@ -311,7 +322,9 @@ impl Shard {
                     padding: 0,
                 };
                 let clock_hz = if is_video { 90_000 } else { 48_000 };
-                if let Some(n) = fast.packet(now, &rtp, &ids, clock_hz, self.outbox.next_buf()) {
+                if let Some(n) =
+                    fast.packet(now, stream, &rtp, &ids, clock_hz, self.outbox.next_buf())
+                {
                     self.outbox.commit(fast.destination, n);
                     self.count_out(is_video, len);
                     self.metrics.fast_media.inc();
@@ -377,7 +390,7 @@ impl Shard {
             if let Some(peer) = self.attendees[sub.subscriber].subscribe_peer
                 && let Some(fast) = self.peers[peer].fast.as_deref()
             {
-                fast.prefetch_for_packet();
+                fast.prefetch_for_packet(sub.fast.and_then(|f| f.stream));
             }
         }
     }
@@ -396,6 +409,7 @@ impl Shard {
             Some(FastSubscription {
                 ids,
                 rtx: Some((rtx_ssrc, rtx_pt)),
+                ..
             }),
         ) = (sub.layer, sub.fast)
         else {

@@ -188,6 +188,9 @@ pub struct FastSubscription {
     pub ids: crate::fastpath::egress::ExtIds,
     /// Its RTX stream (SSRC, payload type), if it negotiated one.
     pub rtx: Option<(u32, u8)>,
+    /// Its media stream's index in the connection's fast egress (`FastEgress::stream`), known from
+    /// its first packet.
+    pub stream: Option<usize>,
 }
 
 /// One attendee receiving one publication.
