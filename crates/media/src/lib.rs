@@ -15,6 +15,7 @@ pub mod fastpath;
 pub mod forward;
 pub mod metrics;
 pub mod plane;
+pub mod rtcp_steering;
 pub mod shard;
 pub mod signal;
 pub mod udp;

@@ -13,9 +13,10 @@ use dashmap::DashMap;
 use mio::{Poll, Waker};
 
 use crate::metrics::MediaMetrics;
+use crate::rtcp_steering;
 use crate::shard::{Command, PortLink, Shard, ShardConfig};
 use crate::udp::{RecvBatch, SendBatch};
-use crate::worker::{WAKER, Worker, register};
+use crate::worker::{RtcpSocket, WAKER, Worker, register};
 
 /// How the media plane listens.
 #[derive(Debug, Clone)]
@@ -73,7 +74,7 @@ pub struct MediaPlane {
 }
 
 impl MediaPlane {
-    /// Bind one UDP socket per worker and start the worker threads.
+    /// Bind one UDP port per worker (two sockets: [`rtcp_steering`]) and start the worker threads.
     pub fn start(
         config: &MediaConfig,
         bus: Arc<dyn EventBus>,
@@ -86,7 +87,7 @@ impl MediaPlane {
         let mut shards = Vec::with_capacity(config.workers.max(1));
         let mut next_port = lo;
         for index in 0..config.workers.max(1) {
-            let (std_socket, port) = loop {
+            let (steered, port) = loop {
                 if next_port > hi || next_port == 0 {
                     return Err(MediaError::NoFreePort {
                         lo,
@@ -97,15 +98,24 @@ impl MediaPlane {
                 }
                 let port = next_port;
                 next_port = next_port.wrapping_add(1);
-                if let Ok(s) = std::net::UdpSocket::bind(SocketAddr::new(config.bind_ip, port)) {
+                if let Ok(s) = rtcp_steering::bind(SocketAddr::new(config.bind_ip, port)) {
                     break (s, port);
                 }
             };
+            let std_socket = steered.media;
             std_socket.set_nonblocking(true)?;
             size_buffers(&std_socket, index);
             let mut socket = mio::net::UdpSocket::from_std(std_socket);
             let poll = Poll::new()?;
             register(&poll, &mut socket)?;
+            let rtcp = match steered.rtcp {
+                Some(s) => {
+                    s.set_nonblocking(true)?;
+                    size_buffers(&s, index);
+                    Some(RtcpSocket::new(&poll, mio::net::UdpSocket::from_std(s))?)
+                }
+                None => None,
+            };
             let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
             let addr = SocketAddr::new(config.public_ip, port);
             let (tx, rx) = channel();
@@ -123,6 +133,7 @@ impl MediaPlane {
             let worker = Worker {
                 shard,
                 socket,
+                rtcp,
                 poll,
                 commands: rx,
                 load: load.clone(),

@@ -1,13 +1,17 @@
-//! The IO around a shard: one thread, one UDP socket, a command channel.
+//! The IO around a shard: one thread, one UDP port, a command channel.
 //!
 //! The thread sleeps in `mio` until a datagram arrives, a command is queued (the sender wakes it) or the
 //! shard's next deadline passes; then it feeds the shard a batch of datagrams, runs what is due (which
 //! also ends the batch: one str0m timeout pass per connection the datagrams wrote to) and sends what the
 //! shard wants sent. Both directions are batched system calls ([`crate::udp`]).
+//!
+//! The port's RTCP arrives on a socket of its own where the kernel can steer it there
+//! ([`crate::rtcp_steering`]); it is read on the wake-ups media and timers cause anyway, and wakes the
+//! worker by itself only after a quiet spell ([`RtcpSocket`]).
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -23,6 +27,7 @@ use str0m::net::Transmit;
 
 pub(crate) const SOCKET: Token = Token(0);
 pub(crate) const WAKER: Token = Token(1);
+pub(crate) const RTCP: Token = Token(2);
 
 /// Receive calls (of up to [`udp::BATCH`] datagrams each) per wake-up before commands and timers get
 /// their turn.
@@ -31,6 +36,8 @@ const RECV_CALLS: usize = 8;
 pub(crate) struct Worker {
     pub shard: Shard,
     pub socket: UdpSocket,
+    /// Where the port's RTCP arrives, when the kernel steers it apart ([`crate::rtcp_steering`]).
+    pub rtcp: Option<RtcpSocket>,
     pub poll: Poll,
     pub commands: Receiver<Command>,
     pub load: Arc<AtomicUsize>,
@@ -53,12 +60,15 @@ impl Worker {
         // mio is edge-triggered: after a capped batch the socket may still hold datagrams without
         // signalling again, so the next wait must not sleep.
         let mut socket_pending = false;
+        let mut rtcp_pending = false;
         loop {
-            let timeout = if socket_pending {
+            let timeout = if socket_pending || rtcp_pending {
                 Duration::ZERO
             } else {
-                self.shard
-                    .poll_timeout()
+                let rtcp_due = self.rtcp.as_ref().and_then(|r| r.due);
+                let deadline = self.shard.poll_timeout();
+                rtcp_due
+                    .map_or(deadline, |due| deadline.min(due))
                     .saturating_duration_since(Instant::now())
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
@@ -68,6 +78,7 @@ impl Worker {
                 return;
             }
             let started = Instant::now();
+            let rtcp_signalled = events.iter().any(|e| e.token() == RTCP);
 
             loop {
                 match self.commands.try_recv() {
@@ -85,48 +96,21 @@ impl Worker {
             }
 
             // At most a batch per wake-up, so commands, timers and shutdown are never starved.
-            socket_pending = true;
-            let mut received = 0;
-            for _ in 0..RECV_CALLS {
-                match self.recv.recv(fd, false) {
-                    Ok(n) => {
-                        received += n;
-                        if n > 1 {
-                            for i in 0..n {
-                                if let Some((source, datagram)) = self.recv.get(i) {
-                                    self.shard.prefetch_datagram(source, datagram);
-                                }
-                            }
-                        }
-                        for i in 0..n {
-                            if let Some((source, datagram)) = self.recv.get(i) {
-                                // Each datagram's own instant, as before batching: it dates the
-                                // arrivals that transport-wide feedback reports to publishers.
-                                self.shard
-                                    .handle_datagram(Instant::now(), source, local, datagram);
-                            }
-                        }
-                        for _ in 0..self.recv.truncated() {
-                            self.metrics.dropped("oversized");
-                        }
-                        // A short batch emptied the queue: a datagram arriving later signals anew.
-                        if n < udp::BATCH {
-                            socket_pending = false;
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        socket_pending = false;
-                        break;
-                    }
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        // ICMP errors (port unreachable) surface here on Linux; they concern one peer.
-                        tracing::debug!(shard = index, error = %e, "recv error");
-                        continue;
+            let (mut received, pending) = self.receive(fd, local);
+            socket_pending = pending;
+            if let Some(rtcp) = self.rtcp.as_mut() {
+                let read = rtcp_signalled || rtcp.pending || !rtcp.armed;
+                if read {
+                    let rtcp_fd = rtcp.socket.as_raw_fd();
+                    let (n, pending) = self.receive(rtcp_fd, local);
+                    received += n;
+                    if let Some(rtcp) = self.rtcp.as_mut() {
+                        rtcp.pending = pending;
+                        rtcp.after_read(&self.poll, Instant::now(), rtcp_signalled, n);
                     }
                 }
             }
+            rtcp_pending = self.rtcp.as_ref().is_some_and(|r| r.pending);
 
             if received > 0 {
                 self.metrics.wakeups_datagrams.inc();
@@ -157,6 +141,49 @@ impl Worker {
                 window_start = Instant::now();
             }
         }
+    }
+
+    /// Up to [`RECV_CALLS`] batches from socket `fd` into the shard: how many datagrams, and whether
+    /// the last batch was full (the socket may hold more without signalling again).
+    fn receive(&mut self, fd: RawFd, local: SocketAddr) -> (usize, bool) {
+        let mut received = 0;
+        for _ in 0..RECV_CALLS {
+            match self.recv.recv(fd, false) {
+                Ok(n) => {
+                    received += n;
+                    if n > 1 {
+                        for i in 0..n {
+                            if let Some((source, datagram)) = self.recv.get(i) {
+                                self.shard.prefetch_datagram(source, datagram);
+                            }
+                        }
+                    }
+                    for i in 0..n {
+                        if let Some((source, datagram)) = self.recv.get(i) {
+                            // Each datagram's own instant, as before batching: it dates the
+                            // arrivals that transport-wide feedback reports to publishers.
+                            self.shard
+                                .handle_datagram(Instant::now(), source, local, datagram);
+                        }
+                    }
+                    for _ in 0..self.recv.truncated() {
+                        self.metrics.dropped("oversized");
+                    }
+                    // A short batch emptied the queue: a datagram arriving later signals anew.
+                    if n < udp::BATCH {
+                        return (received, false);
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return (received, false),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // ICMP errors (port unreachable) surface here on Linux; they concern one peer.
+                    tracing::debug!(shard = self.shard.config().index, error = %e, "recv error");
+                    continue;
+                }
+            }
+        }
+        (received, true)
     }
 
     fn flush(&mut self) {
@@ -203,4 +230,121 @@ impl Worker {
 
 pub(crate) fn register(poll: &Poll, socket: &mut UdpSocket) -> std::io::Result<()> {
     poll.registry().register(socket, SOCKET, Interest::READABLE)
+}
+
+/// The RTCP socket of a steered media port ([`crate::rtcp_steering`]) and when it must be read.
+///
+/// It starts registered with the poll ("armed"): RTCP wakes the worker. RTCP that woke it switches
+/// it to lazy reading: unregistered, read on every wake-up whatever its cause, and at the latest
+/// [`RTCP_DELAY`] after the last read that found some. A read at that deadline that finds none arms
+/// it again. With RTCP flowing (every subscriber's feedback every 50-100 ms) the worker so wakes for
+/// it at most every [`RTCP_DELAY`], not per report.
+pub(crate) struct RtcpSocket {
+    socket: UdpSocket,
+    armed: bool,
+    /// While not armed: read it by then.
+    due: Option<Instant>,
+    /// The last read filled its batches: read again without sleeping.
+    pending: bool,
+}
+
+/// How long RTCP may wait in its socket when nothing else wakes the worker: within what a NACK's
+/// repair, a keyframe request or the estimator's reaction (to feedback sent every 50-100 ms) can
+/// lose without anyone noticing.
+const RTCP_DELAY: Duration = Duration::from_millis(10);
+
+impl RtcpSocket {
+    pub fn new(poll: &Poll, mut socket: UdpSocket) -> std::io::Result<Self> {
+        poll.registry()
+            .register(&mut socket, RTCP, Interest::READABLE)?;
+        Ok(Self {
+            socket,
+            armed: true,
+            due: None,
+            pending: false,
+        })
+    }
+
+    /// After a read that got `n` datagrams at `now` (`signalled`: the poll reported it readable).
+    fn after_read(&mut self, poll: &Poll, now: Instant, signalled: bool, n: usize) {
+        if self.armed {
+            if signalled {
+                match poll.registry().deregister(&mut self.socket) {
+                    Ok(()) => {
+                        self.armed = false;
+                        self.due = Some(now + RTCP_DELAY);
+                    }
+                    Err(e) => tracing::debug!(error = %e, "could not unregister the RTCP socket"),
+                }
+            }
+            return;
+        }
+        if n > 0 || self.pending {
+            self.due = Some(now + RTCP_DELAY);
+        } else if self.due.is_none_or(|due| now >= due) {
+            // Quiet for a while: let the next RTCP wake the worker again. A datagram that arrived
+            // since the read makes the registration report it at once.
+            match poll
+                .registry()
+                .register(&mut self.socket, RTCP, Interest::READABLE)
+            {
+                Ok(()) => {
+                    self.armed = true;
+                    self.due = None;
+                }
+                Err(e) => tracing::debug!(error = %e, "could not register the RTCP socket"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rtcp_events(poll: &mut Poll, wait: Duration) -> usize {
+        let mut events = Events::with_capacity(4);
+        poll.poll(&mut events, Some(wait)).expect("poll");
+        events.iter().filter(|e| e.token() == RTCP).count()
+    }
+
+    /// RTCP wakes the worker until it flows; then it is read on other wake-ups and at most
+    /// [`RTCP_DELAY`] late, and after a quiet read past that it wakes the worker again.
+    #[test]
+    fn the_rtcp_socket_wakes_the_worker_only_after_a_quiet_spell() {
+        let mut poll = Poll::new().expect("poll");
+        let std_socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        std_socket.set_nonblocking(true).expect("nonblocking");
+        let addr = std_socket.local_addr().expect("addr");
+        let mut rtcp = RtcpSocket::new(&poll, UdpSocket::from_std(std_socket)).expect("register");
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let report = [0x81, 205, 0, 1, 0, 0, 0, 1];
+        let mut buf = [0u8; 64];
+
+        // Armed: a report wakes the poll.
+        peer.send_to(&report, addr).expect("send");
+        assert_eq!(rtcp_events(&mut poll, Duration::from_secs(5)), 1);
+        let t0 = Instant::now();
+        assert!(rtcp.socket.recv_from(&mut buf).is_ok());
+        rtcp.after_read(&poll, t0, true, 1);
+        assert!(!rtcp.armed);
+        assert_eq!(rtcp.due, Some(t0 + RTCP_DELAY));
+
+        // Lazy: the next report waits in the socket without waking anyone.
+        peer.send_to(&report, addr).expect("send");
+        assert_eq!(rtcp_events(&mut poll, Duration::from_millis(100)), 0);
+        // A read that finds it (on another wake-up) moves the deadline on.
+        assert!(rtcp.socket.recv_from(&mut buf).is_ok());
+        let t1 = t0 + Duration::from_millis(5);
+        rtcp.after_read(&poll, t1, false, 1);
+        assert_eq!(rtcp.due, Some(t1 + RTCP_DELAY));
+        // An empty read before the deadline changes nothing; one at it arms the socket again.
+        rtcp.after_read(&poll, t1 + RTCP_DELAY / 2, false, 0);
+        assert!(!rtcp.armed);
+        rtcp.after_read(&poll, t1 + RTCP_DELAY, false, 0);
+        assert!(rtcp.armed);
+        assert_eq!(rtcp.due, None);
+        peer.send_to(&report, addr).expect("send");
+        assert_eq!(rtcp_events(&mut poll, Duration::from_secs(5)), 1);
+    }
 }
