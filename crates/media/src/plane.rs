@@ -108,14 +108,17 @@ impl MediaPlane {
             let mut socket = mio::net::UdpSocket::from_std(std_socket);
             let poll = Poll::new()?;
             register(&poll, &mut socket)?;
-            let rtcp = match steered.rtcp {
-                Some(s) => {
-                    s.set_nonblocking(true)?;
-                    size_buffers(&s, index);
-                    Some(RtcpSocket::new(&poll, mio::net::UdpSocket::from_std(s))?)
-                }
-                None => None,
-            };
+            // Without its RTCP socket the port still works: the kernel then hashes RTCP onto the
+            // media socket (the group's only member once this one is dropped).
+            let rtcp = steered.rtcp.and_then(|s| {
+                s.set_nonblocking(true)
+                    .and_then(|()| {
+                        size_buffers(&s, index);
+                        RtcpSocket::new(&poll, mio::net::UdpSocket::from_std(s))
+                    })
+                    .map_err(|e| tracing::warn!(port, error = %e, "RTCP socket unusable; RTCP wakes the worker"))
+                    .ok()
+            });
             let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
             let addr = SocketAddr::new(config.public_ip, port);
             let (tx, rx) = channel();

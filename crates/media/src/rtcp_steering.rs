@@ -59,12 +59,27 @@ fn filter() -> [libc::sock_filter; 8] {
 }
 
 /// Binds `addr` as a [`SteeredPort`]. Fails (as one plain bind would) when the port is taken; falls
-/// back to one socket when the kernel refuses the group or the filter.
+/// back to one plain socket when the kernel refuses `SO_REUSEPORT`, the group or the filter.
+///
+/// Known limit: between the probing bind and the group's, another process of the same user binding
+/// the same port with `SO_REUSEPORT` could join the group and receive some of its datagrams (the kernel
+/// lets no other user in). Convene's own ports come from `--media-ports`, which two servers on one host
+/// should not share.
 pub fn bind(addr: SocketAddr) -> io::Result<SteeredPort> {
     // SO_REUSEPORT would let this bind join another process's group on the port (same user only)
     // instead of failing; a plain bind first keeps "port in use" an error.
     drop(UdpSocket::bind(addr)?);
-    let media = reuse_port_socket(addr)?;
+    let media = match reuse_port_socket(addr) {
+        Ok(media) => media,
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => return Err(e),
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "SO_REUSEPORT refused; RTCP wakes the worker");
+            return Ok(SteeredPort {
+                media: UdpSocket::bind(addr)?,
+                rtcp: None,
+            });
+        }
+    };
     let rtcp = match second_socket(addr, &media) {
         Ok(rtcp) => Some(rtcp),
         Err(e) => {

@@ -29,8 +29,8 @@ pub(crate) const SOCKET: Token = Token(0);
 pub(crate) const WAKER: Token = Token(1);
 pub(crate) const RTCP: Token = Token(2);
 
-/// Receive calls (of up to [`udp::BATCH`] datagrams each) per wake-up before commands and timers get
-/// their turn.
+/// Receive calls (of up to [`udp::BATCH`] datagrams each) per socket per wake-up before commands and
+/// timers get their turn.
 const RECV_CALLS: usize = 8;
 
 pub(crate) struct Worker {
@@ -292,7 +292,11 @@ impl RtcpSocket {
                     self.armed = true;
                     self.due = None;
                 }
-                Err(e) => tracing::debug!(error = %e, "could not register the RTCP socket"),
+                Err(e) => {
+                    // Stay lazy and try again at the next deadline (a past one would spin the poll).
+                    tracing::debug!(error = %e, "could not register the RTCP socket");
+                    self.due = Some(now + RTCP_DELAY);
+                }
             }
         }
     }
