@@ -116,7 +116,9 @@ impl MediaPlane {
                         size_buffers(&s, index);
                         RtcpSocket::new(&poll, mio::net::UdpSocket::from_std(s))
                     })
-                    .map_err(|e| tracing::warn!(port, error = %e, "RTCP socket unusable; RTCP wakes the worker"))
+                    .map_err(|e| {
+                        tracing::warn!(port, error = %e, "RTCP socket unusable; RTCP wakes the worker")
+                    })
                     .ok()
             });
             let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);

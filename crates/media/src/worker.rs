@@ -60,8 +60,8 @@ impl Worker {
         // mio is edge-triggered: after a capped batch the socket may still hold datagrams without
         // signalling again, so the next wait must not sleep.
         let mut socket_pending = false;
-        let mut rtcp_pending = false;
         loop {
+            let rtcp_pending = self.rtcp.as_ref().is_some_and(|r| r.pending);
             let timeout = if socket_pending || rtcp_pending {
                 Duration::ZERO
             } else {
@@ -98,19 +98,14 @@ impl Worker {
             // At most a batch per wake-up, so commands, timers and shutdown are never starved.
             let (mut received, pending) = self.receive(fd, local);
             socket_pending = pending;
-            if let Some(rtcp) = self.rtcp.as_mut() {
-                let read = rtcp_signalled || rtcp.pending || !rtcp.armed;
-                if read {
-                    let rtcp_fd = rtcp.socket.as_raw_fd();
-                    let (n, pending) = self.receive(rtcp_fd, local);
-                    received += n;
-                    if let Some(rtcp) = self.rtcp.as_mut() {
-                        rtcp.pending = pending;
-                        rtcp.after_read(&self.poll, Instant::now(), rtcp_signalled, n);
-                    }
+            let rtcp_fd = self.rtcp.as_ref().filter(|r| r.wants_read(rtcp_signalled));
+            if let Some(rtcp_fd) = rtcp_fd.map(|r| r.socket.as_raw_fd()) {
+                let (n, pending) = self.receive(rtcp_fd, local);
+                received += n;
+                if let Some(rtcp) = self.rtcp.as_mut() {
+                    rtcp.after_read(&self.poll, Instant::now(), rtcp_signalled, n, pending);
                 }
             }
-            rtcp_pending = self.rtcp.as_ref().is_some_and(|r| r.pending);
 
             if received > 0 {
                 self.metrics.wakeups_datagrams.inc();
@@ -265,8 +260,15 @@ impl RtcpSocket {
         })
     }
 
-    /// After a read that got `n` datagrams at `now` (`signalled`: the poll reported it readable).
-    fn after_read(&mut self, poll: &Poll, now: Instant, signalled: bool, n: usize) {
+    /// Whether this wake-up reads it: RTCP woke the worker, the last read left some, or it is lazy.
+    fn wants_read(&self, signalled: bool) -> bool {
+        signalled || self.pending || !self.armed
+    }
+
+    /// After a read that got `n` datagrams at `now` (`signalled`: the poll reported it readable;
+    /// `pending`: the read filled its batches).
+    fn after_read(&mut self, poll: &Poll, now: Instant, signalled: bool, n: usize, pending: bool) {
+        self.pending = pending;
         if self.armed {
             if signalled {
                 match poll.registry().deregister(&mut self.socket) {
@@ -330,7 +332,7 @@ mod tests {
         assert_eq!(rtcp_events(&mut poll, Duration::from_secs(5)), 1);
         let t0 = Instant::now();
         assert!(rtcp.socket.recv_from(&mut buf).is_ok());
-        rtcp.after_read(&poll, t0, true, 1);
+        rtcp.after_read(&poll, t0, true, 1, false);
         assert!(!rtcp.armed);
         assert_eq!(rtcp.due, Some(t0 + RTCP_DELAY));
 
@@ -340,12 +342,12 @@ mod tests {
         // A read that finds it (on another wake-up) moves the deadline on.
         assert!(rtcp.socket.recv_from(&mut buf).is_ok());
         let t1 = t0 + Duration::from_millis(5);
-        rtcp.after_read(&poll, t1, false, 1);
+        rtcp.after_read(&poll, t1, false, 1, false);
         assert_eq!(rtcp.due, Some(t1 + RTCP_DELAY));
         // An empty read before the deadline changes nothing; one at it arms the socket again.
-        rtcp.after_read(&poll, t1 + RTCP_DELAY / 2, false, 0);
+        rtcp.after_read(&poll, t1 + RTCP_DELAY / 2, false, 0, false);
         assert!(!rtcp.armed);
-        rtcp.after_read(&poll, t1 + RTCP_DELAY, false, 0);
+        rtcp.after_read(&poll, t1 + RTCP_DELAY, false, 0, false);
         assert!(rtcp.armed);
         assert_eq!(rtcp.due, None);
         peer.send_to(&report, addr).expect("send");

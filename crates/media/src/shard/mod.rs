@@ -468,8 +468,8 @@ impl Shard {
 
     /// Starts fetching what [`Shard::handle_datagram`] will touch for this datagram, if that is a
     /// subscriber's feedback (`fastpath::prefetch`). The worker calls it for every datagram of a
-    /// received batch of more than one before handling the first, so the batch's cache misses overlap; media needs
-    /// none (its fan-out prefetches for itself).
+    /// received batch of more than one before handling the first, so the batch's cache misses
+    /// overlap; media needs none (its fan-out prefetches for itself).
     pub fn prefetch_datagram(&self, source: SocketAddr, data: &[u8]) {
         if !fast_ingress::is_srtcp(data) {
             return;
