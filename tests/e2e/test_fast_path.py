@@ -73,6 +73,14 @@ def test_three_browsers_meet_on_the_fast_path(server, launch, host):
     print(f"fast path media packets: {media:.0f} -> {later:.0f}; padding {fast_packets(server, 'padding'):.0f}, "
           f"rtx {fast_packets(server, 'rtx'):.0f}")
     assert media > 0 and later > media, "media did not leave on the fast path"
+    # The server dated what it sent against the kernel's receipt of what caused it: its workers publish
+    # the histogram each second, so it has counted the fast path's datagrams, each within reason.
+    delays = poll(lambda: server.metric_sum("convene_media_send_delay_seconds_count"), timeout=5,
+                  desc="send delays counted")
+    delay_sum = server.metric_sum("convene_media_send_delay_seconds_sum")
+    print(f"send delays: {delays:.0f} datagrams, mean {delay_sum / delays * 1e3:.3f} ms")
+    assert delays >= media / 2, f"{delays} send delays for {media} fast-path media packets"
+    assert 0 < delay_sum / delays < 0.1, f"mean send delay {delay_sum / delays} s"
     # The fast path's estimator heard the browsers' transport-wide feedback: the allocation spends a
     # downlink budget (set only from an estimate).
     budget = poll(lambda: server.metric_sum("convene_media_meeting_min_downlink_kbps"), timeout=20,

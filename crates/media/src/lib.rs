@@ -16,6 +16,7 @@ pub mod forward;
 pub mod metrics;
 pub mod plane;
 pub mod rtcp_steering;
+mod send_delay;
 pub mod shard;
 pub mod signal;
 pub mod udp;

@@ -6,9 +6,10 @@
 //! ([`ShardMetrics::flush`]), so a scrape sees each shard's counts at most one tick late.
 
 use convene_core::{ClientType, MediaSource};
-use prometheus::local::LocalIntCounter;
+use prometheus::local::{LocalHistogram, LocalIntCounter};
 use prometheus::{
-    Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry,
 };
 
 /// Reasons a datagram or packet is dropped (the `reason` label of `convene_media_packets_dropped_total`).
@@ -40,6 +41,13 @@ pub const DROP_REASONS: [&str; 18] = [
     "malformed_rtcp",
 ];
 
+/// Buckets of `convene_media_send_delay_seconds`: fine around the 1 ms a forwarded packet should stay
+/// under, coarse beyond.
+pub const SEND_DELAY_BUCKETS: [f64; 17] = [
+    0.000_05, 0.000_1, 0.000_2, 0.000_3, 0.000_5, 0.000_75, 0.001, 0.001_5, 0.002, 0.003, 0.005,
+    0.007_5, 0.01, 0.02, 0.05, 0.1, 0.25,
+];
+
 /// Every media-plane series, registered once.
 #[derive(Clone)]
 pub struct MediaMetrics {
@@ -65,6 +73,7 @@ pub struct MediaMetrics {
     dropped: IntCounterVec,
     worker_busy: GaugeVec,
     worker_wakeups: IntCounterVec,
+    send_delay: Histogram,
     pub signal_connections: IntGauge,
     signal_errors: IntCounter,
 }
@@ -114,6 +123,16 @@ impl MediaMetrics {
             &["shard"],
         )?;
         registry.register(Box::new(worker_busy.clone()))?;
+        let send_delay = Histogram::with_opts(
+            HistogramOpts::new(
+                "convene_media_send_delay_seconds",
+                "Time from the kernel's receipt of a datagram to the send call that handed back to the \
+                 kernel what it caused (a forwarded packet's copies; repairs for a NACK), per datagram \
+                 sent on the fast path: the latency the server adds.",
+            )
+            .buckets(SEND_DELAY_BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(send_delay.clone()))?;
         let m = Self {
             meetings,
             attendees: gauge_vec(
@@ -235,6 +254,7 @@ impl MediaMetrics {
                 "reason",
             )?,
             worker_busy,
+            send_delay,
             worker_wakeups: counter_vec(
                 registry,
                 "convene_media_worker_wakeups_total",
@@ -302,6 +322,7 @@ impl MediaMetrics {
             busy: self.worker_busy.with_label_values(&[&index.to_string()]),
             wakeups_datagrams: kind(&self.worker_wakeups, "datagrams"),
             wakeups_timer: kind(&self.worker_wakeups, "timer"),
+            send_delay: self.send_delay.local(),
             signal_errors: self.signal_errors.clone(),
         }
     }
@@ -418,6 +439,8 @@ pub struct ShardMetrics {
     /// Counted by the worker (its clone flushes them).
     pub wakeups_datagrams: ShardCounter,
     pub wakeups_timer: ShardCounter,
+    /// Observed by the worker, per fast-path datagram it sends.
+    pub send_delay: LocalHistogram,
     pub signal_errors: IntCounter,
 }
 
@@ -464,6 +487,7 @@ impl ShardMetrics {
         for c in &self.dropped {
             c.flush();
         }
+        self.send_delay.flush();
     }
 
     pub fn attendees(&self, client: ClientType) -> &IntGauge {

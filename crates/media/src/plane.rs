@@ -14,9 +14,10 @@ use mio::{Poll, Waker};
 
 use crate::metrics::MediaMetrics;
 use crate::rtcp_steering;
+use crate::send_delay::SendDelays;
 use crate::shard::{Command, PortLink, Shard, ShardConfig};
 use crate::udp::{RecvBatch, SendBatch};
-use crate::worker::{RtcpSocket, WAKER, Worker, register};
+use crate::worker::{RtcpSocket, WAKE_UP_DATAGRAMS, WAKER, Worker, register};
 
 /// How the media plane listens.
 #[derive(Debug, Clone)]
@@ -105,6 +106,7 @@ impl MediaPlane {
             let std_socket = steered.media;
             std_socket.set_nonblocking(true)?;
             size_buffers(&std_socket, index);
+            date_arrivals(&std_socket, index);
             let mut socket = mio::net::UdpSocket::from_std(std_socket);
             let poll = Poll::new()?;
             register(&poll, &mut socket)?;
@@ -114,6 +116,7 @@ impl MediaPlane {
                 s.set_nonblocking(true)
                     .and_then(|()| {
                         size_buffers(&s, index);
+                        date_arrivals(&s, index);
                         RtcpSocket::new(&poll, mio::net::UdpSocket::from_std(s))
                     })
                     .map_err(|e| {
@@ -146,6 +149,7 @@ impl MediaPlane {
                 recv: RecvBatch::new(),
                 send: SendBatch::new(),
                 outgoing: Vec::with_capacity(crate::udp::BATCH),
+                delays: SendDelays::with_capacity(WAKE_UP_DATAGRAMS),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("media-{index}"))
@@ -367,6 +371,15 @@ impl Drop for MediaPlane {
 /// 200 calls saw the socket drop datagrams (bench/results/2026-12-06-notes.md). The kernel caps the
 /// request at `net.core.rmem_max`/`wmem_max`.
 const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
+/// Has the kernel date what the socket receives, for `convene_media_send_delay_seconds`; without it
+/// the media flows the same and that histogram stays empty.
+fn date_arrivals(socket: &std::net::UdpSocket, worker: usize) {
+    use std::os::fd::AsRawFd;
+    if let Err(e) = crate::udp::enable_arrival_times(socket.as_raw_fd()) {
+        tracing::warn!(worker, error = %e, "no arrival times on the media socket: send delays not measured");
+    }
+}
 
 /// Asks for [`SOCKET_BUFFER_BYTES`] each way and says what the kernel granted; a cap below it is worth
 /// an operator's sysctl, not a failure.

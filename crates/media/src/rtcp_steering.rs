@@ -124,21 +124,7 @@ fn second_socket(addr: SocketAddr, media: &Socket) -> io::Result<UdpSocket> {
 }
 
 fn set_int(socket: &Socket, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
-    // SAFETY: a plain int option, its true size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            option,
-            (&raw const value).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    crate::udp::set_socket_option(socket.as_raw_fd(), option, value)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::io;
 use std::mem::{MaybeUninit, size_of};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
+use std::time::{Duration, SystemTime};
 
 /// Datagrams per system call.
 pub const BATCH: usize = 32;
@@ -28,8 +29,62 @@ pub struct RecvBatch {
     /// Per slot of the last call: length and source; `None` when truncated or of an address family
     /// other than IPv4/IPv6.
     received: [Option<(usize, SocketAddr)>; BATCH],
+    /// Control-message space per slot: the kernel's receive time ([`enable_arrival_times`]).
+    controls: Box<[ControlBuf; BATCH]>,
+    /// Per slot of the last call: when the kernel received it (wall clock), if the socket says.
+    arrived: [Option<Duration>; BATCH],
     count: usize,
     truncated: usize,
+}
+
+/// Room for one `SCM_TIMESTAMPNS` control message (`CMSG_SPACE(16)` = 32 bytes on 64-bit Linux) and
+/// then some, aligned as `cmsghdr` needs.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct ControlBuf([u8; 64]);
+
+/// Asks the kernel to stamp every datagram `fd` receives with the wall-clock time it arrived
+/// (`SO_TIMESTAMPNS`), which [`RecvBatch::arrived`] then reports: how long a datagram waited in the
+/// socket and in the worker before its copies left ([`delay_until_now`]). The stamp is taken where
+/// the kernel receives the packet (for loopback, as the sender sends it), so the delay includes the
+/// queue in front of the worker.
+pub fn enable_arrival_times(fd: RawFd) -> io::Result<()> {
+    set_socket_option(fd, libc::SO_TIMESTAMPNS, 1)
+}
+
+/// Sets an integer `SOL_SOCKET` option on `fd`.
+pub(crate) fn set_socket_option(
+    fd: RawFd,
+    option: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: a plain int option, its true size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            option,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The wall clock now, as [`RecvBatch::arrived`] reports arrivals.
+pub fn wall_clock() -> Duration {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// How long ago (`now`, from [`wall_clock`]) a datagram arrived; zero if the clock stepped back.
+pub fn delay_until_now(arrived: Duration, now: Duration) -> Duration {
+    now.saturating_sub(arrived)
 }
 
 impl Default for RecvBatch {
@@ -48,6 +103,8 @@ impl RecvBatch {
             bufs: Box::new([[0; MAX_DATAGRAM]; BATCH]),
             names,
             received: [None; BATCH],
+            controls: Box::new([ControlBuf([0; 64]); BATCH]),
+            arrived: [None; BATCH],
             count: 0,
             truncated: 0,
         }
@@ -71,6 +128,8 @@ impl RecvBatch {
             h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_iov = &raw mut iov[i];
             h.msg_iovlen = 1;
+            h.msg_control = self.controls[i].0.as_mut_ptr().cast();
+            h.msg_controllen = size_of::<ControlBuf>() as _;
         }
         let flags = if wait_for_one {
             libc::MSG_WAITFORONE
@@ -101,6 +160,7 @@ impl RecvBatch {
             self.received[i] = source
                 .filter(|_| !truncated)
                 .map(|source| (h.msg_len as usize, source));
+            self.arrived[i] = arrival_time(&h.msg_hdr);
         }
         self.count = n;
         Ok(n)
@@ -129,6 +189,38 @@ impl RecvBatch {
     pub fn truncated(&self) -> usize {
         self.truncated
     }
+
+    /// When the kernel received datagram `i` of the last call (wall clock, as [`wall_clock`]);
+    /// `None` unless its socket has [`enable_arrival_times`].
+    pub fn arrived(&self, i: usize) -> Option<Duration> {
+        if i >= self.count {
+            return None;
+        }
+        self.arrived[i]
+    }
+}
+
+/// The `SCM_TIMESTAMPNS` control message of a received message header, if any.
+fn arrival_time(h: &libc::msghdr) -> Option<Duration> {
+    // SAFETY: the kernel set `msg_control`/`msg_controllen` to our buffer and what it wrote there;
+    // the CMSG_* macros stay within `msg_controllen`, and a `timespec` is read (unaligned) only from
+    // a message whose length says it holds one.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(h);
+        while !cmsg.is_null() {
+            let c = &*cmsg;
+            if c.cmsg_level == libc::SOL_SOCKET
+                && c.cmsg_type == libc::SCM_TIMESTAMPNS
+                && c.cmsg_len as usize
+                    >= libc::CMSG_LEN(size_of::<libc::timespec>() as u32) as usize
+            {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                return Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
+            }
+            cmsg = libc::CMSG_NXTHDR(h, cmsg);
+        }
+    }
+    None
 }
 
 /// Destination slots for one `sendmmsg` call.
@@ -348,6 +440,48 @@ mod tests {
             return;
         }
         round_trip("[::1]:0");
+    }
+
+    /// With arrival times on, each datagram carries the wall-clock time the kernel received it:
+    /// not before it was sent, not after it was read. Without them, none.
+    #[test]
+    fn the_kernel_dates_each_datagram_only_where_asked() {
+        let (a, b) = pair("127.0.0.1:0");
+        let (_, plain) = pair("127.0.0.1:0");
+        enable_arrival_times(b.as_raw_fd()).expect("SO_TIMESTAMPNS");
+        let before = wall_clock();
+        for to in [&b, &plain] {
+            for i in 0..3u8 {
+                a.send_to(&[i; 20], to.local_addr().expect("addr"))
+                    .expect("send");
+            }
+        }
+        let mut recv = RecvBatch::new();
+        let mut dated = 0;
+        while dated < 3 {
+            let n = recv.recv(b.as_raw_fd(), true).expect("recv");
+            let read = wall_clock();
+            for i in 0..n {
+                let at = recv.arrived(i).expect("an arrival time");
+                // The kernel's clock and ours are the same clock; allow for its tick granularity.
+                assert!(
+                    at + Duration::from_millis(1) >= before,
+                    "{at:?} < {before:?}"
+                );
+                assert!(at <= read, "{at:?} > {read:?}");
+                assert_eq!(delay_until_now(at, read), read - at);
+                dated += 1;
+            }
+            assert!(recv.arrived(n).is_none(), "past the count");
+        }
+        let n = recv.recv(plain.as_raw_fd(), true).expect("recv");
+        assert!(n > 0);
+        assert!((0..n).all(|i| recv.arrived(i).is_none()));
+        assert_eq!(
+            delay_until_now(before, before - Duration::from_secs(1)),
+            Duration::ZERO,
+            "a clock stepped back is no delay"
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::metrics::ShardMetrics;
+use crate::send_delay::SendDelays;
 use crate::shard::{Command, Shard};
 use crate::udp::{self, RecvBatch, SendBatch};
 use str0m::net::Transmit;
@@ -46,7 +47,12 @@ pub(crate) struct Worker {
     pub send: SendBatch,
     /// Transmits taken from the shard for the next `sendmmsg` (capacity [`udp::BATCH`], reused).
     pub outgoing: Vec<Transmit>,
+    /// What each received datagram queued in the fast outbox, to date its sends.
+    pub delays: SendDelays,
 }
+
+/// Datagrams one wake-up can read: [`RECV_CALLS`] batches from each of the port's two sockets.
+pub(crate) const WAKE_UP_DATAGRAMS: usize = 2 * RECV_CALLS * udp::BATCH;
 
 impl Worker {
     pub fn run(mut self) {
@@ -113,6 +119,9 @@ impl Worker {
                 self.metrics.wakeups_timer.inc();
             }
 
+            // The copies the datagrams made go out before the timers' work, which can take
+            // milliseconds (a tick visits every connection).
+            self.flush_fast();
             // Ends the batch too: each connection written to gets one str0m timeout pass, and one that
             // is also due gets only that one (a separate `end_batch` first would give it two).
             self.shard.handle_timeout(Instant::now());
@@ -155,10 +164,20 @@ impl Worker {
                     }
                     for i in 0..n {
                         if let Some((source, datagram)) = self.recv.get(i) {
+                            let queued = self.shard.fast_outbox().len();
                             // Each datagram's own instant, as before batching: it dates the
                             // arrivals that transport-wide feedback reports to publishers.
                             self.shard
                                 .handle_datagram(Instant::now(), source, local, datagram);
+                            let queued = self.shard.fast_outbox().len().saturating_sub(queued);
+                            self.delays.caused(queued, self.recv.arrived(i));
+                        }
+                        // Sent as soon as a batch is ready, as the floor does: a datagram waits
+                        // for its own batch's copies, not for the whole wake-up's (a batch of 32
+                        // received in (a) is 3 200 copies), and the outbox's buffers stay few
+                        // enough to stay in cache.
+                        if self.shard.fast_outbox().len() >= udp::BATCH {
+                            self.flush_fast();
                         }
                     }
                     for _ in 0..self.recv.truncated() {
@@ -181,23 +200,10 @@ impl Worker {
         (received, true)
     }
 
+    /// Sends everything the shard wants sent: the fast path's datagrams, then str0m's.
     fn flush(&mut self) {
+        self.flush_fast();
         let fd = self.socket.as_raw_fd();
-        // The fast path's datagrams, straight from their buffers.
-        let (queue, bufs) = self.shard.fast_outbox().parts();
-        if !queue.is_empty() {
-            let metrics = &self.metrics;
-            self.send.send(
-                fd,
-                queue,
-                |&(destination, len, slot)| (destination, &bufs[slot][..len]),
-                |&(destination, _, _), e| {
-                    tracing::debug!(error = %e, %destination, "send failed");
-                    metrics.dropped("send_failed");
-                },
-            );
-            self.shard.clear_fast_outbox();
-        }
         loop {
             self.outgoing.clear();
             while self.outgoing.len() < udp::BATCH {
@@ -220,6 +226,28 @@ impl Worker {
                 },
             );
         }
+    }
+
+    /// Sends the fast path's datagrams, straight from their buffers.
+    fn flush_fast(&mut self) {
+        let (queue, bufs) = self.shard.fast_outbox().parts();
+        if queue.is_empty() {
+            return;
+        }
+        let metrics = &self.metrics;
+        self.send.send(
+            self.socket.as_raw_fd(),
+            queue,
+            |&(destination, len, slot)| (destination, &bufs[slot][..len]),
+            |&(destination, _, _), e| {
+                tracing::debug!(error = %e, %destination, "send failed");
+                metrics.dropped("send_failed");
+            },
+        );
+        self.delays.sent(udp::wall_clock(), |delay| {
+            metrics.send_delay.observe(delay.as_secs_f64())
+        });
+        self.shard.clear_fast_outbox();
     }
 }
 

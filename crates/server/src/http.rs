@@ -92,10 +92,18 @@ mod tests {
             .shard(0);
         shard.meeting_allocation.changed("1234567890");
         shard.meeting_allocation.set("1234567890", 0, Some(1000));
+        // A histogram is queried by its series: `_bucket`, `_sum`, `_count`.
         let exported: BTreeSet<String> = registry
             .gather()
             .iter()
-            .map(|f| f.name().to_owned())
+            .flat_map(|f| {
+                let name = f.name().to_owned();
+                let mut names = vec![name.clone()];
+                if f.get_field_type() == prometheus::proto::MetricType::HISTOGRAM {
+                    names.extend(["_bucket", "_sum", "_count"].map(|s| format!("{name}{s}")));
+                }
+                names
+            })
             .collect();
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../deploy/grafana/convene-media.json");
