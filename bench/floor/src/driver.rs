@@ -19,9 +19,10 @@ use convene_load::probe::ProcProbe;
 use convene_load::stats::{Histogram, StreamRecv};
 use mio::{Events, Interest, Poll, Token};
 
-use crate::forwarder::subscribe_datagram;
+use crate::forwarder::{STATS_MAGIC, SendDelayCounts, subscribe_datagram};
 use crate::keys;
 use crate::srtp::{Profile, RocTracker, SrtpContext, TAG_LEN};
+use convene_load::{DelayPercentiles, window_percentiles};
 
 /// SSRC of stream 0; stream i is `FIRST_SSRC + i`.
 const FIRST_SSRC: u32 = 0x1000_0000;
@@ -62,6 +63,40 @@ pub struct DriveConfig {
     pub duration_s: f64,
     /// The floor's process, to read its CPU time.
     pub floor_pid: Option<u32>,
+    /// Send each stream's packets in video frames rather than one by one.
+    #[serde(default)]
+    pub frames: Option<Frames>,
+}
+
+/// A stream's packets as a camera sends them: `rate` frames a second of `packets` packets each, sent
+/// back to back, every `keyframe_every_s` a keyframe of `keyframe_packets`; what is left of the
+/// stream's `pps` goes one packet at a time in between (its audio). The floor so meets the same
+/// bursts Convene meets from the load generator's camera, which decide the latency of a fan-out.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Frames {
+    pub rate: u32,
+    pub packets: u32,
+    pub keyframe_packets: u32,
+    pub keyframe_every_s: f64,
+}
+
+impl Frames {
+    /// Packets of frame `index` (frame 0 is a keyframe, as a camera's first).
+    fn packets_of(&self, index: u64) -> u32 {
+        let every = (self.keyframe_every_s * f64::from(self.rate))
+            .round()
+            .max(1.0) as u64;
+        if index.is_multiple_of(every) {
+            self.keyframe_packets
+        } else {
+            self.packets
+        }
+    }
+
+    /// Packets a second left for single packets when a stream sends `pps` in all.
+    fn singles_pps(&self, pps: u32) -> u32 {
+        pps.saturating_sub(self.rate * self.packets)
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -81,6 +116,8 @@ pub struct DriveSummary {
     pub floor_cpu_us_per_pkt: Option<f64>,
     pub floor_pps_per_core: Option<f64>,
     pub floor_rss_kib: Option<u64>,
+    /// The floor's own measure of the latency it adds ([`crate::forwarder::SendDelayCounts`]).
+    pub floor_send_delay_ms: Option<DelayPercentiles>,
 }
 
 struct Measured {
@@ -145,6 +182,7 @@ pub fn run(cfg: DriveConfig, profile: Profile) -> Result<DriveSummary, DriveErro
 
     let probe = cfg.floor_pid.map(ProcProbe::new);
     std::thread::sleep(Duration::from_secs_f64(cfg.warmup_s));
+    let delays_start = send_delays(&cfg);
     let start = probe.as_ref().map(ProcProbe::sample).transpose()?;
     let t0 = Instant::now();
     measuring.store(true, Ordering::Relaxed);
@@ -152,6 +190,7 @@ pub fn run(cfg: DriveConfig, profile: Profile) -> Result<DriveSummary, DriveErro
     measuring.store(false, Ordering::Relaxed);
     let window_s = t0.elapsed().as_secs_f64();
     let end = probe.as_ref().map(ProcProbe::sample).transpose()?;
+    let delays_end = send_delays(&cfg);
     // Let in-flight packets land before stopping the receiver.
     std::thread::sleep(Duration::from_millis(100));
     stop.store(true, Ordering::Relaxed);
@@ -182,12 +221,33 @@ pub fn run(cfg: DriveConfig, profile: Profile) -> Result<DriveSummary, DriveErro
         latency_ms_p50: m.latency_us.quantile(0.5) as f64 / 1000.0,
         latency_ms_p99: m.latency_us.quantile(0.99) as f64 / 1000.0,
         auth_failures: m.auth_failures,
+        floor_send_delay_ms: match (delays_start, delays_end) {
+            (Some(a), Some(b)) => window_percentiles(&a, &b),
+            _ => None,
+        },
         floor_cpu_s: cpu,
         floor_cpu_us_per_pkt: per_pkt,
         floor_pps_per_core: per_pkt.filter(|&p| p > 0.0).map(|p| 1e6 / p),
         floor_rss_kib: end.map(|e| e.rss_kib),
         config: cfg,
     })
+}
+
+/// Asks the floor for its send-delay counts (cumulative buckets); `None` if it does not answer.
+fn send_delays(cfg: &DriveConfig) -> Option<Vec<(f64, u64)>> {
+    let socket = UdpSocket::bind(SocketAddr::new(cfg.local_ip, 0)).ok()?;
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .ok()?;
+    let mut buf = [0u8; 512];
+    for _ in 0..3 {
+        socket.send_to(STATS_MAGIC, cfg.floor).ok()?;
+        if let Ok((n, _)) = socket.recv_from(&mut buf) {
+            return SendDelayCounts::cumulative_from_bytes(&buf[..n]);
+        }
+    }
+    tracing::warn!("the floor did not report its send delays");
+    None
 }
 
 /// Writes one RTP packet for stream `i` into `buf`; returns its length (before encryption).
@@ -233,21 +293,33 @@ fn send(
         let (key, salt) = keys::stream_key(profile, FIRST_SSRC + i);
         contexts.push(SrtpContext::new(profile, &key[..profile.key_len()], salt)?);
     }
-    let mut rocs = vec![0u32; contexts.len()];
-    let mut sent_per_stream = vec![0u64; contexts.len()];
+    let streams = contexts.len();
+    let mut seqs = vec![0u64; streams];
+    let mut singles_sent = vec![0u64; streams];
+    let mut frames_sent = vec![0u64; streams];
+    let singles_pps = cfg.frames.map_or(cfg.pps, |f| f.singles_pps(cfg.pps));
     let mut buf = [0u8; 1500];
     let mut sent_in_window = 0u64;
     let start = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let elapsed = start.elapsed().as_secs_f64();
         for (i, ctx) in contexts.iter().enumerate() {
-            let due = packets_due(elapsed, cfg.pps, i, contexts.len());
-            while sent_per_stream[i] < due {
-                let seq = sent_per_stream[i];
-                sent_per_stream[i] += 1;
-                rocs[i] = (seq >> 16) as u32;
+            let mut burst = 0u64;
+            let due = packets_due(elapsed, singles_pps, i, streams);
+            burst += due.saturating_sub(singles_sent[i]);
+            singles_sent[i] = singles_sent[i].max(due);
+            if let Some(frames) = &cfg.frames {
+                let due = packets_due(elapsed, frames.rate, i, streams);
+                while frames_sent[i] < due {
+                    burst += u64::from(frames.packets_of(frames_sent[i]));
+                    frames_sent[i] += 1;
+                }
+            }
+            for _ in 0..burst {
+                let seq = seqs[i];
+                seqs[i] += 1;
                 let len = build_packet(&mut buf, i as u32, seq, size, micros(epoch));
-                let n = ctx.protect(&mut buf[..len + TAG_LEN], len, rocs[i])?;
+                let n = ctx.protect(&mut buf[..len + TAG_LEN], len, (seq >> 16) as u32)?;
                 if socket.send_to(&buf[..n], cfg.floor).is_ok() && measuring.load(Ordering::Relaxed)
                 {
                     sent_in_window += 1;
@@ -404,6 +476,13 @@ mod tests {
 
     /// A floor on a thread, driven by `run` with 3 streams to 4 receivers for a second.
     fn drive(feedback_hz: f64) -> (DriveSummary, crate::forwarder::Counters) {
+        drive_with(feedback_hz, None)
+    }
+
+    fn drive_with(
+        feedback_hz: f64,
+        frames: Option<Frames>,
+    ) -> (DriveSummary, crate::forwarder::Counters) {
         let profile = Profile::AeadAes256Gcm;
         let mut floor = Floor::bind("127.0.0.1:0".parse().unwrap(), profile).unwrap();
         let addr = floor.local_addr().unwrap();
@@ -428,6 +507,7 @@ mod tests {
                 warmup_s: 0.2,
                 duration_s: 1.0,
                 floor_pid: Some(std::process::id()),
+                frames,
             },
             profile,
         )
@@ -481,6 +561,58 @@ mod tests {
         assert!(counters.forwarded >= summary.received_packets);
         assert_eq!(counters.dropped, 0);
         assert!(summary.floor_cpu_us_per_pkt.is_some());
+        // The floor dated what it sent, and told the driver what it counted in the window.
+        let delays = summary
+            .floor_send_delay_ms
+            .expect("the floor's send delays");
+        assert!(
+            delays.count > 0 && delays.count <= counters.forwarded,
+            "{delays:?}"
+        );
+        assert!(delays.p50 <= delays.p99, "{delays:?}");
+    }
+
+    /// A frame and a keyframe go out back to back; the rest of the rate one by one.
+    #[test]
+    fn frames_bunch_a_streams_packets() {
+        let frames = Frames {
+            rate: 15,
+            packets: 2,
+            keyframe_packets: 6,
+            keyframe_every_s: 5.0,
+        };
+        assert_eq!(frames.packets_of(0), 6);
+        assert_eq!(frames.packets_of(1), 2);
+        assert_eq!(frames.packets_of(74), 2);
+        assert_eq!(frames.packets_of(75), 6);
+        assert_eq!(frames.singles_pps(42), 12);
+        assert_eq!(frames.singles_pps(20), 0);
+        // Through a real floor: everything arrives, each frame's packets in one go.
+        let (summary, counters) = drive_with(0.0, Some(frames));
+        assert_eq!(summary.auth_failures, 0);
+        assert!(summary.loss_pct < 1.0, "{summary:?}");
+        // 3 streams x (30 frame packets + 170 singles + 4 extra per keyframe) a second, to 4 receivers.
+        assert!(counters.forwarded > 3 * 200 * 4 / 2, "{counters:?}");
+    }
+
+    /// The floor's send-delay counts survive their trip through a reply, as cumulative buckets.
+    #[test]
+    fn send_delay_counts_are_read_back_cumulatively() {
+        let mut counts = SendDelayCounts::default();
+        for us in [10, 40, 900, 1_200, 400_000] {
+            counts.observe(Duration::from_micros(us));
+        }
+        let buckets = SendDelayCounts::cumulative_from_bytes(&counts.to_bytes()).expect("a reply");
+        assert_eq!(
+            buckets.len(),
+            crate::forwarder::SEND_DELAY_BUCKETS.len() + 1
+        );
+        let at = |le: f64| buckets.iter().find(|b| b.0 == le).map(|b| b.1);
+        assert_eq!(at(0.000_05), Some(2));
+        assert_eq!(at(0.001), Some(3));
+        assert_eq!(at(0.001_5), Some(4));
+        assert_eq!(at(f64::INFINITY), Some(5));
+        assert!(SendDelayCounts::cumulative_from_bytes(&[0; 7]).is_none());
     }
 
     /// Receivers' feedback reaches the floor, decrypts there (nothing dropped) and is forwarded to

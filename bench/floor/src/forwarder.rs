@@ -27,6 +27,66 @@ use crate::srtp::{Profile, RocTracker, SrtpContext, SrtpError, TAG_LEN, ssrc_seq
 
 /// Marks a subscription datagram (its first byte can never start an RTP packet: version bits 01).
 pub const SUBSCRIBE_MAGIC: &[u8; 6] = b"FLOORS";
+/// A datagram of just these bytes asks the floor for its send delays ([`SendDelayCounts::to_bytes`]).
+pub const STATS_MAGIC: &[u8; 6] = b"FLOORQ";
+
+/// Upper bounds (seconds) of the floor's send-delay buckets: Convene's, so both are read alike.
+pub use convene_media::metrics::SEND_DELAY_BUCKETS;
+const DELAY_BUCKETS: usize = SEND_DELAY_BUCKETS.len() + 1;
+
+/// How long the floor's copies waited since their packet arrived (the kernel's receive time to the
+/// return of the send that carried them), counted per bucket as Convene's
+/// `convene_media_send_delay_seconds`: the latency the floor adds, measured as Convene measures its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendDelayCounts([u64; DELAY_BUCKETS]);
+
+impl Default for SendDelayCounts {
+    fn default() -> Self {
+        Self([0; DELAY_BUCKETS])
+    }
+}
+
+impl SendDelayCounts {
+    pub fn observe(&mut self, delay: Duration) {
+        let secs = delay.as_secs_f64();
+        let i = SEND_DELAY_BUCKETS
+            .iter()
+            .position(|&le| secs <= le)
+            .unwrap_or(SEND_DELAY_BUCKETS.len());
+        self.0[i] += 1;
+    }
+
+    /// The reply to a [`STATS_MAGIC`] query: each bucket's count, big-endian.
+    pub fn to_bytes(&self) -> [u8; DELAY_BUCKETS * 8] {
+        let mut out = [0u8; DELAY_BUCKETS * 8];
+        for (chunk, count) in out.chunks_mut(8).zip(self.0) {
+            chunk.copy_from_slice(&count.to_be_bytes());
+        }
+        out
+    }
+
+    /// Parses a reply into cumulative (upper bound, count) buckets, the last one `+Inf`, as a
+    /// Prometheus histogram reads; `None` if it is not one.
+    pub fn cumulative_from_bytes(bytes: &[u8]) -> Option<Vec<(f64, u64)>> {
+        if bytes.len() != DELAY_BUCKETS * 8 {
+            return None;
+        }
+        let mut total = 0u64;
+        let bounds = SEND_DELAY_BUCKETS.iter().copied().chain([f64::INFINITY]);
+        Some(
+            bytes
+                .chunks(8)
+                .zip(bounds)
+                .map(|(chunk, le)| {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(chunk);
+                    total += u64::from_be_bytes(b);
+                    (le, total)
+                })
+                .collect(),
+        )
+    }
+}
 pub const SUBSCRIBE_LEN: usize = 14;
 const MAX_DATAGRAM: usize = convene_media::udp::MAX_DATAGRAM;
 
@@ -46,6 +106,7 @@ pub struct Counters {
     pub forwarded: u64,
     pub dropped: u64,
     pub send_errors: u64,
+    pub send_delay: SendDelayCounts,
 }
 
 struct Receiver {
@@ -99,6 +160,8 @@ struct Forwarding {
 struct Outgoing {
     out: Box<[[u8; MAX_DATAGRAM]; BATCH]>,
     to: [(SocketAddr, usize, usize); BATCH],
+    /// When the packet each queued copy was made from arrived (the kernel's time).
+    arrived: [Option<Duration>; BATCH],
     pending: usize,
     send: SendBatch,
 }
@@ -106,6 +169,9 @@ struct Outgoing {
 impl Floor {
     pub fn bind(addr: SocketAddr, profile: Profile) -> std::io::Result<Self> {
         let socket = UdpSocket::bind(addr)?;
+        if let Err(e) = convene_media::udp::enable_arrival_times(socket.as_raw_fd()) {
+            tracing::warn!(error = %e, "no arrival times: send delays not measured");
+        }
         // Wake up now and then to notice a stop request.
         socket.set_read_timeout(Some(Duration::from_millis(100)))?;
         let s = socket2::SockRef::from(&socket);
@@ -121,6 +187,7 @@ impl Floor {
                 outgoing: Outgoing {
                     out: Box::new([[0; MAX_DATAGRAM]; BATCH]),
                     to: [(SocketAddr::from(([0, 0, 0, 0], 0)), 0, 0); BATCH],
+                    arrived: [None; BATCH],
                     pending: 0,
                     send: SendBatch::new(),
                 },
@@ -149,9 +216,17 @@ impl Floor {
         };
         self.counters.dropped += self.recv.truncated() as u64;
         for i in 0..n {
+            let arrived = self.recv.arrived(i);
             if let Some((from, datagram)) = self.recv.get_mut(i) {
+                if datagram[..] == STATS_MAGIC[..] {
+                    let reply = self.counters.send_delay.to_bytes();
+                    if let Err(e) = self.socket.send_to(&reply, from) {
+                        tracing::debug!(error = %e, "stats reply not sent");
+                    }
+                    continue;
+                }
                 self.forwarding
-                    .handle(fd, datagram, from, &mut self.counters);
+                    .handle(fd, datagram, from, arrived, &mut self.counters);
             }
         }
         self.forwarding.outgoing.flush(fd, &mut self.counters);
@@ -169,7 +244,14 @@ impl Floor {
 
 impl Forwarding {
     /// Handles one received datagram (decrypted in place).
-    fn handle(&mut self, fd: i32, datagram: &mut [u8], from: SocketAddr, counters: &mut Counters) {
+    fn handle(
+        &mut self,
+        fd: i32,
+        datagram: &mut [u8],
+        from: SocketAddr,
+        arrived: Option<Duration>,
+        counters: &mut Counters,
+    ) {
         let len = datagram.len();
         if len == SUBSCRIBE_LEN && datagram[..6] == SUBSCRIBE_MAGIC[..] {
             let b = &datagram;
@@ -205,7 +287,7 @@ impl Forwarding {
                 .tx
                 .protect(&mut slot[..plain_len + TAG_LEN], plain_len, roc)
             {
-                Ok(n) => self.outgoing.commit(receiver.addr, n),
+                Ok(n) => self.outgoing.commit(receiver.addr, n, arrived),
                 Err(_) => counters.dropped += 1,
             }
         }
@@ -236,8 +318,9 @@ impl Outgoing {
     }
 
     /// Queues the `len` bytes just written into the buffer [`slot`](Self::slot) gave, for `to`.
-    fn commit(&mut self, to: SocketAddr, len: usize) {
+    fn commit(&mut self, to: SocketAddr, len: usize, arrived: Option<Duration>) {
         self.to[self.pending] = (to, len, self.pending);
+        self.arrived[self.pending] = arrived;
         self.pending += 1;
     }
 
@@ -253,6 +336,11 @@ impl Outgoing {
         );
         counters.forwarded += sent as u64;
         counters.send_errors += failed;
+        let now = convene_media::udp::wall_clock();
+        for arrived in self.arrived[..self.pending].iter().flatten() {
+            let delay = convene_media::udp::delay_until_now(*arrived, now);
+            counters.send_delay.observe(delay);
+        }
         self.pending = 0;
     }
 }

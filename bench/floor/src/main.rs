@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use convene_floor::Floor;
-use convene_floor::driver::{self, DriveConfig};
+use convene_floor::driver::{self, DriveConfig, Frames};
 use convene_floor::srtp::Profile;
 
 /// The cost floor of an SFU: a forwarder that receives SRTP, decrypts once, encrypts once per receiver and
@@ -68,6 +68,20 @@ enum Command {
         /// transport-wide feedback every 50-100 ms). 0: none, the floor as the benchmark defines it.
         #[arg(long, default_value_t = 0.0)]
         feedback_hz: f64,
+        /// Send each stream's packets in video frames: this many frames a second of
+        /// --frame-packets packets each, back to back (what is left of --pps goes one by one).
+        /// 0: every packet on its own, evenly paced.
+        #[arg(long, default_value_t = 0)]
+        frame_rate: u32,
+        /// Packets of a frame (with --frame-rate).
+        #[arg(long, default_value_t = 2)]
+        frame_packets: u32,
+        /// Packets of a keyframe (with --frame-rate).
+        #[arg(long, default_value_t = 6)]
+        keyframe_packets: u32,
+        /// Seconds between keyframes (with --frame-rate).
+        #[arg(long, default_value_t = 5.0)]
+        keyframe_every: f64,
         /// Seconds before measuring.
         #[arg(long, default_value_t = 1.0)]
         warmup: f64,
@@ -112,6 +126,10 @@ fn main() -> anyhow::Result<()> {
             pps,
             size,
             feedback_hz,
+            frame_rate,
+            frame_packets,
+            keyframe_packets,
+            keyframe_every,
             warmup,
             duration,
             local_ip,
@@ -121,6 +139,9 @@ fn main() -> anyhow::Result<()> {
             }
             if !(warmup.is_finite() && warmup >= 0.0 && duration.is_finite() && duration > 0.0) {
                 bail!("--warmup and --duration must be seconds (duration > 0)");
+            }
+            if frame_rate > 0 && !(keyframe_every.is_finite() && keyframe_every > 0.0) {
+                bail!("--keyframe-every must be seconds (> 0)");
             }
             if !(feedback_hz.is_finite() && (0.0..=1000.0).contains(&feedback_hz)) {
                 bail!("--feedback-hz must be 0-1000 packets a second per receiver");
@@ -138,6 +159,12 @@ fn main() -> anyhow::Result<()> {
                     warmup_s: warmup,
                     duration_s: duration,
                     floor_pid,
+                    frames: (frame_rate > 0).then_some(Frames {
+                        rate: frame_rate,
+                        packets: frame_packets.max(1),
+                        keyframe_packets: keyframe_packets.max(1),
+                        keyframe_every_s: keyframe_every,
+                    }),
                 },
                 profile,
             )?;

@@ -216,7 +216,12 @@ pub struct Summary {
     /// Packets received per second by all clients (what the SFU delivered).
     pub forwarded_pps: f64,
     pub received_mbps: f64,
+    /// Sender's write to receiver's read: both clients' stacks, the loopback and the server.
     pub latency_ms: Percentiles,
+    /// What the server itself measured of its share: kernel receipt of a datagram to the send of what
+    /// it caused (Convene only; its workers publish the histogram at most a second late, so the window
+    /// is that fuzzy).
+    pub server_send_delay_ms: Option<DelayPercentiles>,
     pub jitter_ms_mean: f64,
     pub keyframe_wait_ms: Percentiles,
     pub keyframe_never: u64,
@@ -234,19 +239,100 @@ pub struct Summary {
     pub server: Option<ServerReport>,
 }
 
-/// Reads `convene_media_packets_out_total` (all kinds summed) from the server's `/metrics`.
-pub async fn packets_out(server: SocketAddr) -> Result<u64, LoadError> {
+/// What the generator reads from the server's `/metrics` at each end of the window.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerCounts {
+    /// `convene_media_packets_out_total`, all kinds summed.
+    pub packets_out: u64,
+    /// `convene_media_send_delay_seconds`: (upper bound in seconds, cumulative count) per bucket.
+    pub send_delay: Vec<(f64, u64)>,
+}
+
+/// Reads [`ServerCounts`] from the server's `/metrics`.
+pub async fn server_counts(server: SocketAddr) -> Result<ServerCounts, LoadError> {
     let mut tcp = tokio::net::TcpStream::connect(server).await?;
     tcp.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {server}\r\n\r\n").as_bytes())
         .await?;
     let mut body = String::new();
     tcp.read_to_string(&mut body).await?;
-    Ok(sum_metric(&body, "convene_media_packets_out_total"))
+    Ok(ServerCounts {
+        packets_out: sum_metric(&body, "convene_media_packets_out_total"),
+        send_delay: histogram_buckets(&body, "convene_media_send_delay_seconds"),
+    })
 }
 
-/// The server's own count of forwarded packets, where it keeps one.
-async fn forwarded_by_server(target: &Target) -> Option<u64> {
-    packets_out(target.metrics()?).await.ok()
+/// The server's own counts, where it keeps them.
+async fn counted_by_server(target: &Target) -> Option<ServerCounts> {
+    server_counts(target.metrics()?).await.ok()
+}
+
+/// The buckets of an unlabelled Prometheus histogram in a text exposition: (upper bound, cumulative
+/// count), in order; `+Inf` as infinity.
+pub fn histogram_buckets(text: &str, name: &str) -> Vec<(f64, u64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let (le, rest) = rest.split_once("\"}")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            let count = rest.trim().parse::<f64>().ok()?;
+            Some((le, count as u64))
+        })
+        .collect()
+}
+
+/// p50 and p99 (milliseconds) of what a histogram counted between two scrapes, linear within a
+/// bucket; `None` without samples. A quantile in the last (`+Inf`) bucket reads as its lower bound.
+pub fn window_percentiles(start: &[(f64, u64)], end: &[(f64, u64)]) -> Option<DelayPercentiles> {
+    if start.len() != end.len() && !start.is_empty() {
+        return None;
+    }
+    let counts: Vec<(f64, u64)> = end
+        .iter()
+        .enumerate()
+        .map(|(i, &(le, c))| (le, c.saturating_sub(start.get(i).map_or(0, |s| s.1))))
+        .collect();
+    let total = counts.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let quantile = |q: f64| {
+        let rank = q * total as f64;
+        let mut lower = (0.0, 0u64);
+        for &(le, cumulative) in &counts {
+            if cumulative as f64 >= rank {
+                if le.is_infinite() {
+                    return lower.0 * 1000.0;
+                }
+                let in_bucket = (cumulative - lower.1) as f64;
+                let share = if in_bucket > 0.0 {
+                    (rank - lower.1 as f64) / in_bucket
+                } else {
+                    0.0
+                };
+                return (lower.0 + (le - lower.0) * share) * 1000.0;
+            }
+            lower = (le, cumulative);
+        }
+        lower.0 * 1000.0
+    };
+    Some(DelayPercentiles {
+        count: total,
+        p50: quantile(0.5),
+        p99: quantile(0.99),
+    })
+}
+
+/// Percentiles the server measured itself (`convene_media_send_delay_seconds`), in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DelayPercentiles {
+    pub count: u64,
+    pub p50: f64,
+    pub p99: f64,
 }
 
 /// Sums every sample of a Prometheus counter in a text exposition.
@@ -351,7 +437,7 @@ pub async fn run(s: Scenario) -> Result<Summary, LoadError> {
     }
     tokio::time::sleep(s.warmup).await;
 
-    let metrics_start = forwarded_by_server(&s.target).await;
+    let metrics_start = counted_by_server(&s.target).await;
     let cpu_start = probe.as_ref().map(ProcProbe::sample).transpose()?;
     let me = ProcProbe::new(std::process::id());
     let me_start = me.sample()?;
@@ -367,7 +453,7 @@ pub async fn run(s: Scenario) -> Result<Summary, LoadError> {
     let cpu_end = probe.as_ref().map(ProcProbe::sample).transpose()?;
     let me_end = me.sample()?;
     let system_end = probe::system_busy_s()?;
-    let metrics_end = forwarded_by_server(&s.target).await;
+    let metrics_end = counted_by_server(&s.target).await;
 
     // Leave, and give the tasks a moment to say so.
     let _ = stop_tx.send(true);
@@ -389,8 +475,12 @@ pub async fn run(s: Scenario) -> Result<Summary, LoadError> {
 
     let window_s = window.as_secs_f64();
     let forwarded_pps = stats.received_packets as f64 / window_s;
-    let packets_out = match (metrics_start, metrics_end) {
-        (Some(a), Some(b)) if b >= a => Some(b - a),
+    let packets_out = match (&metrics_start, &metrics_end) {
+        (Some(a), Some(b)) if b.packets_out >= a.packets_out => Some(b.packets_out - a.packets_out),
+        _ => None,
+    };
+    let server_send_delay_ms = match (&metrics_start, &metrics_end) {
+        (Some(a), Some(b)) => window_percentiles(&a.send_delay, &b.send_delay),
         _ => None,
     };
     let server = match (before, cpu_start, cpu_end) {
@@ -421,6 +511,7 @@ pub async fn run(s: Scenario) -> Result<Summary, LoadError> {
         forwarded_pps,
         received_mbps: stats.received_bytes as f64 * 8.0 / window_s / 1e6,
         latency_ms: Percentiles::from_us(&stats.latency_us),
+        server_send_delay_ms,
         jitter_ms_mean: stats.mean_jitter_ms(),
         keyframe_wait_ms: Percentiles::from_us(&stats.keyframe_wait_us),
         keyframe_never: stats.keyframe_never,
@@ -495,6 +586,44 @@ mod tests {
                     convene_media_packets_out_total_extra 99\n\
                     convene_media_packets_in_total{kind=\"video\"} 5\n";
         assert_eq!(sum_metric(text, "convene_media_packets_out_total"), 42);
+    }
+
+    /// The buckets of one histogram, in order, with `+Inf`; another histogram's are not taken.
+    #[test]
+    fn histogram_buckets_are_read_in_order() {
+        let text = "# TYPE convene_media_send_delay_seconds histogram\n\
+                    convene_media_send_delay_seconds_bucket{le=\"0.001\"} 90\n\
+                    convene_media_send_delay_seconds_bucket{le=\"0.002\"} 99\n\
+                    convene_media_send_delay_seconds_bucket{le=\"+Inf\"} 100\n\
+                    convene_media_send_delay_seconds_sum 0.1\n\
+                    convene_media_send_delay_seconds_count 100\n\
+                    other_seconds_bucket{le=\"0.001\"} 7\n";
+        assert_eq!(
+            histogram_buckets(text, "convene_media_send_delay_seconds"),
+            vec![(0.001, 90), (0.002, 99), (f64::INFINITY, 100)]
+        );
+        assert!(histogram_buckets(text, "missing").is_empty());
+    }
+
+    /// Percentiles of what was counted between two scrapes, interpolated within the bucket.
+    #[test]
+    fn window_percentiles_count_only_the_window() {
+        let inf = f64::INFINITY;
+        // Before the window: 1 000 samples, all slow; they must not count.
+        let start = [(0.001, 0), (0.002, 0), (0.01, 1000), (inf, 1000)];
+        // In the window: 50 under 1 ms, 49 in 1-2 ms, one in 2-10 ms.
+        let end = [(0.001, 50), (0.002, 99), (0.01, 1100), (inf, 1100)];
+        let p = window_percentiles(&start, &end).expect("samples");
+        assert_eq!(p.count, 100);
+        assert!((p.p50 - 1.0).abs() < 1e-9, "{p:?}");
+        // Rank 99 is the last of the 1-2 ms bucket.
+        assert!((p.p99 - 2.0).abs() < 1e-9, "{p:?}");
+        // No samples, or mismatched scrapes: nothing to say.
+        assert!(window_percentiles(&end, &end).is_none());
+        assert!(window_percentiles(&start[..2], &end).is_none());
+        // Everything past the last bound reads as that bound.
+        let over = window_percentiles(&[], &[(0.001, 0), (inf, 10)]).expect("samples");
+        assert_eq!((over.p50, over.p99), (1.0, 1.0));
     }
 
     #[test]

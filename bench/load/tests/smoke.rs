@@ -12,8 +12,13 @@ use convene_load::{Scenario, Summary, Target, run};
 use convene_media::{MediaConfig, MediaMetrics, MediaPlane};
 use prometheus::{Encoder, Registry, TextEncoder};
 
-/// Starts the media plane and the signaling + metrics routes on a free loopback port.
+/// Starts the media plane (forwarding on str0m's path) and the signaling + metrics routes on a free
+/// loopback port.
 async fn start_server() -> SocketAddr {
+    start_server_with(false).await
+}
+
+async fn start_server_with(fast_path: bool) -> SocketAddr {
     let registry = Registry::new();
     let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::default());
     let metrics = MediaMetrics::register(&registry).expect("metrics register");
@@ -23,7 +28,7 @@ async fn start_server() -> SocketAddr {
         // A range away from the defaults, so a Convene running on this machine does not collide.
         port_range: (41000, 41999),
         workers: 2,
-        fast_path: false,
+        fast_path,
     };
     let plane = Arc::new(MediaPlane::start(&config, bus, metrics).expect("media plane"));
     let app = convene_media::signal::router(plane, tokens().verifier()).route(
@@ -159,6 +164,27 @@ async fn every_benchmark_shape_forwards_media() {
         );
         check(&summary);
     }
+}
+
+/// On the fast path (Convene's default) the server dates what it sends against the kernel's receipt
+/// of what caused it; the generator reads that histogram over its window.
+#[tokio::test(flavor = "current_thread")]
+async fn the_fast_path_reports_the_latency_it_adds() {
+    let server = start_server_with(true).await;
+    let mut a = scenario(server, "smoke-fast-a");
+    a.subscribers = 4;
+    let summary = run(a).await.expect("run");
+    check(&summary);
+    let delay = summary
+        .server_send_delay_ms
+        .expect("the server's send delays");
+    eprintln!("send delays: {delay:?}");
+    // At least every forwarded packet (padding, reports and repairs are dated too).
+    assert!(delay.count >= summary.received_packets / 2, "{delay:?}");
+    assert!(
+        0.0 < delay.p50 && delay.p50 <= delay.p99 && delay.p99 < 1_000.0,
+        "{delay:?}"
+    );
 }
 
 /// Publishers follow Convene's `publish_targets` as its web app does: in a meeting of five, where each
