@@ -56,6 +56,8 @@ pub struct Trial {
     last_arrival: Option<Instant>,
     reported_until: Option<Instant>,
     overuse: bool,
+    /// The sender asked for padding at or after `until`: nothing more is owed, whatever it missed.
+    fill_over: bool,
 }
 
 impl Trial {
@@ -71,6 +73,7 @@ impl Trial {
             last_arrival: None,
             reported_until: None,
             overuse: false,
+            fill_over: false,
         }
     }
 
@@ -85,7 +88,11 @@ impl Trial {
     /// Whether a padding packet is due now to keep the connection at the rate (see
     /// [`MAX_CATCH_UP_BYTES`]); the caller sends it and reports it through [`on_sent`](Self::on_sent).
     pub fn fill_due(&mut self, now: Instant) -> bool {
-        if now < self.started || now >= self.until {
+        if now >= self.until {
+            self.fill_over = true;
+            return false;
+        }
+        if now < self.started {
             return false;
         }
         let owed = (self.rate * (now - self.started).as_secs_f64() / 8.0) as usize;
@@ -98,6 +105,9 @@ impl Trial {
 
     /// When the next padding packet is due to keep the connection at the rate; `None` once it is over.
     pub fn next_fill(&self) -> Option<Instant> {
+        if self.fill_over {
+            return None;
+        }
         let bits = (self.sent_bytes + PROBE_PACKET_BYTES) as f64 * 8.0;
         let at = self.started + Duration::from_secs_f64(bits / self.rate);
         (at < self.until).then_some(at)
@@ -238,6 +248,28 @@ mod tests {
             trial.verdict(t0 + DURATION + TIMEOUT + Duration::from_millis(1)),
             Verdict::Failed(0.0)
         );
+    }
+
+    /// A sender that comes back only after the trial ended is told nothing more is due: the padding it
+    /// missed is not owed (a deadline left in the past woke its worker without pause until the
+    /// trial's feedback was in, ~100 ms later: thousands of empty wake-ups a second under load).
+    #[test]
+    fn a_sender_back_after_the_end_is_not_woken_again() {
+        let t0 = Instant::now();
+        let mut trial = Trial::new(t0, 1, 1_000_000.0);
+        // Filled on time until 10 ms before the end, then the worker comes back late.
+        let mut now = t0;
+        while now < t0 + DURATION - Duration::from_millis(10) {
+            while trial.fill_due(now) {
+                trial.on_sent(now, PROBE_PACKET_BYTES);
+            }
+            now += Duration::from_millis(1);
+        }
+        let before_end = trial.next_fill().expect("still filling");
+        assert!(before_end < t0 + DURATION);
+        let late = t0 + DURATION + Duration::from_millis(2);
+        assert!(!trial.fill_due(late), "over");
+        assert_eq!(trial.next_fill(), None, "no deadline in the past");
     }
 
     /// A sender back 200 ms late fills a few packets at once, not 200 ms worth.
