@@ -577,14 +577,23 @@ impl Shard {
             &mut due,
         );
         for &idx in &due {
-            if let Some(peer) = self.peers.get_mut(idx) {
+            let Some(peer) = self.peers.get_mut(idx) else {
+                continue;
+            };
+            // A connection woken only for its probe padding (a timer per packet, up to thousands a
+            // second while the fast path probes) keeps str0m out of it: str0m's pass, on state
+            // gone cold, is due only when str0m asked or media was written to it.
+            let str0m_due = peer.str0m_due.filter(|&at| at > now);
+            if peer.dirty || str0m_due.is_none() {
                 peer.dirty = false;
                 if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
                     tracing::debug!(error = %e, "timeout handling failed");
                 }
                 self.drain(idx, now);
-                self.poll_fast_path(now, idx);
+            } else if let Some(at) = str0m_due {
+                self.schedule(idx, at);
             }
+            self.poll_fast_path(now, idx);
         }
         due.clear();
         // Soft deadlines passed: their work rides on this wake-up, whatever caused it.
@@ -698,6 +707,7 @@ impl Shard {
             match peer.rtc.poll_output() {
                 Ok(Output::Timeout(at)) => {
                     let at = at.max(now);
+                    peer.str0m_due = Some(at);
                     if peer.scheduled.is_none_or(|s| at < s) {
                         peer.scheduled = Some(at);
                         self.timers.push(Reverse((at, idx)));

@@ -34,6 +34,9 @@ pub struct Peer {
     pub connected: bool,
     /// The earliest entry this peer has in the shard's timer heap.
     pub scheduled: Option<Instant>,
+    /// When str0m last asked to be woken (its `Output::Timeout`). The shard's timer also wakes a
+    /// connection for the fast path's padding alone, which needs no str0m pass.
+    pub str0m_due: Option<Instant>,
     /// The earliest entry this peer has in the shard's soft timer heap (`Shard::schedule_soft`).
     pub soft_scheduled: Option<Instant>,
     /// Media was written since the last timeout pass (see `Shard::mark_dirty`).
@@ -170,6 +173,7 @@ impl Peer {
             last_rx: now,
             connected: false,
             scheduled: None,
+            str0m_due: None,
             soft_scheduled: None,
             dirty: false,
             ssrc_routes: Vec::new(),
