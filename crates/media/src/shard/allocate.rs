@@ -348,20 +348,20 @@ impl Shard {
         }
     }
 
-    /// Re-run every subscriber's allocation (the layer rates changed).
-    pub(super) fn reallocate_all(&mut self, now: Instant) {
-        let subscribers: Vec<usize> = self
-            .attendees
-            .iter()
-            .filter(|(_, a)| {
-                a.downlink_estimate_kbps.is_some()
-                    || a.downlink_cap_kbps.is_some()
-                    || a.downlink_remb_kbps.is_some()
-            })
-            .map(|(i, _)| i)
-            .collect();
-        for a in subscribers {
-            self.reallocate(now, a);
-        }
+    /// Starts re-running every subscriber's allocation (the layer rates changed), a chunk per wake-up
+    /// (`Shard::continue_sweeps`).
+    pub(super) fn start_reallocation_sweep(&mut self) {
+        let attendees = &self.attendees;
+        self.reallocation_sweep.start(
+            attendees
+                .iter()
+                .filter(|(_, a)| {
+                    a.downlink_estimate_kbps.is_some()
+                        || a.downlink_cap_kbps.is_some()
+                        || a.downlink_remb_kbps.is_some()
+                })
+                .map(|(i, _)| i),
+        );
+        self.publish_targets_due = true;
     }
 }

@@ -26,6 +26,7 @@ mod peer;
 mod port;
 mod remote_control;
 mod roster;
+mod sweep;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -248,6 +249,15 @@ pub struct Shard {
     next_publication_serial: u64,
     next_tick: Instant,
     next_rate_update: Instant,
+    /// The tick's visit of every fast-path connection (probe starts), a chunk per wake-up.
+    probe_sweep: sweep::Sweep,
+    /// The per-second reallocation of every subscriber, a chunk per wake-up; the publishers' targets
+    /// follow when it is done.
+    reallocation_sweep: sweep::Sweep,
+    /// A reallocation sweep runs; the publishers' targets follow it.
+    publish_targets_due: bool,
+    /// A sweep has items left: the worker comes back at once for the next chunk.
+    sweeping_since: Option<Instant>,
 }
 
 impl Shard {
@@ -283,6 +293,10 @@ impl Shard {
             next_publication_serial: 1,
             next_tick: now + TICK,
             next_rate_update: now + Duration::from_secs(1),
+            probe_sweep: Default::default(),
+            reallocation_sweep: Default::default(),
+            publish_targets_due: false,
+            sweeping_since: None,
         }
     }
 
@@ -614,6 +628,9 @@ impl Shard {
             self.next_tick = now + TICK;
             self.tick(now);
             self.process_pending(now);
+        } else if self.sweeping_since.is_some() {
+            self.continue_sweeps(now);
+            self.process_pending(now);
         }
         self.drop_stale_timers();
     }
@@ -656,7 +673,7 @@ impl Shard {
             .soft_timers
             .peek()
             .map(|&Reverse((at, _))| at + SOFT_SLACK);
-        [hard, soft]
+        [hard, soft, self.sweeping_since]
             .into_iter()
             .flatten()
             .fold(self.next_tick, Instant::min)
@@ -910,17 +927,20 @@ impl Shard {
         self.metrics.flush();
         self.update_speaking(now);
         self.reprobe_estimators(now);
-        // Fast-path estimators start their probe clusters here; a cluster's later packets follow on
-        // the connection's own timer.
-        let fast: Vec<usize> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.fast.is_some() || p.fast_in.is_some())
-            .map(|(idx, _)| idx)
-            .collect();
-        for idx in fast {
-            self.poll_fast_path(now, idx);
+        // Fast-path estimators start their probe clusters here (a cluster's later packets follow on
+        // the connection's own timer), a chunk of connections per wake-up; what the last tick's
+        // sweeps left (only if the worker never came back in 200 ms) is done first.
+        while self.sweeping_since.is_some() {
+            self.continue_sweeps(now);
         }
+        let peers = &self.peers;
+        self.probe_sweep.start(
+            peers
+                .iter()
+                .filter(|(_, p)| p.fast.is_some() || p.fast_in.is_some())
+                .map(|(idx, _)| idx),
+        );
+        self.continue_sweeps(now);
         // A subscribe offer nobody answers would block every later change for that attendee.
         let stale: Vec<usize> = self
             .attendees
@@ -942,9 +962,8 @@ impl Shard {
                 .max(0.001);
             self.next_rate_update = now + Duration::from_secs(1);
             self.update_layer_rates(now, elapsed);
-            self.reallocate_all(now);
-            self.update_publish_targets(now);
-            self.report_allocation();
+            self.start_reallocation_sweep();
+            self.continue_sweeps(now);
         }
         let mut expired = Vec::new();
         for (idx, attendee) in &self.attendees {
@@ -977,6 +996,38 @@ impl Shard {
         }
     }
 }
+
+impl Shard {
+    /// One chunk of each sweep in progress ([`sweep`]); when the reallocation is done, the publishers'
+    /// targets and the allocation's metrics follow, as they did after a reallocation in one go.
+    fn continue_sweeps(&mut self, now: Instant) {
+        for _ in 0..SWEEP_CHUNK {
+            let Some(idx) = self.probe_sweep.next_item() else {
+                break;
+            };
+            self.poll_fast_path(now, idx);
+        }
+        for _ in 0..SWEEP_CHUNK {
+            let Some(attendee) = self.reallocation_sweep.next_item() else {
+                break;
+            };
+            // One that left meanwhile (or whose slot a newcomer took: reallocating it is harmless).
+            if self.attendees.contains(attendee) {
+                self.reallocate(now, attendee);
+            }
+        }
+        if self.publish_targets_due && self.reallocation_sweep.is_done() {
+            self.publish_targets_due = false;
+            self.update_publish_targets(now);
+            self.report_allocation();
+        }
+        self.sweeping_since =
+            (!self.probe_sweep.is_done() || self.publish_targets_due).then_some(now);
+    }
+}
+
+/// Items of a [`sweep::Sweep`] per wake-up: a few tens of microseconds of work each.
+const SWEEP_CHUNK: usize = 64;
 
 /// A shard's timer heap: (when, peer) entries, the live one per peer being the one its slot holds.
 type TimerHeap = BinaryHeap<Reverse<(Instant, usize)>>;
