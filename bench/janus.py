@@ -86,11 +86,13 @@ def _ip(*args):
 class Janus:
     """A running Janus in namespace `ns`, configured in `folder` (its log: `folder/janus.log`)."""
 
-    def __init__(self, folder, ns, cores=None):
+    def __init__(self, folder, ns, cores=None, prefix=()):
         self.folder = Path(folder)
         self.ns = ns
         self.cores = cores or os.cpu_count() or 1
         self.proc = None
+        # Run Janus through this (e.g. `chrt --fifo 10`, which execs it: the pid stays Janus's).
+        self.prefix = list(prefix)
 
     @property
     def pid(self):
@@ -113,7 +115,7 @@ class Janus:
             _ip("-n", self.ns, "link", "set", "jv0", "up")
             _ip("-n", self.ns, "link", "set", "jv1", "up")
             self.proc = subprocess.Popen(
-                ["ip", "netns", "exec", self.ns, "janus", "-C", str(self.folder / "janus.jcfg"),
+                ["ip", "netns", "exec", self.ns] + self.prefix + ["janus", "-C", str(self.folder / "janus.jcfg"),
                  "-F", str(self.folder), "-o", "-N", "-L", str(self.log)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
