@@ -29,6 +29,7 @@ async fn start_server_with(fast_path: bool) -> SocketAddr {
         port_range: (41000, 41999),
         workers: 2,
         fast_path,
+        realtime_priority: None,
     };
     let plane = Arc::new(MediaPlane::start(&config, bus, metrics).expect("media plane"));
     let app = convene_media::signal::router(plane, tokens().verifier()).route(

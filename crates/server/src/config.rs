@@ -22,6 +22,8 @@ pub struct ServeConfig {
     pub media_workers: usize,
     /// Subscribers' media on the fast path (false: through str0m).
     pub media_fast_path: bool,
+    /// Media worker threads under SCHED_FIFO at this priority; None: ordinary scheduling.
+    pub media_realtime_priority: Option<u8>,
     /// Base URL people open (links in e-mails point here), no trailing slash.
     pub public_url: String,
     /// None: e-mails are written to `<data-dir>/outbox/`.
@@ -80,6 +82,7 @@ impl Default for ServeConfig {
                 .map(|n| n.get())
                 .unwrap_or(1),
             media_fast_path: true,
+            media_realtime_priority: None,
             public_url: format!("http://{http}"),
             smtp_url: None,
             mail_from: DEFAULT_MAIL_FROM.into(),
@@ -144,6 +147,7 @@ pub struct FileConfig {
     pub media_ports: Option<PortRange>,
     pub media_workers: Option<usize>,
     pub media_fast_path: Option<bool>,
+    pub media_realtime_priority: Option<u8>,
     pub public_url: Option<String>,
     pub smtp_url: Option<String>,
     pub mail_from: Option<String>,
@@ -194,6 +198,12 @@ pub struct ServeArgs {
     /// [default: true].
     #[arg(long, env = "CONVENE_MEDIA_FAST_PATH", value_name = "BOOL")]
     pub media_fast_path: Option<bool>,
+    /// Run the media worker threads under SCHED_FIFO at this priority (1-99), so nothing of ordinary
+    /// priority on the machine preempts them while media waits; needs CAP_SYS_NICE or LimitRTPRIO
+    /// (without, they run as usual and the log says so) [default: ordinary scheduling].
+    #[arg(long, env = "CONVENE_MEDIA_REALTIME_PRIORITY", value_name = "1-99",
+          value_parser = clap::value_parser!(u8).range(1..=99))]
+    pub media_realtime_priority: Option<u8>,
     /// Base URL users open, for links in e-mails; https:// also marks cookies Secure
     /// [default: http://<the --http address>].
     #[arg(long, env = "CONVENE_PUBLIC_URL", value_name = "URL")]
@@ -253,6 +263,15 @@ impl ServeArgs {
             .media_workers
             .or(file.media_workers)
             .unwrap_or(defaults.media_workers);
+        let media_realtime_priority = self
+            .media_realtime_priority
+            .or(file.media_realtime_priority)
+            .or(defaults.media_realtime_priority);
+        if let Some(p) = media_realtime_priority
+            && !(1..=99).contains(&p)
+        {
+            bail!("media_realtime_priority must be 1-99, not {p}");
+        }
         if media_workers == 0 || media_workers > 256 {
             bail!("media workers must be 1-256, not {media_workers}");
         }
@@ -326,6 +345,7 @@ impl ServeArgs {
                 .media_fast_path
                 .or(file.media_fast_path)
                 .unwrap_or(defaults.media_fast_path),
+            media_realtime_priority,
             public_url,
             smtp_url: self.smtp_url.clone().or(file.smtp_url),
             mail_from: self
@@ -425,7 +445,8 @@ mod tests {
         let path = dir.join("c.toml");
         std::fs::write(
             &path,
-            "http = \"127.0.0.2:9000\"\nmedia_ports = \"20000-20010\"\nmedia_workers = 2\n",
+            "http = \"127.0.0.2:9000\"\nmedia_ports = \"20000-20010\"\nmedia_workers = 2\n\
+             media_realtime_priority = 20\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -444,6 +465,13 @@ mod tests {
             }
         );
         assert_eq!(c.media_workers, 3);
+        assert_eq!(c.media_realtime_priority, Some(20));
+        let flag = ServeArgs {
+            config: Some(path.clone()),
+            media_realtime_priority: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(flag.resolve().unwrap().media_realtime_priority, Some(5));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -456,6 +484,7 @@ mod tests {
         assert_eq!(file.media_ports.unwrap_or(d.media_ports), d.media_ports);
         assert_eq!(file.sip_rtp_ports.unwrap_or(SIP_RTP_PORTS), SIP_RTP_PORTS);
         assert_eq!(file.no_sip, None);
+        assert_eq!(file.media_realtime_priority, d.media_realtime_priority);
     }
 
     #[test]
@@ -482,6 +511,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("convene-config-typo-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.toml");
+        std::fs::write(&path, "media_realtime_priority = 0\n").unwrap();
+        let err = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("1-99"), "{err:#}");
         std::fs::write(&path, "htpp = \"127.0.0.1:1\"\n").unwrap();
         let err = ServeArgs {
             config: Some(path),

@@ -92,6 +92,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         port_range: (config.media_ports.lo, config.media_ports.hi),
         workers: config.media_workers,
         fast_path: config.media_fast_path,
+        realtime_priority: config.media_realtime_priority,
     };
     let plane = Arc::new(
         MediaPlane::start(&media_config, bus.clone(), media_metrics)
