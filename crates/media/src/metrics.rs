@@ -128,7 +128,7 @@ impl MediaMetrics {
                 "convene_media_send_delay_seconds",
                 "Time from the kernel's receipt of a datagram to the send call that handed back to the \
                  kernel what it caused (a forwarded packet's copies; repairs for a NACK), per datagram \
-                 sent on the fast path: the latency the server adds.",
+                 the fast path sent (or the kernel refused): the latency the server adds.",
             )
             .buckets(SEND_DELAY_BUCKETS.to_vec()),
         )?;

@@ -1,19 +1,20 @@
 //! How long the datagrams a worker sends waited since what caused them arrived.
 //!
-//! The kernel dates each received datagram ([`crate::udp::enable_arrival_times`]); the worker notes how
-//! many outbox datagrams handling it queued ([`SendDelays::caused`]) and, once the send call that
-//! carried them returned, observes each one's delay ([`SendDelays::sent`]). That is the latency the
-//! server adds to a forwarded packet: its wait in the socket, the work on the packets ahead of it and
-//! on itself, and the send; the network and the clients' stacks are not in it, which is what the
+//! The kernel dates each received datagram ([`crate::udp::enable_arrival_times`]); the worker notes which
+//! outbox datagrams handling it queued ([`SendDelays::caused`]) and, as each `sendmmsg` that carried some
+//! of them returns, observes each one's delay ([`SendDelays::sent`]). That is the latency the server
+//! adds to a forwarded packet: its wait in the socket, the work on the packets ahead of it and on
+//! itself, and the send; the network and the clients' stacks are not in it, which is what the
 //! benchmark's end-to-end latency cannot tell apart.
 
+use std::ops::Range;
 use std::time::Duration;
 
-/// Received datagrams whose consequences wait in the outbox: how many datagrams each queued, and
-/// when it arrived.
+/// Received datagrams whose consequences wait in the outbox: the outbox positions of the datagrams
+/// each queued, and when it arrived.
 #[derive(Debug)]
 pub struct SendDelays {
-    waiting: Vec<(usize, Duration)>,
+    waiting: Vec<(Range<usize>, Duration)>,
 }
 
 impl SendDelays {
@@ -24,21 +25,33 @@ impl SendDelays {
         }
     }
 
-    /// Handling a datagram that arrived at `arrived` (if the kernel said) queued `queued` datagrams.
-    pub fn caused(&mut self, queued: usize, arrived: Option<Duration>) {
-        if let (Some(arrived), true) = (arrived, queued > 0) {
+    /// Handling a datagram that arrived at `arrived` (if the kernel said) queued the outbox's
+    /// datagrams at `queued` (positions).
+    pub fn caused(&mut self, queued: Range<usize>, arrived: Option<Duration>) {
+        if let Some(arrived) = arrived
+            && !queued.is_empty()
+        {
             self.waiting.push((queued, arrived));
         }
     }
 
-    /// Everything noted so far was handed to the kernel at `now`: `observe(delay)` once per datagram.
-    pub fn sent(&mut self, now: Duration, mut observe: impl FnMut(Duration)) {
-        for &(queued, arrived) in &self.waiting {
-            let delay = crate::udp::delay_until_now(arrived, now);
-            for _ in 0..queued {
+    /// The outbox's datagrams at `sent` (positions) were handed to the kernel at `now`:
+    /// `observe(delay)` once for each one a received datagram caused.
+    pub fn sent(&self, sent: Range<usize>, now: Duration, mut observe: impl FnMut(Duration)) {
+        for (queued, arrived) in &self.waiting {
+            let overlap = queued
+                .end
+                .min(sent.end)
+                .saturating_sub(queued.start.max(sent.start));
+            let delay = crate::udp::delay_until_now(*arrived, now);
+            for _ in 0..overlap {
                 observe(delay);
             }
         }
+    }
+
+    /// The outbox was emptied: forget what it held.
+    pub fn clear(&mut self) {
         self.waiting.clear();
     }
 }
@@ -47,23 +60,28 @@ impl SendDelays {
 mod tests {
     use super::*;
 
+    /// Each sent datagram is dated by what caused it and by the send call that carried it; one
+    /// caused by nothing received (a timer's) is not dated.
     #[test]
-    fn each_sent_datagram_is_dated_by_what_caused_it() {
+    fn each_sent_datagram_is_dated_by_its_cause_and_its_send() {
         let ms = Duration::from_millis;
         let mut delays = SendDelays::with_capacity(4);
-        delays.caused(3, Some(ms(100)));
-        delays.caused(0, Some(ms(101)));
-        delays.caused(2, None);
-        delays.caused(1, Some(ms(104)));
+        // Position 0 is a timer's; 1-3 one packet's copies; 4 nothing; 5 another's copy.
+        delays.caused(1..4, Some(ms(100)));
+        delays.caused(4..4, Some(ms(101)));
+        delays.caused(4..5, None);
+        delays.caused(5..6, Some(ms(104)));
         let mut seen = Vec::new();
-        delays.sent(ms(105), |d| seen.push(d));
-        assert_eq!(seen, vec![ms(5), ms(5), ms(5), ms(1)]);
-        // Sent once only.
-        delays.sent(ms(110), |d| seen.push(d));
-        assert_eq!(seen.len(), 4);
+        // Two send calls: positions 0-2 at 105 ms, 3-5 at 107 ms.
+        delays.sent(0..3, ms(105), |d| seen.push(d));
+        delays.sent(3..6, ms(107), |d| seen.push(d));
+        assert_eq!(seen, vec![ms(5), ms(5), ms(7), ms(3)]);
+        delays.clear();
+        delays.sent(0..6, ms(110), |d| seen.push(d));
+        assert_eq!(seen.len(), 4, "sent once only");
         // A wall clock stepped back is no delay, not a panic.
-        delays.caused(1, Some(ms(200)));
-        delays.sent(ms(150), |d| seen.push(d));
+        delays.caused(0..1, Some(ms(200)));
+        delays.sent(0..1, ms(150), |d| seen.push(d));
         assert_eq!(seen[4], Duration::ZERO);
     }
 }

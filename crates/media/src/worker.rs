@@ -169,13 +169,13 @@ impl Worker {
                             // arrivals that transport-wide feedback reports to publishers.
                             self.shard
                                 .handle_datagram(Instant::now(), source, local, datagram);
-                            let queued = self.shard.fast_outbox().len().saturating_sub(queued);
+                            let queued = queued..self.shard.fast_outbox().len();
                             self.delays.caused(queued, self.recv.arrived(i));
                         }
-                        // Sent as soon as a batch is ready, as the floor does: a datagram waits
-                        // for its own batch's copies, not for the whole wake-up's (a batch of 32
-                        // received in (a) is 3 200 copies), and the outbox's buffers stay few
-                        // enough to stay in cache.
+                        // Sent once a batch is ready, after the fan-out of the datagram that
+                        // filled it: a copy waits for its own packet's fan-out, not for the whole
+                        // wake-up's (32 packets received in (a) are 3 200 copies), and the outbox's
+                        // buffers stay few enough to stay in cache.
                         if self.shard.fast_outbox().len() >= udp::BATCH {
                             self.flush_fast();
                         }
@@ -228,25 +228,31 @@ impl Worker {
         }
     }
 
-    /// Sends the fast path's datagrams, straight from their buffers.
+    /// Sends the fast path's datagrams, straight from their buffers, a `sendmmsg` per [`udp::BATCH`];
+    /// each batch's datagrams are dated when its call returns.
     fn flush_fast(&mut self) {
         let (queue, bufs) = self.shard.fast_outbox().parts();
         if queue.is_empty() {
             return;
         }
         let metrics = &self.metrics;
-        self.send.send(
-            self.socket.as_raw_fd(),
-            queue,
-            |&(destination, len, slot)| (destination, &bufs[slot][..len]),
-            |&(destination, _, _), e| {
-                tracing::debug!(error = %e, %destination, "send failed");
-                metrics.dropped("send_failed");
-            },
-        );
-        self.delays.sent(udp::wall_clock(), |delay| {
-            metrics.send_delay.observe(delay.as_secs_f64())
-        });
+        for (i, batch) in queue.chunks(udp::BATCH).enumerate() {
+            self.send.send(
+                self.socket.as_raw_fd(),
+                batch,
+                |&(destination, len, slot)| (destination, &bufs[slot][..len]),
+                |&(destination, _, _), e| {
+                    tracing::debug!(error = %e, %destination, "send failed");
+                    metrics.dropped("send_failed");
+                },
+            );
+            let first = i * udp::BATCH;
+            self.delays
+                .sent(first..first + batch.len(), udp::wall_clock(), |delay| {
+                    metrics.send_delay.observe(delay.as_secs_f64())
+                });
+        }
+        self.delays.clear();
         self.shard.clear_fast_outbox();
     }
 }

@@ -200,7 +200,8 @@ pub struct ServeArgs {
     pub media_fast_path: Option<bool>,
     /// Run the media worker threads under SCHED_FIFO at this priority (1-99), so nothing of ordinary
     /// priority on the machine preempts them while media waits; needs CAP_SYS_NICE or LimitRTPRIO
-    /// (without, they run as usual and the log says so) [default: ordinary scheduling].
+    /// (without, they run as usual and the log says so); leave a core to the rest with --media-workers
+    /// [default: ordinary scheduling].
     #[arg(long, env = "CONVENE_MEDIA_REALTIME_PRIORITY", value_name = "1-99",
           value_parser = clap::value_parser!(u8).range(1..=99))]
     pub media_realtime_priority: Option<u8>,
