@@ -17,7 +17,7 @@ use crate::rtcp_steering;
 use crate::send_delay::SendDelays;
 use crate::shard::{Command, PortLink, Shard, ShardConfig};
 use crate::udp::{RecvBatch, SendBatch};
-use crate::worker::{RtcpSocket, WAKE_UP_DATAGRAMS, WAKER, Worker, register};
+use crate::worker::{RtcpSocket, WAKER, Worker, register};
 
 /// How the media plane listens.
 #[derive(Debug, Clone)]
@@ -107,21 +107,15 @@ impl MediaPlane {
                 }
             };
             let std_socket = steered.media;
-            std_socket.set_nonblocking(true)?;
-            size_buffers(&std_socket, index);
-            date_arrivals(&std_socket, index);
+            prepare(&std_socket, index)?;
             let mut socket = mio::net::UdpSocket::from_std(std_socket);
             let poll = Poll::new()?;
             register(&poll, &mut socket)?;
             // Without its RTCP socket the port still works: the kernel then hashes RTCP onto the
             // media socket (the group's only member once this one is dropped).
             let rtcp = steered.rtcp.and_then(|s| {
-                s.set_nonblocking(true)
-                    .and_then(|()| {
-                        size_buffers(&s, index);
-                        date_arrivals(&s, index);
-                        RtcpSocket::new(&poll, mio::net::UdpSocket::from_std(s))
-                    })
+                prepare(&s, index)
+                    .and_then(|()| RtcpSocket::new(&poll, mio::net::UdpSocket::from_std(s)))
                     .map_err(|e| {
                         tracing::warn!(port, error = %e, "RTCP socket unusable; RTCP wakes the worker")
                     })
@@ -152,7 +146,7 @@ impl MediaPlane {
                 recv: RecvBatch::new(),
                 send: SendBatch::new(),
                 outgoing: Vec::with_capacity(crate::udp::BATCH),
-                delays: SendDelays::with_capacity(WAKE_UP_DATAGRAMS),
+                delays: SendDelays::with_capacity(crate::udp::BATCH),
             };
             let realtime = config.realtime_priority;
             let thread = std::thread::Builder::new()
@@ -407,13 +401,17 @@ fn run_realtime(worker: usize, priority: u8) {
     }
 }
 
-/// Has the kernel date what the socket receives, for `convene_media_send_delay_seconds`; without it
-/// the media flows the same and that histogram stays empty.
-fn date_arrivals(socket: &std::net::UdpSocket, worker: usize) {
+/// Readies one of a worker's sockets: non-blocking, buffers sized ([`size_buffers`]), and arrivals
+/// dated by the kernel for `convene_media_send_delay_seconds` (without that the media flows the same
+/// and the histogram stays empty).
+fn prepare(socket: &std::net::UdpSocket, worker: usize) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
+    socket.set_nonblocking(true)?;
+    size_buffers(socket, worker);
     if let Err(e) = crate::udp::enable_arrival_times(socket.as_raw_fd()) {
         tracing::warn!(worker, error = %e, "no arrival times on the media socket: send delays not measured");
     }
+    Ok(())
 }
 
 /// Asks for [`SOCKET_BUFFER_BYTES`] each way and says what the kernel granted; a cap below it is worth

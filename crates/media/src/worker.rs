@@ -47,12 +47,10 @@ pub(crate) struct Worker {
     pub send: SendBatch,
     /// Transmits taken from the shard for the next `sendmmsg` (capacity [`udp::BATCH`], reused).
     pub outgoing: Vec<Transmit>,
-    /// What each received datagram queued in the fast outbox, to date its sends.
+    /// What each received datagram queued in the fast outbox, to date its sends. Each entry holds at
+    /// least one datagram and the outbox is sent once it holds [`udp::BATCH`]: that many entries at most.
     pub delays: SendDelays,
 }
-
-/// Datagrams one wake-up can read: [`RECV_CALLS`] batches from each of the port's two sockets.
-pub(crate) const WAKE_UP_DATAGRAMS: usize = 2 * RECV_CALLS * udp::BATCH;
 
 impl Worker {
     pub fn run(mut self) {
