@@ -683,6 +683,55 @@ fn publishers_are_told_their_tier_and_which_layers_anyone_receives() {
 }
 
 #[test]
+fn a_large_meetings_housekeeping_spans_wake_ups_and_still_retargets_the_publisher() {
+    // More subscribers than one chunk of a sweep (64): the probe sweep and the per-second
+    // reallocation each take two wake-ups, and the publisher's targets follow the reallocation.
+    let mut s = Sim::new();
+    let a = s.join("m-sweep", "Ada");
+    let viewers: Vec<usize> = (0..70)
+        .map(|i| s.join("m-sweep", &format!("V{i}")))
+        .collect();
+    s.publish_with(a, &["h", "l"]);
+    s.connect_all();
+    simulcast_for(&mut s, a, 1500);
+    assert_eq!(
+        camera_target(&s, a).and_then(|t| t.1),
+        Some(vec!["h".to_owned(), "l".to_owned()])
+    );
+    for &v in &viewers {
+        s.downlink_cap(v, Some(80));
+    }
+    // Watch the sweeps while the cap takes effect: each must finish on the wake-up after the one
+    // that started it (two chunks), and there must be some.
+    let (mut sweeps, mut longest, mut run) = (0, 0, 0);
+    s.run(Duration::from_millis(7000), |s| {
+        let keyframe = s.ms().is_multiple_of(500);
+        if keyframe || s.ms().is_multiple_of(35) {
+            s.send_video_layer(a, Some("l"), keyframe);
+            s.send_video_layer(a, Some("h"), keyframe);
+        }
+        // The state the previous step's wake-up left.
+        if s.shard.sweep_in_progress() {
+            run += 1;
+            if run == 1 {
+                sweeps += 1;
+            }
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    });
+    // Seven reallocations at least (one a second), and on the fast path a probe sweep per tick.
+    assert!(sweeps >= 6, "only {sweeps} sweeps spanned wake-ups in 7 s");
+    assert_eq!(longest, 1, "a sweep took more than two wake-ups");
+    assert_eq!(
+        camera_target(&s, a).and_then(|t| t.1),
+        Some(vec!["l".to_owned()]),
+        "the reallocation sweep did not switch the unwanted layer off"
+    );
+}
+
+#[test]
 fn a_layer_switched_off_comes_back_when_someone_wants_it_again() {
     let mut s = Sim::new();
     let a = s.join("m-off", "Ada");

@@ -679,6 +679,12 @@ impl Shard {
             .fold(self.next_tick, Instant::min)
     }
 
+    /// Housekeeping is spread over wake-ups ([`sweep`]) and has items left: the worker comes back at
+    /// once ([`Shard::poll_timeout`] is now) for the next chunk.
+    pub fn sweep_in_progress(&self) -> bool {
+        self.sweeping_since.is_some()
+    }
+
     /// Moves the packet counters counted since the last tick into the registry now (the shard does so
     /// every tick by itself): for a test that reads them right after sending.
     pub fn flush_metrics(&self) {
