@@ -3,7 +3,8 @@
 //! It does what any SFU must do per forwarded packet and nothing else: no ICE, no DTLS (keys are
 //! pre-shared, see [`crate::keys`]), no RTCP, no header rewriting, no pacing. It receives and sends the
 //! way Convene's media worker does (`recvmmsg`/`sendmmsg` of up to `udp::BATCH` datagrams, through the
-//! same [`convene_media::udp`]), so the comparison is like for like.
+//! same [`convene_media::udp`], a receiver's copies of a frame in one segmented send as planned by
+//! [`convene_media::gso`]), so the comparison is like for like.
 //!
 //! Receivers subscribe with a small plain-text control datagram: `FLOORS` + SSRC (4 bytes, big endian)
 //! + receiver id (4 bytes), sent from the address they want packets on.
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use convene_media::gso::{MAX_HELD, SegmentPlan};
 use convene_media::udp::{BATCH, RecvBatch, SendBatch};
 
 use crate::keys;
@@ -156,14 +158,18 @@ struct Forwarding {
 }
 
 /// Encrypted copies waiting for the next `sendmmsg`: the first `pending` slots of `out`, and for each
-/// its destination and length.
+/// its destination and length. As Convene's worker: sent once a batch is ready after a packet's
+/// fan-out, unless the next packet continues the run (the same stream: a frame's packets), up to
+/// [`MAX_HELD`]; grouped by destination into segmented sends where the kernel cuts them.
 struct Outgoing {
-    out: Box<[[u8; MAX_DATAGRAM]; BATCH]>,
-    to: [(SocketAddr, usize, usize); BATCH],
+    out: Vec<[u8; MAX_DATAGRAM]>,
+    to: Vec<(SocketAddr, usize, usize)>,
     /// When the packet each queued copy was made from arrived (the kernel's time).
-    arrived: [Option<Duration>; BATCH],
+    arrived: Vec<Option<Duration>>,
     pending: usize,
     send: SendBatch,
+    plan: SegmentPlan,
+    segmenting: bool,
 }
 
 impl Floor {
@@ -178,6 +184,7 @@ impl Floor {
         // Best effort, capped by net.core.[rw]mem_max: bursts must not overflow the floor's buffers.
         let _ = s.set_recv_buffer_size(4 << 20);
         let _ = s.set_send_buffer_size(4 << 20);
+        let segmenting = convene_media::udp::supports_segmentation(socket.as_raw_fd());
         Ok(Self {
             socket,
             recv: RecvBatch::new(),
@@ -185,11 +192,13 @@ impl Floor {
                 profile,
                 streams: HashMap::new(),
                 outgoing: Outgoing {
-                    out: Box::new([[0; MAX_DATAGRAM]; BATCH]),
-                    to: [(SocketAddr::from(([0, 0, 0, 0], 0)), 0, 0); BATCH],
-                    arrived: [None; BATCH],
+                    out: vec![[0; MAX_DATAGRAM]; MAX_HELD],
+                    to: vec![(SocketAddr::from(([0, 0, 0, 0], 0)), 0, 0); MAX_HELD],
+                    arrived: vec![None; MAX_HELD],
                     pending: 0,
                     send: SendBatch::new(),
+                    plan: SegmentPlan::with_capacity(MAX_HELD),
+                    segmenting,
                 },
             },
             counters: Counters::default(),
@@ -227,6 +236,21 @@ impl Floor {
                 }
                 self.forwarding
                     .handle(fd, datagram, from, arrived, &mut self.counters);
+            }
+            let outgoing = &self.forwarding.outgoing;
+            let run_goes_on = outgoing.segmenting
+                && self
+                    .recv
+                    .get(i)
+                    .and_then(|(_, d)| ssrc_seq(d))
+                    .map(|(ssrc, _)| ssrc)
+                    == self
+                        .recv
+                        .get(i + 1)
+                        .and_then(|(_, d)| ssrc_seq(d))
+                        .map(|(ssrc, _)| ssrc);
+            if outgoing.pending >= BATCH && !run_goes_on {
+                self.forwarding.outgoing.flush(fd, &mut self.counters);
             }
         }
         self.forwarding.outgoing.flush(fd, &mut self.counters);
@@ -311,7 +335,7 @@ impl Forwarding {
 impl Outgoing {
     /// The next free buffer (sending the full batch first when there is none).
     fn slot(&mut self, fd: i32, counters: &mut Counters) -> Option<&mut [u8; MAX_DATAGRAM]> {
-        if self.pending == BATCH {
+        if self.pending == MAX_HELD {
             self.flush(fd, counters);
         }
         self.out.get_mut(self.pending)
@@ -326,21 +350,37 @@ impl Outgoing {
 
     /// Sends the encrypted copies waiting.
     fn flush(&mut self, fd: i32, counters: &mut Counters) {
-        let out = &self.out;
-        let mut failed = 0;
-        let sent = self.send.send(
-            fd,
-            &self.to[..self.pending],
-            |&(to, n, slot)| (to, &out[slot][..n]),
-            |_, _| failed += 1,
-        );
-        counters.forwarded += sent as u64;
-        counters.send_errors += failed;
-        let now = convene_media::udp::wall_clock();
-        for arrived in self.arrived[..self.pending].iter().flatten() {
-            let delay = convene_media::udp::delay_until_now(*arrived, now);
-            counters.send_delay.observe(delay);
+        if self.pending == 0 {
+            return;
         }
+        let (out, to, arrived) = (&self.out, &self.to, &self.arrived);
+        self.plan
+            .plan(self.pending, |i| (to[i].0, to[i].1), self.segmenting);
+        let plan = &self.plan;
+        let mut failed = 0;
+        self.send.send_plan(
+            fd,
+            plan,
+            |i| {
+                let (_, n, slot) = to[i];
+                &out[slot][..n]
+            },
+            &mut self.segmenting,
+            |messages| {
+                let now = convene_media::udp::wall_clock();
+                for m in messages {
+                    counters.forwarded += m.count as u64;
+                    for &i in plan.datagrams(m) {
+                        if let Some(arrived) = arrived[i] {
+                            let delay = convene_media::udp::delay_until_now(arrived, now);
+                            counters.send_delay.observe(delay);
+                        }
+                    }
+                }
+            },
+            |m, _| failed += m.count as u64,
+        );
+        counters.send_errors += failed;
         self.pending = 0;
     }
 }

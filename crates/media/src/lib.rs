@@ -13,6 +13,7 @@
 pub mod allocation;
 pub mod fastpath;
 pub mod forward;
+pub mod gso;
 pub mod metrics;
 pub mod plane;
 pub mod rtcp_steering;

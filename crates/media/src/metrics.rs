@@ -73,6 +73,7 @@ pub struct MediaMetrics {
     dropped: IntCounterVec,
     worker_busy: GaugeVec,
     worker_wakeups: IntCounterVec,
+    segmented_datagrams: IntCounter,
     send_delay: Histogram,
     pub signal_connections: IntGauge,
     signal_errors: IntCounter,
@@ -261,6 +262,11 @@ impl MediaMetrics {
                 "Times a media worker woke up, by cause: datagrams arrived, or only a timer was due. At light load a wake-up costs more than the packets it handles (bench/results).",
                 "cause",
             )?,
+            segmented_datagrams: counter(
+                registry,
+                "convene_media_segmented_datagrams_total",
+                "Datagrams sent in segmented sends (UDP GSO: several copies to one subscriber in one message); the rest of convene_media_datagrams_out_total went one per message.",
+            )?,
             signal_connections,
             signal_errors: counter(
                 registry,
@@ -322,6 +328,7 @@ impl MediaMetrics {
             busy: self.worker_busy.with_label_values(&[&index.to_string()]),
             wakeups_datagrams: kind(&self.worker_wakeups, "datagrams"),
             wakeups_timer: kind(&self.worker_wakeups, "timer"),
+            segmented: ShardCounter::new(self.segmented_datagrams.clone()),
             send_delay: self.send_delay.local(),
             signal_errors: self.signal_errors.clone(),
         }
@@ -439,6 +446,7 @@ pub struct ShardMetrics {
     /// Counted by the worker (its clone flushes them).
     pub wakeups_datagrams: ShardCounter,
     pub wakeups_timer: ShardCounter,
+    pub segmented: ShardCounter,
     /// Observed by the worker, per fast-path datagram it sends.
     pub send_delay: LocalHistogram,
     pub signal_errors: IntCounter,
@@ -481,6 +489,7 @@ impl ShardMetrics {
             &self.fast_feedback,
             &self.wakeups_datagrams,
             &self.wakeups_timer,
+            &self.segmented,
         ] {
             c.flush();
         }

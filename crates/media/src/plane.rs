@@ -108,6 +108,14 @@ impl MediaPlane {
             };
             let std_socket = steered.media;
             prepare(&std_socket, index)?;
+            let segmenting =
+                crate::udp::supports_segmentation(std::os::fd::AsRawFd::as_raw_fd(&std_socket));
+            if !segmenting {
+                tracing::info!(
+                    worker = index,
+                    "no UDP segmentation (GSO) here: one datagram per send"
+                );
+            }
             let mut socket = mio::net::UdpSocket::from_std(std_socket);
             let poll = Poll::new()?;
             register(&poll, &mut socket)?;
@@ -146,7 +154,9 @@ impl MediaPlane {
                 recv: RecvBatch::new(),
                 send: SendBatch::new(),
                 outgoing: Vec::with_capacity(crate::udp::BATCH),
-                delays: SendDelays::with_capacity(crate::udp::BATCH),
+                delays: SendDelays::with_capacity(crate::worker::FLUSH_CAP),
+                plan: crate::gso::SegmentPlan::with_capacity(crate::worker::FLUSH_CAP),
+                segmenting,
             };
             let realtime = config.realtime_priority;
             let thread = std::thread::Builder::new()

@@ -37,15 +37,16 @@ impl SendDelays {
 
     /// The outbox's datagrams at `sent` (positions) were handed to the kernel at `now`:
     /// `observe(delay)` once for each one a received datagram caused.
-    pub fn sent(&self, sent: Range<usize>, now: Duration, mut observe: impl FnMut(Duration)) {
-        for (queued, arrived) in &self.waiting {
-            let overlap = queued
-                .end
-                .min(sent.end)
-                .saturating_sub(queued.start.max(sent.start));
-            let delay = crate::udp::delay_until_now(*arrived, now);
-            for _ in 0..overlap {
-                observe(delay);
+    pub fn sent(&self, sent: &[usize], now: Duration, mut observe: impl FnMut(Duration)) {
+        for &position in sent {
+            // Entries are in outbox order (each datagram's copies follow the last's).
+            let i = self
+                .waiting
+                .partition_point(|(queued, _)| queued.end <= position);
+            if let Some((queued, arrived)) = self.waiting.get(i)
+                && queued.contains(&position)
+            {
+                observe(crate::udp::delay_until_now(*arrived, now));
             }
         }
     }
@@ -72,16 +73,16 @@ mod tests {
         delays.caused(4..5, None);
         delays.caused(5..6, Some(ms(104)));
         let mut seen = Vec::new();
-        // Two send calls: positions 0-2 at 105 ms, 3-5 at 107 ms.
-        delays.sent(0..3, ms(105), |d| seen.push(d));
-        delays.sent(3..6, ms(107), |d| seen.push(d));
-        assert_eq!(seen, vec![ms(5), ms(5), ms(7), ms(3)]);
+        // Two send calls, grouped by destination: positions 0, 3, 1 at 105 ms, 5, 2, 4 at 107 ms.
+        delays.sent(&[0, 3, 1], ms(105), |d| seen.push(d));
+        delays.sent(&[5, 2, 4], ms(107), |d| seen.push(d));
+        assert_eq!(seen, vec![ms(5), ms(5), ms(3), ms(7)]);
         delays.clear();
-        delays.sent(0..6, ms(110), |d| seen.push(d));
+        delays.sent(&[0, 1, 2, 3, 4, 5], ms(110), |d| seen.push(d));
         assert_eq!(seen.len(), 4, "sent once only");
         // A wall clock stepped back is no delay, not a panic.
         delays.caused(0..1, Some(ms(200)));
-        delays.sent(0..1, ms(150), |d| seen.push(d));
+        delays.sent(&[0], ms(150), |d| seen.push(d));
         assert_eq!(seen[4], Duration::ZERO);
     }
 }

@@ -3,9 +3,12 @@
 //! A media worker receives and sends tens of thousands of small datagrams a second, to hundreds of
 //! destinations; one system call each (and one wake-up of the kernel's UDP path per call) was a
 //! fifth to a third of its time at load (`bench/results/2026-12-06-notes.md`). `recvmmsg` fills up to
-//! [`BATCH`] buffers per call, `sendmmsg` sends up to [`BATCH`] datagrams to as many destinations.
+//! [`BATCH`] buffers per call, `sendmmsg` sends up to [`BATCH`] datagrams to as many destinations, or
+//! ([`SendBatch::send_plan`]) up to [`BATCH`] messages each carrying one destination's datagrams as a
+//! segmented send (UDP GSO, planned by [`crate::gso`]).
 //!
-//! Why by hand over `libc`: `quinn-udp` batches sends only to one destination (GSO), and `nix`'s
+//! Why by hand over `libc`: `quinn-udp` batches sends only to one destination per call (GSO without
+//! `sendmmsg`), and `nix`'s
 //! `sendmmsg` returns its count only through an iterator that reads address slots a send never wrote,
 //! and its `recvmmsg` does not reset the address lengths between calls. What is left is two system
 //! calls and the `sockaddr` conversions, in one small module whose `unsafe` blocks each say what they
@@ -223,9 +226,38 @@ fn arrival_time(h: &libc::msghdr) -> Option<Duration> {
     None
 }
 
-/// Destination slots for one `sendmmsg` call.
+/// Destination slots for one `sendmmsg` call, and for segmented sends ([`SendBatch::send_plan`]) the
+/// datagrams' iovecs and each message's `UDP_SEGMENT` control message.
 pub struct SendBatch {
     names: Box<[libc::sockaddr_storage; BATCH]>,
+    controls: Box<[SegmentControl; BATCH]>,
+}
+
+/// `UDP_SEGMENT` (include/uapi/linux/udp.h; not in the `libc` crate for glibc targets).
+const UDP_SEGMENT: libc::c_int = 103;
+/// Datagrams in one segmented `sendmmsg` call, over all its messages.
+const SEGMENT_IOVS: usize = BATCH * 4;
+
+/// Room for one `UDP_SEGMENT` control message (`CMSG_SPACE(2)` = 24 bytes on 64-bit Linux), aligned
+/// as `cmsghdr` needs.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct SegmentControl([u8; 24]);
+
+/// Whether the kernel cuts segmented sends on `fd` (`UDP_SEGMENT`, Linux 4.18): asked by setting the
+/// socket's default segment size to 0 (none), which changes nothing.
+pub fn supports_segmentation(fd: RawFd) -> bool {
+    let zero: libc::c_int = 0;
+    // SAFETY: `fd` is a socket we own; the option value is a live `c_int` with its true size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_UDP,
+            UDP_SEGMENT,
+            (&raw const zero).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
+    }
 }
 
 impl Default for SendBatch {
@@ -240,7 +272,10 @@ impl SendBatch {
         let names = Box::new(unsafe {
             MaybeUninit::<[libc::sockaddr_storage; BATCH]>::zeroed().assume_init()
         });
-        Self { names }
+        Self {
+            names,
+            controls: Box::new([SegmentControl([0; 24]); BATCH]),
+        }
     }
 
     /// Sends every item (`parts` gives its destination and bytes), [`BATCH`] per system call, and
@@ -275,26 +310,152 @@ impl SendBatch {
             }
             // SAFETY: the first `chunk.len()` headers point at live bytes (borrowed from `items` for
             // this call), filled address slots and iovecs, with their true lengths.
-            let n = unsafe { libc::sendmmsg(fd, hdr.as_mut_ptr(), chunk.len() as libc::c_uint, 0) };
-            if n > 0 {
-                sent += n as usize;
-                offset += n as usize;
-                continue;
-            }
-            let error = if n == 0 {
-                io::Error::other("sendmmsg sent nothing")
-            } else {
-                io::Error::last_os_error()
+            let error = match unsafe { sendmmsg(fd, &mut hdr[..chunk.len()]) } {
+                Ok(n) => {
+                    sent += n;
+                    offset += n;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => e,
             };
-            if error.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
             // `sendmmsg` reports an error only for the first datagram of a call (a later failure
             // ends the call early and shows on the next one): skip just that one.
             failed(&chunk[0], error);
             offset += 1;
         }
         sent
+    }
+}
+
+impl SendBatch {
+    /// Sends what `plan` planned ([`crate::gso`]): up to [`BATCH`] messages per `sendmmsg`, a message of
+    /// several datagrams as one segmented send. `datagram(i)` gives the bytes at queue position `i`.
+    /// After each call `sent` gets the messages the kernel took; a message it refused goes to `failed`
+    /// with the error (the rest still go). A segmented message refused with `EIO` or `EINVAL` (a path
+    /// or device that cannot segment) is sent again datagram by datagram and clears `segmenting`, so
+    /// the caller plans without it from then on.
+    pub fn send_plan<'a>(
+        &mut self,
+        fd: RawFd,
+        plan: &crate::gso::SegmentPlan,
+        datagram: impl Fn(usize) -> &'a [u8],
+        segmenting: &mut bool,
+        mut sent: impl FnMut(&[crate::gso::Message]),
+        mut failed: impl FnMut(&crate::gso::Message, io::Error),
+    ) {
+        let messages = plan.messages();
+        let mut offset = 0;
+        while offset < messages.len() {
+            // SAFETY: as in `RecvBatch::recv`.
+            let mut hdr: [libc::mmsghdr; BATCH] = unsafe { MaybeUninit::zeroed().assume_init() };
+            // On the stack (2 KiB): iovecs hold pointers, which a worker's state may not (it moves
+            // to its thread).
+            let mut iov: [libc::iovec; SEGMENT_IOVS] =
+                unsafe { MaybeUninit::zeroed().assume_init() };
+            let mut iovs = 0;
+            let mut count = 0;
+            for m in &messages[offset..] {
+                if count == BATCH || iovs + m.count > SEGMENT_IOVS {
+                    break;
+                }
+                let namelen = write_sockaddr(&mut self.names[count], m.destination);
+                for (j, &position) in plan.datagrams(m).iter().enumerate() {
+                    let bytes = datagram(position);
+                    iov[iovs + j].iov_base = bytes.as_ptr().cast_mut().cast();
+                    iov[iovs + j].iov_len = bytes.len();
+                }
+                let h = &mut hdr[count].msg_hdr;
+                h.msg_name = (&raw mut self.names[count]).cast();
+                h.msg_namelen = namelen;
+                h.msg_iov = &raw mut iov[iovs];
+                h.msg_iovlen = m.count;
+                if m.count > 1 {
+                    write_segment_control(&mut self.controls[count], m.segment as u16);
+                    h.msg_control = (&raw mut self.controls[count]).cast();
+                    h.msg_controllen = size_of::<SegmentControl>();
+                }
+                iovs += m.count;
+                count += 1;
+            }
+            // SAFETY: the first `count` headers point at filled address slots, iovecs over live
+            // bytes (borrowed for this call) and, for segmented messages, a filled control message.
+            let error = match unsafe { sendmmsg(fd, &mut hdr[..count]) } {
+                Ok(n) => {
+                    sent(&messages[offset..offset + n]);
+                    offset += n;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => e,
+            };
+            let first = &messages[offset];
+            offset += 1;
+            let cannot_segment = matches!(error.raw_os_error(), Some(libc::EIO | libc::EINVAL));
+            if first.count > 1 && cannot_segment {
+                tracing::warn!(%error, destination = %first.destination, "segmented send refused; sending datagrams one by one from now on");
+                *segmenting = false;
+                let mut all_sent = true;
+                for &position in plan.datagrams(first) {
+                    let bytes = datagram(position);
+                    let alone = [(first.destination, bytes)];
+                    let ok = self.send(
+                        fd,
+                        &alone,
+                        |&(d, b)| (d, b),
+                        |_, e| {
+                            all_sent = false;
+                            tracing::debug!(error = %e, "send failed");
+                        },
+                    );
+                    all_sent &= ok == 1;
+                }
+                if all_sent {
+                    sent(std::slice::from_ref(first));
+                } else {
+                    failed(first, error);
+                }
+                continue;
+            }
+            // As in `send`: the error concerns the call's first message.
+            failed(first, error);
+        }
+    }
+}
+
+/// One `sendmmsg(2)` of `headers`: how many messages the kernel took (at least one), or why none.
+///
+/// # Safety
+/// Every header must point at a filled address, iovecs over live bytes with their true lengths and,
+/// if it has one, a filled control message.
+unsafe fn sendmmsg(fd: RawFd, headers: &mut [libc::mmsghdr]) -> io::Result<usize> {
+    // SAFETY: the caller's promise, and `headers.len()` headers are there.
+    let n = unsafe { libc::sendmmsg(fd, headers.as_mut_ptr(), headers.len() as libc::c_uint, 0) };
+    match n {
+        n if n > 0 => Ok(n as usize),
+        0 => Err(io::Error::other("sendmmsg sent nothing")),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+/// Writes a `UDP_SEGMENT` control message of `segment` bytes into `control`.
+fn write_segment_control(control: &mut SegmentControl, segment: u16) {
+    let header = libc::cmsghdr {
+        // SAFETY: `CMSG_LEN` only computes a length.
+        cmsg_len: unsafe { libc::CMSG_LEN(size_of::<u16>() as u32) } as usize,
+        cmsg_level: libc::SOL_UDP,
+        cmsg_type: UDP_SEGMENT,
+    };
+    let bytes = &mut control.0;
+    // SAFETY: `SegmentControl` is 8-aligned and holds a `cmsghdr` (16 bytes) followed by its data;
+    // both writes stay within its 24 bytes.
+    unsafe {
+        bytes.as_mut_ptr().cast::<libc::cmsghdr>().write(header);
+        bytes
+            .as_mut_ptr()
+            .add(size_of::<libc::cmsghdr>())
+            .cast::<u16>()
+            .write_unaligned(segment);
     }
 }
 
@@ -426,6 +587,89 @@ mod tests {
             }
             assert_eq!(got.iter().collect::<Vec<_>>(), expected);
         }
+    }
+
+    /// A fan-out planned for segmenting (two packets to each of three receivers, then more messages
+    /// than one call and more datagrams than its iovecs carry) arrives datagram by datagram, intact
+    /// and in each receiver's order; with segmenting off the same plan arrives the same.
+    fn segmented_round_trip(segmenting: bool) {
+        let a = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let receivers: Vec<UdpSocket> = (0..3)
+            .map(|_| {
+                let r = UdpSocket::bind("127.0.0.1:0").expect("bind");
+                r.set_read_timeout(Some(Duration::from_secs(2)))
+                    .expect("timeout");
+                r
+            })
+            .collect();
+        let to: Vec<SocketAddr> = receivers
+            .iter()
+            .map(|r| r.local_addr().expect("addr"))
+            .collect();
+        // Packet-major, as a fan-out queues them: every size class of the planner's rule.
+        let mut items: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+        for packet in 0..(SEGMENT_IOVS / 3 + 8) {
+            let len = match packet % 4 {
+                0 | 1 => 1100,
+                2 => 300,
+                _ => 1450,
+            };
+            for (r, &dest) in to.iter().enumerate() {
+                items.push((dest, vec![(packet * 3 + r) as u8; len]));
+            }
+        }
+        let mut plan = crate::gso::SegmentPlan::default();
+        plan.plan(items.len(), |i| (items[i].0, items[i].1.len()), segmenting);
+        if segmenting {
+            assert!(
+                plan.messages().iter().any(|m| m.count > 1),
+                "nothing to segment"
+            );
+        }
+        let mut send = SendBatch::new();
+        let mut on = segmenting;
+        let mut messages = 0;
+        send.send_plan(
+            a.as_raw_fd(),
+            &plan,
+            |i| items[i].1.as_slice(),
+            &mut on,
+            |m| messages += m.len(),
+            |m, e| panic!("send to {} failed: {e}", m.destination),
+        );
+        assert_eq!(messages, plan.messages().len());
+        assert_eq!(on, segmenting, "the kernel refused to segment on loopback");
+        let mut recv = RecvBatch::new();
+        for (r, socket) in receivers.iter().enumerate() {
+            let expected: Vec<&Vec<u8>> = items
+                .iter()
+                .filter(|(d, _)| *d == to[r])
+                .map(|(_, b)| b)
+                .collect();
+            let mut got = Vec::new();
+            while got.len() < expected.len() {
+                let n = recv.recv(socket.as_raw_fd(), true).expect("recv");
+                for i in 0..n {
+                    got.push(recv.get(i).expect("datagram").1.to_vec());
+                }
+            }
+            assert_eq!(got.iter().collect::<Vec<_>>(), expected, "receiver {r}");
+        }
+    }
+
+    #[test]
+    fn segmented_sends_arrive_as_the_datagrams_they_carry() {
+        let probe = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        if !supports_segmentation(probe.as_raw_fd()) {
+            eprintln!("no UDP_SEGMENT in this kernel; skipped");
+            return;
+        }
+        segmented_round_trip(true);
+    }
+
+    #[test]
+    fn a_plan_without_segmenting_sends_one_datagram_per_message() {
+        segmented_round_trip(false);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
+use crate::gso::SegmentPlan;
 use crate::metrics::ShardMetrics;
 use crate::send_delay::SendDelays;
 use crate::shard::{Command, Shard};
@@ -48,9 +49,17 @@ pub(crate) struct Worker {
     /// Transmits taken from the shard for the next `sendmmsg` (capacity [`udp::BATCH`], reused).
     pub outgoing: Vec<Transmit>,
     /// What each received datagram queued in the fast outbox, to date its sends. Each entry holds at
-    /// least one datagram and the outbox is sent once it holds [`udp::BATCH`]: that many entries at most.
+    /// least one datagram and the outbox is sent once it holds [`FLUSH_CAP`]: that many entries at most.
     pub delays: SendDelays,
+    /// How the fast outbox goes out: a subscriber's copies of a frame in one segmented send.
+    pub plan: SegmentPlan,
+    /// The kernel segments sends on this socket ([`udp::supports_segmentation`]); cleared if it ever
+    /// refuses.
+    pub segmenting: bool,
 }
+
+/// How many datagrams the fast outbox holds while a run of packets is fanned out ([`crate::gso`]).
+pub(crate) const FLUSH_CAP: usize = crate::gso::MAX_HELD;
 
 impl Worker {
     pub fn run(mut self) {
@@ -102,6 +111,9 @@ impl Worker {
             // At most a batch per wake-up, so commands, timers and shutdown are never starved.
             let (mut received, pending) = self.receive(fd, local);
             socket_pending = pending;
+            // Media's last copies go before the RTCP read: a few hundred reports a worker reads
+            // at once take a millisecond.
+            self.flush_fast();
             let rtcp_fd = self.rtcp.as_ref().filter(|r| r.wants_read(rtcp_signalled));
             if let Some(rtcp_fd) = rtcp_fd.map(|r| r.socket.as_raw_fd()) {
                 let (n, pending) = self.receive(rtcp_fd, local);
@@ -161,20 +173,27 @@ impl Worker {
                         }
                     }
                     for i in 0..n {
-                        if let Some((source, datagram)) = self.recv.get(i) {
-                            let queued = self.shard.fast_outbox().len();
-                            // Each datagram's own instant, as before batching: it dates the
-                            // arrivals that transport-wide feedback reports to publishers.
-                            self.shard
-                                .handle_datagram(Instant::now(), source, local, datagram);
-                            let queued = queued..self.shard.fast_outbox().len();
-                            self.delays.caused(queued, self.recv.arrived(i));
-                        }
+                        let Some((source, datagram)) = self.recv.get(i) else {
+                            continue;
+                        };
+                        let queued = self.shard.fast_outbox().len();
+                        // Each datagram's own instant, as before batching: it dates the
+                        // arrivals that transport-wide feedback reports to publishers.
+                        self.shard
+                            .handle_datagram(Instant::now(), source, local, datagram);
+                        let queued = queued..self.shard.fast_outbox().len();
+                        self.delays.caused(queued, self.recv.arrived(i));
                         // Sent once a batch is ready, after the fan-out of the datagram that
                         // filled it: a copy waits for its own packet's fan-out, not for the whole
                         // wake-up's (32 packets received in (a) are 3 200 copies), and the outbox's
-                        // buffers stay few enough to stay in cache.
-                        if self.shard.fast_outbox().len() >= udp::BATCH {
+                        // buffers stay few enough to stay in cache. Where the kernel segments, a
+                        // run of packets from one source (a frame's) is fanned out whole first, so
+                        // each subscriber's copies of it leave in one send.
+                        let held = self.shard.fast_outbox().len();
+                        let run_goes_on = self.segmenting
+                            && held < FLUSH_CAP
+                            && self.recv.get(i + 1).is_some_and(|(next, _)| next == source);
+                        if held >= udp::BATCH && !run_goes_on {
                             self.flush_fast();
                         }
                     }
@@ -226,30 +245,45 @@ impl Worker {
         }
     }
 
-    /// Sends the fast path's datagrams, straight from their buffers, a `sendmmsg` per [`udp::BATCH`];
-    /// each batch's datagrams are dated when its call returns.
+    /// Sends the fast path's datagrams, straight from their buffers: grouped by destination into
+    /// segmented sends where the kernel cuts them ([`crate::gso`]), up to [`udp::BATCH`] messages per
+    /// `sendmmsg`; each datagram is dated when the call that carried it returns.
     fn flush_fast(&mut self) {
         let (queue, bufs) = self.shard.fast_outbox().parts();
         if queue.is_empty() {
             return;
         }
+        self.plan
+            .plan(queue.len(), |i| (queue[i].0, queue[i].1), self.segmenting);
         let metrics = &self.metrics;
-        for (i, batch) in queue.chunks(udp::BATCH).enumerate() {
-            self.send.send(
-                self.socket.as_raw_fd(),
-                batch,
-                |&(destination, len, slot)| (destination, &bufs[slot][..len]),
-                |&(destination, _, _), e| {
-                    tracing::debug!(error = %e, %destination, "send failed");
+        let plan = &self.plan;
+        let delays = &self.delays;
+        self.send.send_plan(
+            self.socket.as_raw_fd(),
+            plan,
+            |i| {
+                let (_, len, slot) = queue[i];
+                &bufs[slot][..len]
+            },
+            &mut self.segmenting,
+            |messages| {
+                let now = udp::wall_clock();
+                for m in messages {
+                    if m.count > 1 {
+                        metrics.segmented.inc_by(m.count as u64);
+                    }
+                    delays.sent(plan.datagrams(m), now, |delay| {
+                        metrics.send_delay.observe(delay.as_secs_f64())
+                    });
+                }
+            },
+            |m, e| {
+                tracing::debug!(error = %e, destination = %m.destination, "send failed");
+                for _ in 0..m.count {
                     metrics.dropped("send_failed");
-                },
-            );
-            let first = i * udp::BATCH;
-            self.delays
-                .sent(first..first + batch.len(), udp::wall_clock(), |delay| {
-                    metrics.send_delay.observe(delay.as_secs_f64())
-                });
-        }
+                }
+            },
+        );
         self.delays.clear();
         self.shard.clear_fast_outbox();
     }
