@@ -25,8 +25,10 @@ pub const MAX_SEGMENTS: usize = 16;
 pub const MAX_SEGMENT_LEN: usize = 1400;
 
 /// The most datagrams a sender holds while a run of packets from one source (a frame's) is fanned
-/// out, before it sends them anyway: a two-packet frame to a hundred subscribers fits; a keyframe's
-/// fan-out goes in parts. 256 buffers of 1500-2048 bytes stay within a core's L2 cache.
+/// out, before it sends them anyway: a six-packet keyframe to a hundred subscribers fits, so each gets
+/// it in one message. Measured in the benchmark's scenario (a): holding 256 left a keyframe in parts
+/// and its p99 at 2.1-4.1 ms, 1 024 at 2.1-2.8 (`bench/results/2026-12-07-notes.md`). Only a run
+/// that long fills the buffers (1.5 MB of them in Convene's outbox).
 pub const MAX_HELD: usize = 1024;
 
 /// One message: the datagrams at `order[first..first + count]` of the plan (positions in the caller's
