@@ -594,18 +594,15 @@ impl Shard {
             let Some(peer) = self.peers.get_mut(idx) else {
                 continue;
             };
-            // A connection woken only for its probe padding (a timer per packet, up to thousands a
-            // second while the fast path probes) keeps str0m out of it: str0m's pass, on state
-            // gone cold, is due only when str0m asked or media was written to it.
-            let str0m_due = peer.str0m_due.filter(|&at| at > now);
-            if peer.dirty || str0m_due.is_none() {
+            // A connection woken only for its probe padding keeps str0m out of it.
+            if let Some(at) = peer.str0m_waits_until(now) {
+                self.schedule(idx, at);
+            } else {
                 peer.dirty = false;
                 if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
                     tracing::debug!(error = %e, "timeout handling failed");
                 }
                 self.drain(idx, now);
-            } else if let Some(at) = str0m_due {
-                self.schedule(idx, at);
             }
             self.poll_fast_path(now, idx);
         }

@@ -68,6 +68,20 @@ impl Peer {
             && datagram[0] >> 6 == 2
             && self.rtx_pts & (1u128 << (datagram[1] & 0x7f)) != 0
     }
+
+    /// Woken by the shard's timer at `now`: `None` if str0m gets its timeout pass now, or until when
+    /// its pass waits ([`str0m_waits_until`]).
+    pub fn str0m_waits_until(&self, now: Instant) -> Option<Instant> {
+        str0m_waits_until(self.dirty, self.str0m_due, now)
+    }
+}
+
+/// A connection woken only for the fast path's probe padding (a timer per packet, up to thousands a
+/// second while it probes) keeps str0m out of it: str0m's pass, on state gone cold, is due only when
+/// media was written to the connection (`dirty`), str0m asked for `now` or earlier, or str0m has asked
+/// for nothing. Otherwise the pass waits until str0m's own time, which is returned.
+fn str0m_waits_until(dirty: bool, str0m_due: Option<Instant>, now: Instant) -> Option<Instant> {
+    str0m_due.filter(|&at| !dirty && at > now)
 }
 
 /// Where a subscriber's downlink estimate starts before feedback and probing refine it: enough for the
@@ -183,5 +197,26 @@ impl Peer {
             fast_in: None,
             fast_path,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wake_up_for_padding_alone_leaves_str0m_to_its_own_time() {
+        let now = Instant::now();
+        let later = now + Duration::from_millis(40);
+        // Padding woke a clean connection before str0m's time: str0m waits.
+        assert_eq!(str0m_waits_until(false, Some(later), now), Some(later));
+        // Media was written, str0m's time came, or str0m never asked: the pass runs now.
+        assert_eq!(str0m_waits_until(true, Some(later), now), None);
+        assert_eq!(str0m_waits_until(false, Some(now), now), None);
+        assert_eq!(
+            str0m_waits_until(false, Some(now - Duration::from_millis(1)), now),
+            None
+        );
+        assert_eq!(str0m_waits_until(false, None, now), None);
     }
 }
