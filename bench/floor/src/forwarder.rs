@@ -237,18 +237,18 @@ impl Floor {
                 self.forwarding
                     .handle(fd, datagram, from, arrived, &mut self.counters);
             }
+            // The run goes on while the next packet is the same stream's: the floor's streams are
+            // its publishers (its driver sends them all from one socket, so the source address, which
+            // Convene's worker goes by, would run across publishers here).
             let outgoing = &self.forwarding.outgoing;
-            let run_goes_on = outgoing.segmenting
-                && self
-                    .recv
+            let ssrc_at = |i: usize| {
+                self.recv
                     .get(i)
                     .and_then(|(_, d)| ssrc_seq(d))
-                    .map(|(ssrc, _)| ssrc)
-                    == self
-                        .recv
-                        .get(i + 1)
-                        .and_then(|(_, d)| ssrc_seq(d))
-                        .map(|(ssrc, _)| ssrc);
+                    .map(|(s, _)| s)
+            };
+            let run_goes_on =
+                outgoing.segmenting && ssrc_at(i).is_some() && ssrc_at(i) == ssrc_at(i + 1);
             if outgoing.pending >= BATCH && !run_goes_on {
                 self.forwarding.outgoing.flush(fd, &mut self.counters);
             }

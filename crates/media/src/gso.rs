@@ -121,7 +121,8 @@ impl SegmentPlan {
         while k < len {
             let (destination, segment) = item(self.order[k]);
             let mut count = 1;
-            if segment <= MAX_SEGMENT_LEN {
+            // (An empty datagram never starts a run: the kernel would fold it into the one before.)
+            if segment > 0 && segment <= MAX_SEGMENT_LEN {
                 while count < MAX_SEGMENTS && k + count < len {
                     let (to, bytes) = item(self.order[k + count]);
                     if to != destination || bytes > segment {

@@ -237,12 +237,17 @@ pub struct SendBatch {
 const UDP_SEGMENT: libc::c_int = 103;
 /// Datagrams in one segmented `sendmmsg` call, over all its messages.
 const SEGMENT_IOVS: usize = BATCH * 4;
+const _: () = assert!(
+    crate::gso::MAX_SEGMENTS <= SEGMENT_IOVS,
+    "a message must fit a call's iovecs"
+);
 
 /// Room for one `UDP_SEGMENT` control message (`CMSG_SPACE(2)` = 24 bytes on 64-bit Linux), aligned
 /// as `cmsghdr` needs.
 #[derive(Clone, Copy)]
 #[repr(C, align(8))]
 struct SegmentControl([u8; 24]);
+const _: () = assert!(size_of::<SegmentControl>() >= size_of::<libc::cmsghdr>() + 8);
 
 /// Whether the kernel cuts segmented sends on `fd` (`UDP_SEGMENT`, Linux 4.18): asked by setting the
 /// socket's default segment size to 0 (none), which changes nothing.
@@ -332,9 +337,10 @@ impl SendBatch {
     /// Sends what `plan` planned ([`crate::gso`]): up to [`BATCH`] messages per `sendmmsg`, a message of
     /// several datagrams as one segmented send. `datagram(i)` gives the bytes at queue position `i`.
     /// After each call `sent` gets the messages the kernel took; a message it refused goes to `failed`
-    /// with the error (the rest still go). A segmented message refused with `EIO` or `EINVAL` (a path
-    /// or device that cannot segment) is sent again datagram by datagram and clears `segmenting`, so
-    /// the caller plans without it from then on.
+    /// with the error (the rest still go). A segmented message the kernel refuses as such (`EIO`: a
+    /// device or path that cannot segment, which also clears `segmenting` so the caller plans without
+    /// it from then on; `EMSGSIZE`/`EINVAL`: a segment over the destination's path MTU) is sent again
+    /// datagram by datagram, each reported as a message of one.
     pub fn send_plan<'a>(
         &mut self,
         fd: RawFd,
@@ -391,29 +397,36 @@ impl SendBatch {
             };
             let first = &messages[offset];
             offset += 1;
-            let cannot_segment = matches!(error.raw_os_error(), Some(libc::EIO | libc::EINVAL));
-            if first.count > 1 && cannot_segment {
-                tracing::warn!(%error, destination = %first.destination, "segmented send refused; sending datagrams one by one from now on");
-                *segmenting = false;
-                let mut all_sent = true;
-                for &position in plan.datagrams(first) {
-                    let bytes = datagram(position);
-                    let alone = [(first.destination, bytes)];
-                    let ok = self.send(
-                        fd,
-                        &alone,
-                        |&(d, b)| (d, b),
-                        |_, e| {
-                            all_sent = false;
-                            tracing::debug!(error = %e, "send failed");
-                        },
-                    );
-                    all_sent &= ok == 1;
-                }
-                if all_sent {
-                    sent(std::slice::from_ref(first));
+            // Refused as a segmented send: its datagrams go one by one. EIO: the device or path
+            // cannot segment at all (then no more segmenting); EMSGSIZE (EINVAL before Linux 5.12):
+            // a segment does not fit this destination's path MTU, which fragmenting still crosses.
+            let errno = error.raw_os_error();
+            if first.count > 1 && matches!(errno, Some(libc::EIO | libc::EMSGSIZE | libc::EINVAL)) {
+                if errno == Some(libc::EIO) {
+                    tracing::warn!(%error, destination = %first.destination, "segmented send refused; sending datagrams one by one from now on");
+                    *segmenting = false;
                 } else {
-                    failed(first, error);
+                    tracing::debug!(%error, destination = %first.destination, "segmented send refused; sent one by one");
+                }
+                for j in 0..first.count {
+                    // A message of its own: reported (and counted) datagram by datagram.
+                    let alone = crate::gso::Message {
+                        count: 1,
+                        first: first.first + j,
+                        ..*first
+                    };
+                    let bytes = datagram(plan.datagrams(&alone)[0]);
+                    let mut refused = None;
+                    self.send(
+                        fd,
+                        &[(first.destination, bytes)],
+                        |&(d, b)| (d, b),
+                        |_, e| refused = Some(e),
+                    );
+                    match refused {
+                        None => sent(std::slice::from_ref(&alone)),
+                        Some(e) => failed(&alone, e),
+                    }
                 }
                 continue;
             }
@@ -665,6 +678,80 @@ mod tests {
             return;
         }
         segmented_round_trip(true);
+    }
+
+    /// Sets the loopback interface of the calling thread's network namespace up with `mtu`.
+    fn loopback_up_with_mtu(mtu: i32) -> io::Result<()> {
+        // SAFETY: an `ifreq` for "lo" on a throwaway socket; each ioctl writes only within it.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let mut req: libc::ifreq = MaybeUninit::zeroed().assume_init();
+            for (i, b) in b"lo".iter().enumerate() {
+                req.ifr_name[i] = *b as libc::c_char;
+            }
+            req.ifr_ifru.ifru_mtu = mtu;
+            let mut ok = libc::ioctl(fd, libc::SIOCSIFMTU, &raw mut req) == 0;
+            req.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            ok &= libc::ioctl(fd, libc::SIOCSIFFLAGS, &raw mut req) == 0;
+            let error = io::Error::last_os_error();
+            libc::close(fd);
+            if ok { Ok(()) } else { Err(error) }
+        }
+    }
+
+    /// A path whose MTU a segment does not fit (a loopback of 1 280 bytes, in a network namespace of
+    /// the test's own): the kernel refuses the segmented send, its datagrams go one by one (and are
+    /// fragmented, as without segmenting), each reported as sent, and segmenting stays on for the rest.
+    #[test]
+    fn a_segment_over_the_path_mtu_is_sent_datagram_by_datagram() {
+        let outcome = std::thread::spawn(|| {
+            // SAFETY: unshare affects only this thread's network namespace (a thread of its own).
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return None;
+            }
+            loopback_up_with_mtu(1280).ok()?;
+            let a = UdpSocket::bind("127.0.0.1:0").ok()?;
+            if !supports_segmentation(a.as_raw_fd()) {
+                return None;
+            }
+            let b = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            b.set_read_timeout(Some(Duration::from_secs(2)))
+                .expect("timeout");
+            let to = b.local_addr().expect("addr");
+            let items: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 1300]).collect();
+            let mut plan = crate::gso::SegmentPlan::default();
+            plan.plan(items.len(), |i| (to, items[i].len()), true);
+            assert_eq!(plan.messages().len(), 1, "one message of three");
+            let mut on = true;
+            let mut reported = Vec::new();
+            SendBatch::new().send_plan(
+                a.as_raw_fd(),
+                &plan,
+                |i| items[i].as_slice(),
+                &mut on,
+                |m| reported.extend(m.iter().map(|m| m.count)),
+                |m, e| panic!("send to {} failed: {e}", m.destination),
+            );
+            let mut got = Vec::new();
+            let mut buf = [0u8; 2048];
+            for _ in 0..items.len() {
+                let n = b.recv(&mut buf).expect("a datagram");
+                got.push(buf[..n].to_vec());
+            }
+            Some((on, reported, got == items))
+        })
+        .join()
+        .expect("test thread");
+        let Some((still_on, reported, intact)) = outcome else {
+            eprintln!("no network namespace or UDP_SEGMENT here (needs root); skipped");
+            return;
+        };
+        assert_eq!(reported, vec![1, 1, 1], "reported datagram by datagram");
+        assert!(intact, "the datagrams did not arrive whole and in order");
+        assert!(still_on, "one destination's path MTU turned segmenting off");
     }
 
     #[test]
