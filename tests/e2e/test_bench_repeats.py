@@ -64,3 +64,31 @@ def test_the_report_lists_every_run():
     text = "\n".join(bench_run.repeats_markdown([row]))
     assert "ran 3 times" in text
     assert "| a: test | 2.40, 1.80, 2.50 | 2.40 |" in text
+
+
+def test_a_row_states_its_multiple_of_the_framed_floor_too():
+    """The floor fed the generator's frames is like-for-like input (and, sending a receiver's copies of a
+    frame in one segmented send, the cheaper floor): its multiple sits beside the plain floor's."""
+    convene = {
+        "server": {"cpu_us_per_pkt": 10.0, "pps_per_core": 100_000.0},
+        "loss_pct": 0.0,
+        "latency_ms": {"p50": 1.0, "p99": 2.0},
+        "forwarded_pps": 4000.0,
+        "attendees": 101,
+        "connections_connected": 101,
+        "connections_expected": 101,
+        "jitter_ms_mean": 0.5,
+        "keyframe_wait_ms": {"p99": 100.0},
+        "keyframe_never": 0,
+    }
+    row = bench_run.summarize(
+        "a", "test", convene, {"floor_cpu_us_per_pkt": 5.0}, None, "not measured",
+        ff={"floor_cpu_us_per_pkt": 8.0}, fr={"floor_cpu_us_per_pkt": 4.0},
+    )
+    assert row["convene_multiple_of_floor"] == 2.0
+    assert row["convene_multiple_of_floor_with_feedback"] == 1.25
+    assert row["floor_framed_cpu_us_per_pkt"] == 4.0
+    assert row["convene_multiple_of_framed_floor"] == 2.5
+    # Without a framed run (audio-only scenarios): no multiple, not a wrong one.
+    row = bench_run.summarize("c", "test", convene, {"floor_cpu_us_per_pkt": 5.0}, None, "not measured")
+    assert row["convene_multiple_of_framed_floor"] is None
