@@ -241,15 +241,18 @@ impl Floor {
             // its publishers (its driver sends them all from one socket, so the source address, which
             // Convene's worker goes by, would run across publishers here).
             let outgoing = &self.forwarding.outgoing;
+            if outgoing.pending < BATCH {
+                continue;
+            }
             let ssrc_at = |i: usize| {
                 self.recv
                     .get(i)
                     .and_then(|(_, d)| ssrc_seq(d))
                     .map(|(s, _)| s)
             };
-            let run_goes_on =
-                outgoing.segmenting && ssrc_at(i).is_some() && ssrc_at(i) == ssrc_at(i + 1);
-            if outgoing.pending >= BATCH && !run_goes_on {
+            let this = ssrc_at(i);
+            let run_goes_on = outgoing.segmenting && this.is_some() && this == ssrc_at(i + 1);
+            if !run_goes_on {
                 self.forwarding.outgoing.flush(fd, &mut self.counters);
             }
         }

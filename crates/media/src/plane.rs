@@ -154,8 +154,8 @@ impl MediaPlane {
                 recv: RecvBatch::new(),
                 send: SendBatch::new(),
                 outgoing: Vec::with_capacity(crate::udp::BATCH),
-                delays: SendDelays::with_capacity(crate::worker::FLUSH_CAP),
-                plan: crate::gso::SegmentPlan::with_capacity(crate::worker::FLUSH_CAP),
+                delays: SendDelays::with_capacity(crate::gso::MAX_HELD),
+                plan: crate::gso::SegmentPlan::with_capacity(crate::gso::MAX_HELD),
                 segmenting,
             };
             let realtime = config.realtime_priority;

@@ -124,7 +124,7 @@ fn second_socket(addr: SocketAddr, media: &Socket) -> io::Result<UdpSocket> {
 }
 
 fn set_int(socket: &Socket, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
-    crate::udp::set_socket_option(socket.as_raw_fd(), option, value)
+    crate::udp::set_socket_option(socket.as_raw_fd(), libc::SOL_SOCKET, option, value)
 }
 
 #[cfg(test)]

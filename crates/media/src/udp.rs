@@ -52,12 +52,13 @@ struct ControlBuf([u8; 64]);
 /// the kernel receives the packet (for loopback, as the sender sends it), so the delay includes the
 /// queue in front of the worker.
 pub fn enable_arrival_times(fd: RawFd) -> io::Result<()> {
-    set_socket_option(fd, libc::SO_TIMESTAMPNS, 1)
+    set_socket_option(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
 }
 
-/// Sets an integer `SOL_SOCKET` option on `fd`.
+/// Sets an integer option of `level` (`SOL_SOCKET`, `SOL_UDP`, ...) on `fd`.
 pub(crate) fn set_socket_option(
     fd: RawFd,
+    level: libc::c_int,
     option: libc::c_int,
     value: libc::c_int,
 ) -> io::Result<()> {
@@ -65,7 +66,7 @@ pub(crate) fn set_socket_option(
     let r = unsafe {
         libc::setsockopt(
             fd,
-            libc::SOL_SOCKET,
+            level,
             option,
             (&raw const value).cast(),
             size_of::<libc::c_int>() as libc::socklen_t,
@@ -252,17 +253,7 @@ const _: () = assert!(size_of::<SegmentControl>() >= size_of::<libc::cmsghdr>() 
 /// Whether the kernel cuts segmented sends on `fd` (`UDP_SEGMENT`, Linux 4.18): asked by setting the
 /// socket's default segment size to 0 (none), which changes nothing.
 pub fn supports_segmentation(fd: RawFd) -> bool {
-    let zero: libc::c_int = 0;
-    // SAFETY: `fd` is a socket we own; the option value is a live `c_int` with its true size.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_UDP,
-            UDP_SEGMENT,
-            (&raw const zero).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        ) == 0
-    }
+    set_socket_option(fd, libc::SOL_UDP, UDP_SEGMENT, 0).is_ok()
 }
 
 impl Default for SendBatch {

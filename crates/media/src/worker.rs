@@ -49,7 +49,7 @@ pub(crate) struct Worker {
     /// Transmits taken from the shard for the next `sendmmsg` (capacity [`udp::BATCH`], reused).
     pub outgoing: Vec<Transmit>,
     /// What each received datagram queued in the fast outbox, to date its sends. Each entry holds at
-    /// least one datagram and the outbox is sent once it holds [`FLUSH_CAP`]: that many entries at most.
+    /// least one datagram and the outbox is sent once it holds [`crate::gso::MAX_HELD`]: that many entries at most.
     pub delays: SendDelays,
     /// How the fast outbox goes out: a subscriber's copies of a frame in one segmented send.
     pub plan: SegmentPlan,
@@ -57,9 +57,6 @@ pub(crate) struct Worker {
     /// refuses.
     pub segmenting: bool,
 }
-
-/// How many datagrams the fast outbox holds while a run of packets is fanned out ([`crate::gso`]).
-pub(crate) const FLUSH_CAP: usize = crate::gso::MAX_HELD;
 
 impl Worker {
     pub fn run(mut self) {
@@ -191,7 +188,7 @@ impl Worker {
                         // each subscriber's copies of it leave in one send.
                         let held = self.shard.fast_outbox().len();
                         let run_goes_on = self.segmenting
-                            && held < FLUSH_CAP
+                            && held < crate::gso::MAX_HELD
                             && self.recv.get(i + 1).is_some_and(|(next, _)| next == source);
                         if held >= udp::BATCH && !run_goes_on {
                             self.flush_fast();
