@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 /// Most datagrams in one message. The kernel takes up to 64 (`UDP_MAX_SEGMENTS`); a subscriber's share
 /// of one wake-up's fan-out is a frame or two.
@@ -30,6 +31,39 @@ pub const MAX_SEGMENT_LEN: usize = 1400;
 /// and its p99 at 2.1-4.1 ms, 1 024 at 2.1-2.8 (`bench/results/2026-12-07-notes.md`). Only a run
 /// that long fills the buffers (1.5 MB of them in Convene's outbox).
 pub const MAX_HELD: usize = 1024;
+
+/// How long a sender plans without segmenting after the kernel refused a segmented send as such
+/// (`EIO`: the device or path cannot segment). Routes and devices change under a running server (a
+/// bond fails over, an interface comes back with offloads on), so the refusal is not taken as forever;
+/// each retry that fails again costs one refused message, resent datagram by datagram.
+pub const RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Whether a sender segments its sends now: never where the socket cannot
+/// ([`crate::udp::supports_segmentation`]), and not for [`RETRY_AFTER`] after the kernel refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segmenting {
+    supported: bool,
+    refused_until: Option<Instant>,
+}
+
+impl Segmenting {
+    pub fn new(supported: bool) -> Self {
+        Self {
+            supported,
+            refused_until: None,
+        }
+    }
+
+    /// Plan segmented sends at `now`.
+    pub fn on(&self, now: Instant) -> bool {
+        self.supported && self.refused_until.is_none_or(|until| now >= until)
+    }
+
+    /// The kernel refused a segmented send at `now`: plain sends until [`RETRY_AFTER`] has passed.
+    pub fn refused(&mut self, now: Instant) {
+        self.refused_until = Some(now + RETRY_AFTER);
+    }
+}
 
 /// One message: the datagrams at `order[first..first + count]` of the plan (positions in the caller's
 /// queue), all to `destination`, each `segment` bytes long but the last, which may be shorter. A
@@ -157,6 +191,27 @@ impl SegmentPlan {
 
 #[cfg(test)]
 mod tests {
+
+    /// A refusal turns segmenting off for [`RETRY_AFTER`], then it is tried again; a socket that
+    /// cannot segment never does.
+    #[test]
+    fn segmenting_is_retried_a_while_after_the_kernel_refused() {
+        let t0 = Instant::now();
+        let mut s = Segmenting::new(true);
+        assert!(s.on(t0));
+        s.refused(t0);
+        assert!(!s.on(t0));
+        assert!(!s.on(t0 + RETRY_AFTER - Duration::from_millis(1)));
+        assert!(s.on(t0 + RETRY_AFTER));
+        // Refused again on the retry: another wait from then.
+        s.refused(t0 + RETRY_AFTER);
+        assert!(!s.on(t0 + RETRY_AFTER + Duration::from_secs(1)));
+        assert!(s.on(t0 + 2 * RETRY_AFTER));
+        let never = Segmenting::new(false);
+        assert!(!never.on(t0));
+        assert!(!never.on(t0 + 10 * RETRY_AFTER));
+    }
+
     use super::*;
 
     fn addr(port: u16) -> SocketAddr {

@@ -156,7 +156,7 @@ impl MediaPlane {
                 outgoing: Vec::with_capacity(crate::udp::BATCH),
                 delays: SendDelays::with_capacity(crate::gso::MAX_HELD),
                 plan: crate::gso::SegmentPlan::with_capacity(crate::gso::MAX_HELD),
-                segmenting,
+                segmenting: crate::gso::Segmenting::new(segmenting),
             };
             let realtime = config.realtime_priority;
             let thread = std::thread::Builder::new()

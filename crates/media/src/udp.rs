@@ -330,7 +330,7 @@ impl SendBatch {
     /// After each call `sent` gets the messages the kernel took; a message it refused goes to `failed`
     /// with the error (the rest still go). A segmented message the kernel refuses as such (`EIO`: a
     /// device or path that cannot segment, which also clears `segmenting` so the caller plans without
-    /// it from then on; `EMSGSIZE`/`EINVAL`: a segment over the destination's path MTU) is sent again
+    /// it for a while, [`crate::gso::Segmenting`]; `EMSGSIZE`/`EINVAL`: a segment over the destination's path MTU) is sent again
     /// datagram by datagram, each reported as a message of one.
     pub fn send_plan<'a>(
         &mut self,
@@ -389,12 +389,12 @@ impl SendBatch {
             let first = &messages[offset];
             offset += 1;
             // Refused as a segmented send: its datagrams go one by one. EIO: the device or path
-            // cannot segment at all (then no more segmenting); EMSGSIZE (EINVAL before Linux 5.12):
+            // cannot segment at all (then none for a while); EMSGSIZE (EINVAL before Linux 5.12):
             // a segment does not fit this destination's path MTU, which fragmenting still crosses.
             let errno = error.raw_os_error();
             if first.count > 1 && matches!(errno, Some(libc::EIO | libc::EMSGSIZE | libc::EINVAL)) {
                 if errno == Some(libc::EIO) {
-                    tracing::warn!(%error, destination = %first.destination, "segmented send refused; sending datagrams one by one from now on");
+                    tracing::warn!(%error, destination = %first.destination, "segmented send refused; sending datagrams one by one for a while");
                     *segmenting = false;
                 } else {
                     tracing::debug!(%error, destination = %first.destination, "segmented send refused; sent one by one");

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::gso::SegmentPlan;
+use crate::gso::{SegmentPlan, Segmenting};
 use crate::metrics::ShardMetrics;
 use crate::send_delay::SendDelays;
 use crate::shard::{Command, Shard};
@@ -53,9 +53,9 @@ pub(crate) struct Worker {
     pub delays: SendDelays,
     /// How the fast outbox goes out: a subscriber's copies of a frame in one segmented send.
     pub plan: SegmentPlan,
-    /// The kernel segments sends on this socket ([`udp::supports_segmentation`]); cleared if it ever
-    /// refuses.
-    pub segmenting: bool,
+    /// Whether the kernel segments sends on this socket now ([`udp::supports_segmentation`]; off for a
+    /// while after it refused).
+    pub segmenting: Segmenting,
 }
 
 impl Worker {
@@ -158,6 +158,7 @@ impl Worker {
     /// the last batch was full (the socket may hold more without signalling again).
     fn receive(&mut self, fd: RawFd, local: SocketAddr) -> (usize, bool) {
         let mut received = 0;
+        let segmenting = self.segmenting.on(Instant::now());
         for _ in 0..RECV_CALLS {
             match self.recv.recv(fd, false) {
                 Ok(n) => {
@@ -187,7 +188,7 @@ impl Worker {
                         // run of packets from one source (a frame's) is fanned out whole first, so
                         // each subscriber's copies of it leave in one send.
                         let held = self.shard.fast_outbox().len();
-                        let run_goes_on = self.segmenting
+                        let run_goes_on = segmenting
                             && held < crate::gso::MAX_HELD
                             && self.recv.get(i + 1).is_some_and(|(next, _)| next == source);
                         if held >= udp::BATCH && !run_goes_on {
@@ -250,8 +251,10 @@ impl Worker {
         if queue.is_empty() {
             return;
         }
+        let now = Instant::now();
+        let mut segmenting = self.segmenting.on(now);
         self.plan
-            .plan(queue.len(), |i| (queue[i].0, queue[i].1), self.segmenting);
+            .plan(queue.len(), |i| (queue[i].0, queue[i].1), segmenting);
         let metrics = &self.metrics;
         let plan = &self.plan;
         let delays = &self.delays;
@@ -262,7 +265,7 @@ impl Worker {
                 let (_, len, slot) = queue[i];
                 &bufs[slot][..len]
             },
-            &mut self.segmenting,
+            &mut segmenting,
             |messages| {
                 let now = udp::wall_clock();
                 for m in messages {
@@ -281,6 +284,9 @@ impl Worker {
                 }
             },
         );
+        if !segmenting && self.segmenting.on(now) {
+            self.segmenting.refused(now);
+        }
         self.delays.clear();
         self.shard.clear_fast_outbox();
     }
