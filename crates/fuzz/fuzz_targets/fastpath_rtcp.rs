@@ -19,6 +19,8 @@ fuzz_target!(|data: &[u8]| {
         history.record(t0 + Duration::from_millis(i), 1200, probe);
     }
     let mut bwe = SendSideBwe::new(BweConfig::default());
+    // Subscribers want more than the start: the estimator probes and may run a trial fill.
+    bwe.set_wanted(t0, 2_500_000.0);
     let mut results = Vec::new();
     let mut now = t0 + Duration::from_millis(300);
     for packet in feedback::packets(data) {
@@ -33,6 +35,8 @@ fuzz_target!(|data: &[u8]| {
                 bwe.on_feedback(now, &results);
                 let _ = (bwe.target_bps(), bwe.acked_bps(), bwe.usage());
                 while bwe.poll_probe(now).is_some() {}
+                bwe.on_sent(now, 1200);
+                let _ = (bwe.poll_fill(now), bwe.next_fill());
             }
             Ok(Feedback::Nack { entries, .. }) => feedback::nack_entries(entries).for_each(drop),
             Ok(Feedback::Fir { entries }) => feedback::fir_ssrcs(entries).for_each(drop),

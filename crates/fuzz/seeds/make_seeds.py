@@ -5,6 +5,7 @@ Layouts: RTCP RFC 3550 §6.4; transport-wide feedback draft-holmer-rmcat-transpo
 §3.1; NACK and PLI RFC 4585 §6.2.1/§6.3.1; FIR RFC 5104 §4.3.1; REMB draft-alvestrand-rmcat-remb-03;
 RTP RFC 3550 §5.1 with RFC 8285 header extensions. Run from this directory; the output is committed.
 """
+import os
 import struct
 
 
@@ -54,6 +55,7 @@ rtp_seeds = {
 }
 
 for target, seeds in (("fastpath_rtcp", rtcp_seeds), ("fastpath_rtp", rtp_seeds)):
+    os.makedirs(target, exist_ok=True)
     for name, packet in seeds.items():
         with open(f"{target}/{name}.bin", "wb") as f:
             f.write(packet)

@@ -35,7 +35,8 @@ pub const MAX_HELD: usize = 1024;
 /// How long a sender plans without segmenting after the kernel refused a segmented send as such
 /// (`EIO`: the device or path cannot segment). Routes and devices change under a running server (a
 /// bond fails over, an interface comes back with offloads on), so the refusal is not taken as forever;
-/// each retry that fails again costs one refused message, resent datagram by datagram.
+/// each retry that fails again costs that flush's segmented messages, refused and resent datagram by
+/// datagram.
 pub const RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Whether a sender segments its sends now: never where the socket cannot
@@ -192,6 +193,8 @@ impl SegmentPlan {
 #[cfg(test)]
 mod tests {
 
+    use super::*;
+
     /// A refusal turns segmenting off for [`RETRY_AFTER`], then it is tried again; a socket that
     /// cannot segment never does.
     #[test]
@@ -211,8 +214,6 @@ mod tests {
         assert!(!never.on(t0));
         assert!(!never.on(t0 + 10 * RETRY_AFTER));
     }
-
-    use super::*;
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))

@@ -330,8 +330,8 @@ impl SendBatch {
     /// After each call `sent` gets the messages the kernel took; a message it refused goes to `failed`
     /// with the error (the rest still go). A segmented message the kernel refuses as such (`EIO`: a
     /// device or path that cannot segment, which also clears `segmenting` so the caller plans without
-    /// it for a while, [`crate::gso::Segmenting`]; `EMSGSIZE`/`EINVAL`: a segment over the destination's path MTU) is sent again
-    /// datagram by datagram, each reported as a message of one.
+    /// it for a while, [`crate::gso::Segmenting`]; `EMSGSIZE`/`EINVAL`: a segment over the destination's
+    /// path MTU) is sent again datagram by datagram, each reported as a message of one.
     pub fn send_plan<'a>(
         &mut self,
         fd: RawFd,
