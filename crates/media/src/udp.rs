@@ -406,7 +406,7 @@ impl SendBatch {
                         first: first.first + j,
                         ..*first
                     };
-                    let bytes = datagram(plan.datagrams(&alone)[0]);
+                    let bytes = datagram(plan.datagrams(first)[j]);
                     let mut refused = None;
                     self.send(
                         fd,

@@ -252,7 +252,9 @@ impl Worker {
             return;
         }
         let now = Instant::now();
-        let mut segmenting = self.segmenting.on(now);
+        let planned_segmented = self.segmenting.on(now);
+        // Cleared by `send_plan` if the kernel refuses segmenting (EIO).
+        let mut segmenting = planned_segmented;
         self.plan
             .plan(queue.len(), |i| (queue[i].0, queue[i].1), segmenting);
         let metrics = &self.metrics;
@@ -284,7 +286,7 @@ impl Worker {
                 }
             },
         );
-        if !segmenting && self.segmenting.on(now) {
+        if planned_segmented && !segmenting {
             self.segmenting.refused(now);
         }
         self.delays.clear();
